@@ -17,18 +17,40 @@ from mmoe_tf.config import (  # noqa: E402
     default_tasks,
     joint_output_name,
 )
-
-# --- layers (owned by the layers work) ---
-# --- models, features, losses, targets, saving, gates (owned by the model work) ---
+from mmoe_tf.features import FeatureEncoder  # noqa: E402
+from mmoe_tf.gates import gate_model  # noqa: E402
+from mmoe_tf.layers import CrossExpertBank, ExpertBank, MMoE, TaskGate  # noqa: E402
+from mmoe_tf.losses import UncertaintyWeighting, current_loss_weights  # noqa: E402
+from mmoe_tf.models import MultiTaskModel, build_model, compile_model  # noqa: E402
+from mmoe_tf.saving import config_of, load_model, save_model  # noqa: E402
+from mmoe_tf.targets import add_joint_targets  # noqa: E402
+from mmoe_tf.towers import MLP, Tower  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ARCHITECTURES",
+    "MLP",
+    "CrossExpertBank",
+    "ExpertBank",
+    "FeatureEncoder",
     "FeatureSpec",
     "KerasVersionError",
+    "MMoE",
     "ModelConfig",
+    "MultiTaskModel",
+    "TaskGate",
     "TaskSpec",
+    "Tower",
+    "UncertaintyWeighting",
+    "add_joint_targets",
+    "build_model",
+    "compile_model",
+    "config_of",
+    "current_loss_weights",
     "default_tasks",
+    "gate_model",
     "joint_output_name",
+    "load_model",
+    "save_model",
 ]

@@ -1,0 +1,88 @@
+"""In-memory input pipeline: a validated DataFrame → a batched ``tf.data.Dataset`` for ``model.fit``.
+
+Elements are ``(features, labels, sample_weights)``: dicts keyed by feature name / task name, one
+scalar per row (the model's raw inputs), batched to ``[B]``. For data larger than memory, use
+:mod:`data.tfrecords`, which yields identical batches.
+
+Example:
+    >>> ds = make_dataset(df, schema, batch_size=256, shuffle=True, seed=1)  # doctest: +SKIP
+    >>> model.fit(ds, epochs=3)                                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+import tensorflow as tf
+
+from data.arrays import ensure_validated, feature_arrays, labels_and_weights
+from data.schema import Schema
+
+TargetsFn = Callable[[dict, dict], tuple[dict, dict]]
+
+
+def check_batch_size(batch_size: int) -> None:
+    """``ValueError`` naming ``batch_size`` unless it is a positive integer."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def finish_dataset(
+    ds: tf.data.Dataset,
+    batch_size: int,
+    repeat: bool,
+    targets_fn: TargetsFn | None,
+    drop_remainder: bool,
+    batched: bool,
+) -> tf.data.Dataset:
+    """Shared tail of both pipelines: repeat, batch, ``targets_fn`` per batch, prefetch."""
+    if repeat:
+        ds = ds.repeat()
+    if not batched:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if targets_fn is not None:
+        ds = ds.map(lambda f, y, w: (f, *targets_fn(y, w)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def make_dataset(
+    df: pd.DataFrame,
+    schema: Schema,
+    batch_size: int = 256,
+    shuffle: bool = False,
+    seed: int = 0,
+    repeat: bool = False,
+    targets_fn: TargetsFn | None = None,
+    drop_remainder: bool = False,
+    shuffle_buffer: int | None = None,
+    with_labels: bool = True,
+) -> tf.data.Dataset:
+    """A batched, prefetched dataset of ``(features, labels, sample_weights)`` from a table.
+
+    Args:
+        df: The table (validated here unless it came from :func:`data.loading.load_table`).
+        schema: Features and tasks.
+        batch_size: Rows per batch.
+        shuffle: Shuffle rows (reshuffled every epoch, reproducibly from ``seed``).
+        seed: Shuffle seed.
+        repeat: Repeat forever (then pass ``steps_per_epoch`` to ``fit``).
+        targets_fn: ``targets_fn(labels, weights) -> (labels, weights)`` applied per batch, e.g.
+            ``functools.partial(mmoe_tf.add_joint_targets, config)`` for ESMM tasks.
+        drop_remainder: Drop the last partial batch.
+        shuffle_buffer: Shuffle buffer size; ``None`` shuffles the whole table.
+        with_labels: When False, yield features only (for ``predict`` on unlabelled data).
+
+    Returns:
+        A ``tf.data.Dataset``; every feature is a ``[B]`` tensor of float32, int64 or string.
+    """
+    check_batch_size(batch_size)
+    df = ensure_validated(df, schema, with_labels=with_labels)
+    features = feature_arrays(df, schema)
+    elements = (features, *labels_and_weights(df, schema)) if with_labels else features
+    ds = tf.data.Dataset.from_tensor_slices(elements)
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer or max(len(df), 1), seed=seed, reshuffle_each_iteration=True)
+    if not with_labels:
+        return finish_dataset(ds, batch_size, repeat, None, drop_remainder, batched=False)
+    return finish_dataset(ds, batch_size, repeat, targets_fn, drop_remainder, batched=False)

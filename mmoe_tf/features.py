@@ -1,0 +1,336 @@
+"""Feature preprocessing inside the model: raw scalars in, one dense vector out.
+
+``FeatureEncoder`` turns one raw value per row per feature into a concatenated dense vector, using
+only TensorFlow ops (so an exported SavedModel needs no Python preprocessing):
+
+* ``numeric``: missing values (NaN or ±inf) are replaced by the spec's ``default``; without a
+  default they are replaced by the adapted mean, i.e. they normalise to exactly 0 and cannot
+  poison the model. Then ``tf.keras.layers.Normalization`` with the adapted mean/variance.
+* ``categorical``: ``StringLookup`` / ``IntegerLookup`` over the given or adapted vocabulary with
+  ``num_oov_buckets`` out-of-vocabulary indices (unseen values never crash), then ``Embedding``.
+  A string ``""`` is "missing": it becomes ``default`` when there is one, otherwise OOV.
+  ``int64`` features have no in-band missing marker (the data layer fills them).
+* ``hashed``: ``Hashing(num_bins)`` then ``Embedding``; ``""`` becomes ``default`` if set.
+
+The adapted state (vocabularies, means, variances) is part of the layer config, so a saved model
+is rebuilt without re-adapting.
+
+Example:
+    >>> specs = [FeatureSpec("price", "numeric"), FeatureSpec("device", "categorical", dtype="string")]
+    >>> enc = FeatureEncoder(specs)
+    >>> enc.adapt({"price": np.array([1.0, 2.0]), "device": np.array(["ios", "web"], dtype=object)})
+    >>> enc({"price": tf.constant([1.5]), "device": tf.constant(["android"])}).shape
+    TensorShape([1, 9])
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from mmoe_tf.config import FeatureSpec
+
+INPUT_DTYPES = {"float32": tf.float32, "string": tf.string, "int64": tf.int64}
+
+
+def input_dtype(spec: FeatureSpec) -> tf.DType:
+    """The ``tf.DType`` of the model input for ``spec`` (float32, string or int64)."""
+    return INPUT_DTYPES[spec.dtype]
+
+
+def make_inputs(specs: Sequence[FeatureSpec]) -> dict[str, tf.Tensor]:
+    """One ``tf.keras.Input(shape=(), name=spec.name)`` per feature: one raw scalar per row.
+
+    Example:
+        >>> make_inputs([FeatureSpec("price", "numeric")])["price"].shape
+        TensorShape([None])
+    """
+    return {s.name: tf.keras.Input(shape=(), name=s.name, dtype=input_dtype(s)) for s in specs}
+
+
+def _column(data: Any, spec: FeatureSpec) -> np.ndarray:
+    """The raw values of ``spec`` in ``data`` (dict of arrays or DataFrame keyed by feature name)."""
+    try:
+        has = spec.name in data
+    except TypeError:
+        raise ValueError(
+            f"adapt data must be a dict of arrays or a DataFrame keyed by feature name, got {type(data).__name__}"
+        ) from None
+    if not has:
+        keys = list(data.keys()) if hasattr(data, "keys") else []
+        raise ValueError(
+            f"adapt data lacks feature {spec.name!r} (a {spec.kind} feature needs data to adapt from); "
+            f"available keys: {sorted(map(str, keys))[:20]}"
+        )
+    values = np.asarray(data[spec.name])
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise ValueError(f"adapt data for feature {spec.name!r} must be one value per row, got shape {values.shape}")
+    return values
+
+
+def _first_bad_rows(mask: np.ndarray) -> list[int]:
+    return np.flatnonzero(mask)[:5].tolist()
+
+
+def _numeric_state(spec: FeatureSpec, values: np.ndarray) -> dict[str, float]:
+    try:
+        x = values.astype(np.float64)
+    except (TypeError, ValueError):
+        bad = [i for i, v in enumerate(values[:10_000]) if not _is_number(v)]
+        raise ValueError(
+            f"feature {spec.name!r} is numeric but adapt data holds non-numbers at rows {bad[:5]} "
+            f"(e.g. {values[bad[0]]!r})"
+            if bad
+            else f"feature {spec.name!r} is numeric but adapt data is not"
+        ) from None
+    missing = ~np.isfinite(x)
+    if spec.default is not None:
+        x = np.where(missing, float(spec.default), x)
+    else:
+        x = x[~missing]
+    if x.size == 0:
+        return {"mean": 0.0, "variance": 1.0}
+    return {"mean": float(x.mean()), "variance": float(x.var())}
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _string_values(spec: FeatureSpec, values: np.ndarray) -> list[str]:
+    out = []
+    for v in values.tolist():
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            v = ""
+        elif isinstance(v, bytes):
+            v = v.decode("utf-8")
+        else:
+            v = str(v)
+        out.append(spec.default if v == "" and spec.default is not None else v)
+    return out
+
+
+def _int_values(spec: FeatureSpec, values: np.ndarray) -> list[int]:
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64).tolist()
+    try:
+        x = values.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"feature {spec.name!r} is int64 but adapt data holds non-integers") from None
+    bad = ~np.isfinite(x) | (x != np.round(x))
+    if bad.any():
+        rows = _first_bad_rows(bad)
+        raise ValueError(
+            f"feature {spec.name!r} is int64 but adapt data holds non-integer values at rows {rows} "
+            f"(e.g. {values[rows[0]]!r})"
+        )
+    return x.astype(np.int64).tolist()
+
+
+def _vocabulary_state(spec: FeatureSpec, values: np.ndarray) -> dict[str, list]:
+    tokens = _string_values(spec, values) if spec.dtype == "string" else _int_values(spec, values)
+    counts = collections.Counter(t for t in tokens if t != "")
+    if spec.dtype == "int64":
+        counts.pop(-1, None)  # -1 is IntegerLookup's OOV token; it maps to OOV anyway
+    if not counts:
+        raise ValueError(f"feature {spec.name!r}: adapt data holds no non-missing values to build a vocabulary from")
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    if spec.max_tokens is not None:
+        ranked = ranked[: spec.max_tokens]
+    return {"vocabulary": [t for t, _ in ranked]}
+
+
+def adapt_state(specs: Sequence[FeatureSpec], data: Mapping[str, Any] | Any) -> dict[str, dict[str, Any]]:
+    """Compute the preprocessing state (normaliser stats, vocabularies) of ``specs`` from ``data``.
+
+    Args:
+        specs: Feature specs.
+        data: Dict of arrays or DataFrame keyed by feature name (raw values, NaN/"" = missing).
+
+    Returns:
+        ``{feature_name: {"mean", "variance"} | {"vocabulary"} | {}}`` (JSON-serialisable).
+
+    Raises:
+        ValueError: when ``data`` lacks a feature that needs adapting or holds values of the wrong type.
+    """
+    state: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        if spec.kind == "numeric":
+            state[spec.name] = _numeric_state(spec, _column(data, spec))
+        elif spec.kind == "categorical" and spec.vocabulary is None:
+            state[spec.name] = _vocabulary_state(spec, _column(data, spec))
+        else:
+            state[spec.name] = {}
+    return state
+
+
+def needs_adapting(specs: Sequence[FeatureSpec]) -> list[str]:
+    """Names of the features whose preprocessing must be adapted from data."""
+    return [s.name for s in specs if s.kind == "numeric" or (s.kind == "categorical" and s.vocabulary is None)]
+
+
+def _plain(value: Any) -> Any:
+    """Deep copy of ``value`` with Keras' tracking wrappers turned back into plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _as_specs(features: Sequence[FeatureSpec | Mapping[str, Any]]) -> tuple[FeatureSpec, ...]:
+    specs = tuple(f if isinstance(f, FeatureSpec) else FeatureSpec.from_dict(f) for f in features)
+    if not specs:
+        raise ValueError("FeatureEncoder: field 'features' must list at least one feature")
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"FeatureEncoder: field 'features' has duplicate names {dupes}")
+    return specs
+
+
+@tf.keras.utils.register_keras_serializable(package="mmoe_tf")
+class FeatureEncoder(tf.keras.layers.Layer):
+    """Encodes a dict of raw feature tensors ``{name: [B]}`` into one dense ``[B, D]`` tensor.
+
+    Args:
+        features: ``FeatureSpec``s (or their dicts); the output concatenates them in this order.
+        state: Adapted preprocessing state from :func:`adapt_state` (or :meth:`adapt`); ``None``
+            when nothing needs adapting or when :meth:`adapt` is called before first use.
+        seed: Base seed of the embedding initialisers.
+
+    Example:
+        >>> enc = FeatureEncoder([FeatureSpec("city", "hashed", num_bins=8, embedding_dim=3)])
+        >>> enc({"city": tf.constant(["paris", ""])}).shape
+        TensorShape([2, 3])
+    """
+
+    def __init__(
+        self,
+        features: Sequence[FeatureSpec | Mapping[str, Any]],
+        state: Mapping[str, Mapping[str, Any]] | None = None,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.specs = _as_specs(features)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"FeatureEncoder: field 'seed' must be an integer >= 0, got {seed!r}")
+        self.seed = seed
+        self.state: dict[str, dict[str, Any]] | None = None
+        self._preprocessors: list[tf.keras.layers.Layer | None] = []
+        self._embeddings: list[tf.keras.layers.Layer | None] = []
+        if state is not None:
+            self._set_state(state)
+        elif not needs_adapting(self.specs):
+            self._set_state({s.name: {} for s in self.specs})
+
+    @property
+    def output_dim(self) -> int:
+        """Width D of the encoded vector."""
+        return sum(1 if s.kind == "numeric" else s.embedding_dim for s in self.specs)
+
+    def adapt(self, data: Mapping[str, Any] | Any) -> None:
+        """Adapt normalisers and vocabularies from ``data`` (dict of arrays / DataFrame by feature name)."""
+        if self.built:
+            raise ValueError(f"FeatureEncoder {self.name!r} is already built; adapt before first use")
+        self._set_state(adapt_state(self.specs, data))
+
+    def _set_state(self, state: Mapping[str, Mapping[str, Any]]) -> None:
+        missing = [n for n in needs_adapting(self.specs) if not state.get(n)]
+        if missing:
+            raise ValueError(f"FeatureEncoder: field 'state' lacks the adapted state of features {missing}")
+        self.state = {s.name: dict(state.get(s.name, {})) for s in self.specs}
+        self._preprocessors, self._embeddings = [], []
+        for i, spec in enumerate(self.specs):
+            pre, emb = self._make_layers(spec, self.state[spec.name], i)
+            self._preprocessors.append(pre)
+            self._embeddings.append(emb)
+
+    def _make_layers(self, spec: FeatureSpec, state: Mapping[str, Any], index: int) -> tuple[Any, Any]:
+        if spec.kind == "numeric":
+            pre = tf.keras.layers.Normalization(
+                axis=-1, mean=[state["mean"]], variance=[state["variance"]], name=f"norm_{spec.name}"
+            )
+            return pre, None
+        if spec.kind == "categorical":
+            vocabulary = list(spec.vocabulary) if spec.vocabulary is not None else list(state["vocabulary"])
+            lookup = tf.keras.layers.StringLookup if spec.dtype == "string" else tf.keras.layers.IntegerLookup
+            pre = lookup(
+                vocabulary=vocabulary, num_oov_indices=spec.num_oov_buckets, mask_token=None, name=f"lookup_{spec.name}"
+            )
+            size = len(vocabulary) + spec.num_oov_buckets
+        else:
+            pre = tf.keras.layers.Hashing(num_bins=spec.num_bins, name=f"hash_{spec.name}")
+            size = spec.num_bins
+        emb = tf.keras.layers.Embedding(
+            size,
+            spec.embedding_dim,
+            embeddings_initializer=tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=self.seed * 7919 + index),
+            name=f"embed_{spec.name}",
+        )
+        return pre, emb
+
+    def build(self, input_shape: Any) -> None:
+        if self.state is None:
+            raise ValueError(
+                f"FeatureEncoder {self.name!r} is not adapted: features {needs_adapting(self.specs)} need "
+                "adapt data (pass adapt_data to build_model or call adapt())"
+            )
+        super().build(input_shape)
+
+    def _missing_to_default(self, spec: FeatureSpec, x: tf.Tensor) -> tf.Tensor:
+        if spec.kind == "numeric":
+            x = tf.cast(x, tf.float32)
+            fill = float(spec.default) if spec.default is not None else self.state[spec.name]["mean"]
+            return tf.where(tf.math.is_finite(x), x, tf.constant(fill, tf.float32))
+        if spec.dtype == "string":
+            if x.dtype != tf.string:
+                raise ValueError(f"feature {spec.name!r} expects string values, got a {x.dtype.name} tensor")
+            if spec.default is not None:
+                x = tf.where(tf.equal(x, ""), tf.constant(spec.default), x)
+            return x
+        if not x.dtype.is_integer:
+            raise ValueError(f"feature {spec.name!r} expects int64 values, got a {x.dtype.name} tensor")
+        return tf.cast(x, tf.int64)
+
+    def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        if not isinstance(inputs, Mapping):
+            raise ValueError(f"FeatureEncoder expects a dict of feature tensors, got {type(inputs).__name__}")
+        absent = [s.name for s in self.specs if s.name not in inputs]
+        if absent:
+            raise ValueError(f"FeatureEncoder: inputs lack features {absent}")
+        parts = []
+        for spec, pre, emb in zip(self.specs, self._preprocessors, self._embeddings, strict=True):
+            x = inputs[spec.name]
+            if x.shape.rank == 2:
+                x = tf.squeeze(x, axis=-1)
+            x = self._missing_to_default(spec, x)
+            if spec.kind == "numeric":
+                parts.append(pre(x[:, tf.newaxis]))
+            else:
+                parts.append(emb(pre(x)))
+        return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
+
+    def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
+        first = next(iter(input_shape.values())) if isinstance(input_shape, Mapping) else None
+        batch = tf.TensorShape(first)[0] if first is not None else None
+        return tf.TensorShape([batch, self.output_dim])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        state = None if self.state is None else {k: _plain(v) for k, v in self.state.items()}
+        config.update(features=[s.to_dict() for s in self.specs], state=state, seed=self.seed)
+        return config

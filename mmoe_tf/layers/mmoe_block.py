@@ -1,0 +1,186 @@
+"""``MMoE``: one expert bank shared by ``num_gates`` task gates (OMoE when ``num_gates=1``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from mmoe_tf.layers import _common as c
+from mmoe_tf.layers.cross_expert_bank import CrossExpertBank
+from mmoe_tf.layers.expert_bank import ExpertBank, parse_implementation
+from mmoe_tf.layers.task_gate import TaskGate
+
+EXPERT_TYPES = ("mlp", "cross")
+
+
+@tf.keras.utils.register_keras_serializable(package="mmoe_tf")
+class MMoE(tf.keras.layers.Layer):
+    """Multi-gate Mixture-of-Experts block (Ma et al., KDD 2018).
+
+    One expert bank (``ExpertBank`` for ``expert_type="mlp"``, ``CrossExpertBank`` for ``"cross"``)
+    and ``num_gates`` ``TaskGate``s. Gate g mixes the experts with softmax weights from its gate input.
+
+    Inputs: one tensor ``[B, D]`` — experts and every gate read it — or, for a stacked (level > 1)
+    block, a list of ``num_gates`` tensors (the previous level's per-task outputs): gate g reads
+    ``inputs[g]`` (its own task's previous output) and the experts read the concatenation of all of
+    them along the last axis, so every expert still sees every task's representation.
+
+    Args:
+        num_gates: Number of gates (tasks); 1 gives OMoE.
+        num_experts: Number of experts K.
+        expert_units: Expert hidden sizes; the last is the expert (and mixed) output width.
+        expert_type: ``"mlp"`` or ``"cross"``.
+        expert_activation: Activation inside experts.
+        expert_dropout: Dropout rate inside experts.
+        expert_norm: ``None``, ``"batch"`` or ``"layer"`` inside experts.
+        cross_layers: Cross layers per expert (``expert_type="cross"`` only).
+        gate_hidden_units: Hidden sizes of each gate (empty: linear gates).
+        gate_activation: Activation of gate hidden layers.
+        gate_temperature: Softmax temperature of the gates (> 0).
+        gate_dropout: Gate-weight dropout during training (see ``TaskGate``).
+        seed: Base seed of every weight; ``None`` draws one at construction.
+        implementation: ``ExpertBank`` implementation (``"auto"`` is the fastest measured).
+
+    Returns (from ``call``):
+        ``(mixed, weights)``: lists of ``num_gates`` tensors ``[B, expert_units[-1]]`` and ``[B, K]``.
+
+    Example:
+        >>> block = MMoE(num_gates=2, num_experts=4, expert_units=[16], seed=0)
+        >>> mixed, weights = block(tf.zeros([3, 10]))
+        >>> [m.shape for m in mixed], [w.shape for w in weights]
+        ([TensorShape([3, 16]), TensorShape([3, 16])], [TensorShape([3, 4]), TensorShape([3, 4])])
+    """
+
+    def __init__(
+        self,
+        num_gates: int,
+        num_experts: int,
+        expert_units: int | Sequence[int],
+        expert_type: str = "mlp",
+        expert_activation: Any = "relu",
+        expert_dropout: float = 0.0,
+        expert_norm: str | None = None,
+        cross_layers: int = 2,
+        gate_hidden_units: Sequence[int] = (),
+        gate_activation: Any = "relu",
+        gate_temperature: float = 1.0,
+        gate_dropout: float = 0.0,
+        seed: int | None = None,
+        implementation: str = "auto",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.num_gates = c.check_int("num_gates", num_gates, 1)
+        self.num_experts = c.check_int("num_experts", num_experts, 1)
+        self.expert_units = c.check_units("expert_units", expert_units)
+        if expert_type not in EXPERT_TYPES:
+            raise ValueError(f"expert_type must be one of {EXPERT_TYPES}, got {expert_type!r}")
+        self.expert_type = expert_type
+        self.expert_activation = tf.keras.activations.get(expert_activation)
+        self.expert_dropout = c.check_rate("expert_dropout", expert_dropout)
+        self.expert_norm = c.check_normalization("expert_norm", expert_norm)
+        self.cross_layers = c.check_int("cross_layers", cross_layers, 1)
+        self.gate_hidden_units = c.check_units("gate_hidden_units", gate_hidden_units, allow_empty=True)
+        self.gate_activation = tf.keras.activations.get(gate_activation)
+        self.gate_temperature = c.check_positive("gate_temperature", gate_temperature)
+        self.gate_dropout = c.check_rate("gate_dropout", gate_dropout)
+        self.seed = c.check_seed("seed", seed)
+        parse_implementation(implementation)
+        self.implementation = implementation
+        base = c.resolve_seed(seed)
+        common = dict(
+            activation=self.expert_activation,
+            dropout=self.expert_dropout,
+            normalization=self.expert_norm,
+            seed=c.derive_seed(base, 0),
+            implementation=implementation,
+            name="experts",
+        )
+        if expert_type == "mlp":
+            self.experts = ExpertBank(self.num_experts, self.expert_units, **common)
+        else:
+            self.experts = CrossExpertBank(
+                self.num_experts, self.expert_units, num_cross_layers=self.cross_layers, **common
+            )
+        self.gates = [
+            TaskGate(
+                self.num_experts,
+                hidden_units=self.gate_hidden_units,
+                activation=self.gate_activation,
+                temperature=self.gate_temperature,
+                dropout=self.gate_dropout,
+                seed=c.derive_seed(base, 1 + g),
+                name=f"gate_{g}",
+            )
+            for g in range(self.num_gates)
+        ]
+
+    def _split_shapes(self, input_shape: Any) -> tuple[tf.TensorShape, list[tf.TensorShape]]:
+        if isinstance(input_shape, (list, tuple)) and input_shape and not isinstance(input_shape[0], (int, type(None))):
+            shapes = [tf.TensorShape(s) for s in input_shape]
+            if len(shapes) != self.num_gates:
+                raise ValueError(f"MMoE with num_gates={self.num_gates} got a list of {len(shapes)} inputs")
+            for s in shapes:
+                if s.rank != 2 or s[-1] is None:
+                    raise ValueError(f"MMoE inputs must be [batch, dim] tensors, got {s}")
+            expert_shape = tf.TensorShape([shapes[0][0], sum(int(s[-1]) for s in shapes)])
+            return expert_shape, shapes
+        shape = tf.TensorShape(input_shape)
+        if shape.rank != 2 or shape[-1] is None:
+            raise ValueError(f"MMoE expects inputs [batch, dim] or a list of them, got {shape}")
+        return shape, [shape] * self.num_gates
+
+    def build(self, input_shape: Any) -> None:
+        expert_shape, gate_shapes = self._split_shapes(input_shape)
+        self.experts.build(expert_shape)
+        bank_shape = self.experts.compute_output_shape(expert_shape)
+        for gate, shape in zip(self.gates, gate_shapes, strict=True):
+            gate.build((bank_shape, shape))
+        super().build(input_shape)
+
+    def call(self, inputs: Any, training: bool | None = None) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
+        if isinstance(inputs, (list, tuple)):
+            if len(inputs) != self.num_gates:
+                raise ValueError(f"MMoE with num_gates={self.num_gates} got a list of {len(inputs)} inputs")
+            gate_inputs = list(inputs)
+            expert_input = tf.concat(gate_inputs, axis=-1) if len(gate_inputs) > 1 else gate_inputs[0]
+        else:
+            gate_inputs = [inputs] * self.num_gates
+            expert_input = inputs
+        expert_outputs = self.experts(expert_input, training=training)
+        mixed, weights = [], []
+        for gate, gate_input in zip(self.gates, gate_inputs, strict=True):
+            m, w = gate((expert_outputs, gate_input), training=training)
+            mixed.append(m)
+            weights.append(w)
+        return mixed, weights
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[list[tf.TensorShape], list[tf.TensorShape]]:
+        expert_shape, _ = self._split_shapes(input_shape)
+        batch = expert_shape[0]
+        return (
+            [tf.TensorShape([batch, self.expert_units[-1]])] * self.num_gates,
+            [tf.TensorShape([batch, self.num_experts])] * self.num_gates,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            num_gates=self.num_gates,
+            num_experts=self.num_experts,
+            expert_units=list(self.expert_units),
+            expert_type=self.expert_type,
+            expert_activation=tf.keras.activations.serialize(self.expert_activation),
+            expert_dropout=self.expert_dropout,
+            expert_norm=self.expert_norm,
+            cross_layers=self.cross_layers,
+            gate_hidden_units=list(self.gate_hidden_units),
+            gate_activation=tf.keras.activations.serialize(self.gate_activation),
+            gate_temperature=self.gate_temperature,
+            gate_dropout=self.gate_dropout,
+            seed=self.seed,
+            implementation=self.implementation,
+        )
+        return config

@@ -1,0 +1,139 @@
+"""``TaskGate``: one task's softmax gate over K experts, with temperature and gate dropout."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from mmoe_tf.layers import _common as c
+
+_DROPPED_LOGIT = -1e9
+
+
+@tf.keras.utils.register_keras_serializable(package="mmoe_tf")
+class TaskGate(tf.keras.layers.Layer):
+    """Mixes K expert outputs with softmax weights computed from a gate input.
+
+    ``weights = softmax(logits(gate_input) / temperature)``; ``mixed = sum_k weights[:, k] * experts[:, k]``.
+
+    Gate dropout (training only; remedy for gate polarisation, Zhao et al., RecSys 2019): each
+    expert's weight is dropped independently per example with probability ``dropout`` and the
+    kept weights are renormalised to sum to 1 (implemented as masking the dropped logits before
+    the softmax, which is the same renormalisation but numerically stable). No ``1/(1-p)``
+    rescaling is applied since the renormalised weights already sum to 1. When every expert of an
+    example is dropped, that example keeps its undropped weights. At inference nothing is dropped.
+
+    Args:
+        num_experts: Number of experts K (>= 1).
+        hidden_units: Hidden layer sizes before the softmax (empty: a linear gate).
+        activation: Activation of the hidden layers.
+        temperature: Softmax temperature (> 0); larger is flatter.
+        dropout: Gate-weight dropout rate in [0, 1) during training.
+        seed: Seed of the gate weights and of the dropout masks; ``None`` draws one.
+
+    Call args:
+        inputs: ``(expert_outputs [B, K, U], gate_input [B, D])``.
+        training: Whether gate dropout is active.
+
+    Returns:
+        ``(mixed [B, U], weights [B, K])``.
+
+    Example:
+        >>> gate = TaskGate(num_experts=4, seed=0)
+        >>> mixed, weights = gate((tf.ones([2, 4, 8]), tf.ones([2, 5])))
+        >>> mixed.shape, weights.shape
+        (TensorShape([2, 8]), TensorShape([2, 4]))
+    """
+
+    def __init__(
+        self,
+        num_experts: int,
+        hidden_units: Sequence[int] = (),
+        activation: Any = "relu",
+        temperature: float = 1.0,
+        dropout: float = 0.0,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.num_experts = c.check_int("num_experts", num_experts, 1)
+        self.hidden_units = c.check_units("hidden_units", hidden_units, allow_empty=True)
+        self.activation = tf.keras.activations.get(activation)
+        self.temperature = c.check_positive("temperature", temperature)
+        self.dropout = c.check_rate("dropout", dropout)
+        self.seed = c.check_seed("seed", seed)
+        self._base_seed = c.resolve_seed(seed)
+        self._hidden = [
+            tf.keras.layers.Dense(
+                u,
+                activation=self.activation,
+                kernel_initializer=tf.keras.initializers.GlorotUniform(c.derive_seed(self._base_seed, i)),
+                name=f"hidden_{i}",
+            )
+            for i, u in enumerate(self.hidden_units)
+        ]
+        self._logits = tf.keras.layers.Dense(
+            self.num_experts,
+            kernel_initializer=tf.keras.initializers.GlorotUniform(
+                c.derive_seed(self._base_seed, len(self.hidden_units))
+            ),
+            name="logits",
+        )
+        self._dropout_seed = c.derive_seed(self._base_seed, 1000)
+
+    def build(self, input_shape: Any) -> None:
+        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
+            raise ValueError(f"TaskGate expects inputs (expert_outputs, gate_input), got shapes {input_shape}")
+        expert_shape, gate_shape = (tf.TensorShape(s) for s in input_shape)
+        if expert_shape.rank != 3 or expert_shape[1] != self.num_experts:
+            raise ValueError(
+                f"TaskGate with num_experts={self.num_experts} expects expert_outputs [batch, "
+                f"{self.num_experts}, units], got {expert_shape}"
+            )
+        if gate_shape.rank != 2 or gate_shape[-1] is None:
+            raise ValueError(f"TaskGate expects gate_input [batch, dim], got {gate_shape}")
+        shape = gate_shape
+        for layer in self._hidden:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self._logits.build(shape)
+        super().build(input_shape)
+
+    def _drop(self, logits: tf.Tensor) -> tf.Tensor:
+        keep = tf.random.uniform(tf.shape(logits), seed=self._dropout_seed) >= self.dropout
+        all_dropped = tf.logical_not(tf.reduce_any(keep, axis=-1, keepdims=True))
+        keep = tf.logical_or(keep, all_dropped)  # guard: a fully dropped row keeps every expert
+        return tf.where(keep, logits, tf.constant(_DROPPED_LOGIT, logits.dtype))
+
+    def call(self, inputs: Sequence[tf.Tensor], training: bool | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        expert_outputs, gate_input = inputs
+        h = gate_input
+        for layer in self._hidden:
+            h = layer(h)
+        logits = self._logits(h) / self.temperature
+        if self.dropout:
+            logits = c.smart_cond(training, lambda: self._drop(logits), lambda: logits)
+        weights = tf.nn.softmax(logits, axis=-1)
+        mixed = tf.einsum("bk,bku->bu", weights, expert_outputs)
+        return mixed, weights
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[tf.TensorShape, tf.TensorShape]:
+        expert_shape = tf.TensorShape(input_shape[0])
+        return (
+            tf.TensorShape([expert_shape[0], expert_shape[2]]),
+            tf.TensorShape([expert_shape[0], self.num_experts]),
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            num_experts=self.num_experts,
+            hidden_units=list(self.hidden_units),
+            activation=tf.keras.activations.serialize(self.activation),
+            temperature=self.temperature,
+            dropout=self.dropout,
+            seed=self.seed,
+        )
+        return config

@@ -1,0 +1,356 @@
+"""Multi-task ranking models built from a ``ModelConfig``: MMoE, OMoE, shared-bottom and single-task.
+
+All four architectures share the same feature handling (``FeatureEncoder``) and the same towers,
+so comparisons between them are fair. The model is a functional Keras model subclass,
+``MultiTaskModel``, whose config is the ``ModelConfig`` plus the adapted feature state: it is
+saved and re-created without re-adapting, and its losses (fixed λ or learned uncertainty weights,
+ESMM joint targets, masked labels) are computed by :meth:`MultiTaskModel.compute_loss`.
+
+Example:
+    >>> config = ModelConfig(features=(FeatureSpec("price", "numeric"),), num_experts=2, expert_units=(8,))
+    >>> model = build_model(config, adapt_data={"price": np.array([1.0, 2.0, 3.0])})
+    >>> sorted(model.predict({"price": np.array([1.5])}, verbose=0))
+    ['click', 'satisfaction']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from mmoe_tf.config import ModelConfig, joint_output_name
+from mmoe_tf.features import FeatureEncoder, adapt_state, make_inputs, needs_adapting
+from mmoe_tf.layers import CrossExpertBank, MMoE
+from mmoe_tf.losses import UncertaintyWeighting, make_loss
+from mmoe_tf.targets import add_joint_targets, task_order, trained_targets
+from mmoe_tf.towers import MLP, Tower
+
+
+def _seed(config: ModelConfig, *path: int) -> int:
+    value = config.seed
+    for p in path:
+        value = (value * 1_000_003 + 7919 * (p + 1)) % (2**31 - 1)
+    return value
+
+
+def mmoe_layer_name(level: int) -> str:
+    """Name of the MMoE/OMoE block at ``level`` (0-based) inside a built model."""
+    return f"mmoe_{level}"
+
+
+def _bottom(config: ModelConfig, seed: int, name: str) -> tf.keras.layers.Layer:
+    """The shared-bottom / single-task bottom network: one expert's worth of network."""
+    if config.expert_type == "cross":
+        return tf.keras.Sequential(
+            [
+                CrossExpertBank(
+                    1,
+                    config.expert_units,
+                    num_cross_layers=config.cross_layers,
+                    activation=config.expert_activation,
+                    dropout=config.expert_dropout,
+                    normalization=config.expert_norm,
+                    seed=seed,
+                    name="cross",
+                ),
+                tf.keras.layers.Reshape((config.expert_units[-1],), name="squeeze"),
+            ],
+            name=name,
+        )
+    return MLP(
+        config.expert_units,
+        activation=config.expert_activation,
+        dropout=config.expert_dropout,
+        normalization=config.expert_norm,
+        seed=seed,
+        name=name,
+    )
+
+
+def _representations(config: ModelConfig, state: Mapping[str, Any], inputs: dict) -> dict[str, tf.Tensor]:
+    """The input of each task's tower, keyed by task name."""
+    arch = config.architecture
+    if arch == "single_task":
+        reps = {}
+        for i, task in enumerate(config.tasks):
+            encoder = FeatureEncoder(config.features, state, seed=_seed(config, 1, i), name=f"features_{task.name}")
+            reps[task.name] = _bottom(config, _seed(config, 2, i), f"bottom_{task.name}")(encoder(inputs))
+        return reps
+    x = FeatureEncoder(config.features, state, seed=_seed(config, 1), name="features")(inputs)
+    if arch == "shared_bottom":
+        h = _bottom(config, _seed(config, 2), "bottom")(x)
+        return {t.name: h for t in config.tasks}
+    num_gates = len(config.tasks) if arch == "mmoe" else 1
+    level_input: Any = x
+    mixed: list[tf.Tensor] = []
+    for level in range(config.num_levels):
+        block = MMoE(
+            num_gates=num_gates,
+            num_experts=config.num_experts,
+            expert_units=config.expert_units,
+            expert_type=config.expert_type,
+            expert_activation=config.expert_activation,
+            expert_dropout=config.expert_dropout,
+            expert_norm=config.expert_norm,
+            cross_layers=config.cross_layers,
+            gate_hidden_units=config.gate_hidden_units,
+            gate_temperature=config.gate_temperature,
+            gate_dropout=config.gate_dropout,
+            seed=_seed(config, 3, level),
+            name=mmoe_layer_name(level),
+        )
+        mixed, _ = block(level_input)
+        level_input = list(mixed) if num_gates > 1 else mixed[0]
+    return {t.name: mixed[i if num_gates > 1 else 0] for i, t in enumerate(config.tasks)}
+
+
+def _build_graph(config: ModelConfig, state: Mapping[str, Any]) -> tuple[dict, dict]:
+    inputs = make_inputs(config.features)
+    reps = _representations(config, state, inputs)
+    heads: dict[str, tf.Tensor] = {}
+    unconditional: dict[str, tf.Tensor] = {}
+    for i, task in enumerate(config.tasks):
+        heads[task.name] = Tower(
+            task.tower_units if task.tower_units is not None else config.tower_units,
+            task_type=task.type,
+            activation=config.tower_activation,
+            dropout=config.tower_dropout,
+            seed=_seed(config, 4, i),
+            name=task.name,
+        )(reps[task.name])
+    for task in task_order(config):
+        if task.conditional_on is None:
+            unconditional[task.name] = heads[task.name]
+        else:
+            joint = tf.keras.layers.Multiply(name=joint_output_name(task))(
+                [unconditional[task.conditional_on], heads[task.name]]
+            )
+            unconditional[task.name] = heads[joint_output_name(task)] = joint
+    return inputs, {name: heads[name] for name in config.output_names}
+
+
+@tf.keras.utils.register_keras_serializable(package="mmoe_tf")
+class MultiTaskModel(tf.keras.Model):
+    """Functional multi-task model built from a ``ModelConfig`` and adapted feature state.
+
+    Use :func:`build_model` rather than constructing it directly (it adapts the state from data).
+
+    Args:
+        model_config: ``ModelConfig`` (or its dict).
+        feature_state: Adapted preprocessing state from ``mmoe_tf.features.adapt_state``.
+
+    Losses (:meth:`compute_loss`): one per trained target (the task's own output, or its ESMM joint
+    output); labels that are NaN/inf count as unobserved (weight 0, label 0) so masked rows never
+    affect the loss; a missing ESMM joint label is derived with ``add_joint_targets``. The total is
+    ``Σ λ_i L_i`` (``fixed``) or the uncertainty-weighted sum (``uncertainty``, see
+    ``mmoe_tf.losses``), plus regularisation losses. Logged: ``loss`` and ``<target>_loss``.
+    """
+
+    def __init__(
+        self,
+        model_config: ModelConfig | Mapping[str, Any],
+        feature_state: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        config = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(model_config)
+        task_order(config)  # validates conditional_on cycles
+        state = {name: dict(value) for name, value in (feature_state or {}).items()}
+        inputs, outputs = _build_graph(config, state)
+        kwargs.setdefault("name", config.architecture)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self._mmoe_config = config
+        self._feature_state_plain = state
+        targets = trained_targets(config)
+        self._targets = [name for name, _ in targets]
+        self._target_losses = {name: make_loss(task) for name, task in targets}
+        self._fixed_weights = {name: task.loss_weight for name, task in targets}
+        self.loss_tracker = tf.keras.metrics.Mean(name="loss")
+        self.target_loss_trackers = [tf.keras.metrics.Mean(name=f"{name}_loss") for name in self._targets]
+        self.loss_balancer = None
+        if config.loss_balancing == "uncertainty":
+            learned = [(name, task) for name, task in targets if task.loss_weight > 0]
+            if not learned:
+                raise ValueError("ModelConfig: field 'tasks' has no task with loss_weight > 0 to balance")
+            self.loss_balancer = UncertaintyWeighting(
+                [name for name, _ in learned], [task.type for _, task in learned], name="loss_balancer"
+            )
+            self.loss_balancer.build(None)
+
+    @property
+    def mmoe_config(self) -> ModelConfig:
+        """The ``ModelConfig`` this model was built from."""
+        return self._mmoe_config
+
+    @property
+    def feature_state(self) -> dict[str, Any]:
+        """The adapted preprocessing state (vocabularies, means, variances) keyed by feature name."""
+        return self._feature_state_plain
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "model_config": self._mmoe_config.to_dict(),
+            "feature_state": _plain(self._feature_state_plain),
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], custom_objects: Any = None) -> MultiTaskModel:
+        config = dict(config)
+        trainable = config.pop("trainable", True)
+        model = cls(**config)
+        model.trainable = trainable
+        return model
+
+    # ----- losses -------------------------------------------------------------------------------
+    def _prepare_targets(self, y: Any, sample_weight: Any) -> tuple[dict, dict]:
+        """Labels ``[B, 1]`` and weights ``[B]`` (float32) for every trained target, unobserved masked."""
+        if not isinstance(y, Mapping):
+            if len(self._targets) == 1 and y is not None:
+                y = {self._targets[0]: y}
+                sample_weight = None if sample_weight is None else {self._targets[0]: sample_weight}
+            else:
+                raise ValueError(
+                    f"labels must be a dict keyed by task name with keys {self._targets}, got {type(y).__name__}"
+                )
+        if sample_weight is not None and not isinstance(sample_weight, Mapping):
+            raise ValueError(f"sample weights must be a dict keyed by task name, got {type(sample_weight).__name__}")
+        if any(name not in y for name in self._targets):
+            y, sample_weight = add_joint_targets(self._mmoe_config, y, sample_weight)
+        labels, weights = {}, {}
+        for name in self._targets:
+            label = tf.reshape(tf.cast(y[name], tf.float32), [-1, 1])
+            weight = None if sample_weight is None else sample_weight.get(name)
+            weight = tf.ones_like(label[:, 0]) if weight is None else tf.reshape(tf.cast(weight, tf.float32), [-1])
+            seen = tf.math.is_finite(label[:, 0])
+            weights[name] = tf.where(seen, weight, tf.zeros_like(weight))
+            labels[name] = tf.where(seen[:, tf.newaxis], label, tf.zeros_like(label))
+        return labels, weights
+
+    def compute_loss(
+        self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None
+    ) -> tf.Tensor | None:
+        del x
+        if y is None:
+            return None
+        labels, weights = self._prepare_targets(y, sample_weight)
+        per_target = {}
+        batch = tf.shape(labels[self._targets[0]])[0]
+        for name, tracker in zip(self._targets, self.target_loss_trackers, strict=True):
+            loss = self._target_losses[name](labels[name], y_pred[name], sample_weight=weights[name])
+            tracker.update_state(loss, sample_weight=batch)
+            per_target[name] = loss
+        if self.loss_balancer is not None:
+            total = self.loss_balancer.combine([per_target[n] for n in self.loss_balancer.target_names])
+        else:
+            total = tf.add_n([self._fixed_weights[n] * per_target[n] for n in self._targets])
+        if self.losses:
+            total += tf.add_n(self.losses)
+        self.loss_tracker.update_state(total, sample_weight=batch)
+        return total
+
+    def compute_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any) -> dict[str, Any]:
+        if y is not None:
+            y, sample_weight = self._prepare_targets(y, sample_weight)
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    @property
+    def metrics(self) -> list[tf.keras.metrics.Metric]:
+        own = [self.loss_tracker, *self.target_loss_trackers]
+        return own + [m for m in super().metrics if all(m is not o for o in own)]
+
+    # ----- checked weights files ----------------------------------------------------------------
+    def save_weights(self, filepath: Any, *args: Any, **kwargs: Any) -> Any:
+        """``tf.keras.Model.save_weights`` plus a ``<filepath>.mmoe.json`` sidecar holding the config."""
+        from mmoe_tf.saving import write_weights_sidecar
+
+        result = super().save_weights(filepath, *args, **kwargs)
+        write_weights_sidecar(self, filepath)
+        return result
+
+    def load_weights(self, filepath: Any, *args: Any, **kwargs: Any) -> Any:
+        """``tf.keras.Model.load_weights`` that first checks the sidecar config (``ValueError`` on mismatch)."""
+        from mmoe_tf.saving import check_weights_sidecar
+
+        check_weights_sidecar(self, filepath)
+        return super().load_weights(filepath, *args, **kwargs)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _optimizer(config: ModelConfig) -> tf.keras.optimizers.Optimizer:
+    try:
+        return tf.keras.optimizers.get(
+            {"class_name": config.optimizer, "config": {"learning_rate": config.learning_rate}}
+        )
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"ModelConfig: field 'optimizer' is {config.optimizer!r}, not a Keras optimizer: {err}"
+        ) from None
+
+
+def compile_model(model: MultiTaskModel) -> MultiTaskModel:
+    """Compile ``model`` from its config: optimizer/learning rate, per-target losses, weighted metrics.
+
+    Metrics (weighted by the sample weights): ``<target>_auc`` for binary targets,
+    ``<target>_mae`` for regression targets.
+    """
+    config = model.mmoe_config
+    losses, weights, metrics = {}, {}, {}
+    for name, task in trained_targets(config):
+        losses[name] = make_loss(task)
+        weights[name] = task.loss_weight
+        metrics[name] = [
+            tf.keras.metrics.AUC(name="auc")
+            if task.type == "binary"
+            else tf.keras.metrics.MeanAbsoluteError(name="mae")
+        ]
+    model.compile(optimizer=_optimizer(config), loss=losses, loss_weights=weights, weighted_metrics=metrics)
+    return model
+
+
+def build_model(
+    config: ModelConfig | Mapping[str, Any], adapt_data: Mapping[str, Any] | Any = None, compile: bool = True
+) -> MultiTaskModel:
+    """Build (and by default compile) the multi-task model described by ``config``.
+
+    Args:
+        config: The model description; ``config.architecture`` picks ``mmoe``, ``omoe``,
+            ``shared_bottom`` or ``single_task``.
+        adapt_data: Raw feature columns keyed by feature name (dict of arrays or DataFrame), used
+            to adapt normalisers and vocabularies; required when any feature needs adapting.
+        compile: Whether to compile with the config's optimizer, losses and metrics.
+
+    Returns:
+        A ``MultiTaskModel`` with one input per feature and outputs ``{name: [B, 1]}`` for
+        every name in ``config.output_names``.
+
+    Raises:
+        ValueError: invalid config (naming the field), missing or bad adapt data (naming the feature).
+
+    Example:
+        >>> model = build_model(config, adapt_data=train_df)
+        >>> model.fit(dataset, epochs=1)
+    """
+    if isinstance(config, Mapping):
+        config = ModelConfig.from_dict(config)
+    if not isinstance(config, ModelConfig):
+        raise ValueError(f"build_model: config must be a ModelConfig or its dict, got {type(config).__name__}")
+    task_order(config)
+    pending = needs_adapting(config.features)
+    if pending and adapt_data is None:
+        raise ValueError(f"build_model: features {pending} need adapt_data (raw columns keyed by feature name)")
+    state = adapt_state(config.features, adapt_data) if pending else {f.name: {} for f in config.features}
+    model = MultiTaskModel(config, state)
+    return compile_model(model) if compile else model

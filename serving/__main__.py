@@ -1,0 +1,7 @@
+"""``python -m serving {export,serve,predict}``."""
+
+import sys
+
+from serving.cli import main
+
+sys.exit(main())

@@ -1,0 +1,146 @@
+"""Command line: ``python -m serving {export,serve,predict}`` (also installed as ``mmoe-serving``).
+
+Examples:
+    python -m serving export --model runs/x/model.keras --base-path export --model-name mmoe \\
+        --score-weights click=1,satisfaction=2 --warmup-data data/sample/impressions.csv
+    python -m serving serve --base-path export --model-name mmoe --port 8501 --enable-batching
+    python -m serving predict --url http://127.0.0.1:8501 --model-name mmoe --data rows.csv --rows 5
+
+Each subcommand imports only what it needs: ``serve`` and ``predict`` never import ``mmoe_tf``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with the ``export``, ``serve`` and ``predict`` subcommands."""
+    parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    exp = sub.add_parser("export", help="export a .keras model as a verified SavedModel version for TF Serving")
+    exp.add_argument("--model", required=True, type=Path, help="the trained model (.keras file)")
+    exp.add_argument("--base-path", required=True, type=Path, help="TF Serving base path (holds <name>/<version>/)")
+    exp.add_argument("--model-name", default="mmoe")
+    exp.add_argument("--version", type=_positive_int, default=None, help="default: next free version number")
+    exp.add_argument("--score-weights", default=None, help="ranking_score weights, e.g. click=1,satisfaction=2")
+    exp.add_argument("--warmup-data", type=Path, default=None, help="CSV/Parquet of real rows for warm-up and checks")
+    exp.add_argument("--warmup-rows", type=_positive_int, default=32, help="rows of --warmup-data to use")
+
+    srv = sub.add_parser("serve", help="serve exported models over TF Serving's REST API")
+    src = srv.add_mutually_exclusive_group(required=True)
+    src.add_argument("--base-path", type=Path, help="export base path: serves BASE/<model-name>/<version>/")
+    src.add_argument("--model-config-file", type=Path, help="TF Serving model_config_list text proto")
+    srv.add_argument("--model-name", default="mmoe")
+    srv.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback only)")
+    srv.add_argument("--port", type=int, default=8501)
+    srv.add_argument("--max-body-bytes", type=_positive_int, default=16 * 1024 * 1024)
+    srv.add_argument("--enable-batching", action="store_true", help="merge concurrent requests into batches")
+    srv.add_argument("--max-batch-size", type=_positive_int, default=64)
+    srv.add_argument("--batch-timeout-micros", type=int, default=2000)
+    srv.add_argument("--max-enqueued-batches", type=_positive_int, default=100)
+    srv.add_argument("--num-threads", type=_positive_int, default=2, help="inference threads")
+    srv.add_argument("--poll-seconds", type=float, default=1.0, help="scan interval for new versions")
+    srv.add_argument("--rest-timeout-seconds", type=float, default=30.0)
+
+    pre = sub.add_parser("predict", help="score rows of a CSV through a REST endpoint and print the table")
+    pre.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8501")
+    pre.add_argument("--model-name", default="mmoe")
+    pre.add_argument("--data", required=True, type=Path, help="CSV with one column per model input")
+    pre.add_argument("--rows", type=_positive_int, default=5)
+    pre.add_argument("--version", type=_positive_int, default=None)
+    pre.add_argument("--signature-name", default="serving_default")
+    return parser
+
+
+def _read_table(path: Path, rows: int | None = None):
+    import pandas as pd
+
+    if not path.exists():
+        raise SystemExit(f"error: data file {path} does not exist")
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, keep_default_na=True)
+    return frame.head(rows) if rows else frame
+
+
+def _export(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import mmoe_tf  # noqa: F401  (Keras 2 API before TensorFlow)
+    import tensorflow as tf
+
+    from serving.export import export_model, parse_score_weights
+
+    if not args.model.exists():
+        raise SystemExit(f"error: model file {args.model} does not exist")
+    load = getattr(mmoe_tf, "load_model", None)
+    model = load(args.model) if load else tf.keras.models.load_model(args.model)
+    samples = _read_table(args.warmup_data, args.warmup_rows) if args.warmup_data else None
+    path = export_model(
+        model,
+        args.base_path,
+        model_name=args.model_name,
+        version=args.version,
+        sample_features=samples,
+        score_weights=parse_score_weights(args.score_weights),
+    )
+    print(f"exported {args.model_name} version {path.name} to {path}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from serving.batching import BatchingOptions
+    from serving.model_store import ModelSource, read_model_config
+    from serving.server import ServerConfig, main
+
+    if args.model_config_file:
+        sources = read_model_config(args.model_config_file)
+    else:
+        sources = [ModelSource(args.model_name, args.base_path / args.model_name)]  # BASE/<name>/<version>/
+    batching = None
+    if args.enable_batching:
+        batching = BatchingOptions(args.max_batch_size, args.batch_timeout_micros, args.max_enqueued_batches)
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        max_body_bytes=args.max_body_bytes,
+        batching=batching,
+        num_threads=args.num_threads,
+        poll_seconds=args.poll_seconds,
+        rest_timeout_seconds=args.rest_timeout_seconds,
+    )
+    return main(sources, config)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from serving.client import PredictClient
+
+    frame = _read_table(args.data, args.rows)
+    client = PredictClient(args.url, args.model_name, version=args.version, signature_name=args.signature_name)
+    scores = client.predict(frame)
+    with pd.option_context("display.width", 200, "display.max_columns", 50):
+        print(scores.to_string())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (errors print one line to stderr and return 1 or 2)."""
+    args = build_parser().parse_args(argv)
+    handler = {"export": _export, "serve": _serve, "predict": _predict}[args.command]
+    try:
+        return handler(args)
+    except (ValueError, FileExistsError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1

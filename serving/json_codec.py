@@ -1,0 +1,287 @@
+"""JSON <-> numpy conversion following the TF Serving REST contract (``shared/specs/tf-serving-rest.md``).
+
+Requests: values are checked against the signature's dtype (ints stay ints, ``3.0`` for an int input is an
+error, strings may be ``{"b64": ...}``, floats accept the ``NaN``/``Infinity`` tokens) and against raggedness.
+Responses: float32 values are written as the shortest text that reads back to the same float32; NaN and
+infinities as the bare tokens ``NaN``/``Infinity``/``-Infinity``; outputs named ``*_bytes`` as ``{"b64": ...}``.
+
+Imports only numpy and the standard library: an exported model is served without ``mmoe_tf``.
+
+Example:
+    >>> decode_tensor([[1, 2], [3, 4]], "int64", "ids").shape
+    (2, 2)
+    >>> encode_json({"outputs": np.array([0.1], dtype=np.float32)})
+    '{"outputs": [0.1]}'
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from serving.errors import RequestError
+
+__all__ = ["RequestError", "decode_request", "decode_tensor", "encode_json", "encode_predictions", "loads_request"]
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+
+
+def loads_request(body: bytes | str) -> dict[str, Any]:
+    """Parse a request body as a JSON object (``NaN``/``Infinity`` tokens accepted).
+
+    Raises:
+        RequestError: the body is not valid JSON or not an object.
+    """
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RequestError(f"JSON Parse error: {err}") from None
+    if not isinstance(data, dict):
+        raise RequestError(f"JSON Value: {_short(data)} Is not an object: the request body must be a JSON object")
+    return data
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shape_of(value: Any, name: str) -> tuple[int, ...]:
+    """Shape of a nested list; ``RequestError`` naming ``name`` when the lists are ragged."""
+    if not isinstance(value, list):
+        return ()
+    if not value:
+        return (0,)
+    inner = _shape_of(value[0], name)
+    for item in value[1:]:
+        if _shape_of(item, name) != inner:
+            raise RequestError(f"Input '{name}': ragged list {_short(value)}; all entries must have the same shape")
+    return (len(value), *inner)
+
+
+def _flatten(value: Any, out: list[Any]) -> list[Any]:
+    if isinstance(value, list):
+        for item in value:
+            _flatten(item, out)
+    else:
+        out.append(value)
+    return out
+
+
+def _leaf_caster(dtype: str, name: str):
+    """A function checking one JSON leaf and returning the Python value to store for ``dtype``."""
+    if dtype in FLOAT_DTYPES:
+
+        def cast(v: Any) -> float:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise RequestError(f"Input '{name}' has dtype {dtype}; got {_short(v)}, which is not a number")
+            return float(v)
+
+    elif dtype in INT_DTYPES:
+        info = np.iinfo(dtype)
+
+        def cast(v: Any) -> int:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise RequestError(
+                    f"Input '{name}' has dtype {dtype}; got {_short(v)}, which is not an integer "
+                    "(send integers without a decimal point)"
+                )
+            if not info.min <= v <= info.max:
+                raise RequestError(f"Input '{name}': value {v} is out of range for {dtype}")
+            return v
+
+    elif dtype == "bool":
+
+        def cast(v: Any) -> bool:
+            if not isinstance(v, bool):
+                raise RequestError(f"Input '{name}' has dtype bool; got {_short(v)}, expected true or false")
+            return v
+
+    elif dtype == "string":
+
+        def cast(v: Any) -> bytes:
+            if isinstance(v, str):
+                return v.encode("utf-8")
+            if isinstance(v, dict) and set(v) == {"b64"} and isinstance(v["b64"], str):
+                try:
+                    return base64.b64decode(v["b64"], validate=True)
+                except (binascii.Error, ValueError):
+                    raise RequestError(f"Input '{name}': invalid base64 in {_short(v)}") from None
+            raise RequestError(f"Input '{name}' has dtype string; got {_short(v)}, expected a string or {{\"b64\": ...}}")
+
+    else:
+        raise RequestError(f"Input '{name}' has dtype {dtype}, which the JSON codec does not support")
+    return cast
+
+
+def numpy_dtype(dtype: str) -> Any:
+    """The numpy dtype storing a TF dtype name (``string`` -> ``object`` of bytes)."""
+    return object if dtype == "string" else np.dtype("float32" if dtype == "bfloat16" else dtype)
+
+
+def decode_tensor(value: Any, dtype: str, name: str) -> np.ndarray:
+    """Convert a JSON value (nested lists of leaves) into a numpy array of ``dtype``.
+
+    Args:
+        value: The decoded JSON value.
+        dtype: TF dtype name (``tf.DType.name``), e.g. ``float32``, ``int64``, ``string``.
+        name: Input name used in error messages.
+
+    Returns:
+        An array shaped like the nesting of ``value``; strings become ``object`` arrays of ``bytes``.
+
+    Raises:
+        RequestError: ragged lists or leaves that cannot become ``dtype``.
+    """
+    if isinstance(value, dict) and not (dtype == "string" and set(value) == {"b64"}):
+        raise RequestError(f"Input '{name}': got an object {_short(value)} where a value or list was expected")
+    shape = _shape_of(value, name)
+    cast = _leaf_caster(dtype, name)
+    leaves = [cast(v) for v in _flatten(value, [])]
+    array = np.empty(len(leaves), dtype=numpy_dtype(dtype))
+    if leaves:
+        array[:] = leaves
+    return array.reshape(shape)
+
+
+def stack_rows(rows: list[np.ndarray], name: str) -> np.ndarray:
+    """Stack per-instance arrays into a batch; ``RequestError`` when their shapes differ (ragged instances)."""
+    shapes = {row.shape for row in rows}
+    if len(shapes) > 1:
+        raise RequestError(
+            f"Input '{name}': instances have different shapes {sorted(shapes)}; "
+            "all instances must share the shape of each input"
+        )
+    return np.stack(rows) if rows else np.empty((0,))
+
+
+def decode_request(
+    data: Mapping[str, Any], input_dtypes: Mapping[str, str]
+) -> tuple[str, dict[str, np.ndarray], int | None]:
+    """Turn a predict request body into named input arrays for one signature.
+
+    Args:
+        data: The parsed request body (``signature_name`` already removed or ignored).
+        input_dtypes: ``{input_name: dtype name}`` of the signature.
+
+    Returns:
+        ``(format, inputs, batch_size)`` where format is ``"row"`` or ``"columnar"`` and batch_size is the
+        number of instances (row format) or ``None`` (columnar).
+
+    Raises:
+        RequestError: both or neither of ``instances``/``inputs``, missing/extra inputs, ragged or ill-typed values.
+    """
+    has_rows, has_cols = "instances" in data, "inputs" in data
+    if has_rows == has_cols:
+        which = "both" if has_rows else "neither"
+        raise RequestError(f"Missing 'inputs' or 'instances' key: exactly one is required, the request has {which}")
+    names = list(input_dtypes)
+    single = len(names) == 1
+    if has_cols:
+        value = data["inputs"]
+        if single and not (isinstance(value, dict) and names[0] in value):
+            return "columnar", {names[0]: decode_tensor(value, input_dtypes[names[0]], names[0])}, None
+        if not isinstance(value, dict):
+            raise RequestError(f"'inputs' must be an object keyed by input name {names}; got {_short(value)}")
+        missing = [n for n in names if n not in value]
+        if missing:
+            raise RequestError(f"'inputs' is missing input(s) {missing}; the signature takes {names}")
+        return "columnar", {n: decode_tensor(value[n], input_dtypes[n], n) for n in names}, None
+    rows = data["instances"]
+    if not isinstance(rows, list) or not rows:
+        raise RequestError(f"'instances' must be a non-empty list; got {_short(rows)}")
+    per_input: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for i, row in enumerate(rows):
+        if single and not (isinstance(row, dict) and names[0] in row):
+            per_input[names[0]].append(decode_tensor(row, input_dtypes[names[0]], names[0]))
+            continue
+        if not isinstance(row, dict):
+            raise RequestError(f"instances[{i}] must be an object keyed by input name {names}; got {_short(row)}")
+        missing = [n for n in names if n not in row]
+        extra = sorted(set(row) - set(names))
+        if missing or extra:
+            problems = []
+            if missing:
+                problems.append(f"is missing input(s) {missing}")
+            if extra:
+                problems.append(f"has unknown input(s) {extra}")
+            raise RequestError(f"instances[{i}] {' and '.join(problems)}; the signature takes {names}")
+        for n in names:
+            per_input[n].append(decode_tensor(row[n], input_dtypes[n], n))
+    return "row", {n: stack_rows(per_input[n], n) for n in names}, len(rows)
+
+
+def _float_leaf(v: float) -> float:
+    # The shortest decimal of a float32, re-read as a Python float, is printed back by json the same way.
+    return float(str(v))
+
+
+def to_jsonable(array: np.ndarray, name: str = "") -> Any:
+    """Nested Python lists for a numpy array: float32 at shortest float32 text, bytes as text or ``{"b64"}``."""
+    array = np.asarray(array)
+    kind = array.dtype.kind
+    if kind == "f":
+        if array.dtype == np.float64:
+            return array.tolist()
+        flat = [_float_leaf(v) for v in array.astype(np.float32).ravel()]
+    elif kind in ("O", "S", "U"):
+        flat = [_text_leaf(v, name) for v in array.ravel()]
+    else:
+        return array.tolist()
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(array.shape).tolist()
+
+
+def _text_leaf(v: Any, name: str) -> Any:
+    if isinstance(v, str):
+        v = v.encode("utf-8")
+    if not name.endswith("_bytes"):
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return {"b64": base64.b64encode(v).decode("ascii")}
+
+
+def encode_predictions(outputs: Mapping[str, np.ndarray], fmt: str) -> dict[str, Any]:
+    """The predict response body for ``outputs`` in the request's format.
+
+    Row format gives ``{"predictions": [...]}`` (per-example objects when there are several outputs, which must then
+    share the batch dimension); columnar gives ``{"outputs": ...}``.
+
+    Raises:
+        RequestError: row format with outputs whose batch dimensions differ.
+    """
+    names = list(outputs)
+    if fmt == "columnar":
+        if len(names) == 1:
+            return {"outputs": to_jsonable(outputs[names[0]], names[0])}
+        return {"outputs": {n: to_jsonable(outputs[n], n) for n in names}}
+    if len(names) == 1:
+        return {"predictions": to_jsonable(outputs[names[0]], names[0])}
+    sizes = {n: (np.shape(outputs[n])[0] if np.ndim(outputs[n]) else None) for n in names}
+    if len(set(sizes.values())) != 1 or None in sizes.values():
+        raise RequestError(f"Output tensors must have the same batch dimension in row format; got sizes {sizes}")
+    columns = {n: to_jsonable(outputs[n], n) for n in names}
+    batch = next(iter(sizes.values()))
+    return {"predictions": [{n: columns[n][i] for n in names} for i in range(batch)]}
+
+
+def encode_json(body: Any) -> str:
+    """Serialise a response body; numpy arrays are converted, NaN/Infinity become bare tokens."""
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, np.ndarray):
+            return to_jsonable(obj)
+        if isinstance(obj, np.generic):
+            return to_jsonable(np.asarray(obj))
+        raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+    return json.dumps(body, default=default, allow_nan=True)

@@ -1,0 +1,220 @@
+"""A local aiohttp server implementing TF Serving's REST API for exported models.
+
+Endpoints (paths matched case-insensitively, as TF Serving does):
+``GET /v1/models/{name}[/versions/{v}|/labels/{l}]`` (status), ``.../metadata`` (SignatureDefs as proto-JSON),
+``POST .../{name}[...]:predict`` (row ``instances`` or columnar ``inputs``), ``:classify``/``:regress`` (answered
+with TF Serving's error for predict signatures). Failures answer ``{"error": ...}`` with the contract's HTTP code.
+
+The newest version of each model is served; a poller picks up new versions without a restart. Inference runs in a
+thread pool (the event loop never blocks) and optionally through :class:`serving.batching.Batcher`.
+
+Imports neither ``mmoe_tf`` nor ``data``: an exported model stands alone, as inside TF Serving.
+
+Example:
+    >>> config = ServerConfig(port=8501)
+    >>> asyncio.run(serve([ModelSource("mmoe", "/tmp/export")], config))  # doctest: +SKIP
+    serving mmoe version 1 at http://127.0.0.1:8501
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import re
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiohttp import web
+
+from serving.batching import Batcher, BatchingOptions, batch_size_of
+from serving.errors import RequestError, ServingError
+from serving.json_codec import decode_request, encode_json, encode_predictions, loads_request
+from serving.model_store import DEFAULT_SIGNATURE, ModelSource, ModelStore
+
+log = logging.getLogger("serving")
+
+URL_PATTERN = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?P<suffix>/metadata|:predict|:classify|:regress)?$",
+    re.IGNORECASE,
+)
+METHOD_NAMES = {":classify": "tensorflow/serving/classify", ":regress": "tensorflow/serving/regress"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """How the server listens and runs models.
+
+    Args:
+        host: Interface to bind (loopback by default).
+        port: REST port.
+        max_body_bytes: Largest accepted request body; larger ones get 413.
+        batching: Server-side batching options, or ``None`` to run each request on its own.
+        num_threads: Threads running inference (TF Serving's ``num_batch_threads``).
+        poll_seconds: Interval between scans of the base paths for new versions.
+        rest_timeout_seconds: Requests taking longer answer 504 (TF Serving's ``--rest_api_timeout_in_ms``).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8501
+    max_body_bytes: int = 16 * 1024 * 1024
+    batching: BatchingOptions | None = None
+    num_threads: int = 2
+    poll_seconds: float = 1.0
+    rest_timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes < 1:
+            raise ValueError(f"ServerConfig: field 'max_body_bytes' must be >= 1, got {self.max_body_bytes}")
+        if self.num_threads < 1:
+            raise ValueError(f"ServerConfig: field 'num_threads' must be >= 1, got {self.num_threads}")
+        if self.poll_seconds <= 0:
+            raise ValueError(f"ServerConfig: field 'poll_seconds' must be > 0, got {self.poll_seconds}")
+
+
+def _json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(text=encode_json(body), status=status, content_type="application/json")
+
+
+class RestApi:
+    """The request handlers, bound to a :class:`ModelStore`.
+
+    Args:
+        store: The served models.
+        config: Server options.
+    """
+
+    def __init__(self, store: ModelStore, config: ServerConfig) -> None:
+        self.store = store
+        self.config = config
+        self.executor = ThreadPoolExecutor(max_workers=config.num_threads, thread_name_prefix="inference")
+        self.batcher = Batcher(config.batching, self.executor) if config.batching else None
+
+    def app(self) -> web.Application:
+        """The aiohttp application (one catch-all route, so every error gets a JSON body)."""
+        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    async def _cleanup(self, _app: web.Application) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Dispatch by URL and method; every failure becomes ``{"error": ...}`` with its HTTP status."""
+        try:
+            return await asyncio.wait_for(self._dispatch(request), self.config.rest_timeout_seconds)
+        except ServingError as err:
+            return _json_response({"error": err.message}, err.http_status)
+        except TimeoutError:
+            return _json_response({"error": "Request timed out"}, 504)
+        except Exception as err:  # never let a request take the server down
+            log.exception("internal error on %s %s", request.method, request.path)
+            return _json_response({"error": f"Internal error: {type(err).__name__}: {err}"}, 500)
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        match = URL_PATTERN.match(request.path)
+        suffix = (match["suffix"] or "").lower() if match else None
+        if match is None or (request.method, suffix in ("", "/metadata")) not in (("GET", True), ("POST", False)):
+            raise RequestError(f"Malformed request: {request.method} {request.path}")
+        name, label = match["name"], match["label"]
+        version = int(match["version"]) if match["version"] else None
+        if suffix == "":
+            return _json_response({"model_version_status": self.store.status(name, version, label)})
+        servable = self.store.resolve(name, version, label)
+        if suffix == "/metadata":
+            return _json_response(
+                {
+                    "model_spec": {"name": name, "signature_name": "", "version": str(servable.version)},
+                    "metadata": {"signature_def": servable.metadata},
+                }
+            )
+        data = loads_request(await self._read_body(request))
+        signature = data.pop("signature_name", DEFAULT_SIGNATURE)
+        if not isinstance(signature, str):
+            raise RequestError(f"'signature_name' must be a string; got {signature!r}")
+        input_dtypes = servable.signature_inputs(signature)
+        if suffix in METHOD_NAMES:
+            method = servable.metadata["signature_def"][signature].get("method_name", "")
+            if method != METHOD_NAMES[suffix]:
+                kind = "classification" if suffix == ":classify" else "regression"
+                raise RequestError(f"Expected {kind} signature method_name to be {METHOD_NAMES[suffix]}. Was: {method}")
+            raise ServingError("UNIMPLEMENTED", f"{suffix[1:]} with tf.Example inputs is not supported by this server")
+        fmt, inputs, _ = decode_request(data, input_dtypes)
+        servable.check_shapes(signature, inputs)
+        run = functools.partial(servable.run, signature)
+        if self.batcher is not None and batch_size_of(inputs) is not None:
+            outputs = await self.batcher.run((name, servable.version, signature), run, inputs)
+        else:
+            outputs = await asyncio.get_running_loop().run_in_executor(self.executor, run, inputs)
+        return _json_response(encode_predictions(outputs, fmt))
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self.config.max_body_bytes
+        too_large = f"Request body is larger than the limit of {limit} bytes"
+        if request.content_length is not None and request.content_length > limit:
+            raise ServingError("INVALID_ARGUMENT", too_large, http_status=413)
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise ServingError("INVALID_ARGUMENT", too_large, http_status=413) from None
+
+
+def _announce(store: ModelStore, events: list[tuple[str, int, str]], url: str) -> None:
+    for name, version, state in events:
+        if state == "AVAILABLE":
+            if store.resolve(name).version == version:
+                print(f"serving {name} version {version} at {url}", flush=True)
+        else:
+            status = store.status(name, version)[0]["status"]
+            detail = f" ({status['error_message']})" if status["error_code"] != "OK" else ""
+            print(f"model {name} version {version} END{detail}", flush=True)
+
+
+async def serve(sources: list[ModelSource], config: ServerConfig, ready: asyncio.Event | None = None) -> None:
+    """Load the models, bind ``config.host:config.port`` and serve until SIGINT/SIGTERM.
+
+    Args:
+        sources: Models to serve.
+        config: Server options.
+        ready: Set once the port is bound (for embedding in tests or benchmarks).
+    """
+    loop = asyncio.get_running_loop()
+    store = ModelStore(sources)
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader")
+    initial = await loop.run_in_executor(loader, store.poll)
+    api = RestApi(store, config)
+    runner = web.AppRunner(api.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    url = f"http://{host}:{port}"
+    print(f"listening at {url} for models {store.model_names()}", flush=True)
+    _announce(store, initial, url)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), config.poll_seconds)
+            except TimeoutError:
+                _announce(store, await loop.run_in_executor(loader, store.poll), url)
+    finally:
+        await runner.cleanup()
+        loader.shutdown(wait=False, cancel_futures=True)
+
+
+def main(sources: list[ModelSource], config: ServerConfig) -> int:
+    """Run :func:`serve` with logging to stderr; returns the process exit code."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    asyncio.run(serve(sources, config))
+    return 0

@@ -1,0 +1,210 @@
+"""Helpers shared by the serving tests and the latency benchmark.
+
+- :class:`ServerProcess` starts ``python -m serving serve`` on a free loopback port in a subprocess and waits for
+  its "serving <name> version N" line (no ``mmoe_tf`` import here).
+- :func:`build_test_model` builds a small real MMoE with ``mmoe_tf.build_model`` (inputs float32/string/int64,
+  a vocabulary adapted inside the model) and :func:`cached_export` exports it once per directory, so several test
+  modules reuse one export.
+
+Example:
+    >>> export = cached_export(Path("/tmp/serving-export"))  # doctest: +SKIP
+    >>> with ServerProcess(["--base-path", str(export.base_path), "--model-name", "mmoe"]) as server:  # doctest: +SKIP
+    ...     requests.get(server.url + "/v1/models/mmoe").json()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODEL_NAME = "mmoe"
+SCORE_WEIGHTS = {"click": 1.0, "satisfaction": 2.0}
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """``python -m serving serve ARGS --port <free>`` as a context manager.
+
+    Args:
+        args: Arguments after ``serve`` (``--port`` is added unless given).
+        timeout: Seconds to wait for the "serving ... version" line.
+        env: Extra environment variables (``PYTHONPATH`` defaults to the repository root).
+        cwd: Working directory (``python -m`` puts it first on ``sys.path``).
+    """
+
+    def __init__(
+        self,
+        args: list[str],
+        timeout: float = 120.0,
+        env: dict[str, str] | None = None,
+        cwd: str | Path = REPO_ROOT,
+    ) -> None:
+        self.cwd = str(cwd)
+        self.port = free_port() if "--port" not in args else int(args[args.index("--port") + 1])
+        self.args = [*args, "--port", str(self.port)] if "--port" not in args else list(args)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.timeout = timeout
+        self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> ServerProcess:
+        cmd = [sys.executable, "-m", "serving", "serve", *self.args]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, cwd=self.cwd
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.wait_for("serving ", self.timeout)
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        """Wait for an output line containing ``text`` (lines already seen count); ``RuntimeError`` on timeout/exit."""
+        for line in list(self.lines):
+            if text in line:
+                return line
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                raise RuntimeError(f"server exited (code {self.proc.wait()}):\n" + "\n".join(self.lines[-20:]))
+            if text in line:
+                return line.rstrip("\n")
+        raise RuntimeError(f"no line containing {text!r} within {timeout}s:\n" + "\n".join(self.lines[-20:]))
+
+    def alive(self) -> bool:
+        """True while the server process runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Terminate the server (SIGTERM, then SIGKILL after 10 s)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def sample_frame(rows: int = 64, seed: int = 0) -> pd.DataFrame:
+    """Raw feature rows for the test model: ``price`` float32 (with a NaN), ``device`` string, ``category`` int64."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "price": rng.lognormal(2.0, 1.0, rows).astype(np.float32),
+            "device": rng.choice(["ios", "android", "web", "tv"], rows),
+            "category": rng.integers(0, 20, rows).astype(np.int64),
+        }
+    )
+    frame.loc[3, "price"] = np.nan
+    frame.loc[5, "device"] = "never-seen-device"
+    return frame
+
+
+def build_test_model(seed: int = 0) -> Any:
+    """A small untrained MMoE (3 experts, click + satisfaction) from ``mmoe_tf.build_model``."""
+    import mmoe_tf
+
+    config = mmoe_tf.ModelConfig(
+        features=(
+            mmoe_tf.FeatureSpec("price", "numeric", default=0.0),
+            mmoe_tf.FeatureSpec("device", "categorical", dtype="string", embedding_dim=4, default=""),
+            mmoe_tf.FeatureSpec("category", "hashed", dtype="int64", num_bins=16, embedding_dim=4),
+        ),
+        num_experts=3,
+        expert_units=(8,),
+        tower_units=(4,),
+        seed=seed,
+    )
+    return mmoe_tf.build_model(config, adapt_data=sample_frame(256, seed=seed + 1), compile=False)
+
+
+@dataclasses.dataclass
+class CachedExport:
+    """An exported test model: ``base_path/mmoe/1``, its Keras file, sample rows and Keras predictions."""
+
+    base_path: Path
+    version_dir: Path
+    keras_path: Path
+    samples: pd.DataFrame
+    expected: pd.DataFrame
+    gates: pd.DataFrame
+
+
+def cached_export(root: Path, score_weights: dict[str, float] | None = SCORE_WEIGHTS) -> CachedExport:
+    """Build and export the test model into ``root`` once (a file lock makes concurrent callers wait).
+
+    Returns:
+        Paths and in-process (Keras) predictions; later calls read them back from disk.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    base = root / "base"
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "expected.parquet").exists():
+            import mmoe_tf
+
+            from serving.export import export_model
+
+            model = build_test_model()
+            samples = sample_frame(64, seed=7)
+            export_model(model, base, MODEL_NAME, version=1, sample_features=samples, score_weights=score_weights)
+            mmoe_tf.save_model(model, root / "model.keras")
+            feats = {
+                "price": samples["price"].to_numpy(np.float32),
+                "device": samples["device"].to_numpy(object),
+                "category": samples["category"].to_numpy(np.int64),
+            }
+            outputs = model(feats, training=False)
+            expected = pd.DataFrame({k: np.asarray(v)[:, 0] for k, v in outputs.items()})
+            gate_out = mmoe_tf.gate_model(model)(feats, training=False)
+            gates = pd.DataFrame(
+                {f"gate_{k}_{i}": np.asarray(v)[:, i] for k, v in gate_out.items() for i in range(v.shape[1])}
+            )
+            samples.to_parquet(root / "samples.parquet")
+            gates.to_parquet(root / "gates.parquet")
+            expected.to_parquet(root / "expected.parquet")
+    return CachedExport(
+        base_path=base,
+        version_dir=base / MODEL_NAME / "1",
+        keras_path=root / "model.keras",
+        samples=pd.read_parquet(root / "samples.parquet"),
+        expected=pd.read_parquet(root / "expected.parquet"),
+        gates=pd.read_parquet(root / "gates.parquet"),
+    )

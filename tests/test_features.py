@@ -1,0 +1,189 @@
+"""FeatureEncoder (raw values → dense vector inside the model), MLP and Tower layers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from mmoe_tf.config import FeatureSpec
+from mmoe_tf.features import FeatureEncoder, adapt_state, make_inputs
+from mmoe_tf.towers import MLP, Tower
+
+SPECS = (
+    FeatureSpec("price", "numeric"),
+    FeatureSpec("age", "numeric", default=30.0),
+    FeatureSpec("device", "categorical", dtype="string", embedding_dim=3),
+    FeatureSpec("country", "categorical", dtype="string", default="fr", embedding_dim=2),
+    FeatureSpec("item", "categorical", dtype="int64", num_oov_buckets=2, embedding_dim=4),
+    FeatureSpec("city", "hashed", num_bins=16, embedding_dim=3),
+)
+WIDTH = 1 + 1 + 3 + 2 + 4 + 3
+
+
+@pytest.fixture(scope="module")
+def adapt_data():
+    return {
+        "price": np.array([1.0, 2.0, 3.0, np.nan, 4.0], np.float32),
+        "age": np.array([20.0, np.nan, 40.0, 20.0, 40.0], np.float32),
+        "device": np.array(["ios", "web", "ios", "", None], dtype=object),
+        "country": np.array(["fr", "de", "", "de", "fr"], dtype=object),
+        "item": np.array([7, 7, 7, 3, 5], np.int64),
+        "city": np.array(["paris", "rome", "oslo", "rome", "paris"], dtype=object),
+    }
+
+
+@pytest.fixture(scope="module")
+def encoder(adapt_data):
+    enc = FeatureEncoder(SPECS, seed=3)
+    enc.adapt(adapt_data)
+    return enc
+
+
+def batch(**overrides):
+    values = {
+        "price": [2.0],
+        "age": [25.0],
+        "device": ["ios"],
+        "country": ["de"],
+        "item": [7],
+        "city": ["rome"],
+    }
+    values.update(overrides)
+    dtypes = {"item": tf.int64}
+    return {k: tf.constant(v, dtype=dtypes.get(k)) for k, v in values.items()}
+
+
+def test_adapted_state(encoder):
+    state = encoder.state
+    assert state["price"]["mean"] == pytest.approx(2.5)  # NaN ignored when there is no default
+    assert state["age"]["mean"] == pytest.approx(30.0)  # NaN counted as the default 30
+    assert list(state["device"]["vocabulary"]) == ["ios", "web"]  # "" and None are missing, most frequent first
+    assert list(state["country"]["vocabulary"]) == ["fr", "de"]  # "" filled with the default "fr"
+    assert list(state["item"]["vocabulary"]) == [7, 3, 5]
+    assert state["city"] == {}
+
+
+def test_output_shape_and_finite(encoder):
+    out = encoder(
+        batch(price=[1.0, 2.0], age=[1.0, 2.0], device=["a", "b"], country=["fr", "x"], item=[1, 2], city=["a", "b"])
+    )
+    assert out.shape == (2, WIDTH)
+    assert encoder.output_dim == WIDTH
+    assert np.isfinite(out.numpy()).all()
+
+
+def test_numeric_missing_values(encoder):
+    nan = float("nan")
+    out = encoder(
+        batch(
+            price=[nan, np.inf, 2.5],
+            age=[nan, 30.0, 50.0],
+            device=["ios"] * 3,
+            country=["de"] * 3,
+            item=[7] * 3,
+            city=["rome"] * 3,
+        )
+    ).numpy()
+    # no default: missing → adapted mean → exactly 0 after normalising
+    np.testing.assert_allclose(out[:, 0], [0.0, 0.0, 0.0], atol=1e-6)
+    # default 30 → normalised like a real 30 (the adapted mean)
+    assert out[0, 1] == pytest.approx(out[1, 1], abs=1e-6)
+    assert out[2, 1] > out[0, 1]
+
+
+def test_unseen_categories_go_to_oov(encoder):
+    out = encoder(
+        batch(
+            device=["never-seen", "also-new", "ios"],
+            item=[999, -1, 7],
+            price=[1.0] * 3,
+            age=[1.0] * 3,
+            country=["de"] * 3,
+            city=["a"] * 3,
+        )
+    ).numpy()
+    assert np.isfinite(out).all()
+    device = slice(2, 5)
+    np.testing.assert_array_equal(out[0, device], out[1, device])  # one OOV bucket: same embedding
+    assert not np.array_equal(out[0, device], out[2, device])
+
+
+def test_missing_string_uses_default_or_oov(encoder):
+    out = encoder(
+        batch(
+            country=["", "fr", "zz"],
+            device=["", "zz", "ios"],
+            price=[1.0] * 3,
+            age=[1.0] * 3,
+            item=[7] * 3,
+            city=["", "a", "b"],
+        )
+    ).numpy()
+    country, device = slice(5, 7), slice(2, 5)
+    np.testing.assert_array_equal(out[0, country], out[1, country])  # "" → default "fr"
+    np.testing.assert_array_equal(out[0, device], out[1, device])  # "" without default → OOV
+    assert np.isfinite(out).all()
+
+
+def test_adapt_from_dataframe_matches_dict(adapt_data):
+    enc = FeatureEncoder(SPECS)
+    enc.adapt(pd.DataFrame(adapt_data))
+    assert enc.state["device"]["vocabulary"] == ["ios", "web"]
+    assert enc.state["price"]["mean"] == pytest.approx(2.5)
+
+
+def test_adapt_errors_name_the_feature(adapt_data):
+    data = {k: v for k, v in adapt_data.items() if k != "item"}
+    with pytest.raises(ValueError, match="'item'"):
+        adapt_state(SPECS, data)
+    with pytest.raises(ValueError, match=r"'price'.*non-numbers at rows \[1\]"):
+        adapt_state(SPECS, {**adapt_data, "price": np.array([1.0, "cheap", 2.0], dtype=object)})
+    with pytest.raises(ValueError, match=r"'item'.*non-integer values at rows \[0\]"):
+        adapt_state(SPECS, {**adapt_data, "item": np.array([1.5, 2.0])})
+
+
+def test_unadapted_encoder_refuses_to_build():
+    enc = FeatureEncoder([FeatureSpec("price", "numeric")])
+    with pytest.raises(ValueError, match=r"not adapted.*price"):
+        enc({"price": tf.constant([1.0])})
+
+
+def test_fixed_vocabulary_and_max_tokens():
+    spec = FeatureSpec("color", "categorical", dtype="string", max_tokens=2)
+    state = adapt_state([spec], {"color": np.array(["r", "g", "g", "b", "b", "b"], dtype=object)})
+    assert state["color"]["vocabulary"] == ["b", "g"]
+    fixed = FeatureEncoder([FeatureSpec("color", "categorical", dtype="string", vocabulary=("r", "g"))])
+    assert fixed({"color": tf.constant(["r", "x"])}).shape == (2, 8)  # no adapt needed
+
+
+def test_config_round_trip_same_outputs(encoder):
+    x = batch(
+        price=[1.0, 9.0], age=[1.0, np.nan], device=["ios", "?"], country=["", "de"], item=[3, 4], city=["rome", "x"]
+    )
+    clone = FeatureEncoder.from_config(encoder.get_config())
+    clone(x)
+    clone.set_weights(encoder.get_weights())
+    np.testing.assert_array_equal(clone(x).numpy(), encoder(x).numpy())
+    assert tf.keras.utils.get_registered_object("mmoe_tf>FeatureEncoder") is FeatureEncoder
+
+
+def test_make_inputs_dtypes():
+    inputs = make_inputs(SPECS)
+    assert inputs["price"].dtype == tf.float32 and inputs["device"].dtype == tf.string
+    assert inputs["item"].dtype == tf.int64 and inputs["price"].shape.as_list() == [None]
+
+
+def test_mlp_and_tower():
+    mlp = MLP((8, 4), normalization="layer", dropout=0.1, seed=1)
+    assert mlp(tf.ones([3, 5])).shape == (3, 4)
+    binary = Tower((6,), task_type="binary", seed=2, name="click")
+    out = binary(tf.random.normal([5, 4], seed=1)).numpy()
+    assert out.shape == (5, 1) and ((out > 0) & (out < 1)).all()
+    regression = Tower((), task_type="regression", seed=2)
+    assert regression(tf.ones([2, 4])).shape == (2, 1)
+    clone = Tower.from_config(binary.get_config())
+    assert clone.get_config() == binary.get_config()
+    with pytest.raises(ValueError, match="task_type"):
+        Tower((4,), task_type="ordinal")
+    with pytest.raises(ValueError, match="normalization"):
+        MLP((4,), normalization="group")

@@ -1,0 +1,338 @@
+"""build_model: shapes, gradients, training on a learnable toy problem, ESMM, uncertainty weighting, gates."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+from mmoe_tf.gates import gate_model
+from mmoe_tf.losses import UncertaintyWeighting, current_loss_weights
+from mmoe_tf.models import build_model
+from mmoe_tf.saving import config_of, load_model, save_model
+from mmoe_tf.targets import add_joint_targets
+
+N = 256
+FEATURES = (
+    FeatureSpec("x1", "numeric"),
+    FeatureSpec("x2", "numeric", default=0.0),
+    FeatureSpec("device", "categorical", dtype="string", embedding_dim=3),
+    FeatureSpec("item", "categorical", dtype="int64", embedding_dim=3),
+    FeatureSpec("city", "hashed", num_bins=8, embedding_dim=2),
+)
+ESMM_TASKS = (TaskSpec("click"), TaskSpec("satisfaction", conditional_on="click"))
+SMALL = dict(num_experts=3, expert_units=(8,), tower_units=(4,), learning_rate=0.02, seed=7)
+
+
+def toy_data(n=N, seed=0):
+    """Features plus labels that are deterministic functions of them (learnable)."""
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=n).astype(np.float32)
+    x2 = rng.normal(size=n).astype(np.float32)
+    device = rng.choice(["ios", "android", "web"], n).astype(object)
+    features = {
+        "x1": x1,
+        "x2": x2,
+        "device": device,
+        "item": rng.integers(0, 6, n).astype(np.int64),
+        "city": rng.choice(["paris", "rome", "oslo"], n).astype(object),
+    }
+    click = ((x1 + (device == "ios")) > 0.5).astype(np.float32)
+    satisfaction = np.where(click > 0, (x2 > 0).astype(np.float32), np.nan).astype(np.float32)
+    labels = {"click": click, "satisfaction": satisfaction, "rating": (2 * x1 - x2).astype(np.float32)}
+    weights = {"click": np.ones(n, np.float32), "satisfaction": click.copy(), "rating": np.ones(n, np.float32)}
+    return features, labels, weights
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return toy_data()
+
+
+def make_config(architecture="mmoe", tasks=ESMM_TASKS, **overrides):
+    return ModelConfig(features=FEATURES, tasks=tasks, architecture=architecture, **{**SMALL, **overrides})
+
+
+def loss_of(model, features, labels, weights):
+    return model.evaluate(features, labels, sample_weight=weights, batch_size=N, verbose=0, return_dict=True)["loss"]
+
+
+@pytest.fixture(scope="module")
+def trained(toy):
+    """One trained model per architecture with the loss before and after a few steps."""
+    features, labels, weights = toy
+    out = {}
+    for arch in ("mmoe", "omoe", "shared_bottom", "single_task"):
+        model = build_model(make_config(arch), adapt_data=features)
+        before = loss_of(model, features, labels, weights)
+        model.fit(features, labels, sample_weight=weights, batch_size=64, epochs=4, verbose=0)
+        out[arch] = (model, before, loss_of(model, features, labels, weights))
+    return out
+
+
+@pytest.mark.parametrize(
+    "overrides, tasks",
+    [
+        (dict(num_experts=1, expert_units=(4,)), (TaskSpec("click"),)),
+        (dict(num_experts=3, expert_units=(8, 4), num_levels=2, tower_units=(6,)), ESMM_TASKS),
+        (
+            dict(num_experts=2),
+            (TaskSpec("click"), TaskSpec("satisfaction"), TaskSpec("rating", "regression", tower_units=(3,))),
+        ),
+        (
+            dict(architecture="omoe", num_experts=5, expert_type="cross", gate_hidden_units=(4,)),
+            (TaskSpec("click"), TaskSpec("satisfaction"), TaskSpec("rating", "regression", loss="huber")),
+        ),
+    ],
+)
+def test_output_names_and_shapes(toy, overrides, tasks):
+    features, _, _ = toy
+    config = make_config(tasks=tasks, **overrides)
+    model = build_model(config, adapt_data=features, compile=False)
+    out = model({k: v[:5] for k, v in features.items()})
+    assert sorted(out) == sorted(config.output_names)
+    for task in config.tasks:
+        values = out[task.name].numpy()
+        assert values.shape == (5, 1)
+        assert np.isfinite(values).all()
+        if task.type == "binary":
+            assert ((values > 0) & (values < 1)).all()
+    if config.architecture == "mmoe":
+        gates = gate_model(model)(features)
+        assert all(w.shape == (N, config.num_experts) for w in gates.values())
+
+
+def test_gradients_reach_every_expert_and_gate(toy):
+    features, labels, weights = toy
+    config = make_config("mmoe", num_levels=2, gate_hidden_units=(4,), expert_units=(8, 6))
+    model = build_model(config, adapt_data=features)
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(y=labels, y_pred=model(features, training=True), sample_weight=weights)
+    blocks = [model.get_layer(level) for level in ("mmoe_0", "mmoe_1")]
+    gate_vars = [v for block in blocks for gate in block.gates for v in gate.trainable_variables]
+    expert_vars = [v for block in blocks for v in block.experts.trainable_variables]
+    assert len(gate_vars) == 2 * 2 * 4  # 2 levels × 2 gates × (hidden + logits) × (kernel + bias)
+    assert len(expert_vars) == 2 * 2 * 2  # 2 levels × 2 depths × (kernel + bias)
+    variables = gate_vars + expert_vars
+    grads = tape.gradient(loss, variables)
+    for var, grad in zip(variables, grads, strict=True):
+        assert grad is not None, var.name
+        assert float(tf.norm(grad)) > 0, var.name
+    # and every expert gets its own gradient: no expert slice of the first kernel is dead
+    kernel_grad = grads[len(gate_vars)]  # level 0, depth 0 kernel [K, D, U]
+    assert kernel_grad.shape[0] == config.num_experts
+    assert (tf.norm(kernel_grad, axis=[1, 2]).numpy() > 0).all()
+
+
+@pytest.mark.parametrize("arch", ["mmoe", "omoe", "shared_bottom", "single_task"])
+def test_training_decreases_loss(trained, arch):
+    _, before, after = trained[arch]
+    assert np.isfinite(after)
+    assert after < 0.85 * before, (before, after)
+
+
+@pytest.mark.parametrize("arch", ["mmoe", "omoe", "shared_bottom", "single_task"])
+def test_save_load_round_trip_is_exact(trained, toy, tmp_path, arch):
+    model = trained[arch][0]
+    features, _, _ = toy
+    path = save_model(model, tmp_path / f"{arch}.keras")
+    loaded = load_model(path, expected_config=config_of(model))
+    assert config_of(loaded) == config_of(model)
+    expected, got = model.predict(features, verbose=0), loaded.predict(features, verbose=0)
+    assert sorted(expected) == sorted(got)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name])
+
+
+def test_esmm_joint_is_product_of_heads(trained, toy):
+    features, _, _ = toy
+    out = trained["mmoe"][0].predict(features, verbose=0)
+    np.testing.assert_allclose(out["click_and_satisfaction"], out["click"] * out["satisfaction"], rtol=1e-6)
+
+
+def test_esmm_losses_apply_to_parent_and_joint_only(trained):
+    model = trained["omoe"][0]
+    assert sorted(model.loss) == ["click", "click_and_satisfaction"]
+    history_keys = {m.name for m in model.metrics}
+    assert {"loss", "click_loss", "click_and_satisfaction_loss", "click_auc"} <= history_keys
+    assert "satisfaction_loss" not in history_keys
+
+
+def test_gate_model_outputs_sum_to_one(trained, toy):
+    features, _, _ = toy
+    mmoe = gate_model(trained["mmoe"][0]).predict(features, verbose=0)
+    assert sorted(mmoe) == ["click", "satisfaction"]
+    for weights in mmoe.values():
+        assert weights.shape == (N, SMALL["num_experts"])
+        np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+        assert (weights >= 0).all()
+    assert not np.allclose(mmoe["click"], mmoe["satisfaction"])  # one gate per task
+    omoe = gate_model(trained["omoe"][0]).predict(features, verbose=0)
+    np.testing.assert_array_equal(omoe["click"], omoe["satisfaction"])  # one shared gate
+    for arch in ("shared_bottom", "single_task"):
+        with pytest.raises(ValueError, match=arch):
+            gate_model(trained[arch][0])
+
+
+def test_gate_model_shares_trained_weights(trained, toy):
+    features, _, _ = toy
+    model = trained["mmoe"][0]
+    gates = gate_model(model)
+    before = gates.predict(features, verbose=0)["click"]
+    logits = model.get_layer("mmoe_0").gates[0]._logits
+    saved = logits.get_weights()
+    logits.set_weights([w + 0.5 for w in saved])
+    try:
+        after = gates.predict(features, verbose=0)["click"]
+    finally:
+        logits.set_weights(saved)
+    assert not np.allclose(before, after)
+
+
+def test_single_task_networks_are_independent(trained):
+    model = trained["single_task"][0]
+    enc_click, enc_sat = model.get_layer("features_click"), model.get_layer("features_satisfaction")
+    click_ids = {id(v) for v in enc_click.weights}
+    assert click_ids and not click_ids & {id(v) for v in enc_sat.weights}
+    assert model.get_layer("bottom_click") is not model.get_layer("bottom_satisfaction")
+
+
+def test_masked_labels_do_not_affect_loss(trained, toy):
+    features, labels, weights = toy
+    model = trained["shared_bottom"][0]
+    y_pred = model(features)
+    masked = weights["satisfaction"] == 0
+    other = dict(labels)
+    other["satisfaction"] = np.where(masked, 1.0, labels["satisfaction"]).astype(np.float32)
+    garbage = dict(labels)
+    garbage["satisfaction"] = np.where(masked, np.nan, 0.0 * labels["satisfaction"] + 1.0).astype(np.float32)
+    garbage["satisfaction"] = np.where(masked, np.nan, labels["satisfaction"]).astype(np.float32)
+    losses = [float(model.compute_loss(y=y, y_pred=y_pred, sample_weight=weights)) for y in (labels, other, garbage)]
+    assert np.isfinite(losses).all()
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6) == pytest.approx(losses[2], rel=1e-6)
+    # while an observed label does change it
+    flipped = dict(labels)
+    flipped["satisfaction"] = np.where(masked, labels["satisfaction"], 1.0 - labels["satisfaction"])
+    assert float(model.compute_loss(y=flipped, y_pred=y_pred, sample_weight=weights)) != pytest.approx(losses[0])
+
+
+def test_masked_click_rows_do_not_affect_loss(trained, toy):
+    features, labels, weights = toy
+    model = trained["mmoe"][0]
+    y_pred = model(features)
+    w = {k: v.copy() for k, v in weights.items()}
+    w["click"][:10] = 0.0
+    y_a = dict(labels)
+    y_b = {**labels, "click": labels["click"].copy()}
+    y_b["click"][:10] = 1.0 - y_b["click"][:10]
+    joint_a, joint_w = add_joint_targets(config_of(model), y_a, w)
+    joint_b, _ = add_joint_targets(config_of(model), y_b, w)
+    assert (joint_w["click_and_satisfaction"][:10] == 0).all()
+    loss_a = float(model.compute_loss(y=joint_a, y_pred=y_pred, sample_weight=joint_w))
+    loss_b = float(model.compute_loss(y=joint_b, y_pred=y_pred, sample_weight=joint_w))
+    assert loss_a == pytest.approx(loss_b, rel=1e-6)
+
+
+def test_uncertainty_weights_learn_and_stay_finite(toy):
+    features, labels, weights = toy
+    tasks = (*ESMM_TASKS, TaskSpec("rating", "regression"))
+    model = build_model(make_config("mmoe", tasks=tasks, loss_balancing="uncertainty"), adapt_data=features)
+    s = model.loss_balancer.log_variance
+    assert any(v is s for v in model.trainable_variables)
+    assert current_loss_weights(model) == {"click": 1.0, "satisfaction": 1.0, "rating": 0.5}
+    model.fit(features, labels, sample_weight=weights, batch_size=64, epochs=3, verbose=0)
+    learned = current_loss_weights(model)
+    assert np.isfinite(list(learned.values())).all()
+    assert learned != {"click": 1.0, "satisfaction": 1.0, "rating": 0.5}
+    assert np.all(np.abs(s.numpy()) > 1e-3) and np.all(np.abs(s.numpy()) <= 5.0)
+
+
+def test_uncertainty_formula_and_clipping():
+    balancer = UncertaintyWeighting(["a", "b"], ["binary", "regression"], min_log_var=-2.0, max_log_var=2.0)
+    balancer.build(None)
+    balancer.log_variance.assign([1.0, 9.0])  # 9 is outside the range: clipped to 2 in the forward pass
+    got = float(balancer.combine([tf.constant(0.4), tf.constant(3.0)]))
+    want = np.exp(-1.0) * 0.4 + 0.5 * 1.0 + 0.5 * np.exp(-2.0) * 3.0 + 0.5 * 2.0
+    assert got == pytest.approx(want, rel=1e-6)
+    assert balancer.log_variance.constraint(tf.constant([9.0, -9.0])).numpy().tolist() == [2.0, -2.0]
+    assert UncertaintyWeighting.from_config(balancer.get_config()).get_config() == balancer.get_config()
+
+
+def test_fixed_loss_weights_are_lambdas(toy):
+    features, labels, weights = toy
+    tasks = (TaskSpec("click", loss_weight=2.0), TaskSpec("rating", "regression", loss_weight=0.5))
+    model = build_model(make_config("shared_bottom", tasks=tasks), adapt_data=features)
+    assert current_loss_weights(model) == {"click": 2.0, "rating": 0.5}
+    result = model.evaluate(features, labels, sample_weight=weights, batch_size=N, verbose=0, return_dict=True)
+    assert result["loss"] == pytest.approx(2.0 * result["click_loss"] + 0.5 * result["rating_loss"], rel=1e-5)
+    assert "rating_mae" in result and "click_auc" in result
+
+
+def test_seeded_initialisation(toy):
+    features, _, _ = toy
+    a = build_model(make_config("mmoe"), adapt_data=features, compile=False)
+    b = build_model(make_config("mmoe"), adapt_data=features, compile=False)
+    c = build_model(make_config("mmoe", seed=8), adapt_data=features, compile=False)
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    assert any(not np.array_equal(wa, wc) for wa, wc in zip(a.get_weights(), c.get_weights(), strict=True))
+    kernel = a.get_layer("mmoe_0").experts.kernels[0].numpy()  # [K, D, U]
+    assert all(not np.allclose(kernel[i], kernel[j]) for i in range(3) for j in range(i + 1, 3))
+
+
+def test_add_joint_targets_numpy_and_tf_data(toy):
+    _, labels, weights = toy
+    config = make_config()
+    y, w = add_joint_targets(config, labels, weights)
+    click, sat = labels["click"], np.nan_to_num(labels["satisfaction"])
+    np.testing.assert_array_equal(y["click_and_satisfaction"], click * sat)
+    np.testing.assert_array_equal(w["click_and_satisfaction"], weights["click"])
+    ds = tf.data.Dataset.from_tensor_slices((labels, weights)).batch(32)
+    ds = ds.map(lambda lab, wt: add_joint_targets(config, lab, wt))
+    joint = np.concatenate([b[0]["click_and_satisfaction"].numpy() for b in ds])
+    np.testing.assert_array_equal(joint, click * sat)
+    # a positive parent whose child is unobserved has an unknown joint label: weight 0
+    _, w2 = add_joint_targets(
+        config, {"click": np.array([1.0, 0.0]), "satisfaction": np.array([np.nan, np.nan])}, {"click": np.ones(2)}
+    )
+    np.testing.assert_array_equal(w2["click_and_satisfaction"], [0.0, 1.0])
+    with pytest.raises(ValueError, match="labels lack 'satisfaction'"):
+        add_joint_targets(config, {"click": click}, None)
+
+
+def test_oov_and_missing_inputs_give_finite_outputs(trained):
+    model = trained["mmoe"][0]
+    batch = {
+        "x1": np.array([np.nan, 1.0], np.float32),
+        "x2": np.array([np.nan, np.inf], np.float32),
+        "device": np.array(["never-seen", ""], dtype=object),
+        "item": np.array([12345, -7], np.int64),
+        "city": np.array(["", "atlantis"], dtype=object),
+    }
+    out = model.predict(batch, verbose=0)
+    assert all(np.isfinite(v).all() and v.shape == (2, 1) for v in out.values())
+
+
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: make_config(num_experts=0), "num_experts"),
+        (lambda: make_config(tasks=(TaskSpec("click"), TaskSpec("click"))), "tasks"),
+        (lambda: make_config(tasks=(TaskSpec("click", type="ordinal"),)), "type"),
+        (lambda: ModelConfig(features=(FeatureSpec("x", "bucketized"),)), "kind"),
+        (lambda: make_config(architecture="transformer"), "architecture"),
+        (lambda: make_config(num_levels=0), "num_levels"),
+        (lambda: build_model(make_config(), adapt_data=None), "x1"),
+        (lambda: build_model(make_config(), adapt_data={"x1": np.zeros(3)}), "x2"),
+        (
+            lambda: build_model(
+                make_config(tasks=(TaskSpec("a", conditional_on="b"), TaskSpec("b", conditional_on="a"))),
+                adapt_data=toy_data(8)[0],
+            ),
+            "tasks",
+        ),
+        (lambda: build_model(make_config(optimizer="no_such_opt"), adapt_data=toy_data(8)[0]), "optimizer"),
+    ],
+)
+def test_invalid_configs_name_the_field(make, field):
+    with pytest.raises(ValueError, match=f"'?{field}'?"):
+        make()

@@ -1,0 +1,223 @@
+"""Unit tests of the serving building blocks: JSON codec, batcher, client encoding/retries, import isolation."""
+
+import asyncio
+import base64
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.batching import Batcher, BatchingOptions
+from serving.client import PredictClient, PredictError, encode_column
+from serving.errors import RequestError, ServingError
+from serving.json_codec import decode_request, decode_tensor, encode_json, encode_predictions, loads_request
+
+DTYPES = {"price": "float32", "device": "string", "category": "int64"}
+
+
+def test_decode_tensor_shapes_and_dtypes():
+    assert decode_tensor([[1, 2], [3, 4]], "int64", "x").dtype == np.int64
+    assert decode_tensor([1, 2.5], "float32", "x").tolist() == [1.0, 2.5]
+    assert decode_tensor(["a", {"b64": base64.b64encode(b"\xff").decode()}], "string", "x").tolist() == [b"a", b"\xff"]
+    assert decode_tensor(3, "int64", "x").shape == ()
+    assert np.isnan(decode_tensor([float("nan")], "float32", "x")[0])
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype", "fragment"),
+    [
+        ([1, [2]], "float32", "ragged"),
+        ([3.0], "int64", "not an integer"),
+        ([True], "int64", "not an integer"),
+        (["1"], "float32", "not a number"),
+        ([1], "string", "expected a string"),
+        ([2**70], "int64", "out of range"),
+        ([1], "bool", "expected true or false"),
+        ([{"b64": "!!"}], "string", "invalid base64"),
+    ],
+)
+def test_decode_tensor_rejects_naming_input(value, dtype, fragment):
+    with pytest.raises(RequestError, match=fragment) as err:
+        decode_tensor(value, dtype, "feat_x")
+    assert "feat_x" in str(err.value)
+    assert err.value.http_status == 400
+
+
+def test_decode_request_row_and_columnar():
+    rows = [{"price": 1.0, "device": "ios", "category": 3}, {"price": 2, "device": "web", "category": 4}]
+    fmt, inputs, n = decode_request({"instances": rows}, DTYPES)
+    assert (fmt, n) == ("row", 2)
+    assert inputs["price"].dtype == np.float32 and inputs["category"].tolist() == [3, 4]
+    fmt, inputs, n = decode_request({"inputs": {"price": [1.0], "device": ["a"], "category": [1], "extra": 1}}, DTYPES)
+    assert (fmt, n, sorted(inputs)) == ("columnar", None, ["category", "device", "price"])
+    fmt, inputs, _ = decode_request({"instances": [1.5, 2.5]}, {"x": "float32"})
+    assert inputs["x"].tolist() == [1.5, 2.5]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"instances": [], "inputs": {}}, "both"),
+        ({}, "neither"),
+        ({"instances": []}, "non-empty"),
+        ({"instances": [{"price": 1.0, "device": "a"}]}, "missing input(s) ['category']"),
+        ({"instances": [{"price": 1.0, "device": "a", "category": 1, "zzz": 1}]}, "unknown input(s) ['zzz']"),
+        ({"instances": [{"price": 1.0, "device": "a", "category": 1}, {"price": [1.0], "device": "a", "category": 1}]},
+         "different shapes"),
+        ({"instances": [[1.0]]}, "must be an object"),
+        ({"inputs": {"price": [1.0]}}, "missing input(s)"),
+        ({"inputs": [1.0]}, "must be an object"),
+    ],
+)
+def test_decode_request_errors(body, fragment):
+    with pytest.raises(RequestError) as err:
+        decode_request(body, DTYPES)
+    assert fragment in str(err.value)
+
+
+def test_loads_request_tokens_and_errors():
+    assert np.isnan(loads_request(b'{"x": NaN}')["x"])
+    assert loads_request('{"x": -Infinity}')["x"] == float("-inf")
+    with pytest.raises(RequestError, match="JSON Parse error"):
+        loads_request(b'{"x": ')
+    with pytest.raises(RequestError, match="Is not an object"):
+        loads_request(b"[1, 2]")
+
+
+def test_encode_float32_shortest_and_tokens():
+    out = np.array([0.1, 1 / 3, np.nan, np.inf, -np.inf], dtype=np.float32)
+    text = encode_json(encode_predictions({"p": out}, "columnar"))
+    assert text == '{"outputs": [0.1, 0.33333334, NaN, Infinity, -Infinity]}'
+    parsed = np.array(json.loads(text)["outputs"], dtype=np.float32)
+    np.testing.assert_array_equal(parsed[:2], out[:2])
+
+
+def test_encode_row_format_and_bytes():
+    outputs = {"a": np.array([1.0, 2.0], np.float32), "b_bytes": np.array([b"\x00", b"x"], object)}
+    body = encode_predictions(outputs, "row")
+    assert body == {"predictions": [{"a": 1.0, "b_bytes": {"b64": "AA=="}}, {"a": 2.0, "b_bytes": {"b64": "eA=="}}]}
+    with pytest.raises(RequestError, match="same batch dimension"):
+        encode_predictions({"a": np.zeros(2), "b": np.zeros(3)}, "row")
+    assert encode_predictions({"a": np.array([[1, 2]], np.int64)}, "row") == {"predictions": [[1, 2]]}
+
+
+def test_serving_error_codes():
+    assert ServingError("NOT_FOUND", "x").http_status == 404
+    assert ServingError("UNAVAILABLE", "x").http_status == 503
+    assert ServingError("INVALID_ARGUMENT", "x", http_status=413).http_status == 413
+    with pytest.raises(ValueError, match="unknown canonical code"):
+        ServingError("NOPE", "x")
+
+
+def _run_batches(options, sizes, delay_between=0.0):
+    calls = []
+
+    def fn(inputs):
+        calls.append(len(inputs["x"]))
+        return {"y": inputs["x"] * 2, "n": np.full(len(inputs["x"]), len(inputs["x"]))}
+
+    async def main():
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(options, pool)
+            tasks = []
+            for i, size in enumerate(sizes):
+                x = np.arange(size, dtype=np.float32) + 100 * i
+                tasks.append(asyncio.create_task(batcher.run("k", fn, {"x": x})))
+                if delay_between:
+                    await asyncio.sleep(delay_between)
+            return await asyncio.gather(*tasks, return_exceptions=True), batcher.batches_run
+
+    results, batches = asyncio.run(main())
+    return results, batches, calls
+
+
+def test_batcher_merges_and_splits():
+    results, batches, calls = _run_batches(BatchingOptions(max_batch_size=8, batch_timeout_micros=50_000), [3, 2, 3, 4])
+    for i, (size, res) in enumerate(zip([3, 2, 3, 4], results, strict=True)):
+        np.testing.assert_array_equal(res["y"], (np.arange(size) + 100 * i) * 2)
+    assert calls == [8, 4]  # the first three fill a batch of 8; the last one waits for the timeout
+    assert batches == 2
+
+
+def test_batcher_rejects_oversized_and_full_queue():
+    results, _, _ = _run_batches(BatchingOptions(max_batch_size=4), [5])
+    assert isinstance(results[0], RequestError) and "larger than maximum input batch size 4" in str(results[0])
+    opts = BatchingOptions(max_batch_size=2, batch_timeout_micros=100_000, max_enqueued_batches=1)
+    results, _, _ = _run_batches(opts, [2, 2])
+    assert isinstance(results[1], ServingError) and results[1].http_status == 503
+    assert isinstance(results[0], dict)
+
+
+def test_encode_column_dtypes():
+    assert encode_column(pd.Series([1, 2], dtype="int64"), "DT_INT64", [-1], "c") == [1, 2]
+    assert encode_column(pd.Series([1.0, 2.0]), "DT_INT64", [-1], "c") == [1, 2]
+    floats = encode_column(pd.Series([1, np.nan]), "DT_FLOAT", [-1], "p")
+    assert floats[0] == 1.0 and isinstance(floats[0], float) and np.isnan(floats[1])
+    assert encode_column(pd.Series(["a", None, np.nan]), "DT_STRING", [-1], "d") == ["a", "", ""]
+    with pytest.raises(ValueError, match="'c' is DT_INT64"):
+        encode_column(pd.Series([1.5]), "DT_INT64", [-1], "c")
+    with pytest.raises(ValueError, match="'p' is DT_FLOAT"):
+        encode_column(pd.Series(["x"]), "DT_FLOAT", [-1], "p")
+
+
+class _FlakyHandler(http.server.BaseHTTPRequestHandler):
+    """Answers 503 to the first two requests, then the status body."""
+
+    calls = 0
+
+    def do_GET(self):  # noqa: N802
+        type(self).calls += 1
+        ok = type(self).calls > 2
+        body = json.dumps({"model_version_status": []} if ok else {"error": "busy"}).encode()
+        self.send_response(200 if ok else 503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_client_retries_503_then_succeeds_and_reports_errors():
+    server = http.server.HTTPServer(("127.0.0.1", 0), _FlakyHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        assert PredictClient(url, "m", retries=3).status() == {"model_version_status": []}
+        assert _FlakyHandler.calls == 3
+        _FlakyHandler.calls = 0
+        with pytest.raises(PredictError) as err:
+            PredictClient(url, "m", retries=1).status()
+        assert err.value.status_code == 503 and err.value.error == "busy"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_client_connection_error_is_clear():
+    from serving.testing import free_port
+
+    with pytest.raises(PredictError) as err:
+        PredictClient(f"http://127.0.0.1:{free_port()}", "m", retries=1, timeout=2).status()
+    assert err.value.status_code is None and "ConnectionError" in err.value.error
+
+
+def test_request_answering_modules_never_import_mmoe_tf(repo_root):
+    code = (
+        "import sys\n"
+        "import serving.server, serving.client, serving.model_store, serving.json_codec, serving.batching\n"
+        "import serving.cli, serving.testing, serving._verify\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('mmoe_tf', 'data', 'training'))\n"
+        "print(bad)\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("[]")

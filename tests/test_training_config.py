@@ -1,0 +1,89 @@
+"""Run config: defaults, files (YAML/TOML), --set overrides and errors that name the bad key."""
+
+import pytest
+
+from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+from training.cli import build_parser
+from training.config import RunConfig, RunConfigError, apply_task_overrides, load_run_config
+
+
+def test_default_yaml_and_overrides(repo_root):
+    cfg = load_run_config(repo_root / "training/configs/default.yaml",
+                          ["model.num_experts=8", "train.epochs=3", "model.expert_units=[16, 8]",
+                           "model.tasks.satisfaction.conditional_on=click", "data.max_rows=600"])
+    assert cfg.model["num_experts"] == 8 and cfg.train.epochs == 3 and cfg.data.max_rows == 600
+    assert cfg.model_overrides()["expert_units"] == (16, 8)
+    assert cfg.task_overrides() == {"satisfaction": {"conditional_on": "click"}}
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg  # round-trips through run_config.yaml
+
+
+def test_toml_config(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[model]\narchitecture = "omoe"\n[train]\nepochs = 2\n[train.early_stopping]\npatience = 0\n')
+    cfg = load_run_config(path)
+    assert cfg.model["architecture"] == "omoe" and cfg.train.epochs == 2 and cfg.train.early_stopping.patience == 0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epoch=3", r"^train\.epoch: unknown key; did you mean 'epochs'\?"),
+        ("data.split.methd=time", r"^data\.split\.methd: unknown key"),
+        ("bogus=1", r"^bogus: unknown key"),
+        ("model.num_expert=3", r"^model\.num_expert: unknown key; did you mean 'num_experts'"),
+        ("train.epochs=three", r"^train\.epochs: expected an integer, got 'three'"),
+        ("train.batch_size=1.5", r"^train\.batch_size: expected an integer"),
+        ("model.num_experts=abc", r"^model\.num_experts: expected an integer"),
+        ("model.expert_units=[a]", r"^model\.expert_units: expected a list of an integer"),
+        ("model.architecture=transformer", r"^model\.architecture: .*'transformer'.*mmoe"),
+        ("model.num_experts=0", r"^model\.num_experts: "),
+        ("train.distribute=tpu", r"^train\.distribute: expected one of"),
+        ("train.epochs=0", r"^train\.epochs: expected an integer >= 1"),
+        ("data.split.fractions=[0.5, 0.6, 0.1]", r"^data\.split\.fractions: "),
+        ("data.nan_policy=drop", r"^data\.nan_policy: expected one of"),
+        ("data.path=x.csv", r"^data\.schema: required"),
+        ("model.tasks.satisfaction.weight=2", r"^model\.tasks\.satisfaction\.weight: unknown key"),
+        ("model.tasks.click.loss_weight=heavy", r"^model\.tasks\.click\.loss_weight: expected a number"),
+        ("model.features=[]", r"^model\.features: features come from the data schema"),
+        ("train=3", r"^train: expected a mapping"),
+    ],
+)
+def test_errors_name_the_bad_key(override, message):
+    with pytest.raises(RunConfigError, match=message):
+        load_run_config(None, [override])
+
+
+def test_malformed_set_and_missing_file(tmp_path):
+    with pytest.raises(RunConfigError, match="expected KEY=VALUE"):
+        load_run_config(None, ["train.epochs"])
+    with pytest.raises(RunConfigError, match="file not found"):
+        load_run_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(RunConfigError, match="top level must be a mapping"):
+        load_run_config(bad)
+
+
+def test_task_overrides_applied_and_checked():
+    base = ModelConfig(features=(FeatureSpec("x", "numeric"),), tasks=(TaskSpec("click"), TaskSpec("satisfaction")))
+    esmm = apply_task_overrides(base, {"satisfaction": {"conditional_on": "click", "loss_weight": 2}})
+    assert esmm.task("satisfaction").conditional_on == "click" and esmm.task("satisfaction").loss_weight == 2.0
+    assert "click_and_satisfaction" in esmm.output_names
+    with pytest.raises(RunConfigError, match=r"model\.tasks\.purchase: no such task"):
+        apply_task_overrides(base, {"purchase": {"loss_weight": 1.0}})
+    with pytest.raises(RunConfigError, match=r"model\.tasks"):
+        apply_task_overrides(base, {"satisfaction": {"conditional_on": "nope"}})
+
+
+def test_help_documents_options_and_config_keys(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    out = capsys.readouterr().out
+    for text in ("--config", "--set", "--output-dir", "train.early_stopping.patience", "data.split.method",
+                 "model.tasks.<task>.<field>", "num_experts", "train.distribute"):
+        assert text in out
+    for command in ("evaluate", "gates"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        out = capsys.readouterr().out
+        assert "--model" in out and "--data" in out and "--schema" in out

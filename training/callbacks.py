@@ -1,0 +1,146 @@
+"""Keras callbacks of a training run: Keras's own, plus one that logs the per-task loss weights.
+
+``make_callbacks`` returns, in order: :class:`LossWeightLogger` (must precede the loggers so its
+values reach them), ``BackupAndRestore``, ``EarlyStopping(restore_best_weights=True)``,
+``ModelCheckpoint``, ``TensorBoard`` (or :class:`EpochScalarLogger` without the ``tensorboard``
+package) and ``CSVLogger``. The progress bar comes from ``fit(verbose=...)``.
+
+Example:
+    >>> cbs = make_callbacks(run_dir, write_dir, train_config)  # doctest: +SKIP
+    >>> model.fit(ds, epochs=3, callbacks=cbs)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import pathlib
+from typing import Any
+
+import mmoe_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow is used)
+import tensorflow as tf
+
+from training.config import TrainConfig
+
+LOSS_WEIGHT_PREFIX = "loss_weight_"
+
+
+class LossWeightLogger(tf.keras.callbacks.Callback):
+    """Adds ``loss_weight_<task>`` (from ``mmoe_tf.current_loss_weights``) to each epoch's logs.
+
+    The values then land in ``history.csv`` (CSVLogger), TensorBoard and ``History``. Fixed λ are
+    logged too, so every run's history has the same columns.
+
+    Raises:
+        FloatingPointError: a learned weight became NaN/inf (training diverged).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latest: dict[str, float] = {}
+
+    def _weights(self) -> dict[str, float]:
+        from mmoe_tf.losses import current_loss_weights
+
+        return {task: float(value) for task, value in current_loss_weights(self.model).items()}
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.latest = self._weights()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.latest = self._weights()
+        bad = {t: w for t, w in self.latest.items() if not math.isfinite(w)}
+        if bad:
+            raise FloatingPointError(f"epoch {epoch + 1}: non-finite loss weights {bad}")
+        if logs is not None:
+            logs.update({f"{LOSS_WEIGHT_PREFIX}{task}": w for task, w in self.latest.items()})
+
+
+class EpochScalarLogger(tf.keras.callbacks.Callback):
+    """Epoch scalars as TensorBoard event files, without the ``tensorboard`` package.
+
+    Used instead of ``tf.keras.callbacks.TensorBoard`` when ``tensorboard`` is not installed (it is
+    not in requirements.txt): writes ``<log_dir>/train`` and ``<log_dir>/validation`` event files
+    with the same tags (``epoch_<metric>``) through core ``tf.summary.write``, so TensorBoard
+    shows them later.
+    """
+
+    def __init__(self, log_dir: str | pathlib.Path) -> None:
+        super().__init__()
+        self.log_dir = pathlib.Path(log_dir)
+        self._writers: dict[str, Any] = {}
+
+    def _writer(self, name: str) -> Any:
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(str(self.log_dir / name))
+        return self._writers[name]
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        from tensorflow.core.framework import summary_pb2
+
+        metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        )
+        for key, value in (logs or {}).items():
+            split, name = ("validation", key[len("val_") :]) if key.startswith("val_") else ("train", key)
+            with self._writer(split).as_default():
+                tf.summary.write(f"epoch_{name}", tf.constant(float(value)), step=epoch, metadata=metadata)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+
+def tensorboard_callback(run_dir: pathlib.Path, own_dir: pathlib.Path) -> tf.keras.callbacks.Callback:
+    """Keras ``TensorBoard`` when the ``tensorboard`` package is installed, else :class:`EpochScalarLogger`."""
+    if importlib.util.find_spec("tensorboard") is not None:
+        return tf.keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False, profile_batch=0)
+    return EpochScalarLogger(own_dir / "tensorboard")
+
+
+def make_callbacks(
+    run_dir: str | pathlib.Path, own_dir: str | pathlib.Path, train: TrainConfig, has_validation: bool = True
+) -> list[tf.keras.callbacks.Callback]:
+    """The run's callbacks.
+
+    Args:
+        run_dir: The run folder. Keras's multi-worker-aware callbacks (BackupAndRestore,
+            ModelCheckpoint, TensorBoard) get paths in it and redirect non-chief workers themselves.
+        own_dir: Where this process writes its own files (``history.csv``): ``run_dir`` for the chief,
+            a temp dir for other workers.
+        train: The ``train`` section (early stopping settings).
+        has_validation: Whether ``fit`` gets validation data (else monitors fall back to ``loss``).
+
+    Returns:
+        The callback list, LossWeightLogger first.
+    """
+    run_dir, own_dir = pathlib.Path(run_dir), pathlib.Path(own_dir)
+    monitor = train.early_stopping.monitor
+    if not has_validation and monitor.startswith("val_"):
+        monitor = monitor[len("val_") :]
+    callbacks: list[tf.keras.callbacks.Callback] = [
+        LossWeightLogger(),
+        tf.keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
+    ]
+    if train.early_stopping.patience > 0:
+        callbacks.append(
+            tf.keras.callbacks.EarlyStopping(
+                monitor=monitor,
+                patience=train.early_stopping.patience,
+                min_delta=train.early_stopping.min_delta,
+                restore_best_weights=True,
+                verbose=1 if train.verbose else 0,
+            )
+        )
+    callbacks += [
+        tf.keras.callbacks.ModelCheckpoint(
+            str(run_dir / "checkpoints" / "best.weights.h5"),
+            monitor=monitor,
+            save_best_only=True,
+            save_weights_only=True,
+        ),
+        tensorboard_callback(run_dir, own_dir),
+        tf.keras.callbacks.CSVLogger(str(own_dir / "history.csv"), append=True),
+    ]
+    return callbacks

@@ -1,0 +1,177 @@
+"""``python -m training {train,evaluate,gates}``: train a run, evaluate a saved model, analyse its gates.
+
+Examples:
+    python -m training train --config training/configs/default.yaml --set model.num_experts=8 --set train.epochs=3
+    python -m training evaluate --model output/runs/RUN/model.keras --data table.csv --schema schema.yaml
+    python -m training gates --model output/runs/RUN/model.keras --data default --output-dir /tmp/gates
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import pathlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from training.config import RunConfigError, config_reference, load_run_config
+
+EPILOG = """\
+run config reference (YAML/TOML file, then --set overrides; KEY = default):
+{reference}
+
+--set values are read as YAML: 8, 0.5, [64, 32], null, true, click.
+Per-task overrides, e.g. ESMM: --set model.tasks.satisfaction.conditional_on=click
+"""
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model from a run config and write a run folder",
+        description="Train, evaluate (validation + test) and analyse gates; writes model.keras, run_config.yaml, "
+        "report.json/.txt, gates.json/.png, history.csv, tensorboard/, checkpoints/, backup/. Rerunning with the "
+        "same --output-dir resumes an interrupted run from its last finished epoch.",
+        epilog=EPILOG.format(reference=config_reference()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", help="run config file (.yaml/.yml/.json or .toml); omitted = built-in defaults")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (dotted path), repeatable, e.g. --set train.epochs=3")
+    p.add_argument("--output-dir", help="run folder (default: output_dir from the config, else output/runs/<UTC time>)")
+    p.add_argument("--quiet", action="store_true", help="do not print the report and gate summary at the end")
+
+
+def _add_model_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="saved model (RUN/model.keras)")
+    p.add_argument("--data", default="default",
+                   help="CSV/Parquet table with the schema's columns, or 'default' for the embedded sample")
+    p.add_argument("--schema", help="schema file (YAML/JSON); default: schema.yaml next to the model, else the "
+                   "embedded sample's schema when --data is default")
+    p.add_argument("--nan-policy", default="error", choices=("error", "fill"),
+                   help="missing feature values: raise, or fill with each feature's default")
+    p.add_argument("--batch-size", type=int, default=1024, help="prediction batch size")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="per-task report of a saved model on a table",
+                       description="Per-task metrics (binary: AUC, log loss, calibration; regression: MSE, MAE) on the "
+                       "rows where each task's label is observed; prints a table, optionally writes JSON.")
+    _add_model_data(p)
+    p.add_argument("--output", help="write the report as JSON here (and the table next to it as .txt)")
+
+
+def _add_gates(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("gates", help="gate analysis of a saved model on a table",
+                       description="Mean gate weight per task and expert, gate entropy, task similarity, expert "
+                       "utilisation; warns when a gate collapses onto one expert.")
+    _add_model_data(p)
+    p.add_argument("--output-dir", help="write gates.json and gates.png here")
+    p.add_argument("--collapse-max-weight", type=float, default=0.9, help="collapse when mean max weight > this")
+    p.add_argument("--collapse-entropy", type=float, default=0.1, help="collapse when normalised entropy < this")
+    p.add_argument("--unused-share", type=float, default=None, help="unused expert when its mass share < this "
+                   "(default 0.1/K)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m training`` argument parser."""
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="logging level (gate-collapse warnings are WARNING)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,gates}")
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_gates(sub)
+    return parser
+
+
+def _load_for_eval(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(model, config, df, schema) for evaluate/gates."""
+    from data import Schema, load_table
+    from mmoe_tf.saving import config_of, load_model
+
+    model_path = pathlib.Path(args.model)
+    if not model_path.exists():
+        raise FileNotFoundError(f"--model: no such file: {model_path}")
+    schema_path = args.schema or (model_path.parent / "schema.yaml" if (model_path.parent / "schema.yaml").is_file()
+                                  else None)
+    if args.data == "default":
+        from data.sample import load_default
+
+        df, schema = load_default()
+        if schema_path:
+            schema = Schema.from_file(schema_path)
+            df = load_table(df, schema, nan_policy=args.nan_policy)
+    else:
+        if schema_path is None:
+            raise RunConfigError("--schema: required (no schema.yaml next to the model and --data is not 'default')")
+        schema = Schema.from_file(schema_path)
+        df = load_table(args.data, schema, nan_policy=args.nan_policy)
+    model = load_model(model_path)
+    return model, config_of(model), df, schema
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.evaluation import evaluate_model, format_report
+
+    model, config, df, schema = _load_for_eval(args)
+    report = {"model": str(args.model), "data": str(args.data),
+              "splits": {"data": evaluate_model(model, config, df, schema, batch_size=args.batch_size)}}
+    text = format_report(report["splits"])
+    print(text)
+    if args.output:
+        out = pathlib.Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        out.with_suffix(".txt").write_text(text + "\n")
+        print(f"\nreport written to {out}")
+    return 0
+
+
+def _gates(args: argparse.Namespace) -> int:
+    from data import feature_arrays
+    from training.gate_analysis import analyze_model_gates, format_gate_summary, write_gate_analysis
+
+    model, _, df, schema = _load_for_eval(args)
+    analysis = analyze_model_gates(model, feature_arrays(df, schema), batch_size=args.batch_size,
+                                   collapse_max_weight=args.collapse_max_weight,
+                                   collapse_entropy=args.collapse_entropy, unused_share=args.unused_share)
+    print(format_gate_summary(analysis))
+    if args.output_dir:
+        out = pathlib.Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_gate_analysis(analysis, out)
+        print(f"\ngate analysis written to {out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.runner import print_run_summary, train
+
+    run_config = load_run_config(args.config, args.overrides)
+    result = train(run_config, output_dir=args.output_dir)
+    if not args.quiet:
+        print_run_summary(result)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit code (2 for bad config/input, with a one-line error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("training").setLevel(args.log_level)
+    handlers = {"train": _train, "evaluate": _evaluate, "gates": _gates}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
+        # config, data validation (DataValidationError is a ValueError) and file problems: no stack trace
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

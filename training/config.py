@@ -1,0 +1,462 @@
+"""Run configuration: one YAML/TOML file plus ``--set a.b=c`` overrides, validated up front.
+
+A run config has five sections (see ``training/configs/default.yaml`` for every key):
+
+- ``data``: ``path`` (CSV/Parquet, or ``default`` for the embedded sample), ``schema`` (YAML/JSON path,
+  optional for ``default``), ``split`` (``method`` random|time, ``fractions``, ``seed``, ``column``),
+  ``nan_policy`` and ``max_rows`` (keep a seeded random subset; handy for quick runs).
+- ``model``: any :class:`mmoe_tf.ModelConfig` field except ``features``/``tasks`` (those come from the
+  schema), plus ``tasks: {name: {loss_weight, conditional_on, tower_units, ...}}`` per-task overrides.
+- ``train``: ``epochs``, ``batch_size``, ``seed``, ``early_stopping`` (``patience``, ``monitor``,
+  ``min_delta``; patience 0 disables it), ``distribute`` none|mirrored|multi_worker, ``logical_cpus``,
+  ``steps_per_epoch``, ``verbose``.
+- ``gates``: gate-analysis switches and thresholds (``enabled``, ``collapse_max_weight``,
+  ``collapse_entropy``, ``unused_share``).
+- ``output_dir``: run folder (default ``output/runs/<UTC timestamp>``).
+
+Every error is a :class:`RunConfigError` (a ``ValueError``) naming the dotted key, e.g.
+``train.epochs: expected an integer >= 1, got 'three'``.
+
+Example:
+    >>> cfg = load_run_config(None, ["model.num_experts=8", "train.epochs=3"])
+    >>> cfg.model["num_experts"], cfg.train.epochs
+    (8, 3)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import pathlib
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from typing import Any, Union
+
+import yaml
+
+from data.loading import NAN_POLICIES
+from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+
+DISTRIBUTE_KINDS = ("none", "mirrored", "multi_worker")
+SPLIT_METHODS = ("random", "time")
+MODEL_EXCLUDED_FIELDS = ("features", "tasks")
+TASK_OVERRIDE_FIELDS = tuple(f.name for f in dataclasses.fields(TaskSpec) if f.name != "name")
+
+
+class RunConfigError(ValueError):
+    """A run-config problem; the message starts with the dotted key at fault."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    """How to split the table into train/validation/test.
+
+    Args:
+        method: ``random`` (seeded shuffle) or ``time`` (ordered by ``column``).
+        fractions: Train/validation/test fractions, summing to 1.
+        seed: Shuffle seed for ``random``.
+        column: Time column for ``time``; ``None`` uses the schema's ``timestamp_column``.
+    """
+
+    method: str = "random"
+    fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    column: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from.
+
+    Args:
+        path: CSV/Parquet path, or ``default`` for the embedded sample (``data.sample.load_default()``).
+        schema: Schema file (YAML/JSON); required unless ``path`` is ``default``.
+        split: See :class:`SplitConfig`.
+        nan_policy: Passed to ``data.load_table`` (``error`` or ``fill``).
+        max_rows: Keep a seeded random subset of this many rows (original order kept); ``None`` keeps all.
+    """
+
+    path: str = "default"
+    schema: str | None = None
+    split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
+    nan_policy: str = "error"
+    max_rows: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Keras ``EarlyStopping(restore_best_weights=True)`` settings; ``patience: 0`` disables it."""
+
+    patience: int = 3
+    monitor: str = "val_loss"
+    min_delta: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to fit.
+
+    Args:
+        epochs: Maximum number of epochs.
+        batch_size: Global batch size (split across replicas under a distribution strategy).
+        seed: Seed for ``tf.keras.utils.set_random_seed`` and the shuffle order.
+        early_stopping: See :class:`EarlyStoppingConfig`.
+        distribute: ``none``, ``mirrored`` (all local GPUs, else all logical CPUs) or ``multi_worker``
+            (``MultiWorkerMirroredStrategy`` driven by ``TF_CONFIG``).
+        logical_cpus: Split the CPU into this many logical devices before TensorFlow starts (for
+            trying ``mirrored`` on a CPU-only machine); ``None`` leaves devices alone.
+        steps_per_epoch: Batches per epoch (the training data then repeats); ``None`` = one pass.
+        verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+    """
+
+    epochs: int = 10
+    batch_size: int = 256
+    seed: int = 0
+    early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
+    distribute: str = "none"
+    logical_cpus: int | None = None
+    steps_per_epoch: int | None = None
+    verbose: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class GatesConfig:
+    """Gate analysis after training (see :mod:`training.gate_analysis`).
+
+    Args:
+        enabled: Run it (skipped with a note for architectures without gates).
+        collapse_max_weight: Warn when a task's mean max gate weight exceeds this.
+        collapse_entropy: Warn when a task's mean normalised gate entropy is below this.
+        unused_share: Flag experts whose share of total gate mass is below this; ``None`` = 0.1/K.
+    """
+
+    enabled: bool = True
+    collapse_max_weight: float = 0.9
+    collapse_entropy: float = 0.1
+    unused_share: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A whole training run. ``model`` holds ModelConfig overrides (plain dict, validated)."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: dict[str, Any] = dataclasses.field(default_factory=dict)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    gates: GatesConfig = dataclasses.field(default_factory=GatesConfig)
+    output_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (lists, not tuples) for ``run_config.yaml``."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        """Validate a raw mapping; ``RunConfigError`` names the first bad key."""
+        return _build(cls, data, "")
+
+    def model_overrides(self) -> dict[str, Any]:
+        """``model`` without ``tasks``: keyword arguments for ``Schema.model_config``."""
+        return {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.model.items() if k != "tasks"}
+
+    def task_overrides(self) -> dict[str, dict[str, Any]]:
+        """``model.tasks``: per-task field overrides keyed by task name."""
+        return dict(self.model.get("tasks") or {})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _type_name(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if tp is type(None):
+        return "null"
+    if origin is tuple:
+        return f"a list of {_type_name(args[0])}"
+    if origin is dict:
+        return "a mapping"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _conforms(value: Any, tp: Any) -> bool:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_conforms(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False
+        item = args[0] if args else Any
+        return all(_conforms(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, Mapping)
+    return isinstance(value, tp) if isinstance(tp, type) else True
+
+
+def _unknown_key(path: str, key: Any, known: Iterable[str]) -> RunConfigError:
+    known = sorted(known)
+    close = difflib.get_close_matches(str(key), known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return RunConfigError(f"{path}{key}: unknown key{hint} (known keys: {known})")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "run config"
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise RunConfigError(f"{where}: expected a mapping, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise _unknown_key(prefix, key, fields)
+    values = {}
+    for key, value in data.items():
+        tp = hints[key]
+        path = f"{prefix}{key}"
+        if dataclasses.is_dataclass(tp):
+            values[key] = _build(tp, value, path + ".")
+        elif key == "model" and cls is RunConfig:
+            values[key] = _validate_model_section(value or {}, path)
+        else:
+            if not _conforms(value, tp):
+                raise RunConfigError(f"{path}: expected {_type_name(tp)}, got {_describe(value)}")
+            values[key] = tuple(value) if isinstance(value, list) else value
+    obj = cls(**values)
+    _check_values(obj, prefix)
+    return obj
+
+
+def _check_values(obj: Any, prefix: str) -> None:
+    def fail(key: str, message: str) -> None:
+        raise RunConfigError(f"{prefix}{key}: {message}, got {getattr(obj, key)!r}")
+
+    if isinstance(obj, SplitConfig):
+        if obj.method not in SPLIT_METHODS:
+            fail("method", f"expected one of {SPLIT_METHODS}")
+        if len(obj.fractions) != 3 or any(f < 0 for f in obj.fractions) or abs(sum(obj.fractions) - 1) > 1e-6:
+            fail("fractions", "expected three non-negative train/validation/test fractions summing to 1")
+        if obj.fractions[0] <= 0:
+            fail("fractions", "the training fraction must be > 0")
+    elif isinstance(obj, DataConfig):
+        if obj.nan_policy not in NAN_POLICIES:
+            fail("nan_policy", f"expected one of {NAN_POLICIES}")
+        if obj.path != "default" and not obj.schema:
+            raise RunConfigError(f"{prefix}schema: required when {prefix}path is not 'default' (path={obj.path!r})")
+        if obj.max_rows is not None and obj.max_rows < 10:
+            fail("max_rows", "expected an integer >= 10 or null")
+    elif isinstance(obj, EarlyStoppingConfig):
+        if obj.patience < 0:
+            fail("patience", "expected an integer >= 0 (0 disables early stopping)")
+    elif isinstance(obj, TrainConfig):
+        for key in ("epochs", "batch_size"):
+            if getattr(obj, key) < 1:
+                fail(key, "expected an integer >= 1")
+        for key in ("steps_per_epoch", "logical_cpus"):
+            if getattr(obj, key) is not None and getattr(obj, key) < 1:
+                fail(key, "expected an integer >= 1 or null")
+        if obj.distribute not in DISTRIBUTE_KINDS:
+            fail("distribute", f"expected one of {DISTRIBUTE_KINDS}")
+        if obj.verbose not in (0, 1, 2):
+            fail("verbose", "expected 0, 1 or 2")
+    elif isinstance(obj, GatesConfig):
+        if not 0 < obj.collapse_max_weight <= 1:
+            fail("collapse_max_weight", "expected a number in (0, 1]")
+        if not 0 <= obj.collapse_entropy < 1:
+            fail("collapse_entropy", "expected a number in [0, 1)")
+
+
+_DUMMY_FEATURE = FeatureSpec("__feature__", "numeric")
+
+
+def _validate_model_section(section: Any, path: str) -> dict[str, Any]:
+    """Check model overrides against ModelConfig (types, then ModelConfig's own validation)."""
+    if not isinstance(section, Mapping):
+        raise RunConfigError(f"{path}: expected a mapping, got {_describe(section)}")
+    hints = typing.get_type_hints(ModelConfig)
+    allowed = [f.name for f in dataclasses.fields(ModelConfig) if f.name not in MODEL_EXCLUDED_FIELDS]
+    out: dict[str, Any] = {}
+    for key, value in section.items():
+        if key == "features":
+            raise RunConfigError(f"{path}.features: features come from the data schema and cannot be set here")
+        if key == "tasks":
+            out[key] = _validate_task_overrides(value, f"{path}.tasks")
+            continue
+        if key not in allowed:
+            raise _unknown_key(f"{path}.", key, [*allowed, "tasks"])
+        if not _conforms(value, hints[key]):
+            raise RunConfigError(f"{path}.{key}: expected {_type_name(hints[key])}, got {_describe(value)}")
+        out[key] = list(value) if isinstance(value, (list, tuple)) else value
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in out.items() if k != "tasks"}
+    try:  # reuse ModelConfig's checks (architecture names, ranges, ...) with a placeholder feature
+        ModelConfig(features=(_DUMMY_FEATURE,), **kwargs)
+    except ValueError as err:
+        field = next((k for k in kwargs if f"'{k}'" in str(err)), None)
+        raise RunConfigError(f"{path}.{field}: {err}" if field else f"{path}: {err}") from None
+    return out
+
+
+def _validate_task_overrides(section: Any, path: str) -> dict[str, dict[str, Any]]:
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        raise RunConfigError(f"{path}: expected a mapping of task name -> overrides, got {_describe(section)}")
+    hints = typing.get_type_hints(TaskSpec)
+    out = {}
+    for task, overrides in section.items():
+        if not isinstance(overrides, Mapping):
+            raise RunConfigError(f"{path}.{task}: expected a mapping of overrides, got {_describe(overrides)}")
+        for key, value in overrides.items():
+            if key not in TASK_OVERRIDE_FIELDS:
+                raise _unknown_key(f"{path}.{task}.", key, TASK_OVERRIDE_FIELDS)
+            if not _conforms(value, hints[key]):
+                raise RunConfigError(f"{path}.{task}.{key}: expected {_type_name(hints[key])}, got {_describe(value)}")
+        out[str(task)] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}
+    return out
+
+
+def apply_task_overrides(config: ModelConfig, overrides: Mapping[str, Mapping[str, Any]]) -> ModelConfig:
+    """Return ``config`` with per-task fields replaced.
+
+    Args:
+        config: Model config built from the schema.
+        overrides: ``{task_name: {field: value}}`` (e.g. ``{"satisfaction": {"conditional_on": "click"}}``).
+
+    Returns:
+        The updated, re-validated ModelConfig.
+
+    Raises:
+        RunConfigError: an unknown task name or an invalid value, naming ``model.tasks.<task>``.
+    """
+    if not overrides:
+        return config
+    unknown = sorted(set(overrides) - set(config.task_names))
+    if unknown:
+        raise RunConfigError(f"model.tasks.{unknown[0]}: no such task in the schema; tasks are {list(config.task_names)}")
+    tasks = []
+    for task in config.tasks:
+        changes = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.get(task.name, {}).items()}
+        try:
+            tasks.append(dataclasses.replace(task, **changes))
+        except ValueError as err:
+            raise RunConfigError(f"model.tasks.{task.name}: {err}") from None
+    try:
+        return config.replace(tasks=tuple(tasks))
+    except ValueError as err:
+        raise RunConfigError(f"model.tasks: {err}") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value`` (value read as YAML: ``8``, ``[64, 32]``, ``null``, ``click``).
+
+    Returns:
+        (key path, value).
+    """
+    if "=" not in text:
+        raise RunConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. model.num_experts=8")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise RunConfigError(f"--set {text!r}: bad key {key!r}; expected dotted names like train.epochs")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise RunConfigError(f"{key}: cannot parse value {raw!r}: {err}") from None
+    return parts, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``--set`` strings to a raw (unvalidated) config mapping, in place; returns it."""
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = raw
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise RunConfigError(f"{'.'.join(parts[: i + 1])}: is {_describe(child)}, not a section; cannot set {text!r}")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def read_config_file(path: str | pathlib.Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``/``.json``) or TOML (``.toml``) run config into a dict."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise RunConfigError(f"--config: file not found: {path}")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as err:
+        raise RunConfigError(f"--config {path}: cannot parse: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RunConfigError(f"--config {path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def load_run_config(path: str | pathlib.Path | None = None, overrides: Iterable[str] = ()) -> RunConfig:
+    """Read, override and validate a run config.
+
+    Args:
+        path: YAML/TOML file; ``None`` starts from the built-in defaults.
+        overrides: ``a.b=c`` strings applied after the file.
+
+    Returns:
+        The validated :class:`RunConfig`.
+
+    Raises:
+        RunConfigError: naming the dotted key at fault.
+    """
+    raw = read_config_file(path) if path is not None else {}
+    return RunConfig.from_dict(apply_overrides(raw, overrides))
+
+
+def config_reference() -> str:
+    """One line per config key with its default, for ``--help``."""
+    lines = []
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            if dataclasses.is_dataclass(tp):
+                walk(tp, f"{prefix}{f.name}.")
+            elif f.name == "model" and cls is RunConfig:
+                lines.append("  model.<ModelConfig field>   any of: " + ", ".join(
+                    f.name for f in dataclasses.fields(ModelConfig) if f.name not in MODEL_EXCLUDED_FIELDS))
+                lines.append("  model.tasks.<task>.<field>  per-task: " + ", ".join(TASK_OVERRIDE_FIELDS))
+            else:
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                lines.append(f"  {prefix}{f.name} = {_plain(default)!r}")
+
+    walk(RunConfig, "")
+    return "\n".join(lines)

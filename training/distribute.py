@@ -1,0 +1,113 @@
+"""tf.distribute strategies for training: none, mirrored (one machine) and multi_worker (TF_CONFIG).
+
+Create the strategy before any other TensorFlow work in the process (multi-worker collectives and
+logical CPU devices can only be configured before TensorFlow initialises its runtime), build and
+compile the model inside ``strategy.scope()``, and let only the chief write the final artifacts.
+
+Example:
+    >>> strategy = make_strategy("none")
+    >>> with strategy.scope():
+    ...     model = build_model(config)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+
+import mmoe_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow is used)
+import tensorflow as tf
+
+STRATEGIES = ("none", "mirrored", "multi_worker")
+
+
+def configure_logical_cpus(count: int) -> None:
+    """Split the first physical CPU into ``count`` logical devices (before TensorFlow initialises).
+
+    Raises:
+        RuntimeError: TensorFlow's runtime is already initialised with a different device layout.
+    """
+    cpus = tf.config.list_physical_devices("CPU")
+    current = tf.config.get_logical_device_configuration(cpus[0])
+    if current is not None and len(current) == count:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"train.logical_cpus={count}: TensorFlow is already initialised, so logical CPU devices can no longer "
+            "be configured; set them at the start of a fresh process (e.g. run the CLI in a subprocess)"
+        ) from err
+
+
+def make_strategy(kind: str = "none", logical_cpus: int | None = None) -> tf.distribute.Strategy:
+    """Return the distribution strategy for ``train.distribute``.
+
+    Args:
+        kind: ``none`` (default strategy), ``mirrored`` (all local GPUs, else all logical CPUs) or
+            ``multi_worker`` (``MultiWorkerMirroredStrategy``; needs ``TF_CONFIG``).
+        logical_cpus: If set, first split the CPU into this many logical devices.
+
+    Raises:
+        ValueError: unknown ``kind`` or a missing/invalid ``TF_CONFIG`` for ``multi_worker``.
+    """
+    if kind not in STRATEGIES:
+        raise ValueError(f"train.distribute: unknown strategy {kind!r}; expected one of {STRATEGIES}")
+    if logical_cpus:
+        configure_logical_cpus(logical_cpus)
+    if kind == "none":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        cross_ops = None if gpus else tf.distribute.ReductionToOneDevice(reduce_to_device=devices[0])
+        return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=cross_ops)
+    _check_tf_config()
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _check_tf_config() -> dict:
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise ValueError(
+            "train.distribute=multi_worker needs the TF_CONFIG environment variable, e.g. "
+            '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+        )
+    try:
+        tf_config = json.loads(raw)
+        workers = tf_config["cluster"]["worker"]
+        task = tf_config["task"]
+        index = int(task["index"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"TF_CONFIG: expected cluster.worker (list) and task.type/index, got {raw!r} ({err})") from None
+    if not 0 <= index < len(workers) + len(tf_config["cluster"].get("chief", [])):
+        raise ValueError(f"TF_CONFIG: task.index {index} is out of range for {len(workers)} worker(s)")
+    return tf_config
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True unless this process is a non-chief worker of a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type is None or task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and not has_chief
+
+
+def write_dir(output_dir: str | pathlib.Path, strategy: tf.distribute.Strategy) -> pathlib.Path:
+    """Where this process writes its own files: ``output_dir`` for the chief, a fresh temp dir otherwise."""
+    if is_chief(strategy):
+        return pathlib.Path(output_dir)
+    task_id = getattr(strategy.cluster_resolver, "task_id", "x")
+    return pathlib.Path(tempfile.mkdtemp(prefix=f"mmoe-worker{task_id}-"))
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """Number of worker processes taking part (1 unless multi-worker)."""
+    extended = strategy.extended
+    return int(getattr(extended, "_num_workers", 1) or 1)

@@ -1,0 +1,91 @@
+"""Ceiling: how close does a trained MMoE get to the oracle AUC of the impression simulator?
+
+The simulator (``data.generators.impressions``) knows each row's true probabilities, so the best
+achievable AUC on a test split is the oracle AUC of those probabilities
+(``data.generators.impressions.oracle_auc``). MMoE is trained with early stopping on a validation
+split and each task's test AUC is compared with its oracle. Target: within 0.01 at 200k rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from training.experiments import common
+
+DEFAULT_FIT = common.FitOptions(epochs=40, batch_size=1024, patience=3)
+
+TARGET_GAP = 0.01
+
+
+def run(
+    rows: int = 200_000,
+    seeds: int = 1,
+    architecture: str = "mmoe",
+    fit: common.FitOptions = DEFAULT_FIT,
+    figures_dir: str | Path | None = None,
+) -> pd.DataFrame:
+    """Per task: mean/std test AUC of the model, of the oracle, and their gap over seeds."""
+    records = []
+    for seed in range(seeds):
+        df, schema = common.impressions_data(rows, seed)
+        splits = common.split(df, seed)
+        _, scores = common.train_and_evaluate(
+            schema, splits, architecture=architecture, seed=seed, fit=fit, **common.model_overrides(architecture)
+        )
+        oracle = common.oracle_aucs(splits[2], schema)
+        for task in scores:
+            records.append(
+                {
+                    "task": task,
+                    "seed": seed,
+                    "model_auc": scores[task],
+                    "oracle_auc": oracle[task],
+                    "gap": oracle[task] - scores[task],
+                }
+            )
+    raw = pd.DataFrame.from_records(records)
+    table = common.aggregate(raw, ["task"], ["model_auc", "oracle_auc", "gap"])
+    table["within_target"] = table["gap_mean"] <= TARGET_GAP
+    plot(table, architecture, common.figure_path("ceiling", figures_dir))
+    return table
+
+
+def plot(table: pd.DataFrame, architecture: str, path: Path) -> Path:
+    """Bars of model vs oracle test AUC per task."""
+    fig, (ax,) = common.new_figure(1, width=5.0)
+    x = range(len(table))
+    ax.bar(
+        [i - 0.2 for i in x],
+        table["model_auc_mean"],
+        width=0.4,
+        yerr=table["model_auc_std"],
+        capsize=3,
+        label=architecture,
+    )
+    ax.bar([i + 0.2 for i in x], table["oracle_auc_mean"], width=0.4, label="oracle (true probabilities)")
+    ax.set_xticks(list(x), table["task"])
+    low = min(table["model_auc_mean"].min(), table["oracle_auc_mean"].min())
+    ax.set_ylim(max(0.0, low - 0.05), min(1.0, table["oracle_auc_mean"].max() + 0.03))
+    ax.set_ylabel("test AUC")
+    ax.legend(loc="lower right")
+    return common.save_figure(fig, path)
+
+
+def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
+    """CLI: ``python -m training.experiments ceiling [--rows N --seeds S]``."""
+    parser = argparse.ArgumentParser(prog="python -m training.experiments ceiling", description=__doc__)
+    common.add_size_arguments(parser, rows=200_000, epochs=40, seeds=1, batch_size=1024)
+    parser.add_argument("--architecture", default="mmoe")
+    args = parser.parse_args(argv)
+    table = run(args.rows, args.seeds, args.architecture, common.fit_options(args), args.figures_dir)
+    common.print_result(
+        f"ceiling: {args.architecture} test AUC vs oracle AUC (target gap <= {TARGET_GAP})",
+        table,
+        common.figure_path("ceiling", args.figures_dir),
+        {"rows": args.rows, "split": "random 80/10/10 per seed"},
+    )
+    return table

@@ -1,0 +1,245 @@
+"""Shared pieces of the experiments: train-and-evaluate one architecture, aggregate seeds, print, plot.
+
+Every experiment builds its model from a ``data.Schema`` with ``Schema.model_config`` and
+``mmoe_tf.build_model``, feeds it with ``data.make_dataset``, stops early on a validation split and
+scores the test split. Metrics are per task: AUC on observed rows for binary tasks, MSE for
+regression tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import tensorflow as tf
+
+import mmoe_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS=1 before TensorFlow is used)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIGURES_DIR = REPO_ROOT / "docs" / "figures"
+
+
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """How one model is fitted: epochs cap, batch size, early-stopping patience."""
+
+    epochs: int = 30
+    batch_size: int = 256
+    patience: int = 3
+    verbose: int = 0
+
+
+DEFAULT_FIT = FitOptions()
+
+
+def limit_threads(intra: int = 2, inter: int = 1) -> None:
+    """Keep TensorFlow to a couple of threads (the machine is shared); ignored once TF has started."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    except RuntimeError:
+        pass
+
+
+def _targets_fn(config: Any):
+    """``add_joint_targets`` bound to ``config`` when the config has ESMM tasks, else ``None``."""
+    if not any(t.conditional_on for t in config.tasks):
+        return None
+    from mmoe_tf import add_joint_targets
+
+    return lambda labels, weights: add_joint_targets(config, labels, weights)
+
+
+def fit_model(
+    schema: Any,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    *,
+    architecture: str,
+    seed: int,
+    fit: FitOptions = DEFAULT_FIT,
+    **overrides: Any,
+) -> tuple[tf.keras.Model, Any]:
+    """Build ``architecture`` for ``schema`` and fit it on ``train``, early-stopping on ``val`` loss.
+
+    Returns the fitted model (best validation epoch restored) and its ``ModelConfig``.
+    """
+    from data import feature_arrays, make_dataset
+    from mmoe_tf import build_model
+
+    tf.keras.utils.set_random_seed(seed)
+    config = schema.model_config(architecture=architecture, seed=seed, **overrides)
+    model = build_model(config, adapt_data=feature_arrays(train, schema))
+    targets_fn = _targets_fn(config)
+    train_ds = make_dataset(train, schema, batch_size=fit.batch_size, shuffle=True, seed=seed, targets_fn=targets_fn)
+    val_ds = make_dataset(val, schema, batch_size=max(fit.batch_size, 1024), targets_fn=targets_fn)
+    stop = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=fit.patience, restore_best_weights=True)
+    model.fit(train_ds, validation_data=val_ds, epochs=fit.epochs, callbacks=[stop], verbose=fit.verbose)
+    return model, config
+
+
+def task_metrics(model: tf.keras.Model, config: Any, df: pd.DataFrame, schema: Any) -> dict[str, float]:
+    """Per task (``training.evaluation``): AUC on observed rows (binary) or MSE (regression); NaN if undefined."""
+    from training.evaluation import evaluate_model
+
+    report = evaluate_model(model, config, df, schema, batch_size=4096)
+    scores = {}
+    for task in config.tasks:
+        value = report[task.name]["auc" if task.type == "binary" else "mse"]
+        scores[task.name] = float("nan") if value is None else float(value)
+    return scores
+
+
+def train_and_evaluate(
+    schema: Any,
+    splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+    *,
+    architecture: str,
+    seed: int,
+    fit: FitOptions = DEFAULT_FIT,
+    **overrides: Any,
+) -> tuple[tf.keras.Model, dict[str, float]]:
+    """Fit ``architecture`` on ``(train, val, test)`` and return the model with its per-task test metrics."""
+    train, val, test = splits
+    model, config = fit_model(schema, train, val, architecture=architecture, seed=seed, fit=fit, **overrides)
+    return model, task_metrics(model, config, test, schema)
+
+
+def aggregate(raw: pd.DataFrame, by: Sequence[str], values: Sequence[str]) -> pd.DataFrame:
+    """Mean and std (ddof=1; 0 for a single seed) of ``values`` over seeds, one row per ``by`` group."""
+    grouped = raw.groupby(list(by), sort=False)[list(values)]
+    mean = grouped.mean().add_suffix("_mean")
+    std = grouped.std(ddof=1).fillna(0.0).add_suffix("_std")
+    count = grouped.size().rename("seeds")
+    return pd.concat([mean, std, count], axis=1).reset_index()
+
+
+def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
+    """A GitHub-markdown table; ``<x>_mean``/``<x>_std`` column pairs print as ``mean ± std``."""
+    columns: list[tuple[str, Any]] = []
+    for col in df.columns:
+        if col.endswith("_std") and f"{col[:-4]}_mean" in df.columns:
+            continue
+        if col.endswith("_mean") and f"{col[:-5]}_std" in df.columns:
+            base = col[:-5]
+            columns.append((base, lambda r, b=base: f"{r[b + '_mean']:.{digits}f} ± {r[b + '_std']:.{digits}f}"))
+        elif pd.api.types.is_float_dtype(df[col]):
+            columns.append((col, lambda r, c=col: f"{r[c]:.{digits}f}"))
+        else:
+            columns.append((col, lambda r, c=col: str(r[c])))
+    lines = ["| " + " | ".join(name for name, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(fmt(row) for _, fmt in columns) + " |")
+    return "\n".join(lines)
+
+
+def figure_path(name: str, out_dir: str | os.PathLike | None = None) -> Path:
+    """``<out_dir or docs/figures>/<name>.png``, creating the folder."""
+    folder = Path(out_dir) if out_dir is not None else FIGURES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}.png"
+
+
+def new_figure(ncols: int, width: float = 4.5, height: float = 3.5):
+    """A matplotlib (Agg) figure with ``ncols`` axes side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Save and close ``fig``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def add_size_arguments(parser: Any, *, rows: int, epochs: int, seeds: int, batch_size: int = 256) -> None:
+    """The size options every experiment takes: rows, epochs, seeds, batch size, patience, figure folder."""
+    parser.add_argument("--rows", type=int, default=rows, help=f"rows generated / used (default {rows})")
+    parser.add_argument("--epochs", type=int, default=epochs, help=f"max epochs, early stopping on (default {epochs})")
+    parser.add_argument("--seeds", type=int, default=seeds, help=f"seeds per setting (default {seeds})")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"batch size (default {batch_size})")
+    parser.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs (default 3)")
+    parser.add_argument("--figures-dir", default=None, help="where the PNG goes (default docs/figures)")
+
+
+def fit_options(args: Any) -> FitOptions:
+    """``FitOptions`` from parsed ``add_size_arguments`` options."""
+    return FitOptions(epochs=args.epochs, batch_size=args.batch_size, patience=args.patience)
+
+
+def print_result(title: str, table: pd.DataFrame, figure: Path | None, extra: Mapping[str, Any] | None = None) -> None:
+    """Print the experiment's table (markdown) and where its figure went."""
+    print(f"\n## {title}\n")
+    for key, value in (extra or {}).items():
+        print(f"{key}: {value}")
+    print(markdown_table(table))
+    if figure is not None:
+        print(f"\nfigure: {figure}")
+
+
+# --- data and model choices shared by the experiments -------------------------------------------
+
+# Roughly equal parameter budgets: 8 experts × 16 units (mmoe/omoe) ≈ one 128-unit bottom
+# (shared_bottom) ≈ one 64-unit network per task for two tasks (single_task).
+MODEL_OVERRIDES: dict[str, dict[str, Any]] = {
+    "mmoe": {"num_experts": 8, "expert_units": (16,), "tower_units": (8,)},
+    "omoe": {"num_experts": 8, "expert_units": (16,), "tower_units": (8,)},
+    "shared_bottom": {"expert_units": (128,), "tower_units": (8,)},
+    "single_task": {"expert_units": (64,), "tower_units": (8,)},
+}
+
+
+def model_overrides(architecture: str) -> dict[str, Any]:
+    """``ModelConfig`` overrides used for ``architecture`` in every experiment."""
+    return dict(MODEL_OVERRIDES[architecture])
+
+
+def split(df: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Seeded random 80/10/10 train/validation/test split (``data.random_split``)."""
+    from data import random_split
+
+    return random_split(df, fractions=(0.8, 0.1, 0.1), seed=seed)
+
+
+def synthetic_data(rows: int, correlation: float, seed: int) -> tuple[pd.DataFrame, Any]:
+    """The MMoE paper's two-regression-task synthetic data at task correlation ``correlation``."""
+    from data.generators import make_synthetic
+
+    return make_synthetic(n_rows=rows, correlation=correlation, seed=seed)
+
+
+def impressions_data(rows: int, seed: int, label_keep_fraction: float = 1.0) -> tuple[pd.DataFrame, Any]:
+    """Impression-simulator rows (with true probabilities ``p_click``/``p_satisfaction``) and their schema."""
+    from data.generators import simulate_impressions
+
+    return simulate_impressions(n_rows=rows, seed=seed, label_keep_fraction=label_keep_fraction)
+
+
+def oracle_aucs(df: pd.DataFrame, schema: Any) -> dict[str, float]:
+    """Per task: the AUC the simulator's true probabilities reach on ``df`` (observed rows)."""
+    from data.generators import oracle_auc
+
+    return {task.name: oracle_auc(df, task.name) for task in schema.tasks}
+
+
+def census_data(group: int, data_root: str | os.PathLike | None = None) -> tuple[pd.DataFrame, Any]:
+    """The UCI Census-Income test file with task group ``group`` (``data.real.census``), and its schema.
+
+    ``data_root`` holds ``census-income/`` (default ``../shared/data``).
+    """
+    from data.real.census import load_census
+
+    return load_census(group=group, files=("test",), path=data_root)

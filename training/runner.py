@@ -1,0 +1,319 @@
+"""One training run: data → split → model (in the strategy scope) → ``fit`` → report + gate analysis.
+
+The run folder (``output_dir``, default ``output/runs/<UTC timestamp>``) receives ``model.keras``,
+``run_config.yaml``, ``schema.yaml``, ``report.json``, ``report.txt``, ``gates.json``, ``gates.png``,
+``history.csv``, ``tensorboard/``, ``checkpoints/`` and ``backup/``. An existing run folder is
+never clobbered: a finished run (``model.keras`` present) is refused, an unfinished one (same
+``run_config.yaml``) is resumed from its last finished epoch by Keras ``BackupAndRestore``.
+
+Example:
+    >>> from training.config import load_run_config
+    >>> result = train(load_run_config("training/configs/default.yaml", ["train.epochs=2"]))  # doctest: +SKIP
+    >>> result.report["splits"]["test"]["click"]["auc"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import json
+import logging
+import pathlib
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import mmoe_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow is used)
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import yaml
+
+from training import distribute
+from training.callbacks import LossWeightLogger, make_callbacks
+from training.config import RunConfig, RunConfigError, apply_task_overrides
+from training.evaluation import evaluate_model, format_report
+from training.gate_analysis import analyze_model_gates, format_gate_summary, write_gate_analysis
+
+LOGGER = logging.getLogger("training")
+DEFAULT_RUNS_DIR = pathlib.Path("output") / "runs"
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What :func:`train` produced.
+
+    Attributes:
+        run_dir: The run folder.
+        model: The trained model (best weights when early stopping restored them).
+        model_config: Its ModelConfig.
+        report: The ``report.json`` content (``None`` on non-chief workers).
+        gates: The ``gates.json`` content (``None`` on non-chief workers or when disabled).
+        history: ``{metric: [value per epoch]}`` of this process's ``fit`` call.
+        initial_epoch: First epoch run by this call (> 0 when resumed from a backup).
+        is_chief: Whether this process wrote the run folder.
+    """
+
+    run_dir: pathlib.Path
+    model: tf.keras.Model
+    model_config: mmoe_tf.ModelConfig
+    report: dict[str, Any] | None
+    gates: dict[str, Any] | None
+    history: dict[str, list[float]]
+    initial_epoch: int
+    is_chief: bool
+
+
+# ---- data --------------------------------------------------------------------------------------
+def load_data(run_config: RunConfig) -> tuple[pd.DataFrame, Any]:
+    """Load and validate the table named by ``data`` (``default`` = the embedded sample).
+
+    Returns:
+        ``(df, schema)``; ``df`` is cut to ``data.max_rows`` rows (seeded, original order kept).
+    """
+    from data import Schema, load_table
+
+    cfg = run_config.data
+    if cfg.path == "default":
+        from data.sample import load_default
+
+        df, schema = load_default()
+        if cfg.schema:
+            schema = Schema.from_file(cfg.schema)
+            df = load_table(df, schema, nan_policy=cfg.nan_policy)
+    else:
+        if not pathlib.Path(cfg.path).exists():
+            raise RunConfigError(f"data.path: file not found: {cfg.path}")
+        if not pathlib.Path(cfg.schema).is_file():
+            raise RunConfigError(f"data.schema: file not found: {cfg.schema}")
+        schema = Schema.from_file(cfg.schema)
+        df = load_table(cfg.path, schema, nan_policy=cfg.nan_policy)
+    if cfg.max_rows is not None and cfg.max_rows < len(df):
+        df = df.sample(n=cfg.max_rows, random_state=cfg.split.seed).sort_index().reset_index(drop=True)
+    return df, schema
+
+
+def split_data(df: pd.DataFrame, schema: Any, run_config: RunConfig) -> dict[str, pd.DataFrame]:
+    """Train/validation/test frames per ``data.split``."""
+    from data import random_split, time_split
+
+    split = run_config.data.split
+    if split.method == "random":
+        parts = random_split(df, fractions=tuple(split.fractions), seed=split.seed)
+    else:
+        column = split.column or schema.timestamp_column
+        if not column:
+            raise RunConfigError("data.split.column: required for method 'time' (the schema has no timestamp_column)")
+        parts = time_split(df, column, fractions=tuple(split.fractions))
+    return dict(zip(SPLIT_NAMES, parts, strict=True))
+
+
+def model_config_for(schema: Any, run_config: RunConfig) -> mmoe_tf.ModelConfig:
+    """The ModelConfig: features/tasks from the schema, other fields and task overrides from ``model``."""
+    try:
+        config = schema.model_config(**run_config.model_overrides())
+    except ValueError as err:
+        raise RunConfigError(f"model: {err}") from None
+    return apply_task_overrides(config, run_config.task_overrides())
+
+
+def targets_fn_for(config: mmoe_tf.ModelConfig) -> Callable | None:
+    """``add_joint_targets`` bound to ``config`` when a task is ESMM-conditional, else ``None``."""
+    if not any(t.conditional_on for t in config.tasks):
+        return None
+    from mmoe_tf.targets import add_joint_targets
+
+    return functools.partial(add_joint_targets, config)
+
+
+def _dataset(df: pd.DataFrame, schema: Any, config: mmoe_tf.ModelConfig, run_config: RunConfig, training: bool):
+    from data import make_dataset
+
+    train = run_config.train
+    repeat = training and train.steps_per_epoch is not None
+    ds = make_dataset(df, schema, batch_size=train.batch_size, shuffle=training, seed=train.seed, repeat=repeat,
+                      targets_fn=targets_fn_for(config))
+    options = tf.data.Options()  # in-memory data: shard by element across workers (no files to shard)
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+# ---- run folder --------------------------------------------------------------------------------
+def new_run_dir(base: str | pathlib.Path = DEFAULT_RUNS_DIR) -> pathlib.Path:
+    """``base/<UTC timestamp>`` (with a numeric suffix if that name is taken); not created."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    candidate, n = pathlib.Path(base) / stamp, 1
+    while candidate.exists():
+        candidate, n = pathlib.Path(base) / f"{stamp}-{n}", n + 1
+    return candidate
+
+
+def prepare_run_dir(run_dir: pathlib.Path, run_config: RunConfig) -> bool:
+    """Create the run folder or check it can be resumed.
+
+    Returns:
+        True when resuming an unfinished run.
+
+    Raises:
+        FileExistsError: the folder holds a finished run, something that is not a run, or a run
+            with a different config.
+    """
+    resolved = run_config.to_dict()
+    if run_dir.exists() and any(run_dir.iterdir()):
+        saved = run_dir / "run_config.yaml"
+        if (run_dir / "model.keras").exists():
+            raise FileExistsError(f"output_dir {run_dir}: holds a finished run (model.keras); choose a new output dir")
+        if not saved.is_file():
+            raise FileExistsError(f"output_dir {run_dir}: exists, is not empty and is not a run folder (no run_config.yaml)")
+        previous = yaml.safe_load(saved.read_text())
+        diff = _diff_keys(previous, resolved)
+        if diff:
+            raise FileExistsError(
+                f"output_dir {run_dir}: holds an unfinished run with a different config (keys {diff}); "
+                "rerun with the same config to resume, or choose a new output dir"
+            )
+        return True
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            out += _diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _dedupe_history(path: pathlib.Path) -> None:
+    """Keep the last row per epoch (a run killed between backup and log could repeat one)."""
+    if path.is_file() and path.stat().st_size:
+        hist = pd.read_csv(path)
+        if "epoch" in hist:
+            hist.drop_duplicates("epoch", keep="last").sort_values("epoch").to_csv(path, index=False)
+
+
+# ---- the run -----------------------------------------------------------------------------------
+def train(
+    run_config: RunConfig,
+    output_dir: str | pathlib.Path | None = None,
+    callbacks: Iterable[tf.keras.callbacks.Callback] = (),
+) -> RunResult:
+    """Train, evaluate and analyse one model; write the run folder (chief only).
+
+    Args:
+        run_config: Validated run config.
+        output_dir: Run folder; overrides ``run_config.output_dir``; default ``output/runs/<UTC stamp>``.
+        callbacks: Extra Keras callbacks, run after the standard ones.
+
+    Returns:
+        A :class:`RunResult`.
+
+    Raises:
+        RunConfigError, FileExistsError, data.DataValidationError: bad config, folder or data.
+    """
+    strategy = distribute.make_strategy(run_config.train.distribute, run_config.train.logical_cpus)
+    chief = distribute.is_chief(strategy)
+    run_dir = pathlib.Path(output_dir or run_config.output_dir or new_run_dir())
+    run_config = dataclasses.replace(run_config, output_dir=str(run_dir))
+    resuming = prepare_run_dir(run_dir, run_config) if chief else run_dir.exists()
+    own_dir = distribute.write_dir(run_dir, strategy)
+    tf.keras.utils.set_random_seed(run_config.train.seed)
+
+    df, schema = load_data(run_config)
+    parts = split_data(df, schema, run_config)
+    config = model_config_for(schema, run_config)
+    LOGGER.info("run %s: %s rows (train/val/test %s), %s, strategy %s with %d replica(s)%s", run_dir, len(df),
+                [len(p) for p in parts.values()], config.architecture, type(strategy).__name__,
+                strategy.num_replicas_in_sync, " — resuming" if resuming else "")
+
+    from data import feature_arrays
+    from mmoe_tf.models import build_model
+    from mmoe_tf.saving import load_model, save_model
+
+    with strategy.scope():
+        model = build_model(config, adapt_data=feature_arrays(parts["train"], schema))
+    train_ds = _dataset(parts["train"], schema, config, run_config, training=True)
+    has_val = len(parts["validation"]) > 0
+    val_ds = _dataset(parts["validation"], schema, config, run_config, training=False) if has_val else None
+    cbs = make_callbacks(run_dir, own_dir, run_config.train, has_validation=has_val) + list(callbacks)
+
+    if chief:  # written once the run can start, so a failed start leaves the folder reusable
+        (run_dir / "run_config.yaml").write_text(yaml.safe_dump(run_config.to_dict(), sort_keys=False))
+        schema.to_file(run_dir / "schema.yaml")
+    started = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=run_config.train.epochs,
+                        steps_per_epoch=run_config.train.steps_per_epoch, callbacks=cbs,
+                        verbose=run_config.train.verbose)
+    seconds = time.perf_counter() - started
+    initial_epoch = int(history.epoch[0]) if history.epoch else run_config.train.epochs
+    model_path = own_dir / "model.keras"
+    save_model(model, model_path)  # every worker saves (collective reads); only the chief's is kept
+    if not chief:
+        shutil.rmtree(own_dir, ignore_errors=True)
+        return RunResult(run_dir, model, config, None, None, history.history, initial_epoch, False)
+
+    eval_model = model
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        eval_model = load_model(model_path)  # predict locally, not as a collective over the workers
+    _dedupe_history(run_dir / "history.csv")
+    report = {
+        "run_dir": str(run_dir),
+        "model": {"architecture": config.architecture, "num_experts": config.num_experts,
+                  "tasks": [t.to_dict() for t in config.tasks], "output_names": list(config.output_names),
+                  "loss_balancing": config.loss_balancing, "parameters": int(model.count_params())},
+        "data": {"source": run_config.data.path, "rows": {k: len(v) for k, v in parts.items()}},
+        "training": _training_summary(history, cbs, initial_epoch, seconds, strategy, run_config),
+        "splits": {
+            name: evaluate_model(eval_model, config, parts[name], schema, batch_size=max(1024, run_config.train.batch_size))
+            for name in ("validation", "test") if len(parts[name])
+        },
+    }
+    text = format_report(report["splits"])
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (run_dir / "report.txt").write_text(text + "\n")
+
+    gates = None
+    if run_config.gates.enabled:
+        gate_df = parts["test"] if len(parts["test"]) else parts["validation"] if has_val else parts["train"]
+        g = run_config.gates
+        gates = analyze_model_gates(eval_model, feature_arrays(gate_df, schema), collapse_max_weight=g.collapse_max_weight,
+                                    collapse_entropy=g.collapse_entropy, unused_share=g.unused_share)
+        write_gate_analysis(gates, run_dir)
+        (run_dir / "gates.txt").write_text(format_gate_summary(gates) + "\n")
+    return RunResult(run_dir, model, config, report, gates, history.history, initial_epoch, True)
+
+
+def _training_summary(history: Any, cbs: list, initial_epoch: int, seconds: float, strategy: Any,
+                      run_config: RunConfig) -> dict[str, Any]:
+    stopper = next((c for c in cbs if isinstance(c, tf.keras.callbacks.EarlyStopping)), None)
+    weights = next(c for c in cbs if isinstance(c, LossWeightLogger)).latest
+    final = {k: float(v[-1]) for k, v in history.history.items() if v}
+    return {
+        "epochs_requested": run_config.train.epochs,
+        "initial_epoch": initial_epoch,
+        "epochs_run_this_call": len(history.epoch),
+        "last_epoch": int(history.epoch[-1]) + 1 if history.epoch else initial_epoch,
+        "early_stopped": bool(stopper is not None and stopper.stopped_epoch > 0),
+        "best_epoch": (int(stopper.best_epoch) + 1) if stopper is not None and stopper.best_weights is not None else None,
+        "final_logs": {k: (v if np.isfinite(v) else None) for k, v in final.items()},
+        "loss_weights": weights,
+        "fit_seconds": round(seconds, 3),
+        "strategy": type(strategy).__name__,
+        "replicas": int(strategy.num_replicas_in_sync),
+    }
+
+
+def print_run_summary(result: RunResult) -> None:
+    """Print the report table and the gate summary of a finished run (chief only)."""
+    if not result.is_chief:
+        return
+    print((result.run_dir / "report.txt").read_text().rstrip())
+    if result.gates is not None:
+        print()
+        print(format_gate_summary(result.gates))
+    print(f"\nrun folder: {result.run_dir}")
