@@ -9,8 +9,10 @@ hits every variant alike.
 Usage:
     .venv/bin/python bench/expert_bank.py [--rounds 30] [--steps 8]
 
-The last printed line is one JSON object: every throughput, ``speedup_vs_loop`` (one layer,
-``auto`` vs the Dense loop) and ``speedup_vs_loop_2layer``.
+The last printed line is one JSON object: every median throughput, ``speedup_vs_loop`` (one layer,
+``auto`` vs the Dense loop, ratio of medians) and ``speedup_vs_loop_2layer``, the same ratios taken
+per round (``paired_*``), and the gap between ``auto`` and an explicitly named identical variant
+(a direct reading of the measurement noise on a shared machine).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import tensorflow as tf
 
 import mmoe_tf  # noqa: F401  (sets the Keras 2 API)
 from mmoe_tf.layers import ExpertBank
+from mmoe_tf.layers.expert_bank import DEEP_METHODS, FIRST_METHODS, parse_implementation
 
 NUM_EXPERTS, UNITS, BATCH, INPUT_DIM = 8, 64, 512, 100
 
@@ -75,20 +78,29 @@ def make_step(layer: tf.keras.layers.Layer, x: tf.Tensor, target: tf.Tensor):
     return step
 
 
+def variant_name(implementation: str, depths: int) -> str:
+    """Display name of an ExpertBank implementation; one-layer banks have no deeper depth to name."""
+    first, deep = parse_implementation(implementation)
+    if depths == 1:
+        return f"bank_{first}"
+    return f"bank_{first}" if first == deep else f"bank_{first}:{deep}"
+
+
 def variants(units: list[int]) -> dict[str, tf.keras.layers.Layer]:
-    """The reference loop and every ExpertBank implementation for ``units``."""
+    """The reference Dense loop, ``auto`` and every ExpertBank implementation for ``units``."""
     out: dict[str, tf.keras.layers.Layer] = {"dense_loop": DenseLoopExperts(NUM_EXPERTS, units)}
     if len(units) == 1:
-        impls = ["auto", "gemm:einsum", "einsum", "batched", "loop"]
+        impls = [f"{first}:{DEEP_METHODS[0]}" for first in FIRST_METHODS]
     else:
-        impls = ["auto", "gemm:einsum", "gemm:batched", "gemm:loop", "einsum", "batched", "loop"]
+        impls = [f"gemm:{deep}" for deep in DEEP_METHODS] + list(DEEP_METHODS)
+    out["bank_auto"] = ExpertBank(NUM_EXPERTS, units, seed=0, implementation="auto")
     for impl in impls:
-        out[f"bank_{impl}"] = ExpertBank(NUM_EXPERTS, units, seed=0, implementation=impl)
+        out[variant_name(impl, len(units))] = ExpertBank(NUM_EXPERTS, units, seed=0, implementation=impl)
     return out
 
 
-def measure(layers: dict[str, tf.keras.layers.Layer], rounds: int, steps: int, warmup: int) -> dict[str, float]:
-    """Median examples/s per variant; each round times ``steps`` steps of every variant in a shuffled order."""
+def measure(layers: dict[str, tf.keras.layers.Layer], rounds: int, steps: int, warmup: int) -> dict[str, list[float]]:
+    """Examples/s samples per variant; each round times ``steps`` steps of every variant in a shuffled order."""
     x = tf.random.stateless_normal([BATCH, INPUT_DIM], seed=[1, 2])
     out_dim = next(iter(layers.values())).compute_output_shape([BATCH, INPUT_DIM])[-1]
     target = tf.random.stateless_normal([BATCH, NUM_EXPERTS, out_dim], seed=[3, 4])
@@ -109,24 +121,37 @@ def measure(layers: dict[str, tf.keras.layers.Layer], rounds: int, steps: int, w
                 loss = fn()
             loss.numpy()
             samples[name].append(steps * BATCH / (time.perf_counter() - start))
-    return {name: statistics.median(v) for name, v in samples.items()}
+    return samples
+
+
+def paired_speedup(samples: dict[str, list[float]], name: str, reference: str = "dense_loop") -> float:
+    """Median over rounds of ``name``'s throughput divided by ``reference``'s in the same round."""
+    return statistics.median(a / b for a, b in zip(samples[name], samples[reference], strict=True))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=0, help="TF intra-op threads (0: TensorFlow's default)")
     args = parser.parse_args()
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
 
-    results = {}
+    auto_impl = ":".join(parse_implementation("auto"))
+    twins = {"1layer": variant_name(auto_impl, 1), "2layer": variant_name(auto_impl, 2)}  # same code as auto
+    results, medians = {}, {}
     for label, units in (("1layer", [UNITS]), ("2layer", [UNITS, UNITS])):
-        results[label] = measure(variants(units), args.rounds, args.steps, args.warmup)
-        for name, value in sorted(results[label].items(), key=lambda kv: -kv[1]):
-            ratio = value / results[label]["dense_loop"]
-            print(f"{label:7s} {name:20s} {value:12.0f} examples/s  x{ratio:.2f} vs dense_loop")
+        samples = measure(variants(units), args.rounds, args.steps, args.warmup)
+        results[label], medians[label] = samples, {k: statistics.median(v) for k, v in samples.items()}
+        for name, value in sorted(medians[label].items(), key=lambda kv: -kv[1]):
+            print(
+                f"{label:7s} {name:20s} {value:10.0f} examples/s  x{value / medians[label]['dense_loop']:.2f} "
+                f"vs dense_loop (paired x{paired_speedup(samples, name):.2f})"
+            )
 
-    one, two = results["1layer"], results["2layer"]
+    one, two = medians["1layer"], medians["2layer"]
     summary = {
         "setup": {
             "num_experts": NUM_EXPERTS,
@@ -134,8 +159,10 @@ def main() -> None:
             "batch": BATCH,
             "input_dim": INPUT_DIM,
             "rounds": args.rounds,
-            "steps_per_repeat": args.steps,
-            "statistic": "median examples/s",
+            "steps_per_sample": args.steps,
+            "intra_op_threads": args.threads or "default",
+            "statistic": "median examples/s over interleaved rounds (forward+backward+Adam step)",
+            "auto": auto_impl,
         },
         "throughput_1layer": {k: round(v) for k, v in one.items()},
         "throughput_2layer": {k: round(v) for k, v in two.items()},
@@ -143,6 +170,11 @@ def main() -> None:
         "fastest_2layer": max((k for k in two if k.startswith("bank_") and k != "bank_auto"), key=two.get),
         "speedup_vs_loop": round(one["bank_auto"] / one["dense_loop"], 3),
         "speedup_vs_loop_2layer": round(two["bank_auto"] / two["dense_loop"], 3),
+        "paired_speedup_vs_loop": round(paired_speedup(results["1layer"], "bank_auto"), 3),
+        "paired_speedup_vs_loop_2layer": round(paired_speedup(results["2layer"], "bank_auto"), 3),
+        "noise_auto_vs_identical_twin": {
+            label: round(medians[label]["bank_auto"] / medians[label][twin], 3) for label, twin in twins.items()
+        },
     }
     print(json.dumps(summary))
 

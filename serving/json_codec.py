@@ -29,6 +29,7 @@ from serving.errors import RequestError
 __all__ = ["RequestError", "decode_request", "decode_tensor", "encode_json", "encode_predictions", "loads_request"]
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+MAX_RANK = 32
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 
@@ -42,6 +43,8 @@ def loads_request(body: bytes | str) -> dict[str, Any]:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RequestError(f"JSON Parse error: {err}") from None
+    except RecursionError:
+        raise RequestError("JSON Parse error: the document is nested too deeply") from None
     if not isinstance(data, dict):
         raise RequestError(f"JSON Value: {_short(data)} Is not an object: the request body must be a JSON object")
     return data
@@ -141,9 +144,15 @@ def decode_tensor(value: Any, dtype: str, name: str) -> np.ndarray:
     """
     if isinstance(value, dict) and not (dtype == "string" and set(value) == {"b64"}):
         raise RequestError(f"Input '{name}': got an object {_short(value)} where a value or list was expected")
-    shape = _shape_of(value, name)
+    try:
+        shape = _shape_of(value, name)
+        leaves = _flatten(value, [])
+    except RecursionError:
+        raise RequestError(f"Input '{name}': the value is nested too deeply") from None
+    if len(shape) > MAX_RANK:
+        raise RequestError(f"Input '{name}': the value has rank {len(shape)}; at most {MAX_RANK} is supported")
     cast = _leaf_caster(dtype, name)
-    leaves = [cast(v) for v in _flatten(value, [])]
+    leaves = [cast(v) for v in leaves]
     array = np.empty(len(leaves), dtype=numpy_dtype(dtype))
     if leaves:
         array[:] = leaves

@@ -16,9 +16,17 @@ def _assert_finite(table: pd.DataFrame, columns: list[str]) -> None:
 
 
 def test_relatedness_tiny(tmp_path):
-    table = relatedness.run(rows=400, correlations=(0.5, 1.0), seeds=1, fit=TINY, figures_dir=tmp_path)
-    assert list(table["correlation"]) == [0.5, 0.5, 0.5, 1.0, 1.0, 1.0]
-    assert list(table["architecture"]) == list(relatedness.ARCHITECTURES) * 2
+    table = relatedness.run(
+        rows=300,
+        correlations=(0.5, 1.0),
+        architectures=("mmoe", "shared_bottom"),
+        seeds=1,
+        fit=TINY,
+        figures_dir=tmp_path,
+        dim=4,
+    )
+    assert list(table["correlation"]) == [0.5, 0.5, 1.0, 1.0]
+    assert list(table["architecture"]) == ["mmoe", "shared_bottom"] * 2
     mse = [c for c in table.columns if c.startswith("mse_") and c.endswith("_mean")]
     assert len(mse) == 2
     _assert_finite(table, mse)
@@ -27,12 +35,19 @@ def test_relatedness_tiny(tmp_path):
 
 
 def test_scarcity_tiny(tmp_path):
-    table = scarcity.run(rows=3000, fractions=(1.0, 0.1), seeds=1, fit=TINY, figures_dir=tmp_path)
-    assert len(table) == 2 * len(scarcity.ARCHITECTURES)
-    assert set(table["architecture"]) == set(scarcity.ARCHITECTURES)
+    table = scarcity.run(
+        rows=3000,
+        fractions=(1.0, 0.1),
+        architectures=("single_task", "mmoe"),
+        seeds=1,
+        fit=TINY,
+        figures_dir=tmp_path,
+    )
+    assert list(table["label_fraction"]) == [1.0, 1.0, 0.1, 0.1]
+    assert list(table["architecture"]) == ["single_task", "mmoe"] * 2
     full = table[table["label_fraction"] == 1.0]["train_labels"].iloc[0]
     tenth = table[table["label_fraction"] == 0.1]["train_labels"].iloc[0]
-    assert tenth == pytest.approx(0.1 * full, abs=1)
+    assert 0 < tenth < 0.2 * full  # the simulator keeps each label with probability 0.1
     _assert_finite(table, ["auc_click_mean", "auc_satisfaction_mean"])
     assert ((table["auc_satisfaction_mean"] >= 0) & (table["auc_satisfaction_mean"] <= 1)).all()
     single = table["architecture"] == "single_task"
@@ -51,13 +66,14 @@ def test_census_tiny(tmp_path, shared_data):
         data_root=shared_data,
         figures_dir=tmp_path,
     )
-    assert list(table["architecture"]) == ["single_task", "mmoe"]
+    assert list(table["architecture"]) == ["mmoe"]
+    assert table["tasks"].iloc[0] == "income_50k & never_married"
     _assert_finite(table, ["auc_task1_mean", "auc_task2_mean"])
     assert (tmp_path / "census.png").stat().st_size > 0
 
 
 def test_gates_vs_relatedness_tiny(tmp_path):
-    table = gates_vs_relatedness.run(rows=400, correlations=(0.0, 1.0), seeds=1, fit=TINY, figures_dir=tmp_path)
+    table = gates_vs_relatedness.run(rows=300, correlations=(0.0, 1.0), seeds=1, fit=TINY, figures_dir=tmp_path, dim=4)
     assert list(table["correlation"]) == [0.0, 1.0]
     mse = [c for c in table.columns if c.startswith("mse_") and c.endswith("_mean")]
     assert len(mse) == 2

@@ -40,6 +40,7 @@ def test_decode_tensor_shapes_and_dtypes():
         ([2**70], "int64", "out of range"),
         ([1], "bool", "expected true or false"),
         ([{"b64": "!!"}], "string", "invalid base64"),
+        (json.loads("[" * 900 + "]" * 900), "float32", "rank 900"),
     ],
 )
 def test_decode_tensor_rejects_naming_input(value, dtype, fragment):
@@ -86,6 +87,8 @@ def test_loads_request_tokens_and_errors():
     assert loads_request('{"x": -Infinity}')["x"] == float("-inf")
     with pytest.raises(RequestError, match="JSON Parse error"):
         loads_request(b'{"x": ')
+    with pytest.raises(RequestError, match="nested too deeply"):
+        loads_request(b"[" * 100_000 + b"]" * 100_000)
     with pytest.raises(RequestError, match="Is not an object"):
         loads_request(b"[1, 2]")
 
@@ -209,12 +212,12 @@ def test_client_connection_error_is_clear():
     assert err.value.status_code is None and "ConnectionError" in err.value.error
 
 
-def test_request_answering_modules_never_import_mmoe_tf(repo_root):
+def test_client_side_modules_never_import_mmoe_tf(repo_root):
+    # The server process itself runs with a poisoned mmoe_tf in test_serving_contract.py; here the light modules.
     code = (
         "import sys\n"
-        "import serving.server, serving.client, serving.model_store, serving.json_codec, serving.batching\n"
-        "import serving.cli, serving.testing, serving._verify\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('mmoe_tf', 'data', 'training'))\n"
+        "import serving.client, serving.json_codec, serving.batching, serving.errors, serving.cli\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('mmoe_tf', 'data', 'training', 'tensorflow'))\n"
         "print(bad)\n"
         "sys.exit(1 if bad else 0)\n"
     )

@@ -77,8 +77,9 @@ def test_esmm_report_conditional_on_clicked_rows_joint_on_all():
 def test_evaluate_predictions_names_missing_output():
     config = ModelConfig(features=FEATURES)
     with pytest.raises(KeyError, match="satisfaction"):
-        evaluate_predictions(config, {"click": [1], "satisfaction": [1]}, {"click": [1], "satisfaction": [1]},
-                             {"click": [0.5]})
+        evaluate_predictions(
+            config, {"click": [1], "satisfaction": [1]}, {"click": [1], "satisfaction": [1]}, {"click": [0.5]}
+        )
 
 
 # ---- gate analysis ----------------------------------------------------------------------------

@@ -8,9 +8,16 @@ from training.config import RunConfig, RunConfigError, apply_task_overrides, loa
 
 
 def test_default_yaml_and_overrides(repo_root):
-    cfg = load_run_config(repo_root / "training/configs/default.yaml",
-                          ["model.num_experts=8", "train.epochs=3", "model.expert_units=[16, 8]",
-                           "model.tasks.satisfaction.conditional_on=click", "data.max_rows=600"])
+    cfg = load_run_config(
+        repo_root / "training/configs/default.yaml",
+        [
+            "model.num_experts=8",
+            "train.epochs=3",
+            "model.expert_units=[16, 8]",
+            "model.tasks.satisfaction.conditional_on=click",
+            "data.max_rows=600",
+        ],
+    )
     assert cfg.model["num_experts"] == 8 and cfg.train.epochs == 3 and cfg.data.max_rows == 600
     assert cfg.model_overrides()["expert_units"] == (16, 8)
     assert cfg.task_overrides() == {"satisfaction": {"conditional_on": "click"}}
@@ -79,8 +86,16 @@ def test_help_documents_options_and_config_keys(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--help"])
     out = capsys.readouterr().out
-    for text in ("--config", "--set", "--output-dir", "train.early_stopping.patience", "data.split.method",
-                 "model.tasks.<task>.<field>", "num_experts", "train.distribute"):
+    for text in (
+        "--config",
+        "--set",
+        "--output-dir",
+        "train.early_stopping.patience",
+        "data.split.method",
+        "model.tasks.<task>.<field>",
+        "num_experts",
+        "train.distribute",
+    ):
         assert text in out
     for command in ("evaluate", "gates"):
         with pytest.raises(SystemExit):

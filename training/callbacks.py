@@ -17,9 +17,9 @@ import math
 import pathlib
 from typing import Any
 
-import mmoe_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow is used)
 import tensorflow as tf
 
+import mmoe_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow is used)
 from training.config import TrainConfig
 
 LOSS_WEIGHT_PREFIX = "loss_weight_"

@@ -38,49 +38,79 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", help="run config file (.yaml/.yml/.json or .toml); omitted = built-in defaults")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key (dotted path), repeatable, e.g. --set train.epochs=3")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key (dotted path), repeatable, e.g. --set train.epochs=3",
+    )
     p.add_argument("--output-dir", help="run folder (default: output_dir from the config, else output/runs/<UTC time>)")
     p.add_argument("--quiet", action="store_true", help="do not print the report and gate summary at the end")
 
 
 def _add_model_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="saved model (RUN/model.keras)")
-    p.add_argument("--data", default="default",
-                   help="CSV/Parquet table with the schema's columns, or 'default' for the embedded sample")
-    p.add_argument("--schema", help="schema file (YAML/JSON); default: schema.yaml next to the model, else the "
-                   "embedded sample's schema when --data is default")
-    p.add_argument("--nan-policy", default="error", choices=("error", "fill"),
-                   help="missing feature values: raise, or fill with each feature's default")
+    p.add_argument(
+        "--data",
+        default="default",
+        help="CSV/Parquet table with the schema's columns, or 'default' for the embedded sample",
+    )
+    p.add_argument(
+        "--schema",
+        help="schema file (YAML/JSON); default: schema.yaml next to the model, else the "
+        "embedded sample's schema when --data is default",
+    )
+    p.add_argument(
+        "--nan-policy",
+        default="error",
+        choices=("error", "fill"),
+        help="missing feature values: raise, or fill with each feature's default",
+    )
     p.add_argument("--batch-size", type=int, default=1024, help="prediction batch size")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="per-task report of a saved model on a table",
-                       description="Per-task metrics (binary: AUC, log loss, calibration; regression: MSE, MAE) on the "
-                       "rows where each task's label is observed; prints a table, optionally writes JSON.")
+    p = sub.add_parser(
+        "evaluate",
+        help="per-task report of a saved model on a table",
+        description="Per-task metrics (binary: AUC, log loss, calibration; regression: MSE, MAE) on the "
+        "rows where each task's label is observed; prints a table, optionally writes JSON.",
+    )
     _add_model_data(p)
     p.add_argument("--output", help="write the report as JSON here (and the table next to it as .txt)")
 
 
 def _add_gates(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("gates", help="gate analysis of a saved model on a table",
-                       description="Mean gate weight per task and expert, gate entropy, task similarity, expert "
-                       "utilisation; warns when a gate collapses onto one expert.")
+    p = sub.add_parser(
+        "gates",
+        help="gate analysis of a saved model on a table",
+        description="Mean gate weight per task and expert, gate entropy, task similarity, expert "
+        "utilisation; warns when a gate collapses onto one expert.",
+    )
     _add_model_data(p)
     p.add_argument("--output-dir", help="write gates.json and gates.png here")
     p.add_argument("--collapse-max-weight", type=float, default=0.9, help="collapse when mean max weight > this")
     p.add_argument("--collapse-entropy", type=float, default=0.1, help="collapse when normalised entropy < this")
-    p.add_argument("--unused-share", type=float, default=None, help="unused expert when its mass share < this "
-                   "(default 0.1/K)")
+    p.add_argument(
+        "--unused-share", type=float, default=None, help="unused expert when its mass share < this (default 0.1/K)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m training`` argument parser."""
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                        help="logging level (gate-collapse warnings are WARNING)")
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="logging level (gate-collapse warnings are WARNING)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,gates}")
     _add_train(sub)
     _add_evaluate(sub)
@@ -96,8 +126,9 @@ def _load_for_eval(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     model_path = pathlib.Path(args.model)
     if not model_path.exists():
         raise FileNotFoundError(f"--model: no such file: {model_path}")
-    schema_path = args.schema or (model_path.parent / "schema.yaml" if (model_path.parent / "schema.yaml").is_file()
-                                  else None)
+    schema_path = args.schema or (
+        model_path.parent / "schema.yaml" if (model_path.parent / "schema.yaml").is_file() else None
+    )
     if args.data == "default":
         from data.sample import load_default
 
@@ -118,8 +149,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from training.evaluation import evaluate_model, format_report
 
     model, config, df, schema = _load_for_eval(args)
-    report = {"model": str(args.model), "data": str(args.data),
-              "splits": {"data": evaluate_model(model, config, df, schema, batch_size=args.batch_size)}}
+    report = {
+        "model": str(args.model),
+        "data": str(args.data),
+        "splits": {"data": evaluate_model(model, config, df, schema, batch_size=args.batch_size)},
+    }
     text = format_report(report["splits"])
     print(text)
     if args.output:
@@ -136,9 +170,14 @@ def _gates(args: argparse.Namespace) -> int:
     from training.gate_analysis import analyze_model_gates, format_gate_summary, write_gate_analysis
 
     model, _, df, schema = _load_for_eval(args)
-    analysis = analyze_model_gates(model, feature_arrays(df, schema), batch_size=args.batch_size,
-                                   collapse_max_weight=args.collapse_max_weight,
-                                   collapse_entropy=args.collapse_entropy, unused_share=args.unused_share)
+    analysis = analyze_model_gates(
+        model,
+        feature_arrays(df, schema),
+        batch_size=args.batch_size,
+        collapse_max_weight=args.collapse_max_weight,
+        collapse_entropy=args.collapse_entropy,
+        unused_share=args.unused_share,
+    )
     print(format_gate_summary(analysis))
     if args.output_dir:
         out = pathlib.Path(args.output_dir)

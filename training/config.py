@@ -188,7 +188,9 @@ def _type_name(tp: Any) -> str:
         return f"a list of {_type_name(args[0])}"
     if origin is dict:
         return "a mapping"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
 
 
 def _conforms(value: Any, tp: Any) -> bool:
@@ -357,7 +359,9 @@ def apply_task_overrides(config: ModelConfig, overrides: Mapping[str, Mapping[st
         return config
     unknown = sorted(set(overrides) - set(config.task_names))
     if unknown:
-        raise RunConfigError(f"model.tasks.{unknown[0]}: no such task in the schema; tasks are {list(config.task_names)}")
+        raise RunConfigError(
+            f"model.tasks.{unknown[0]}: no such task in the schema; tasks are {list(config.task_names)}"
+        )
     tasks = []
     for task in config.tasks:
         changes = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.get(task.name, {}).items()}
@@ -400,7 +404,9 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise RunConfigError(f"{'.'.join(parts[: i + 1])}: is {_describe(child)}, not a section; cannot set {text!r}")
+                raise RunConfigError(
+                    f"{'.'.join(parts[: i + 1])}: is {_describe(child)}, not a section; cannot set {text!r}"
+                )
             node = child
         node[parts[-1]] = value
     return raw
@@ -451,8 +457,10 @@ def config_reference() -> str:
             if dataclasses.is_dataclass(tp):
                 walk(tp, f"{prefix}{f.name}.")
             elif f.name == "model" and cls is RunConfig:
-                lines.append("  model.<ModelConfig field>   any of: " + ", ".join(
-                    f.name for f in dataclasses.fields(ModelConfig) if f.name not in MODEL_EXCLUDED_FIELDS))
+                lines.append(
+                    "  model.<ModelConfig field>   any of: "
+                    + ", ".join(f.name for f in dataclasses.fields(ModelConfig) if f.name not in MODEL_EXCLUDED_FIELDS)
+                )
                 lines.append("  model.tasks.<task>.<field>  per-task: " + ", ".join(TASK_OVERRIDE_FIELDS))
             else:
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()

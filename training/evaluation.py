@@ -3,9 +3,9 @@
 Binary outputs get AUC, log loss and calibration (mean prediction vs observed rate, and their
 ratio); regression outputs get MSE and MAE; every output gets counts (rows, observed, positives).
 ESMM models are reported twice per conditional task: the conditional head ``p(task | parent)`` on
-the rows where the task is observed (e.g. clicked rows), and the joint output
-``p(parent and task)`` on all rows with a known joint label (``mmoe_tf.targets.add_joint_targets``). Degenerate cases (no observed
-rows, one class only) give ``null`` metrics with a ``notes`` entry, never an exception.
+the rows where the task is observed (e.g. clicked rows), and the joint output ``p(parent and task)``
+on all rows with a known joint label (``mmoe_tf.targets.add_joint_targets``). Degenerate cases (no
+observed rows, one class only) give ``null`` metrics with a ``notes`` entry, never an exception.
 
 Example:
     >>> import numpy as np
@@ -147,7 +147,9 @@ def evaluate_predictions(
     for task in config.tasks:
         for source, name in ((labels, "labels"), (weights, "weights"), (predictions, "predictions")):
             if task.name not in source:
-                raise KeyError(f"evaluate_predictions: {name} has no entry for task {task.name!r}; got {sorted(source)}")
+                raise KeyError(
+                    f"evaluate_predictions: {name} has no entry for task {task.name!r}; got {sorted(source)}"
+                )
         entry = _metrics_for(task, labels[task.name], predictions[task.name], weights[task.name])
         entry = {"task": task.name, "role": "conditional" if task.conditional_on else "task", **entry}
         if task.conditional_on:
@@ -159,7 +161,9 @@ def evaluate_predictions(
             continue
         name = joint_output_name(task)
         if name not in predictions:
-            raise KeyError(f"evaluate_predictions: predictions has no joint output {name!r} for ESMM task {task.name!r}")
+            raise KeyError(
+                f"evaluate_predictions: predictions has no joint output {name!r} for ESMM task {task.name!r}"
+            )
         parent = task.conditional_on
         entry = binary_metrics(joint_labels[name], predictions[name], joint_weights[name])
         entry["notes"].insert(0, f"p({parent} and {task.name}) on all rows with a known joint label")
@@ -167,7 +171,9 @@ def evaluate_predictions(
     return report
 
 
-def predict_outputs(model: Any, features: Mapping[str, np.ndarray] | Any, batch_size: int = 1024) -> dict[str, np.ndarray]:
+def predict_outputs(
+    model: Any, features: Mapping[str, np.ndarray] | Any, batch_size: int = 1024
+) -> dict[str, np.ndarray]:
     """``model.predict`` as a dict of flat numpy arrays keyed by output name."""
     outputs = model.predict(features, batch_size=batch_size, verbose=0)
     if not isinstance(outputs, Mapping):
@@ -201,8 +207,21 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
     return format(value, spec) if isinstance(value, float) else str(value)
 
 
-COLUMNS = ("split", "output", "role", "rows", "observed", "positives", "auc", "log_loss", "mean_pred", "obs_rate",
-           "calib", "mse", "mae")
+COLUMNS = (
+    "split",
+    "output",
+    "role",
+    "rows",
+    "observed",
+    "positives",
+    "auc",
+    "log_loss",
+    "mean_pred",
+    "obs_rate",
+    "calib",
+    "mse",
+    "mae",
+)
 
 
 def format_report(splits: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
@@ -214,15 +233,30 @@ def format_report(splits: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     rows, notes = [], []
     for split, outputs in splits.items():
         for name, m in outputs.items():
-            rows.append((
-                split, name, m.get("role", "task"), _fmt(m.get("rows")), _fmt(m.get("observed")),
-                _fmt(m.get("positives")), _fmt(m.get("auc")), _fmt(m.get("log_loss")), _fmt(m.get("mean_prediction")),
-                _fmt(m.get("observed_rate")), _fmt(m.get("calibration_ratio"), ".3f"), _fmt(m.get("mse")),
-                _fmt(m.get("mae")),
-            ))
+            rows.append(
+                (
+                    split,
+                    name,
+                    m.get("role", "task"),
+                    _fmt(m.get("rows")),
+                    _fmt(m.get("observed")),
+                    _fmt(m.get("positives")),
+                    _fmt(m.get("auc")),
+                    _fmt(m.get("log_loss")),
+                    _fmt(m.get("mean_prediction")),
+                    _fmt(m.get("observed_rate")),
+                    _fmt(m.get("calibration_ratio"), ".3f"),
+                    _fmt(m.get("mse")),
+                    _fmt(m.get("mae")),
+                )
+            )
             notes.extend(f"  [{split}/{name}] {note}" for note in m.get("notes", ()))
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(COLUMNS)]
-    line = lambda cells: "  ".join(c.rjust(w) if i > 2 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))  # noqa: E731
+
+    def line(cells: tuple[str, ...] | list[str]) -> str:
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.rjust(w) if i > 2 else c.ljust(w) for i, (c, w) in pairs)
+
     text = [line(COLUMNS), line(["-" * w for w in widths]), *(line(r) for r in rows)]
     if notes:
         text += ["", "notes:", *notes]

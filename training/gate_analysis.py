@@ -181,12 +181,18 @@ def format_gate_summary(analysis: Mapping[str, Any]) -> str:
         return f"gate analysis not available: {analysis.get('reason', 'no gates')}"
     k = analysis["num_experts"]
     width = max(len("task"), *(len(t) for t in analysis["tasks"]))
-    head = f"{'task':<{width}}  " + " ".join(f"{'e' + str(i):>6}" for i in range(k)) + "  entropy  norm_ent  max_w  collapsed"
+    head = (
+        f"{'task':<{width}}  "
+        + " ".join(f"{'e' + str(i):>6}" for i in range(k))
+        + "  entropy  norm_ent  max_w  collapsed"
+    )
     lines = [head, "-" * len(head)]
     for task, t in analysis["tasks"].items():
         weights = " ".join(f"{w:6.3f}" for w in t["mean_weights"])
-        lines.append(f"{task:<{width}}  {weights}  {t['entropy']:7.3f}  {t['normalized_entropy']:8.3f}  "
-                     f"{t['mean_max_weight']:5.3f}  {'YES' if t['collapsed'] else 'no'}")
+        lines.append(
+            f"{task:<{width}}  {weights}  {t['entropy']:7.3f}  {t['normalized_entropy']:8.3f}  "
+            f"{t['mean_max_weight']:5.3f}  {'YES' if t['collapsed'] else 'no'}"
+        )
     share = " ".join(f"{e['share']:6.3f}" for e in analysis["experts"])
     lines.append(f"{'share':<{width}}  {share}")
     for pair, s in analysis["similarity"].items():
@@ -215,7 +221,9 @@ def plot_gates(analysis: Mapping[str, Any], path: str | pathlib.Path) -> pathlib
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=max(1e-9, float(matrix.max())), aspect="auto")
     for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 * matrix.max() else "black")
+        ax.text(
+            j, i, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 * matrix.max() else "black"
+        )
     ax.set_xticks(range(k), [f"expert {j}" for j in range(k)])
     ax.set_yticks(range(len(tasks)), tasks)
     ax.set_title("mean gate weight per expert")

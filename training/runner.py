@@ -25,12 +25,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import mmoe_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow is used)
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 import yaml
 
+import mmoe_tf
 from training import distribute
 from training.callbacks import LossWeightLogger, make_callbacks
 from training.config import RunConfig, RunConfigError, apply_task_overrides
@@ -134,8 +134,15 @@ def _dataset(df: pd.DataFrame, schema: Any, config: mmoe_tf.ModelConfig, run_con
 
     train = run_config.train
     repeat = training and train.steps_per_epoch is not None
-    ds = make_dataset(df, schema, batch_size=train.batch_size, shuffle=training, seed=train.seed, repeat=repeat,
-                      targets_fn=targets_fn_for(config))
+    ds = make_dataset(
+        df,
+        schema,
+        batch_size=train.batch_size,
+        shuffle=training,
+        seed=train.seed,
+        repeat=repeat,
+        targets_fn=targets_fn_for(config),
+    )
     options = tf.data.Options()  # in-memory data: shard by element across workers (no files to shard)
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options)
@@ -167,7 +174,9 @@ def prepare_run_dir(run_dir: pathlib.Path, run_config: RunConfig) -> bool:
         if (run_dir / "model.keras").exists():
             raise FileExistsError(f"output_dir {run_dir}: holds a finished run (model.keras); choose a new output dir")
         if not saved.is_file():
-            raise FileExistsError(f"output_dir {run_dir}: exists, is not empty and is not a run folder (no run_config.yaml)")
+            raise FileExistsError(
+                f"output_dir {run_dir}: exists, is not empty and is not a run folder (no run_config.yaml)"
+            )
         previous = yaml.safe_load(saved.read_text())
         diff = _diff_keys(previous, resolved)
         if diff:
@@ -227,9 +236,16 @@ def train(
     df, schema = load_data(run_config)
     parts = split_data(df, schema, run_config)
     config = model_config_for(schema, run_config)
-    LOGGER.info("run %s: %s rows (train/val/test %s), %s, strategy %s with %d replica(s)%s", run_dir, len(df),
-                [len(p) for p in parts.values()], config.architecture, type(strategy).__name__,
-                strategy.num_replicas_in_sync, " — resuming" if resuming else "")
+    LOGGER.info(
+        "run %s: %s rows (train/val/test %s), %s, strategy %s with %d replica(s)%s",
+        run_dir,
+        len(df),
+        [len(p) for p in parts.values()],
+        config.architecture,
+        type(strategy).__name__,
+        strategy.num_replicas_in_sync,
+        " — resuming" if resuming else "",
+    )
 
     from data import feature_arrays
     from mmoe_tf.models import build_model
@@ -237,6 +253,8 @@ def train(
 
     with strategy.scope():
         model = build_model(config, adapt_data=feature_arrays(parts["train"], schema))
+    if distribute.prepare_model_for_strategy(model, strategy):
+        LOGGER.info("scaled the model's per-replica mean loss for %d replicas", strategy.num_replicas_in_sync)
     train_ds = _dataset(parts["train"], schema, config, run_config, training=True)
     has_val = len(parts["validation"]) > 0
     val_ds = _dataset(parts["validation"], schema, config, run_config, training=False) if has_val else None
@@ -246,9 +264,14 @@ def train(
         (run_dir / "run_config.yaml").write_text(yaml.safe_dump(run_config.to_dict(), sort_keys=False))
         schema.to_file(run_dir / "schema.yaml")
     started = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=run_config.train.epochs,
-                        steps_per_epoch=run_config.train.steps_per_epoch, callbacks=cbs,
-                        verbose=run_config.train.verbose)
+    history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=run_config.train.epochs,
+        steps_per_epoch=run_config.train.steps_per_epoch,
+        callbacks=cbs,
+        verbose=run_config.train.verbose,
+    )
     seconds = time.perf_counter() - started
     initial_epoch = int(history.epoch[0]) if history.epoch else run_config.train.epochs
     model_path = own_dir / "model.keras"
@@ -263,14 +286,22 @@ def train(
     _dedupe_history(run_dir / "history.csv")
     report = {
         "run_dir": str(run_dir),
-        "model": {"architecture": config.architecture, "num_experts": config.num_experts,
-                  "tasks": [t.to_dict() for t in config.tasks], "output_names": list(config.output_names),
-                  "loss_balancing": config.loss_balancing, "parameters": int(model.count_params())},
+        "model": {
+            "architecture": config.architecture,
+            "num_experts": config.num_experts,
+            "tasks": [t.to_dict() for t in config.tasks],
+            "output_names": list(config.output_names),
+            "loss_balancing": config.loss_balancing,
+            "parameters": int(model.count_params()),
+        },
         "data": {"source": run_config.data.path, "rows": {k: len(v) for k, v in parts.items()}},
         "training": _training_summary(history, cbs, initial_epoch, seconds, strategy, run_config),
         "splits": {
-            name: evaluate_model(eval_model, config, parts[name], schema, batch_size=max(1024, run_config.train.batch_size))
-            for name in ("validation", "test") if len(parts[name])
+            name: evaluate_model(
+                eval_model, config, parts[name], schema, batch_size=max(1024, run_config.train.batch_size)
+            )
+            for name in ("validation", "test")
+            if len(parts[name])
         },
     }
     text = format_report(report["splits"])
@@ -281,15 +312,21 @@ def train(
     if run_config.gates.enabled:
         gate_df = parts["test"] if len(parts["test"]) else parts["validation"] if has_val else parts["train"]
         g = run_config.gates
-        gates = analyze_model_gates(eval_model, feature_arrays(gate_df, schema), collapse_max_weight=g.collapse_max_weight,
-                                    collapse_entropy=g.collapse_entropy, unused_share=g.unused_share)
+        gates = analyze_model_gates(
+            eval_model,
+            feature_arrays(gate_df, schema),
+            collapse_max_weight=g.collapse_max_weight,
+            collapse_entropy=g.collapse_entropy,
+            unused_share=g.unused_share,
+        )
         write_gate_analysis(gates, run_dir)
         (run_dir / "gates.txt").write_text(format_gate_summary(gates) + "\n")
     return RunResult(run_dir, model, config, report, gates, history.history, initial_epoch, True)
 
 
-def _training_summary(history: Any, cbs: list, initial_epoch: int, seconds: float, strategy: Any,
-                      run_config: RunConfig) -> dict[str, Any]:
+def _training_summary(
+    history: Any, cbs: list, initial_epoch: int, seconds: float, strategy: Any, run_config: RunConfig
+) -> dict[str, Any]:
     stopper = next((c for c in cbs if isinstance(c, tf.keras.callbacks.EarlyStopping)), None)
     weights = next(c for c in cbs if isinstance(c, LossWeightLogger)).latest
     final = {k: float(v[-1]) for k, v in history.history.items() if v}
@@ -299,7 +336,9 @@ def _training_summary(history: Any, cbs: list, initial_epoch: int, seconds: floa
         "epochs_run_this_call": len(history.epoch),
         "last_epoch": int(history.epoch[-1]) + 1 if history.epoch else initial_epoch,
         "early_stopped": bool(stopper is not None and stopper.stopped_epoch > 0),
-        "best_epoch": (int(stopper.best_epoch) + 1) if stopper is not None and stopper.best_weights is not None else None,
+        "best_epoch": (int(stopper.best_epoch) + 1)
+        if stopper is not None and stopper.best_weights is not None
+        else None,
         "final_logs": {k: (v if np.isfinite(v) else None) for k, v in final.items()},
         "loss_weights": weights,
         "fit_seconds": round(seconds, 3),

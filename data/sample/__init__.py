@@ -31,6 +31,10 @@ SAMPLE_ARGS = {
     "relatedness": 0.5,
     "label_keep_fraction": 1.0,
     "seed": 2018,
+    "n_users": 200,
+    "n_items": 100,
+    "click_strength": 2.0,
+    "satisfaction_strength": 2.0,
 }
 
 

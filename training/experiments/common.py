@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -82,11 +85,26 @@ def fit_model(
     return model, config
 
 
+def predict(model: tf.keras.Model, features: Mapping[str, np.ndarray], batch_size: int = 8192) -> dict[str, np.ndarray]:
+    """Outputs of a dict-output model (``build_model``/``gate_model``) from eager calls in batches.
+
+    Skips ``Model.predict``'s graph tracing, which dominates one-off scoring of many-input models.
+    """
+    rows = len(next(iter(features.values())))
+    chunks = [
+        model({k: v[start : start + batch_size] for k, v in features.items()}, training=False)
+        for start in range(0, rows, batch_size)
+    ]
+    return {name: np.concatenate([c[name].numpy() for c in chunks]) for name in chunks[0]}
+
+
 def task_metrics(model: tf.keras.Model, config: Any, df: pd.DataFrame, schema: Any) -> dict[str, float]:
     """Per task (``training.evaluation``): AUC on observed rows (binary) or MSE (regression); NaN if undefined."""
-    from training.evaluation import evaluate_model
+    from data import feature_arrays, labels_and_weights
+    from training.evaluation import evaluate_predictions
 
-    report = evaluate_model(model, config, df, schema, batch_size=4096)
+    labels, weights = labels_and_weights(df, schema)
+    report = evaluate_predictions(config, labels, weights, predict(model, feature_arrays(df, schema)))
     scores = {}
     for task in config.tasks:
         value = report[task.name]["auc" if task.type == "binary" else "mse"]
@@ -105,8 +123,17 @@ def train_and_evaluate(
 ) -> tuple[tf.keras.Model, dict[str, float]]:
     """Fit ``architecture`` on ``(train, val, test)`` and return the model with its per-task test metrics."""
     train, val, test = splits
+    start = time.perf_counter()
     model, config = fit_model(schema, train, val, architecture=architecture, seed=seed, fit=fit, **overrides)
-    return model, task_metrics(model, config, test, schema)
+    scores = task_metrics(model, config, test, schema)
+    epochs = len(model.history.epoch) if model.history is not None else 0
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in scores.items())
+    print(
+        f"[{architecture} seed={seed}] {epochs} epochs, {time.perf_counter() - start:.0f}s: {shown}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return model, scores
 
 
 def aggregate(raw: pd.DataFrame, by: Sequence[str], values: Sequence[str]) -> pd.DataFrame:
@@ -214,11 +241,11 @@ def split(df: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
     return random_split(df, fractions=(0.8, 0.1, 0.1), seed=seed)
 
 
-def synthetic_data(rows: int, correlation: float, seed: int) -> tuple[pd.DataFrame, Any]:
-    """The MMoE paper's two-regression-task synthetic data at task correlation ``correlation``."""
+def synthetic_data(rows: int, correlation: float, seed: int, dim: int = 100) -> tuple[pd.DataFrame, Any]:
+    """The MMoE paper's two-regression-task synthetic data (``dim`` inputs) at task correlation ``correlation``."""
     from data.generators import make_synthetic
 
-    return make_synthetic(n_rows=rows, correlation=correlation, seed=seed)
+    return make_synthetic(n_rows=rows, correlation=correlation, dim=dim, seed=seed)
 
 
 def impressions_data(rows: int, seed: int, label_keep_fraction: float = 1.0) -> tuple[pd.DataFrame, Any]:

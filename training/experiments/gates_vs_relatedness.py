@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 
 from data import feature_arrays
+from mmoe_tf import gate_model
 from training.experiments import common
-from training.gate_analysis import analyze_gate_weights, compute_gate_weights
+from training.gate_analysis import analyze_gate_weights
 
-DEFAULT_FIT = common.FitOptions()
+DEFAULT_FIT = common.FitOptions(batch_size=512)
 
 CORRELATIONS = (0.0, 0.5, 0.9, 1.0)
 
@@ -30,17 +31,18 @@ def run(
     seeds: int = 3,
     fit: common.FitOptions = DEFAULT_FIT,
     figures_dir: str | Path | None = None,
+    dim: int = 16,
 ) -> pd.DataFrame:
     """Correlation × seed; return mean/std gate similarity of the two tasks and their test MSE."""
     records, mean_gates = [], {}
     for p in correlations:
         for seed in range(seeds):
-            df, schema = common.synthetic_data(rows, p, seed)
+            df, schema = common.synthetic_data(rows, p, seed, dim)
             splits = common.split(df, seed)
             model, scores = common.train_and_evaluate(
                 schema, splits, architecture="mmoe", seed=seed, fit=fit, **common.model_overrides("mmoe")
             )
-            analysis = analyze_gate_weights(compute_gate_weights(model, feature_arrays(splits[2], schema), 4096))
+            analysis = analyze_gate_weights(common.predict(gate_model(model), feature_arrays(splits[2], schema)))
             (pair,) = analysis["similarity"].values()
             records.append(
                 {
@@ -84,14 +86,19 @@ def plot(table: pd.DataFrame, mean_gates: dict[float, dict[str, np.ndarray]], pa
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     """CLI: ``python -m training.experiments gates_vs_relatedness [--rows N --seeds S --correlations …]``."""
     parser = argparse.ArgumentParser(prog="python -m training.experiments gates_vs_relatedness", description=__doc__)
-    common.add_size_arguments(parser, rows=8000, epochs=30, seeds=3)
+    common.add_size_arguments(parser, rows=8000, epochs=30, seeds=3, batch_size=512)
     parser.add_argument("--correlations", type=float, nargs="+", default=list(CORRELATIONS))
+    parser.add_argument("--dim", type=int, default=16, help="input dimension (default 16; paper: 100)")
     args = parser.parse_args(argv)
-    table = run(args.rows, args.correlations, args.seeds, common.fit_options(args), args.figures_dir)
+    table = run(args.rows, args.correlations, args.seeds, common.fit_options(args), args.figures_dir, args.dim)
     common.print_result(
         "gates_vs_relatedness: similarity of the two tasks' MMoE gates (mean ± std over seeds)",
         table,
         common.figure_path("gates_vs_relatedness", args.figures_dir),
-        {"rows": args.rows, "similarity": "training.gate_analysis of mean test gates: 1 - JS distance, cosine"},
+        {
+            "rows": args.rows,
+            "dim": args.dim,
+            "similarity": "gate_analysis on mean test gates: 1 - JS distance, cosine",
+        },
     )
     return table

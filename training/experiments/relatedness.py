@@ -15,7 +15,7 @@ import pandas as pd
 
 from training.experiments import common
 
-DEFAULT_FIT = common.FitOptions()
+DEFAULT_FIT = common.FitOptions(batch_size=512)
 
 ARCHITECTURES = ("mmoe", "omoe", "shared_bottom")
 CORRELATIONS = (0.5, 0.9, 1.0)
@@ -28,13 +28,14 @@ def run(
     seeds: int = 3,
     fit: common.FitOptions = DEFAULT_FIT,
     figures_dir: str | Path | None = None,
+    dim: int = 16,
 ) -> pd.DataFrame:
     """Sweep correlation × architecture × seed; return mean/std test MSE per task (one row per setting)."""
     records = []
     tasks: tuple[str, ...] = ()
     for p in correlations:
         for seed in range(seeds):
-            df, schema = common.synthetic_data(rows, p, seed)
+            df, schema = common.synthetic_data(rows, p, seed, dim)
             splits = common.split(df, seed)
             tasks = tuple(t.name for t in schema.tasks)
             for arch in architectures:
@@ -72,17 +73,24 @@ def plot(table: pd.DataFrame, tasks: Sequence[str], path: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     """CLI: ``python -m training.experiments relatedness [--rows N --seeds S --correlations …]``."""
     parser = argparse.ArgumentParser(prog="python -m training.experiments relatedness", description=__doc__)
-    common.add_size_arguments(parser, rows=8000, epochs=30, seeds=3)
+    common.add_size_arguments(parser, rows=8000, epochs=30, seeds=3, batch_size=512)
     parser.add_argument("--correlations", type=float, nargs="+", default=list(CORRELATIONS))
     parser.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES))
+    parser.add_argument("--dim", type=int, default=16, help="input dimension (default 16; paper: 100)")
     args = parser.parse_args(argv)
     table = run(
-        args.rows, args.correlations, args.architectures, args.seeds, common.fit_options(args), args.figures_dir
+        args.rows,
+        args.correlations,
+        args.architectures,
+        args.seeds,
+        common.fit_options(args),
+        args.figures_dir,
+        args.dim,
     )
     common.print_result(
         "relatedness: test MSE per task (mean ± std over seeds)",
         table,
         common.figure_path("relatedness", args.figures_dir),
-        {"rows": args.rows, "split": "random 80/10/10 per seed"},
+        {"rows": args.rows, "dim": args.dim, "split": "random 80/10/10 per seed"},
     )
     return table

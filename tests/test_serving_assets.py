@@ -1,0 +1,114 @@
+"""The real-TF-Serving assets in serving/tf_serving/ parse as TF Serving would read them, and the docs show how."""
+
+import re
+
+import pytest
+import yaml
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf import wrappers_pb2  # noqa: F401  (registers google/protobuf/wrappers.proto)
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.model_store import read_model_config
+
+
+@pytest.fixture(scope="module")
+def assets(repo_root):
+    return repo_root / "serving" / "tf_serving"
+
+
+def test_models_config_is_a_model_server_config(assets):
+    config = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse((assets / "models.config").read_text(), config)
+    (entry,) = config.model_config_list.config
+    assert (entry.name, entry.base_path, entry.model_platform) == ("mmoe", "/models/mmoe", "tensorflow")
+    assert entry.model_version_policy.WhichOneof("policy_choice") == "specific"
+    assert list(entry.model_version_policy.specific.versions) == [1]
+    assert dict(entry.version_labels) == {"stable": 1}
+    (source,) = read_model_config(assets / "models.config")
+    assert (source.name, source.policy, source.versions, source.labels) == ("mmoe", "specific", (1,), {"stable": 1})
+
+
+def test_read_model_config_errors(tmp_path):
+    bad = tmp_path / "bad.config"
+    bad.write_text("model_config_list { config { nme: 'x' } }")
+    with pytest.raises(ValueError, match="bad.config"):
+        read_model_config(bad)
+    empty = tmp_path / "empty.config"
+    empty.write_text("model_config_list { }")
+    with pytest.raises(ValueError, match="lists no models"):
+        read_model_config(empty)
+
+
+def _batching_parameters_class():
+    """BatchingParameters of tensorflow_serving/servables/tensorflow/session_bundle_config.proto.
+
+    tensorflow-serving-api does not ship that proto, so the message is declared here with the upstream field names
+    and types (wrapper messages), which is all text-format parsing depends on.
+    """
+    file = descriptor_pb2.FileDescriptorProto(
+        name="mmoe_test/batching_parameters.proto",
+        package="mmoe_test",
+        syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
+    msg = file.message_type.add(name="BatchingParameters")
+    label, typ = descriptor_pb2.FieldDescriptorProto, descriptor_pb2.FieldDescriptorProto
+    fields = [
+        ("max_batch_size", ".google.protobuf.Int64Value"),
+        ("batch_timeout_micros", ".google.protobuf.Int64Value"),
+        ("max_enqueued_batches", ".google.protobuf.Int64Value"),
+        ("num_batch_threads", ".google.protobuf.Int64Value"),
+        ("thread_pool_name", ".google.protobuf.StringValue"),
+        ("enable_large_batch_splitting", ".google.protobuf.BoolValue"),
+        ("max_execution_batch_size", ".google.protobuf.Int64Value"),
+    ]
+    for number, (name, type_name) in enumerate(fields, start=1):
+        msg.field.add(name=name, number=number, type=typ.TYPE_MESSAGE, type_name=type_name, label=label.LABEL_OPTIONAL)
+    msg.field.add(name="allowed_batch_sizes", number=20, type=typ.TYPE_INT64, label=label.LABEL_REPEATED)
+    msg.field.add(name="pad_variable_length_inputs", number=21, type=typ.TYPE_BOOL, label=label.LABEL_OPTIONAL)
+    pool = descriptor_pool.Default()
+    try:
+        pool.Add(file)
+    except TypeError:  # already added by an earlier call
+        pass
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("mmoe_test.BatchingParameters"))
+
+
+def test_batching_parameters_parse_and_match_local_defaults(assets):
+    from serving.cli import build_parser
+
+    params = _batching_parameters_class()()
+    text_format.Parse((assets / "batching_parameters.txt").read_text(), params)
+    assert params.max_batch_size.value == 64 and params.batch_timeout_micros.value == 2000
+    assert params.num_batch_threads.value >= 1 and params.max_enqueued_batches.value >= 1
+    args = build_parser().parse_args(["serve", "--base-path", "x", "--enable-batching"])
+    assert (args.max_batch_size, args.batch_timeout_micros) == (64, 2000)
+    assert args.max_enqueued_batches == params.max_enqueued_batches.value
+    with pytest.raises(text_format.ParseError):
+        text_format.Parse("max_batch_size: 64", _batching_parameters_class()())  # wrapper needs { value: }
+
+
+def test_docker_compose_runs_official_image_with_config(assets):
+    compose = yaml.safe_load((assets / "docker-compose.yml").read_text())
+    service = compose["services"]["tf-serving"]
+    assert re.fullmatch(r"tensorflow/serving:\$\{TF_SERVING_VERSION:-2\.\d+\.\d+\}", service["image"])
+    assert {p.split(":", 1)[1] for p in service["ports"]} == {"8500:8500", "8501:8501"}
+    flags = dict(f.lstrip("-").split("=", 1) for f in service["command"])
+    assert flags["model_config_file"] == "/config/models.config"
+    assert flags["enable_batching"] == "true"
+    assert flags["batching_parameters_file"] == "/config/batching_parameters.txt"
+    assert int(flags["file_system_poll_wait_seconds"]) >= 1
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
+    assert mounts["/models/mmoe"].endswith("/mmoe")
+    for target, source in mounts.items():
+        if target.startswith("/config/"):
+            assert (assets / source).is_file() and target.endswith(source.rsplit("/", 1)[-1])
+
+
+def test_docs_show_docker_run_and_curl(repo_root):
+    text = (repo_root / "docs" / "serving.md").read_text()
+    assert "## Serving in production" in text
+    assert re.search(r"docker run .*tensorflow/serving:2\.\d+", text.replace("\\\n", " "))
+    curl = re.search(r"curl .*:predict.*-d '(\{.*\})'", text)
+    assert curl, "no curl :predict example"
+    assert "instances" in curl.group(1)
