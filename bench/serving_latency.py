@@ -22,11 +22,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import aiohttp  # noqa: E402
-import numpy as np  # noqa: E402
-import requests  # noqa: E402
+import aiohttp
+import numpy as np
+import requests
 
-from serving.testing import MODEL_NAME, ServerProcess, cached_export, sample_frame  # noqa: E402
+from serving.testing import MODEL_NAME, ServerProcess, cached_export, sample_frame
 
 CONCURRENCY = (1, 8, 32)
 
@@ -40,7 +40,10 @@ def _rows(batch: int) -> list[dict]:
 
 
 def _percentiles(samples_ms: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(float(np.percentile(samples_ms, 50)), 3), "p99_ms": round(float(np.percentile(samples_ms, 99)), 3)}
+    return {
+        "p50_ms": round(float(np.percentile(samples_ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(samples_ms, 99)), 3),
+    }
 
 
 def in_process(version_dir: Path, n: int) -> dict[str, dict[str, float]]:

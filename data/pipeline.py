@@ -28,24 +28,6 @@ def check_batch_size(batch_size: int) -> None:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
-def finish_dataset(
-    ds: tf.data.Dataset,
-    batch_size: int,
-    repeat: bool,
-    targets_fn: TargetsFn | None,
-    drop_remainder: bool,
-    batched: bool,
-) -> tf.data.Dataset:
-    """Shared tail of both pipelines: repeat, batch, ``targets_fn`` per batch, prefetch."""
-    if repeat:
-        ds = ds.repeat()
-    if not batched:
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    if targets_fn is not None:
-        ds = ds.map(lambda f, y, w: (f, *targets_fn(y, w)), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
 def make_dataset(
     df: pd.DataFrame,
     schema: Schema,
@@ -80,9 +62,20 @@ def make_dataset(
     df = ensure_validated(df, schema, with_labels=with_labels)
     features = feature_arrays(df, schema)
     elements = (features, *labels_and_weights(df, schema)) if with_labels else features
-    ds = tf.data.Dataset.from_tensor_slices(elements)
+    columns = tf.nest.map_structure(tf.convert_to_tensor, elements)
+    # Shuffle and batch row indices (cheap scalars), then gather whole batches: same row order as
+    # shuffling/batching the rows themselves, without per-row tensor overhead.
+    ds = tf.data.Dataset.range(len(df))
     if shuffle:
         ds = ds.shuffle(shuffle_buffer or max(len(df), 1), seed=seed, reshuffle_each_iteration=True)
-    if not with_labels:
-        return finish_dataset(ds, batch_size, repeat, None, drop_remainder, batched=False)
-    return finish_dataset(ds, batch_size, repeat, targets_fn, drop_remainder, batched=False)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(
+        lambda idx: tf.nest.map_structure(lambda column: tf.gather(column, idx), columns),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    if with_labels and targets_fn is not None:
+        ds = ds.map(lambda f, y, w: (f, *targets_fn(y, w)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

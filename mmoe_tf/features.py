@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from mmoe_tf.config import FeatureSpec
@@ -74,21 +75,8 @@ def _column(data: Any, spec: FeatureSpec) -> np.ndarray:
     return values
 
 
-def _first_bad_rows(mask: np.ndarray) -> list[int]:
-    return np.flatnonzero(mask)[:5].tolist()
-
-
 def _numeric_state(spec: FeatureSpec, values: np.ndarray) -> dict[str, float]:
-    try:
-        x = values.astype(np.float64)
-    except (TypeError, ValueError):
-        bad = [i for i, v in enumerate(values[:10_000]) if not _is_number(v)]
-        raise ValueError(
-            f"feature {spec.name!r} is numeric but adapt data holds non-numbers at rows {bad[:5]} "
-            f"(e.g. {values[bad[0]]!r})"
-            if bad
-            else f"feature {spec.name!r} is numeric but adapt data is not"
-        ) from None
+    x = _convert_column(spec, values).astype(np.float64)
     missing = ~np.isfinite(x)
     if spec.default is not None:
         x = np.where(missing, float(spec.default), x)
@@ -110,35 +98,16 @@ def _is_number(value: Any) -> bool:
 def _string_values(spec: FeatureSpec, values: np.ndarray) -> list[str]:
     out = []
     for v in values.tolist():
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            v = ""
-        elif isinstance(v, bytes):
+        if isinstance(v, bytes):
             v = v.decode("utf-8")
-        else:
-            v = str(v)
+        elif not isinstance(v, str):
+            v = "" if pd.isna(v) else str(v)
         out.append(spec.default if v == "" and spec.default is not None else v)
     return out
 
 
-def _int_values(spec: FeatureSpec, values: np.ndarray) -> list[int]:
-    if values.dtype.kind in "iu":
-        return values.astype(np.int64).tolist()
-    try:
-        x = values.astype(np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"feature {spec.name!r} is int64 but adapt data holds non-integers") from None
-    bad = ~np.isfinite(x) | (x != np.round(x))
-    if bad.any():
-        rows = _first_bad_rows(bad)
-        raise ValueError(
-            f"feature {spec.name!r} is int64 but adapt data holds non-integer values at rows {rows} "
-            f"(e.g. {values[rows[0]]!r})"
-        )
-    return x.astype(np.int64).tolist()
-
-
 def _vocabulary_state(spec: FeatureSpec, values: np.ndarray) -> dict[str, list]:
-    tokens = _string_values(spec, values) if spec.dtype == "string" else _int_values(spec, values)
+    tokens = _string_values(spec, values) if spec.dtype == "string" else _convert_column(spec, values).tolist()
     counts = collections.Counter(t for t in tokens if t != "")
     if spec.dtype == "int64":
         counts.pop(-1, None)  # -1 is IntegerLookup's OOV token; it maps to OOV anyway
@@ -334,3 +303,81 @@ class FeatureEncoder(tf.keras.layers.Layer):
         state = None if self.state is None else {k: _plain(v) for k, v in self.state.items()}
         config.update(features=[s.to_dict() for s in self.specs], state=state, seed=self.seed)
         return config
+
+
+def _py(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _rows(mask: np.ndarray) -> str:
+    rows = np.flatnonzero(mask)
+    more = f" and {rows.size - 5} more" if rows.size > 5 else ""
+    return f"rows {rows[:5].tolist()}{more}"
+
+
+def _convert_column(spec: FeatureSpec, values: Any) -> np.ndarray:
+    values = np.asarray(values)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise ValueError(f"feature {spec.name!r}: expected one value per row, got an array of shape {values.shape}")
+    if spec.dtype == "float32":
+        if values.dtype.kind in "fiub":
+            return values.astype(np.float32)
+        missing = pd.isna(values)
+        numbers = missing | np.array([_is_number(v) for v in values.tolist()], bool)
+        if not numbers.all():
+            bad = ~numbers
+            example = _py(values[np.flatnonzero(bad)[0]])
+            raise ValueError(
+                f"feature {spec.name!r} is numeric but holds non-numbers at {_rows(bad)} (e.g. {example!r})"
+            )
+        return np.array([np.nan if m else float(v) for v, m in zip(values.tolist(), missing, strict=True)], np.float32)
+    if spec.dtype == "int64":
+        if values.dtype.kind in "iu":
+            return values.astype(np.int64)
+        try:
+            as_float = values.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"feature {spec.name!r} is int64 but holds non-integer values") from None
+        bad = ~np.isfinite(as_float) | (as_float != np.round(as_float))
+        if bad.any():
+            example = _py(values[np.flatnonzero(bad)[0]])
+            raise ValueError(
+                f"feature {spec.name!r} is int64 but holds missing or non-integer values at {_rows(bad)} "
+                f"(e.g. {example!r}); fill them before predicting"
+            )
+        return as_float.astype(np.int64)
+    if values.dtype.kind in "US":
+        return values.astype(object)
+    return np.array(_string_values(spec, values), dtype=object)
+
+
+def to_model_inputs(specs: Sequence[FeatureSpec], data: Mapping[str, Any] | Any) -> dict[str, np.ndarray]:
+    """Validate raw columns and convert them to the model's input dtypes.
+
+    Args:
+        specs: The model's feature specs.
+        data: Dict of arrays or DataFrame keyed by feature name (extra keys are ignored).
+
+    Returns:
+        ``{name: np.ndarray}``: float32 (numeric), int64, or object arrays of ``str`` (missing → ``""``
+        or the spec's default).
+
+    Raises:
+        ValueError: naming the feature, the rows and the expectation (absent feature, text in a
+            numeric column, non-integers in an int64 column, mismatched lengths).
+
+    Example:
+        >>> to_model_inputs([FeatureSpec("price", "numeric")], {"price": [1, None]})["price"]
+        array([ 1., nan], dtype=float32)
+    """
+    keys = set(data.keys()) if hasattr(data, "keys") else set()
+    absent = [s.name for s in specs if s.name not in keys]
+    if absent:
+        raise ValueError(f"inputs lack features {absent}; the model takes {[s.name for s in specs]}")
+    out = {s.name: _convert_column(s, data[s.name]) for s in specs}
+    lengths = {name: len(v) for name, v in out.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"features have different numbers of rows: {lengths}")
+    return out

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmoe_tf.config import ModelConfig, joint_output_name
-from mmoe_tf.features import FeatureEncoder, adapt_state, make_inputs, needs_adapting
+from mmoe_tf.features import FeatureEncoder, adapt_state, input_dtype, make_inputs, needs_adapting, to_model_inputs
 from mmoe_tf.layers import CrossExpertBank, MMoE
 from mmoe_tf.losses import UncertaintyWeighting, make_loss
 from mmoe_tf.targets import add_joint_targets, task_order, trained_targets
@@ -187,7 +187,7 @@ class MultiTaskModel(tf.keras.Model):
     @property
     def feature_state(self) -> dict[str, Any]:
         """The adapted preprocessing state (vocabularies, means, variances) keyed by feature name."""
-        return self._feature_state_plain
+        return _plain(self._feature_state_plain)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -262,6 +262,80 @@ class MultiTaskModel(tf.keras.Model):
         own = [self.loss_tracker, *self.target_loss_trackers]
         return own + [m for m in super().metrics if all(m is not o for o in own)]
 
+    # ----- input checks at the Python entry points ----------------------------------------------
+    def _conform_features(self, x: Any) -> Any:
+        """Dicts/DataFrames of raw columns → validated numpy inputs; datasets → checked element spec."""
+        specs = self._mmoe_config.features
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            features = spec[0] if isinstance(spec, tuple) else spec
+            if isinstance(features, Mapping):
+                absent = [s.name for s in specs if s.name not in features]
+                if absent:
+                    raise ValueError(
+                        f"dataset features lack {absent}; the model takes {list(self._mmoe_config.feature_names)}"
+                    )
+                for s in specs:
+                    got = features[s.name].dtype
+                    want = input_dtype(s)
+                    if (
+                        got != want
+                        and not (want.is_floating and (got.is_floating or got.is_integer))
+                        and not (want.is_integer and got.is_integer)
+                    ):
+                        raise ValueError(f"dataset feature {s.name!r} has dtype {got.name}; expected {want.name}")
+            if isinstance(spec, tuple) and len(spec) > 1:
+                self._check_label_keys(spec[1])
+            return x
+        if isinstance(x, Mapping) and any(tf.is_tensor(v) for v in x.values()):
+            absent = [s.name for s in specs if s.name not in x]
+            if absent:
+                raise ValueError(
+                    f"inputs lack features {absent}; the model takes {list(self._mmoe_config.feature_names)}"
+                )
+            return x
+        if isinstance(x, Mapping) or hasattr(x, "columns"):
+            return to_model_inputs(specs, x)
+        return x
+
+    def _check_label_keys(self, y: Any) -> None:
+        if not isinstance(y, Mapping):
+            return
+        missing = []
+        for name, task in trained_targets(self._mmoe_config):
+            if name in y:
+                continue
+            parts = [task.name, self._mmoe_config.task(task.conditional_on).name] if task.conditional_on else [name]
+            if any(p not in y for p in parts):
+                missing.append(name)
+        if missing:
+            raise ValueError(
+                f"labels lack the trained targets {missing} (an ESMM joint label can be derived from its parent "
+                f"and child labels); labels hold {sorted(y)}"
+            )
+
+    def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> tf.keras.callbacks.History:
+        """``tf.keras.Model.fit`` after checking features (dict, DataFrame or dataset) and label keys."""
+        x = self._conform_features(x)
+        self._check_label_keys(y)
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)) and len(validation) >= 2:
+            self._check_label_keys(validation[1])
+            kwargs["validation_data"] = (self._conform_features(validation[0]), *validation[1:])
+        elif validation is not None:
+            kwargs["validation_data"] = self._conform_features(validation)
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """``tf.keras.Model.evaluate`` after checking features and label keys."""
+        x = self._conform_features(x)
+        self._check_label_keys(y)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        """``tf.keras.Model.predict`` after checking features (dict, DataFrame or dataset)."""
+        return super().predict(self._conform_features(x), *args, **kwargs)
+
     # ----- checked weights files ----------------------------------------------------------------
     def save_weights(self, filepath: Any, *args: Any, **kwargs: Any) -> Any:
         """``tf.keras.Model.save_weights`` plus a ``<filepath>.mmoe.json`` sidecar holding the config."""
@@ -292,7 +366,10 @@ def _plain(value: Any) -> Any:
 def _optimizer(config: ModelConfig) -> tf.keras.optimizers.Optimizer:
     try:
         return tf.keras.optimizers.get(
-            {"class_name": config.optimizer, "config": {"learning_rate": config.learning_rate}}
+            {
+                "class_name": config.optimizer,
+                "config": {"learning_rate": config.learning_rate, "is_legacy_optimizer": False},
+            }
         )
     except (ValueError, TypeError) as err:
         raise ValueError(

@@ -141,7 +141,7 @@ def write_weights_sidecar(model: tf.keras.Model, filepath: Any) -> Path:
     """Write the config and feature state of ``model`` next to a weights file."""
     sidecar = _sidecar(filepath)
     payload = {"model_config": config_of(model).to_dict(), "feature_state": getattr(model, "feature_state", None)}
-    sidecar.write_text(json.dumps(payload, sort_keys=True, default=str))
+    sidecar.write_text(json.dumps(payload, sort_keys=True))
     return sidecar
 
 
@@ -156,7 +156,7 @@ def check_weights_sidecar(model: tf.keras.Model, filepath: Any) -> None:
     payload = json.loads(sidecar.read_text())
     what = f"the model whose weights are in {os.fspath(filepath)!r}"
     _check_same(ModelConfig.from_dict(payload["model_config"]), config_of(model), what)
-    state = json.loads(json.dumps(getattr(model, "feature_state", None), sort_keys=True, default=str))
+    state = json.loads(json.dumps(getattr(model, "feature_state", None)))
     if payload.get("feature_state") != state:
         stored_state = payload.get("feature_state") or {}
         differ = sorted(k for k in set(stored_state) | set(state or {}) if stored_state.get(k) != (state or {}).get(k))

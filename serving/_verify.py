@@ -34,7 +34,9 @@ def main(argv: list[str]) -> int:
         groups[prefix][name] = data[key]
     servable = Servable("verify", 0, version_dir)  # replays the warm-up records, as TF Serving does
     dtypes = servable.signature_inputs("serving_default")
-    features = {k: np.char.encode(v, "utf-8").astype(object) if dtypes[k] == "string" else v for k, v in groups["in"].items()}
+    features = {
+        k: np.char.encode(v, "utf-8").astype(object) if dtypes[k] == "string" else v for k, v in groups["in"].items()
+    }
     report: dict = {"signatures": sorted(servable.signatures), "warmup_records": servable.warmup_count}
     diffs = {}
     outputs = servable.run("serving_default", features)

@@ -44,7 +44,9 @@ class BatchingOptions:
             if getattr(self, field) < 1:
                 raise ValueError(f"BatchingOptions: field '{field}' must be >= 1, got {getattr(self, field)}")
         if self.batch_timeout_micros < 0:
-            raise ValueError(f"BatchingOptions: field 'batch_timeout_micros' must be >= 0, got {self.batch_timeout_micros}")
+            raise ValueError(
+                f"BatchingOptions: field 'batch_timeout_micros' must be >= 0, got {self.batch_timeout_micros}"
+            )
 
 
 def batch_size_of(inputs: Arrays) -> int | None:
@@ -92,7 +94,9 @@ class Batcher:
         if size is None:
             raise RequestError("Batching needs every input to share the same leading (batch) dimension")
         if size > self.options.max_batch_size:
-            raise RequestError(f"Task size {size} is larger than maximum input batch size {self.options.max_batch_size}")
+            raise RequestError(
+                f"Task size {size} is larger than maximum input batch size {self.options.max_batch_size}"
+            )
         full_key = (key, tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items())))
         loop = asyncio.get_running_loop()
         pending = self._open.get(full_key)
@@ -124,7 +128,9 @@ class Batcher:
         loop = asyncio.get_running_loop()
         try:
             names = list(batch[0].inputs)
-            merged = {n: np.concatenate([p.inputs[n] for p in batch]) for n in names} if len(batch) > 1 else batch[0].inputs
+            merged = (
+                {n: np.concatenate([p.inputs[n] for p in batch]) for n in names} if len(batch) > 1 else batch[0].inputs
+            )
             outputs = await loop.run_in_executor(self.executor, fn, merged)
             self.batches_run += 1
             total = sum(p.size for p in batch)
@@ -134,7 +140,9 @@ class Batcher:
             start = 0
             for p in batch:
                 if not p.future.done():
-                    p.future.set_result({n: a[start : start + p.size] for n, a in outputs.items()} if len(batch) > 1 else outputs)
+                    p.future.set_result(
+                        {n: a[start : start + p.size] for n, a in outputs.items()} if len(batch) > 1 else outputs
+                    )
                 start += p.size
         except Exception as err:
             for p in batch:

@@ -75,9 +75,9 @@ def _read_table(path: Path, rows: int | None = None):
 
 def _export(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import mmoe_tf  # noqa: F401  (Keras 2 API before TensorFlow)
     import tensorflow as tf
 
+    import mmoe_tf
     from serving.export import export_model, parse_score_weights
 
     if not args.model.exists():

@@ -137,9 +137,7 @@ class PredictClient:
             }
         return self._inputs[name]
 
-    def predict(
-        self, data: pd.DataFrame | Iterable[Mapping[str, Any]], batch_size: int | None = None
-    ) -> pd.DataFrame:
+    def predict(self, data: pd.DataFrame | Iterable[Mapping[str, Any]], batch_size: int | None = None) -> pd.DataFrame:
         """Score rows; returns one column per output (``name_k`` columns for ``[-1, K]`` outputs).
 
         Args:

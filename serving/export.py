@@ -32,10 +32,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
-import mmoe_tf  # noqa: F401  (sets the Keras 2 API before TensorFlow resolves tf.keras)
-import tensorflow as tf  # noqa: I001
-
+import mmoe_tf
 from serving.warmup import WARMUP_FILENAME, write_warmup_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +127,9 @@ def _synthetic_features(specs: Mapping[str, tf.TensorSpec], rows: int = 8, seed:
     for name, spec in specs.items():
         shape = (rows, *spec.shape[1:])
         if spec.dtype == tf.string:
-            out[name] = np.array([f"v{i}".encode() for i in rng.integers(0, 5, int(np.prod(shape)))], object).reshape(shape)
+            out[name] = np.array([f"v{i}".encode() for i in rng.integers(0, 5, int(np.prod(shape)))], object).reshape(
+                shape
+            )
         elif spec.dtype.is_integer:
             out[name] = rng.integers(0, 10, shape).astype(spec.dtype.as_numpy_dtype)
         else:

@@ -116,7 +116,9 @@ def _leaf_caster(dtype: str, name: str):
                     return base64.b64decode(v["b64"], validate=True)
                 except (binascii.Error, ValueError):
                     raise RequestError(f"Input '{name}': invalid base64 in {_short(v)}") from None
-            raise RequestError(f"Input '{name}' has dtype string; got {_short(v)}, expected a string or {{\"b64\": ...}}")
+            raise RequestError(
+                f"Input '{name}' has dtype string; got {_short(v)}, expected a string or {{\"b64\": ...}}"
+            )
 
     else:
         raise RequestError(f"Input '{name}' has dtype {dtype}, which the JSON codec does not support")

@@ -57,7 +57,9 @@ class Servable:
         self.input_specs: dict[str, dict[str, tf.TensorSpec]] = {}
         for sig, fn in self.signatures.items():
             self.input_specs[sig] = dict(sorted(fn.structured_input_signature[1].items()))
-        self.input_dtypes = {sig: {k: s.dtype.name for k, s in specs.items()} for sig, specs in self.input_specs.items()}
+        self.input_dtypes = {
+            sig: {k: s.dtype.name for k, s in specs.items()} for sig, specs in self.input_specs.items()
+        }
         self.metadata = signature_def_json(self.path)
         self.warmup_count = self._replay_warmup() if warmup else 0
 
@@ -80,7 +82,7 @@ class Servable:
         """``{input_name: dtype name}`` of a signature; ``RequestError`` (400, as TF Serving) when unknown."""
         if signature_name not in self.input_dtypes or signature_name == INIT_OP_SIGNATURE:
             known = sorted(k for k in self.signatures if k != INIT_OP_SIGNATURE)
-            raise RequestError(f"Serving signature name: \"{signature_name}\" not found in signature def; have {known}")
+            raise RequestError(f'Serving signature name: "{signature_name}" not found in signature def; have {known}')
         return self.input_dtypes[signature_name]
 
     def check_shapes(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> None:
@@ -123,9 +125,7 @@ def signature_def_json(path: str | Path) -> dict[str, Any]:
     proto = saved_model_pb2.SavedModel.FromString((Path(path) / "saved_model.pb").read_bytes())
     sigs = proto.meta_graphs[0].signature_def
     return {
-        "signature_def": {
-            k: json_format.MessageToDict(sigs[k], preserving_proto_field_name=True) for k in sorted(sigs)
-        }
+        "signature_def": {k: json_format.MessageToDict(sigs[k], preserving_proto_field_name=True) for k in sorted(sigs)}
     }
 
 
@@ -153,7 +153,9 @@ class ModelSource:
         if not self.name or "/" in self.name or ":" in self.name:
             raise ValueError(f"ModelSource: field 'name' must be non-empty without '/' or ':', got {self.name!r}")
         if self.policy not in ("latest", "all", "specific"):
-            raise ValueError(f"ModelSource {self.name!r}: field 'policy' is {self.policy!r}; expected latest/all/specific")
+            raise ValueError(
+                f"ModelSource {self.name!r}: field 'policy' is {self.policy!r}; expected latest/all/specific"
+            )
         if self.num_versions < 1:
             raise ValueError(f"ModelSource {self.name!r}: field 'num_versions' must be >= 1")
         self.base_path = Path(self.base_path)
@@ -255,7 +257,9 @@ class ModelStore:
     def _poll_one(self, source: ModelSource) -> list[tuple[str, int, str]]:
         name, events = source.name, []
         base = source.base_path
-        on_disk = sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()) if base.is_dir() else []
+        on_disk = (
+            sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()) if base.is_dir() else []
+        )
         aspired = source.aspired(on_disk)
         for version in sorted(aspired, reverse=True):
             if version in self._servables[name] or version in self._failed[name]:

@@ -189,7 +189,7 @@ async def serve(sources: list[ModelSource], config: ServerConfig, ready: asyncio
     loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader")
     initial = await loop.run_in_executor(loader, store.poll)
     api = RestApi(store, config)
-    runner = web.AppRunner(api.app(), access_log=None)
+    runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()
@@ -207,7 +207,12 @@ async def serve(sources: list[ModelSource], config: ServerConfig, ready: asyncio
             try:
                 await asyncio.wait_for(stop.wait(), config.poll_seconds)
             except TimeoutError:
-                _announce(store, await loop.run_in_executor(loader, store.poll), url)
+                try:
+                    events = await loop.run_in_executor(loader, store.poll)
+                except Exception:  # e.g. an unreadable base path: keep serving what is loaded
+                    log.exception("polling the model base paths failed")
+                    continue
+                _announce(store, events, url)
     finally:
         await runner.cleanup()
         loader.shutdown(wait=False, cancel_futures=True)

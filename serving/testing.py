@@ -68,13 +68,15 @@ class ServerProcess:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> ServerProcess:
+    def start(self, wait: bool = True) -> ServerProcess:
+        """Launch the server; with ``wait`` block until it serves a model version."""
         cmd = [sys.executable, "-m", "serving", "serve", *self.args]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, cwd=self.cwd
         )
         threading.Thread(target=self._pump, daemon=True).start()
-        self.wait_for("serving ", self.timeout)
+        if wait:
+            self.wait_for("serving ", self.timeout)
         return self
 
     def _pump(self) -> None:
@@ -179,7 +181,6 @@ def cached_export(root: Path, score_weights: dict[str, float] | None = SCORE_WEI
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (root / "expected.parquet").exists():
             import mmoe_tf
-
             from serving.export import export_model
 
             model = build_test_model()

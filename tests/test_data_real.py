@@ -78,5 +78,5 @@ def test_conversion_without_click_is_rejected(shared_data, tmp_path):
 
 
 def test_missing_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere.csv: data file not found"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.csv: data file not found"):
         load_ali_ccp(path=tmp_path / "nowhere.csv")

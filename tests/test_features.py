@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from mmoe_tf.config import FeatureSpec
-from mmoe_tf.features import FeatureEncoder, adapt_state, make_inputs
+from mmoe_tf.features import FeatureEncoder, adapt_state, make_inputs, to_model_inputs
 from mmoe_tf.towers import MLP, Tower
 
 SPECS = (
@@ -187,3 +187,25 @@ def test_mlp_and_tower():
         Tower((4,), task_type="ordinal")
     with pytest.raises(ValueError, match="normalization"):
         MLP((4,), normalization="group")
+
+
+def test_to_model_inputs_converts_and_names_bad_rows():
+    specs = [
+        FeatureSpec("price", "numeric"),
+        FeatureSpec("item", "categorical", dtype="int64"),
+        FeatureSpec("device", "categorical", dtype="string", default="web"),
+    ]
+    frame = pd.DataFrame(
+        {"price": pd.array([1.5, None], dtype="Float64"), "item": [3, 4], "device": ["ios", None], "extra": [0, 0]}
+    )
+    out = to_model_inputs(specs, frame)
+    assert out["price"].dtype == np.float32 and np.isnan(out["price"][1])
+    assert out["item"].dtype == np.int64 and out["device"].tolist() == ["ios", "web"]
+    with pytest.raises(ValueError, match=r"lack features \['device'\]"):
+        to_model_inputs(specs, {"price": [1.0], "item": [1]})
+    with pytest.raises(ValueError, match=r"'price' is numeric but holds non-numbers at rows \[1\] \(e.g. 'abc'\)"):
+        to_model_inputs(specs, {"price": np.array([1.0, "abc"], dtype=object), "item": [1, 2], "device": ["a", "b"]})
+    with pytest.raises(ValueError, match=r"'item' is int64 but holds missing or non-integer values at rows \[0\]"):
+        to_model_inputs(specs, {"price": [1.0], "item": [np.nan], "device": ["a"]})
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        to_model_inputs(specs, {"price": [1.0, 2.0], "item": [1], "device": ["a"]})

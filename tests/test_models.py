@@ -344,3 +344,22 @@ def test_oov_and_missing_inputs_give_finite_outputs(trained):
 def test_invalid_configs_name_the_field(make, field):
     with pytest.raises(ValueError, match=f"'?{field}'?"):
         make()
+
+
+def test_bad_inputs_get_clear_errors(trained, toy):
+    import pandas as pd
+
+    features, labels, weights = toy
+    model = trained["shared_bottom"][0]
+    with pytest.raises(ValueError, match=r"inputs lack features \['city'\]"):
+        model.predict({k: v for k, v in features.items() if k != "city"}, verbose=0)
+    with pytest.raises(ValueError, match=r"'x1' is numeric but holds non-numbers at rows \[0"):
+        model.predict({**features, "x1": features["device"]}, verbose=0)
+    with pytest.raises(ValueError, match=r"labels lack the trained targets \['click_and_satisfaction'\]"):
+        model.fit(features, {"click": labels["click"]}, verbose=0)
+    frame = pd.DataFrame({k: v[:8] for k, v in features.items()})
+    np.testing.assert_allclose(
+        model.predict(frame, verbose=0)["click"],
+        run(model, {k: v[:8] for k, v in features.items()})["click"],
+        rtol=1e-6,
+    )

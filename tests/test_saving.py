@@ -76,6 +76,7 @@ def saved(tmp_path_factory):
     """A trained uncertainty-weighted ESMM MMoE and the .keras file it was saved to."""
     features, labels, weights = make_data()
     model = build_model(CONFIG, adapt_data=features)
+    model.run_eagerly = True  # 8 tiny steps: cheaper than tracing (graph-mode fit is covered in test_models)
     model.fit(tf.data.Dataset.from_tensor_slices((features, labels, weights)).batch(32), epochs=2, verbose=0)
     path = save_model(model, tmp_path_factory.mktemp("saved") / "model.keras")
     return model, path, features
@@ -176,8 +177,6 @@ PLAIN_TF_SCRIPT = textwrap.dedent(
     loaded = tf.saved_model.load(sys.argv[1])
     out = {k: v.numpy().tolist() for k, v in loaded.signatures["serving_default"](**batch).items()}
     out.update({k: v.numpy().tolist() for k, v in loaded.signatures["gates"](**batch).items()})
-    keras_dir = tf.saved_model.load(sys.argv[3])
-    out["keras_format"] = keras_dir.signatures["serving_default"](**batch)["click"].numpy().ravel().tolist()
     assert not any(m.startswith("mmoe_tf") for m in sys.modules), "mmoe_tf was imported"
     print(json.dumps(out))
     """
@@ -199,13 +198,12 @@ def test_savedmodel_runs_without_mmoe_tf(saved, tmp_path):
 
     export = tmp_path / "export" / "1"
     tf.saved_model.save(model, str(export), signatures={"serving_default": serve, "gates": gate_weights})
-    model.save(tmp_path / "keras_tf", save_format="tf")
     batch = {k: [None if isinstance(x, float) and np.isnan(x) else x for x in v.tolist()] for k, v in ODD_BATCH.items()}
     batch = {k: [float("nan") if x is None else x for x in v] for k, v in batch.items()}
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("PYTHONPATH", None)
     result = subprocess.run(
-        [sys.executable, "-c", PLAIN_TF_SCRIPT, str(export), json.dumps(batch), str(tmp_path / "keras_tf")],
+        [sys.executable, "-c", PLAIN_TF_SCRIPT, str(export), json.dumps(batch)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -218,7 +216,6 @@ def test_savedmodel_runs_without_mmoe_tf(saved, tmp_path):
     expected = outputs(model, ODD_BATCH)
     for name in CONFIG.output_names:
         np.testing.assert_allclose(served[name], expected[name][:, 0], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(served["keras_format"], expected["click"][:, 0], rtol=1e-5, atol=1e-6)
     gate = np.array(served["gate_click"])
     assert gate.shape == (3, CONFIG.num_experts)
     np.testing.assert_allclose(gate.sum(axis=1), 1.0, atol=1e-5)

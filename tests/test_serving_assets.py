@@ -1,11 +1,17 @@
 """The real-TF-Serving assets in serving/tf_serving/ parse as TF Serving would read them, and the docs show how."""
 
+import contextlib
 import re
 
 import pytest
 import yaml
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-from google.protobuf import wrappers_pb2  # noqa: F401  (registers google/protobuf/wrappers.proto)
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    text_format,
+    wrappers_pb2,  # noqa: F401  (registers google/protobuf/wrappers.proto)
+)
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.model_store import read_model_config
@@ -31,7 +37,7 @@ def test_models_config_is_a_model_server_config(assets):
 def test_read_model_config_errors(tmp_path):
     bad = tmp_path / "bad.config"
     bad.write_text("model_config_list { config { nme: 'x' } }")
-    with pytest.raises(ValueError, match="bad.config"):
+    with pytest.raises(ValueError, match=r"bad\.config"):
         read_model_config(bad)
     empty = tmp_path / "empty.config"
     empty.write_text("model_config_list { }")
@@ -67,10 +73,8 @@ def _batching_parameters_class():
     msg.field.add(name="allowed_batch_sizes", number=20, type=typ.TYPE_INT64, label=label.LABEL_REPEATED)
     msg.field.add(name="pad_variable_length_inputs", number=21, type=typ.TYPE_BOOL, label=label.LABEL_OPTIONAL)
     pool = descriptor_pool.Default()
-    try:
+    with contextlib.suppress(TypeError):  # already added by an earlier call
         pool.Add(file)
-    except TypeError:  # already added by an earlier call
-        pass
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("mmoe_test.BatchingParameters"))
 
 
@@ -98,7 +102,7 @@ def test_docker_compose_runs_official_image_with_config(assets):
     assert flags["enable_batching"] == "true"
     assert flags["batching_parameters_file"] == "/config/batching_parameters.txt"
     assert int(flags["file_system_poll_wait_seconds"]) >= 1
-    mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
+    mounts = {target: source for source, target, mode in (v.rsplit(":", 2) for v in service["volumes"])}
     assert mounts["/models/mmoe"].endswith("/mmoe")
     for target, source in mounts.items():
         if target.startswith("/config/"):

@@ -69,8 +69,15 @@ def test_decode_request_row_and_columnar():
         ({"instances": []}, "non-empty"),
         ({"instances": [{"price": 1.0, "device": "a"}]}, "missing input(s) ['category']"),
         ({"instances": [{"price": 1.0, "device": "a", "category": 1, "zzz": 1}]}, "unknown input(s) ['zzz']"),
-        ({"instances": [{"price": 1.0, "device": "a", "category": 1}, {"price": [1.0], "device": "a", "category": 1}]},
-         "different shapes"),
+        (
+            {
+                "instances": [
+                    {"price": 1.0, "device": "a", "category": 1},
+                    {"price": [1.0], "device": "a", "category": 1},
+                ]
+            },
+            "different shapes",
+        ),
         ({"instances": [[1.0]]}, "must be an object"),
         ({"inputs": {"price": [1.0]}}, "missing input(s)"),
         ({"inputs": [1.0]}, "must be an object"),
@@ -174,7 +181,7 @@ class _FlakyHandler(http.server.BaseHTTPRequestHandler):
 
     calls = 0
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         type(self).calls += 1
         ok = type(self).calls > 2
         body = json.dumps({"model_version_status": []} if ok else {"error": "busy"}).encode()

@@ -48,7 +48,8 @@ def export(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def local_server(export, tmp_path_factory):
+def local_server(tmp_path_factory):
+    root = tmp_path_factory.getbasetemp() / "serving-export"
     tmp = tmp_path_factory.mktemp("serving-contract")
     poison = tmp / "poison"
     for pkg in ("mmoe_tf", "data", "training"):
@@ -61,7 +62,7 @@ def local_server(export, tmp_path_factory):
             model_config_list {{
               config {{
                 name: "mmoe"
-                base_path: "{export.base_path / "mmoe"}"
+                base_path: "{root / "base" / "mmoe"}"
                 model_platform: "tensorflow"
                 model_version_policy {{ latest {{ num_versions: 1 }} }}
                 version_labels {{ key: "stable" value: 1 }}
@@ -72,9 +73,15 @@ def local_server(export, tmp_path_factory):
     )
     args = ["--model-config-file", str(config), "--enable-batching", "--max-batch-size", str(MAX_BATCH)]
     args += ["--batch-timeout-micros", "1000", "--max-body-bytes", str(MAX_BODY)]
-    with ServerProcess(args, cwd=poison) as server:
+    server = ServerProcess(args, cwd=poison)
+    try:
+        server.start(wait=False)  # starts (imports TensorFlow) while the model is exported, then picks it up
+        cached_export(root)
+        server.wait_for("serving mmoe version 1", 120)
         yield server
         assert server.alive(), "\n".join(server.lines[-20:])
+    finally:
+        server.stop()
     assert not [ln for ln in server.lines if "must not import" in ln]
 
 
@@ -329,8 +336,9 @@ def test_predict_cli_prints_table(target, export, tmp_path, repo_root):
     csv = tmp_path / "rows.csv"
     export.samples.iloc[:10].to_csv(csv, index=False)
     cmd = [sys.executable, "-m", "serving", "predict", "--url", target.url, "--model-name", target.model]
-    proc = subprocess.run([*cmd, "--data", str(csv), "--rows", "5"], capture_output=True, text=True, cwd=repo_root,
-                          timeout=120)
+    proc = subprocess.run(
+        [*cmd, "--data", str(csv), "--rows", "5"], capture_output=True, text=True, cwd=repo_root, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert lines[0].split() == ["click", "satisfaction"] and len(lines) == 6

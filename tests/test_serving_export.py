@@ -12,9 +12,10 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 import mmoe_tf
+from serving import _verify as verify_child
 from serving import export as export_mod
 from serving.export import ExportVerificationError, export_model, parse_score_weights
-from serving.testing import SCORE_WEIGHTS, build_test_model, cached_export
+from serving.testing import SCORE_WEIGHTS, cached_export
 from serving.warmup import read_warmup_file
 
 
@@ -127,12 +128,39 @@ def test_warmup_records_are_prediction_logs_from_real_rows(export, loaded):
     assert len(next(iter(out.values())).numpy()) == len(arrays["price"])
 
 
-def test_failed_verification_leaves_nothing_in_place(tmp_path, monkeypatch):
-    # A negative tolerance makes the real verification child (fresh process, no mmoe_tf) report a mismatch.
-    monkeypatch.setattr(export_mod, "VERIFY_TOLERANCE", -1.0)
-    with pytest.raises(ExportVerificationError, match=r"export verification failed \(exit 1\).*max_abs_diff"):
-        export_model(build_test_model(), tmp_path, "mmoe")
+def test_failed_export_leaves_nothing_in_place(model, tmp_path, monkeypatch):
+    def failing_verify(*args, **kwargs):
+        raise ExportVerificationError("simulated mismatch")
+
+    monkeypatch.setattr(export_mod, "verify_export", failing_verify)
+    with pytest.raises(ExportVerificationError, match="simulated mismatch"):
+        export_model(model, tmp_path, "mmoe")
     assert list((tmp_path / "mmoe").iterdir()) == []
+
+
+def _verify_args(export, tmp_path, expected, tolerance="1e-5"):
+    npz = tmp_path / "samples.npz"
+    feats = {
+        "in__price": export.samples["price"].to_numpy(np.float32),
+        "in__device": export.samples["device"].to_numpy(str),
+        "in__category": export.samples["category"].to_numpy(np.int64),
+    }
+    np.savez(npz, **feats, **{f"out__{k}": v for k, v in expected.items()})
+    return [str(export.version_dir), str(npz), json.dumps(SCORE_WEIGHTS), tolerance]
+
+
+def test_verify_child_flags_mmoe_tf_and_mismatches(export, tmp_path, capsys):
+    # Run in this process (mmoe_tf is imported here), so the child's own guard must fail it.
+    right = {k: export.expected[k].to_numpy() for k in ("click", "satisfaction")}
+    assert verify_child.main(_verify_args(export, tmp_path, right)) == 1
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["mmoe_tf_imported"] is True and report["max_abs_diff"]["serving_default"] <= 1e-5
+    wrong = {k: v + 0.01 for k, v in right.items()}
+    assert verify_child.main(_verify_args(export, tmp_path, wrong)) == 1
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["max_abs_diff"]["serving_default"] > 0.009 and report["ok"] is False
+    assert verify_child.max_abs_diff(np.array([np.nan, 1.0]), np.array([np.nan, 1.0])) == 0.0
+    assert verify_child.max_abs_diff(np.array([np.nan]), np.array([0.0])) == float("inf")
 
 
 def test_export_argument_errors(export, model, tmp_path):

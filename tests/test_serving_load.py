@@ -2,10 +2,11 @@
 
 One server per module (``--base-path`` mode, polling every 0.3 s) on a private copy of the session's export.
 Covers: concurrent clients get correct answers, a burst of malformed requests leaves it serving, a version
-exported with ``python -m serving export`` (run in-process) is picked up without a restart while requests keep flowing, and a
-broken version keeps the old one serving.
+exported with ``python -m serving export`` (run in-process) is picked up without a restart while requests keep
+flowing, and a broken version keeps the old one serving.
 """
 
+import contextlib
 import json
 import shutil
 import socket
@@ -109,10 +110,8 @@ def test_burst_of_malformed_requests_keeps_serving(served, export):
             sock.sendall(garbage)
             sock.shutdown(socket.SHUT_WR)
             sock.settimeout(10)
-            try:
+            with contextlib.suppress(TimeoutError, ConnectionResetError):
                 sock.recv(1024)
-            except (TimeoutError, ConnectionResetError):
-                pass
     assert server.alive()
     with requests.Session() as session:
         assert _check(session, url, export, 0, 8) is None

@@ -100,7 +100,7 @@ def test_multi_worker_two_processes(repo_root, tmp_path):
     for p, (_, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err[-3000:]
     report = json.loads((out / "report.json").read_text())
-    assert report["training"]["strategy"] == "MultiWorkerMirroredStrategy" and report["training"]["replicas"] == 2
+    assert report["training"]["distribute"] == "multi_worker" and report["training"]["replicas"] == 2
     assert report["training"]["last_epoch"] == 2
     _check_model_predicts(out)
     # only the chief wrote the run folder: one history with one row per epoch, no worker leftovers

@@ -342,6 +342,7 @@ def _training_summary(
         "final_logs": {k: (v if np.isfinite(v) else None) for k, v in final.items()},
         "loss_weights": weights,
         "fit_seconds": round(seconds, 3),
+        "distribute": run_config.train.distribute,
         "strategy": type(strategy).__name__,
         "replicas": int(strategy.num_replicas_in_sync),
     }

@@ -11,7 +11,9 @@ from mmoe_tf.layers import _common as c
 
 FIRST_METHODS = ("gemm", "einsum", "batched", "loop")
 DEEP_METHODS = ("einsum", "batched", "loop")
-# Fastest per depth in bench/expert_bank.py (K=8, units 64, batch 512, 100 inputs, 2-core CPU).
+# Fastest per depth in bench/expert_bank.py (K=8, units 64, batch 512, 100 inputs, 2-core CPU): the
+# single GEMM wins the first depth (shared input); for [B, K, u] inputs K small matmuls (each fused
+# with its BiasAdd and activation by Grappler) beat einsum and tf.linalg.matmul batched over K.
 AUTO_FIRST = "gemm"
 AUTO_DEEP = "loop"
 _LAYER_NORM_EPSILON = 1e-3
@@ -138,8 +140,9 @@ class ExpertBank(tf.keras.layers.Layer):
         kernel_initializer: Initializer applied to each expert's ``[d_in, d_out]`` slice.
         seed: Base seed of the weights and dropout; ``None`` draws one at construction.
         implementation: How the per-expert matmuls run (same numbers, different speed): ``"auto"``
-            (fastest measured: single GEMM at the first depth, batched matmul deeper), ``"einsum"``,
-            ``"batched"``, ``"loop"`` or ``"<first>:<deep>"`` e.g. ``"gemm:loop"``.
+            (fastest measured in ``bench/expert_bank.py``: ONE ``[B, D] x [D, K*u]`` GEMM at the first
+            depth, K per-expert matmuls deeper), ``"einsum"``, ``"batched"``, ``"loop"`` or
+            ``"<first>:<deep>"`` e.g. ``"gemm:batched"`` (see ``parse_implementation``).
 
     Example:
         >>> bank = ExpertBank(num_experts=4, units=[32, 16], seed=0)

@@ -78,7 +78,7 @@ def plot(table: pd.DataFrame, architecture: str, path: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     """CLI: ``python -m training.experiments ceiling [--rows N --seeds S]``."""
     parser = argparse.ArgumentParser(prog="python -m training.experiments ceiling", description=__doc__)
-    common.add_size_arguments(parser, rows=200_000, epochs=40, seeds=1, batch_size=1024)
+    common.add_size_arguments(parser, rows=200_000, seeds=1, fit=DEFAULT_FIT)
     parser.add_argument("--architecture", default="mmoe")
     args = parser.parse_args(argv)
     table = run(args.rows, args.seeds, args.architecture, common.fit_options(args), args.figures_dir)

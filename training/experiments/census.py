@@ -17,7 +17,7 @@ import pandas as pd
 
 from training.experiments import common
 
-DEFAULT_FIT = common.FitOptions(epochs=10, batch_size=512, patience=2)
+DEFAULT_FIT = common.FitOptions(epochs=8, batch_size=1024, patience=2)
 
 ARCHITECTURES = ("single_task", "shared_bottom", "omoe", "mmoe")
 GROUPS = (1, 2)
@@ -89,8 +89,7 @@ def plot(table: pd.DataFrame, path: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     """CLI: ``python -m training.experiments census [--groups 1 2 --seeds S --rows N]``."""
     parser = argparse.ArgumentParser(prog="python -m training.experiments census", description=__doc__)
-    common.add_size_arguments(parser, rows=0, epochs=10, seeds=1, batch_size=512)
-    parser.set_defaults(patience=2)
+    common.add_size_arguments(parser, rows=0, seeds=1, fit=DEFAULT_FIT)
     parser.add_argument("--groups", type=int, nargs="+", default=list(GROUPS), choices=GROUPS)
     parser.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES))
     parser.add_argument("--data-dir", default=None, help="folder holding census-income/ (default ../shared/data)")

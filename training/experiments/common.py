@@ -28,11 +28,12 @@ FIGURES_DIR = REPO_ROOT / "docs" / "figures"
 
 @dataclasses.dataclass(frozen=True)
 class FitOptions:
-    """How one model is fitted: epochs cap, batch size, early-stopping patience."""
+    """How one model is fitted: epochs cap, batch size, early-stopping patience, optimizer learning rate."""
 
     epochs: int = 30
     batch_size: int = 256
     patience: int = 3
+    learning_rate: float = 1e-3
     verbose: int = 0
 
 
@@ -46,15 +47,6 @@ def limit_threads(intra: int = 2, inter: int = 1) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(inter)
     except RuntimeError:
         pass
-
-
-def _targets_fn(config: Any):
-    """``add_joint_targets`` bound to ``config`` when the config has ESMM tasks, else ``None``."""
-    if not any(t.conditional_on for t in config.tasks):
-        return None
-    from mmoe_tf import add_joint_targets
-
-    return lambda labels, weights: add_joint_targets(config, labels, weights)
 
 
 def fit_model(
@@ -75,11 +67,10 @@ def fit_model(
     from mmoe_tf import build_model
 
     tf.keras.utils.set_random_seed(seed)
-    config = schema.model_config(architecture=architecture, seed=seed, **overrides)
+    config = schema.model_config(architecture=architecture, seed=seed, learning_rate=fit.learning_rate, **overrides)
     model = build_model(config, adapt_data=feature_arrays(train, schema))
-    targets_fn = _targets_fn(config)
-    train_ds = make_dataset(train, schema, batch_size=fit.batch_size, shuffle=True, seed=seed, targets_fn=targets_fn)
-    val_ds = make_dataset(val, schema, batch_size=max(fit.batch_size, 1024), targets_fn=targets_fn)
+    train_ds = make_dataset(train, schema, batch_size=fit.batch_size, shuffle=True, seed=seed)
+    val_ds = make_dataset(val, schema, batch_size=max(fit.batch_size, 1024))
     stop = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=fit.patience, restore_best_weights=True)
     model.fit(train_ds, validation_data=val_ds, epochs=fit.epochs, callbacks=[stop], verbose=fit.verbose)
     return model, config
@@ -192,19 +183,20 @@ def save_figure(fig: Any, path: Path) -> Path:
     return path
 
 
-def add_size_arguments(parser: Any, *, rows: int, epochs: int, seeds: int, batch_size: int = 256) -> None:
-    """The size options every experiment takes: rows, epochs, seeds, batch size, patience, figure folder."""
+def add_size_arguments(parser: Any, *, rows: int, seeds: int, fit: FitOptions) -> None:
+    """Size options of every experiment (defaults from ``fit``): rows, epochs, seeds, batch, patience, lr, figures."""
     parser.add_argument("--rows", type=int, default=rows, help=f"rows generated / used (default {rows})")
-    parser.add_argument("--epochs", type=int, default=epochs, help=f"max epochs, early stopping on (default {epochs})")
+    parser.add_argument("--epochs", type=int, default=fit.epochs, help=f"max epochs (default {fit.epochs})")
     parser.add_argument("--seeds", type=int, default=seeds, help=f"seeds per setting (default {seeds})")
-    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"batch size (default {batch_size})")
-    parser.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs (default 3)")
+    parser.add_argument("--batch-size", type=int, default=fit.batch_size, help=f"default {fit.batch_size}")
+    parser.add_argument("--patience", type=int, default=fit.patience, help=f"early stopping (default {fit.patience})")
+    parser.add_argument("--learning-rate", type=float, default=fit.learning_rate, help=f"default {fit.learning_rate}")
     parser.add_argument("--figures-dir", default=None, help="where the PNG goes (default docs/figures)")
 
 
 def fit_options(args: Any) -> FitOptions:
     """``FitOptions`` from parsed ``add_size_arguments`` options."""
-    return FitOptions(epochs=args.epochs, batch_size=args.batch_size, patience=args.patience)
+    return FitOptions(args.epochs, args.batch_size, args.patience, args.learning_rate)
 
 
 def print_result(title: str, table: pd.DataFrame, figure: Path | None, extra: Mapping[str, Any] | None = None) -> None:

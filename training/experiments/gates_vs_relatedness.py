@@ -20,7 +20,7 @@ from mmoe_tf import gate_model
 from training.experiments import common
 from training.gate_analysis import analyze_gate_weights
 
-DEFAULT_FIT = common.FitOptions(batch_size=512)
+DEFAULT_FIT = common.FitOptions(batch_size=512, learning_rate=3e-3)
 
 CORRELATIONS = (0.0, 0.5, 0.9, 1.0)
 
@@ -28,7 +28,7 @@ CORRELATIONS = (0.0, 0.5, 0.9, 1.0)
 def run(
     rows: int = 8000,
     correlations: Sequence[float] = CORRELATIONS,
-    seeds: int = 3,
+    seeds: int = 2,
     fit: common.FitOptions = DEFAULT_FIT,
     figures_dir: str | Path | None = None,
     dim: int = 16,
@@ -86,7 +86,7 @@ def plot(table: pd.DataFrame, mean_gates: dict[float, dict[str, np.ndarray]], pa
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     """CLI: ``python -m training.experiments gates_vs_relatedness [--rows N --seeds S --correlations …]``."""
     parser = argparse.ArgumentParser(prog="python -m training.experiments gates_vs_relatedness", description=__doc__)
-    common.add_size_arguments(parser, rows=8000, epochs=30, seeds=3, batch_size=512)
+    common.add_size_arguments(parser, rows=8000, seeds=2, fit=DEFAULT_FIT)
     parser.add_argument("--correlations", type=float, nargs="+", default=list(CORRELATIONS))
     parser.add_argument("--dim", type=int, default=16, help="input dimension (default 16; paper: 100)")
     args = parser.parse_args(argv)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from training.experiments import common
 
-DEFAULT_FIT = common.FitOptions(batch_size=512)
+DEFAULT_FIT = common.FitOptions(batch_size=512, learning_rate=3e-3)
 
 ARCHITECTURES = ("mmoe", "omoe", "shared_bottom")
 CORRELATIONS = (0.5, 0.9, 1.0)
@@ -73,7 +73,7 @@ def plot(table: pd.DataFrame, tasks: Sequence[str], path: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     """CLI: ``python -m training.experiments relatedness [--rows N --seeds S --correlations …]``."""
     parser = argparse.ArgumentParser(prog="python -m training.experiments relatedness", description=__doc__)
-    common.add_size_arguments(parser, rows=8000, epochs=30, seeds=3, batch_size=512)
+    common.add_size_arguments(parser, rows=8000, seeds=3, fit=DEFAULT_FIT)
     parser.add_argument("--correlations", type=float, nargs="+", default=list(CORRELATIONS))
     parser.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES))
     parser.add_argument("--dim", type=int, default=16, help="input dimension (default 16; paper: 100)")

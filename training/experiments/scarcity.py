@@ -17,7 +17,7 @@ import pandas as pd
 
 from training.experiments import common
 
-DEFAULT_FIT = common.FitOptions(batch_size=512)
+DEFAULT_FIT = common.FitOptions(epochs=20, batch_size=512)
 
 ARCHITECTURES = ("single_task", "shared_bottom", "mmoe")
 FRACTIONS = (1.0, 0.1, 0.01)
@@ -25,7 +25,7 @@ TASK = "satisfaction"
 
 
 def run(
-    rows: int = 60000,
+    rows: int = 30000,
     fractions: Sequence[float] = FRACTIONS,
     architectures: Sequence[str] = ARCHITECTURES,
     seeds: int = 2,
@@ -86,7 +86,7 @@ def plot(table: pd.DataFrame, path: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     """CLI: ``python -m training.experiments scarcity [--rows N --seeds S --fractions …]``."""
     parser = argparse.ArgumentParser(prog="python -m training.experiments scarcity", description=__doc__)
-    common.add_size_arguments(parser, rows=60000, epochs=30, seeds=2, batch_size=512)
+    common.add_size_arguments(parser, rows=30000, seeds=2, fit=DEFAULT_FIT)
     parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
     parser.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES))
     args = parser.parse_args(argv)
