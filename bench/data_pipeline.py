@@ -26,6 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Keras 2 API before TensorFlow resolves tf.keras
 
 import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -7,12 +7,13 @@ order, and the median examples/s over the rounds is reported, so load from other
 hits every variant alike.
 
 Usage:
-    .venv/bin/python bench/expert_bank.py [--rounds 30] [--steps 8]
+    .venv/bin/python bench/expert_bank.py [--rounds 60] [--steps 4] [--threads N]
 
 The last printed line is one JSON object: every median throughput, ``speedup_vs_loop`` (one layer,
-``auto`` vs the Dense loop, ratio of medians) and ``speedup_vs_loop_2layer``, the same ratios taken
-per round (``paired_*``), and the gap between ``auto`` and an explicitly named identical variant
-(a direct reading of the measurement noise on a shared machine).
+``auto`` vs the Dense loop, ratio of wall-clock medians) and ``speedup_vs_loop_2layer``; the same
+ratios taken per round (``paired_*``); examples per process-CPU second (``cpu_*``, less sensitive
+to other processes competing for the cores); and ``noise_auto_vs_*``, the gap between ``auto`` and
+the explicitly named variant that runs the same code (a direct reading of the measurement noise).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf
@@ -99,8 +101,13 @@ def variants(units: list[int]) -> dict[str, tf.keras.layers.Layer]:
     return out
 
 
-def measure(layers: dict[str, tf.keras.layers.Layer], rounds: int, steps: int, warmup: int) -> dict[str, list[float]]:
-    """Examples/s samples per variant; each round times ``steps`` steps of every variant in a shuffled order."""
+def measure(
+    layers: dict[str, tf.keras.layers.Layer], rounds: int, steps: int, warmup: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-variant samples of examples per wall-clock second and per process-CPU second.
+
+    Each round times ``steps`` steps of every variant, in a shuffled order.
+    """
     x = tf.random.stateless_normal([BATCH, INPUT_DIM], seed=[1, 2])
     out_dim = next(iter(layers.values())).compute_output_shape([BATCH, INPUT_DIM])[-1]
     target = tf.random.stateless_normal([BATCH, NUM_EXPERTS, out_dim], seed=[3, 4])
@@ -109,19 +116,21 @@ def measure(layers: dict[str, tf.keras.layers.Layer], rounds: int, steps: int, w
         for _ in range(warmup):
             fn()
         fn().numpy()
-    samples: dict[str, list[float]] = {name: [] for name in step_fns}
+    wall: dict[str, list[float]] = {name: [] for name in step_fns}
+    cpu: dict[str, list[float]] = {name: [] for name in step_fns}
     order = list(step_fns)
     shuffler = random.Random(0)
     for _ in range(rounds):
         shuffler.shuffle(order)
         for name in order:
             fn = step_fns[name]
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 loss = fn()
             loss.numpy()
-            samples[name].append(steps * BATCH / (time.perf_counter() - start))
-    return samples
+            wall[name].append(steps * BATCH / (time.perf_counter() - start))
+            cpu[name].append(steps * BATCH / max(time.process_time() - start_cpu, 1e-9))
+    return wall, cpu
 
 
 def paired_speedup(samples: dict[str, list[float]], name: str, reference: str = "dense_loop") -> float:
@@ -140,19 +149,7 @@ def main() -> None:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
 
     auto_impl = ":".join(parse_implementation("auto"))
-    twins = {"1layer": variant_name(auto_impl, 1), "2layer": variant_name(auto_impl, 2)}  # same code as auto
-    results, medians = {}, {}
-    for label, units in (("1layer", [UNITS]), ("2layer", [UNITS, UNITS])):
-        samples = measure(variants(units), args.rounds, args.steps, args.warmup)
-        results[label], medians[label] = samples, {k: statistics.median(v) for k, v in samples.items()}
-        for name, value in sorted(medians[label].items(), key=lambda kv: -kv[1]):
-            print(
-                f"{label:7s} {name:20s} {value:10.0f} examples/s  x{value / medians[label]['dense_loop']:.2f} "
-                f"vs dense_loop (paired x{paired_speedup(samples, name):.2f})"
-            )
-
-    one, two = medians["1layer"], medians["2layer"]
-    summary = {
+    summary: dict = {
         "setup": {
             "num_experts": NUM_EXPERTS,
             "units": UNITS,
@@ -161,21 +158,33 @@ def main() -> None:
             "rounds": args.rounds,
             "steps_per_sample": args.steps,
             "intra_op_threads": args.threads or "default",
-            "statistic": "median examples/s over interleaved rounds (forward+backward+Adam step)",
+            "cpu_count": os.cpu_count(),
+            "load_average_at_start": round(os.getloadavg()[0], 2),
+            "statistic": "median over interleaved rounds of examples/s (forward+backward+Adam step)",
             "auto": auto_impl,
-        },
-        "throughput_1layer": {k: round(v) for k, v in one.items()},
-        "throughput_2layer": {k: round(v) for k, v in two.items()},
-        "fastest_1layer": max((k for k in one if k.startswith("bank_") and k != "bank_auto"), key=one.get),
-        "fastest_2layer": max((k for k in two if k.startswith("bank_") and k != "bank_auto"), key=two.get),
-        "speedup_vs_loop": round(one["bank_auto"] / one["dense_loop"], 3),
-        "speedup_vs_loop_2layer": round(two["bank_auto"] / two["dense_loop"], 3),
-        "paired_speedup_vs_loop": round(paired_speedup(results["1layer"], "bank_auto"), 3),
-        "paired_speedup_vs_loop_2layer": round(paired_speedup(results["2layer"], "bank_auto"), 3),
-        "noise_auto_vs_identical_twin": {
-            label: round(medians[label]["bank_auto"] / medians[label][twin], 3) for label, twin in twins.items()
-        },
+        }
     }
+    for label, units in (("1layer", [UNITS]), ("2layer", [UNITS, UNITS])):
+        wall, cpu = measure(variants(units), args.rounds, args.steps, args.warmup)
+        med = {k: statistics.median(v) for k, v in wall.items()}
+        med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+        for name, value in sorted(med.items(), key=lambda kv: -kv[1]):
+            print(
+                f"{label:7s} {name:18s} {value:8.0f} ex/s x{value / med['dense_loop']:.2f} "
+                f"(paired x{paired_speedup(wall, name):.2f}) | {med_cpu[name]:8.0f} ex/cpu-s "
+                f"x{med_cpu[name] / med_cpu['dense_loop']:.2f}"
+            )
+        banks = [k for k in med if k.startswith("bank_") and k != "bank_auto"]
+        suffix = "" if label == "1layer" else "_2layer"
+        summary[f"throughput_{label}"] = {k: round(v) for k, v in med.items()}
+        summary[f"cpu_throughput_{label}"] = {k: round(v) for k, v in med_cpu.items()}
+        summary[f"fastest_{label}"] = max(banks, key=med.get)
+        summary[f"fastest_cpu_{label}"] = max(banks, key=med_cpu.get)
+        summary[f"speedup_vs_loop{suffix}"] = round(med["bank_auto"] / med["dense_loop"], 3)
+        summary[f"paired_speedup_vs_loop{suffix}"] = round(paired_speedup(wall, "bank_auto"), 3)
+        summary[f"cpu_speedup_vs_loop{suffix}"] = round(med_cpu["bank_auto"] / med_cpu["dense_loop"], 3)
+        twin = variant_name(auto_impl, len(units))  # runs the same code as auto: the gap is noise
+        summary[f"noise_auto_vs_{twin}{suffix}"] = round(med["bank_auto"] / med[twin], 3)
     print(json.dumps(summary))
 
 

@@ -40,8 +40,5 @@ def describe_rows(
 def describe_values(values: Sequence[object], positions: Sequence[int], row_offset: int = 0) -> str:
     """``"'abc' (row 3), 'x' (row 17)"`` for the first few offending values."""
     shown = [v.item() if isinstance(v, np.generic) else v for v in values[:MAX_EXAMPLES]]
-    pairs = [
-        f"{v!r} (row {int(p) + row_offset})"
-        for v, p in zip(shown, positions[:MAX_EXAMPLES], strict=False)
-    ]
+    pairs = [f"{v!r} (row {int(p) + row_offset})" for v, p in zip(shown, positions[:MAX_EXAMPLES], strict=False)]
     return ", ".join(pairs) + (", …" if len(values) > MAX_EXAMPLES else "")

@@ -146,7 +146,8 @@ class MultiTaskModel(tf.keras.Model):
     output); labels that are NaN/inf count as unobserved (weight 0, label 0) so masked rows never
     affect the loss; a missing ESMM joint label is derived with ``add_joint_targets``. The total is
     ``Σ λ_i L_i`` (``fixed``) or the uncertainty-weighted sum (``uncertainty``, see
-    ``mmoe_tf.losses``), plus regularisation losses. Logged: ``loss`` and ``<target>_loss``.
+    ``mmoe_tf.losses``), plus regularisation losses. Logged: ``loss`` and ``<target>_loss``. Under a
+    ``tf.distribute`` strategy with n replicas the returned loss is divided by n, like Keras' compiled losses.
     """
 
     def __init__(
@@ -166,6 +167,8 @@ class MultiTaskModel(tf.keras.Model):
         targets = trained_targets(config)
         self._targets = [name for name, _ in targets]
         self._target_losses = {name: make_loss(task) for name, task in targets}
+        for loss in self._target_losses.values():
+            loss._allow_sum_over_batch_size = True  # as Keras' compiled losses: scaled below for replicas
         self._fixed_weights = {name: task.loss_weight for name, task in targets}
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
         self.target_loss_trackers = [tf.keras.metrics.Mean(name=f"{name}_loss") for name in self._targets]
@@ -250,7 +253,9 @@ class MultiTaskModel(tf.keras.Model):
         if self.losses:
             total += tf.add_n(self.losses)
         self.loss_tracker.update_state(total, sample_weight=batch)
-        return total
+        # Gradients are summed over replicas: each replica contributes its per-replica mean / n (as Keras does).
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return total / replicas if replicas > 1 else total
 
     def compute_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any) -> dict[str, Any]:
         if y is not None:

@@ -43,18 +43,24 @@ curl -sf "$url/v1/models/$model_name"; echo
 
 echo; echo "== 4/4 REST predictions for 3 impressions"
 "$py" - "$run/request.json" <<'PY'
-import json, sys
-import pandas as pd
-import yaml
+"""Writes a TF Serving row-format request for the first three impressions of the embedded sample."""
+import json
+import sys
 
-schema = yaml.safe_load(open("data/sample/impressions.schema.yaml"))
-rows = pd.read_csv("data/sample/impressions.csv", nrows=3, keep_default_na=False)
-casts = {"float32": float, "int64": int, "string": str}
-instances = [
-    {f["name"]: casts[f.get("dtype") or "float32"](row[f.get("column") or f["name"]]) for f in schema["features"]}
-    for _, row in rows.iterrows()
-]
-json.dump({"instances": instances}, open(sys.argv[1], "w"), indent=1)
+from data import feature_arrays
+from data.sample import load_default
+
+frame, schema = load_default()
+arrays = feature_arrays(frame.head(3), schema)
+
+
+def plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+instances = [{name: plain(values[i]) for name, values in arrays.items()} for i in range(3)]
+with open(sys.argv[1], "w") as handle:
+    json.dump({"instances": instances}, handle, indent=1)
 PY
 echo "curl -X POST $url/v1/models/$model_name:predict -d @$run/request.json"
 curl -sf -X POST "$url/v1/models/$model_name:predict" -H 'Content-Type: application/json' -d @"$run/request.json"; echo

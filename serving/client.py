@@ -87,6 +87,7 @@ class PredictClient:
         self.session.mount("http://", HTTPAdapter(max_retries=retry))
         self.session.mount("https://", HTTPAdapter(max_retries=retry))
         self._inputs: dict[str, dict[str, tuple[str, list[int]]]] = {}
+        self._outputs: dict[str, list[str]] = {}
 
     @property
     def model_url(self) -> str:
@@ -135,6 +136,7 @@ class PredictClient:
                 k: (v["dtype"], [int(d.get("size", -1)) for d in v.get("tensor_shape", {}).get("dim", [])])
                 for k, v in sorted(sigs[name]["inputs"].items())
             }
+            self._outputs[name] = sorted(sigs[name].get("outputs", {}))
         return self._inputs[name]
 
     def predict(self, data: pd.DataFrame | Iterable[Mapping[str, Any]], batch_size: int | None = None) -> pd.DataFrame:
@@ -169,8 +171,9 @@ class PredictClient:
         }
         answer = self._request("POST", f"{self.model_url}:predict", json.dumps(body, allow_nan=True))
         outputs = answer["outputs"]
-        if not isinstance(outputs, dict):
-            outputs = {"output": outputs}
+        if not isinstance(outputs, dict):  # a single output comes back bare; name it from the metadata
+            declared = self._outputs.get(self.signature_name, [])
+            outputs = {declared[0] if len(declared) == 1 else "output": outputs}
         columns: dict[str, Any] = {}
         for name, values in outputs.items():
             array = np.asarray(values)

@@ -137,6 +137,15 @@ def _synthetic_features(specs: Mapping[str, tf.TensorSpec], rows: int = 8, seed:
     return out
 
 
+def _as_bytes(value: Any) -> bytes:
+    """A string feature value as bytes; missing values (None/NaN) become ``b""`` (the model's missing marker)."""
+    if isinstance(value, bytes):
+        return value
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return b""
+    return str(value).encode("utf-8")
+
+
 def prepare_features(
     features: Mapping[str, Any] | pd.DataFrame, specs: Mapping[str, tf.TensorSpec], config: dict | None = None
 ) -> dict[str, np.ndarray]:
@@ -163,10 +172,12 @@ def prepare_features(
         values = np.asarray(values)
         try:
             if spec.dtype == tf.string:
-                out[name] = np.array(
-                    [v if isinstance(v, bytes) else ("" if v is None else str(v)).encode() for v in values.ravel()],
-                    dtype=object,
-                ).reshape(values.shape)
+                out[name] = np.array([_as_bytes(v) for v in values.ravel()], dtype=object).reshape(values.shape)
+            elif spec.dtype.is_integer:
+                numbers = values.astype(np.float64) if values.dtype.kind != "i" else values
+                if values.dtype.kind != "i" and not np.all(np.isfinite(numbers) & (numbers == np.round(numbers))):
+                    raise ValueError("it holds missing or non-integer values")
+                out[name] = values.astype(spec.dtype.as_numpy_dtype)
             else:
                 out[name] = values.astype(spec.dtype.as_numpy_dtype)
         except (TypeError, ValueError) as err:

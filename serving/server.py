@@ -119,8 +119,9 @@ class RestApi:
 
     async def _dispatch(self, request: web.Request) -> web.Response:
         match = URL_PATTERN.match(request.path)
-        suffix = (match["suffix"] or "").lower() if match else None
-        if match is None or (request.method, suffix in ("", "/metadata")) not in (("GET", True), ("POST", False)):
+        suffix = (match["suffix"] or "").lower() if match else ""
+        expected_method = "GET" if suffix in ("", "/metadata") else "POST"  # status/metadata vs predict & co.
+        if match is None or request.method != expected_method:
             raise RequestError(f"Malformed request: {request.method} {request.path}")
         name, label = match["name"], match["label"]
         version = int(match["version"]) if match["version"] else None

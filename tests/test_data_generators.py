@@ -116,3 +116,10 @@ def test_load_default():
     assert len(df) == 4000 and schema.task_names == ("click", "satisfaction")
     assert df["satisfaction"].isna().sum() > 2000  # not clicked → blank
     assert oracle_auc(df, "click") > 0.8
+
+
+def test_oracle_auc_by_hand():
+    import pandas as pd
+
+    df = pd.DataFrame({"click": [0, 1, 0, 1, np.nan], "p_click": [0.1, 0.3, 0.35, 0.8, 0.9]})
+    assert oracle_auc(df, "click") == pytest.approx(0.75)  # 3 of 4 positive/negative pairs ordered; NaN row ignored

@@ -183,6 +183,7 @@ def test_mlp_and_tower():
     assert regression(tf.ones([2, 4])).shape == (2, 1)
     clone = Tower.from_config(binary.get_config())
     assert clone.get_config() == binary.get_config()
+    assert MLP.from_config(mlp.get_config()).get_config() == mlp.get_config()
     with pytest.raises(ValueError, match="task_type"):
         Tower((4,), task_type="ordinal")
     with pytest.raises(ValueError, match="normalization"):

@@ -1,6 +1,7 @@
 """build_model: shapes, gradients, training on a learnable toy problem, ESMM, uncertainty weighting, gates."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -85,8 +86,10 @@ def trained(toy):
             dict(num_experts=2),
             (TaskSpec("click"), TaskSpec("satisfaction"), TaskSpec("rating", "regression", tower_units=(3,))),
         ),
+        (dict(architecture="shared_bottom", expert_type="cross", expert_units=(6, 5)), ESMM_TASKS),
+        (dict(architecture="single_task", expert_norm="layer", tower_units=()), ESMM_TASKS),
         (
-            dict(architecture="omoe", num_experts=5, expert_type="cross", gate_hidden_units=(4,)),
+            dict(architecture="omoe", num_experts=5, expert_type="cross", gate_hidden_units=(4,), num_levels=2),
             (TaskSpec("click"), TaskSpec("satisfaction"), TaskSpec("rating", "regression", loss="huber")),
         ),
     ],
@@ -347,9 +350,7 @@ def test_invalid_configs_name_the_field(make, field):
 
 
 def test_bad_inputs_get_clear_errors(trained, toy):
-    import pandas as pd
-
-    features, labels, weights = toy
+    features, labels, _ = toy
     model = trained["shared_bottom"][0]
     with pytest.raises(ValueError, match=r"inputs lack features \['city'\]"):
         model.predict({k: v for k, v in features.items() if k != "city"}, verbose=0)

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -231,3 +232,53 @@ def test_client_side_modules_never_import_mmoe_tf(repo_root):
     proc = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("[]")
+
+
+class _FakeServable:
+    """Stands in for a loaded SavedModel: input x sleeps x seconds; a negative x raises."""
+
+    def __init__(self):
+        self.version = 1
+        self.metadata = {"signature_def": {"serving_default": {"method_name": "tensorflow/serving/predict"}}}
+
+    def signature_inputs(self, signature_name):
+        return {"x": "float32"}
+
+    def check_shapes(self, signature_name, inputs):
+        pass
+
+    def run(self, signature_name, inputs):
+        if inputs["x"][0] < 0:
+            raise RuntimeError("boom")
+        time.sleep(float(inputs["x"][0]))
+        return {"y": inputs["x"] * 2}
+
+
+class _FakeStore:
+    def resolve(self, name, version=None, label=None):
+        if name != "m":
+            raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
+        return _FakeServable()
+
+
+def test_rest_api_timeout_internal_error_and_success_in_process():
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from serving.server import RestApi, ServerConfig
+
+    async def main():
+        api = RestApi(_FakeStore(), ServerConfig(rest_timeout_seconds=0.3))
+        async with TestClient(TestServer(api.app())) as client:
+            out = {}
+            for key, x in (("slow", 1.0), ("boom", -1.0), ("ok", 0.0)):
+                resp = await client.post("/v1/models/m:predict", data=json.dumps({"instances": [x]}))
+                out[key] = (resp.status, await resp.json())
+            resp = await client.post("/v1/models/other:predict", data="{}")
+            out["missing"] = (resp.status, await resp.json())
+            return out
+
+    out = asyncio.run(main())
+    assert out["slow"] == (504, {"error": "Request timed out"})
+    assert out["boom"][0] == 500 and "boom" in out["boom"][1]["error"]
+    assert out["ok"] == (200, {"predictions": [0.0]})
+    assert out["missing"] == (404, {"error": "Servable not found for request: Latest(other)"})

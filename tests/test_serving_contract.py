@@ -318,6 +318,10 @@ def test_client_predict_matches_in_process(target, export):
     records = client.predict(export.samples.iloc[:4].to_dict("records"), batch_size=3)
     np.testing.assert_allclose(records["satisfaction"], export.expected["satisfaction"].to_numpy()[:4], atol=TOL)
     assert client.status()["model_version_status"][0]["state"] == "AVAILABLE"
+    score = PredictClient(target.url, target.model, signature_name="ranking_score").predict(export.samples.iloc[:3])
+    assert list(score.columns) == ["score"]
+    want = sum(w * export.expected[k].to_numpy()[:3] for k, w in SCORE_WEIGHTS.items())
+    np.testing.assert_allclose(score["score"], want, atol=1e-5, rtol=0)
     gates = PredictClient(target.url, target.model, signature_name="gates").predict(export.samples.iloc[:2])
     assert list(gates.columns) == [f"gate_{t}_{i}" for t in ("click", "satisfaction") for i in range(3)]
 

@@ -14,8 +14,8 @@ from tensorflow_serving.apis import prediction_log_pb2
 import mmoe_tf
 from serving import _verify as verify_child
 from serving import export as export_mod
-from serving.export import ExportVerificationError, export_model, parse_score_weights
-from serving.testing import SCORE_WEIGHTS, cached_export
+from serving.export import ExportVerificationError, export_model, parse_score_weights, prepare_features
+from serving.testing import SCORE_WEIGHTS, build_test_model, cached_export, sample_frame
 from serving.warmup import read_warmup_file
 
 
@@ -138,6 +138,25 @@ def test_failed_export_leaves_nothing_in_place(model, tmp_path, monkeypatch):
     assert list((tmp_path / "mmoe").iterdir()) == []
 
 
+def test_architecture_without_gates_has_no_gates_signature(tmp_path, monkeypatch):
+    config = mmoe_tf.config_of(build_test_model()).replace(architecture="shared_bottom")
+    plain = mmoe_tf.build_model(config, adapt_data=sample_frame(64), compile=False)
+    seen = {}
+
+    def inspect_verify(version_dir, features, expected):  # stands in for the child; inspects the written model
+        seen["signatures"] = sorted(tf.saved_model.load(str(version_dir)).signatures)
+        seen["gates"] = expected["gates"]
+        return {"ok": True}
+
+    monkeypatch.setattr(export_mod, "verify_export", inspect_verify)
+    path = export_model(plain, tmp_path, "plain", version=7)
+    assert path == tmp_path / "plain" / "7"
+    assert seen == {"signatures": ["ranking_score", "serving_default"], "gates": {}}
+    info = json.loads((path / "assets.extra" / "export_info.json").read_text())
+    assert info["signatures"] == ["serving_default", "ranking_score"]
+    assert info["score_weights"] == {"click": 1.0, "satisfaction": 1.0}
+
+
 def _verify_args(export, tmp_path, expected, tolerance="1e-5"):
     npz = tmp_path / "samples.npz"
     feats = {
@@ -173,6 +192,19 @@ def test_export_argument_errors(export, model, tmp_path):
     with pytest.raises(ValueError, match="input 'category' is missing"):
         export_model(model, tmp_path, "mmoe", sample_features=export.samples[["price", "device"]])
     assert not any((tmp_path / "mmoe").iterdir())
+
+
+def test_prepare_features_converts_dtypes_and_missing_strings(loaded):
+    import pandas as pd
+
+    specs = loaded.signatures["serving_default"].structured_input_signature[1]
+    frame = pd.DataFrame({"price": [1, None], "device": ["ios", np.nan], "category": [3, 4]})
+    feats = prepare_features(frame, specs)
+    assert feats["price"].dtype == np.float32 and np.isnan(feats["price"][1])
+    assert feats["device"].tolist() == [b"ios", b""]
+    assert feats["category"].dtype == np.int64
+    with pytest.raises(ValueError, match="input 'category' cannot become int64"):
+        prepare_features(frame.assign(category=[1, None]), specs)
 
 
 def test_parse_score_weights():

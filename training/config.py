@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import pathlib
 import tomllib
 import types
@@ -446,6 +447,33 @@ def load_run_config(path: str | pathlib.Path | None = None, overrides: Iterable[
     return RunConfig.from_dict(apply_overrides(raw, overrides))
 
 
+KEY_HELP = {
+    "data.path": "CSV/Parquet table, or 'default' (embedded 4000-row sample)",
+    "data.schema": "schema YAML/JSON; required unless data.path is 'default'",
+    "data.split.method": "random | time",
+    "data.split.fractions": "train/validation/test fractions, summing to 1",
+    "data.split.seed": "shuffle seed of the random split (and of data.max_rows)",
+    "data.split.column": "time column for method=time (default: the schema's timestamp_column)",
+    "data.nan_policy": "missing feature values: error | fill (feature defaults)",
+    "data.max_rows": "keep a seeded random subset of this many rows",
+    "train.epochs": "maximum epochs",
+    "train.batch_size": "global batch size",
+    "train.seed": "tf.keras.utils.set_random_seed + shuffle seed",
+    "train.early_stopping.patience": "epochs without improvement before stopping; 0 disables",
+    "train.early_stopping.monitor": "metric watched by EarlyStopping and ModelCheckpoint",
+    "train.early_stopping.min_delta": "minimum change counted as an improvement",
+    "train.distribute": "none | mirrored | multi_worker (TF_CONFIG)",
+    "train.logical_cpus": "split the CPU into N logical devices first (fresh process only)",
+    "train.steps_per_epoch": "batches per epoch (training data repeats); null = one pass",
+    "train.verbose": "0 silent | 1 progress bar | 2 one line per epoch",
+    "gates.enabled": "run gate analysis after training",
+    "gates.collapse_max_weight": "warn when a task's mean max gate weight exceeds this",
+    "gates.collapse_entropy": "warn when a task's mean normalised gate entropy is below this",
+    "gates.unused_share": "flag experts below this share of gate mass; null = 0.1/K",
+    "output_dir": "run folder; null = output/runs/<UTC timestamp>",
+}
+
+
 def config_reference() -> str:
     """One line per config key with its default, for ``--help``."""
     lines = []
@@ -464,7 +492,8 @@ def config_reference() -> str:
                 lines.append("  model.tasks.<task>.<field>  per-task: " + ", ".join(TASK_OVERRIDE_FIELDS))
             else:
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                lines.append(f"  {prefix}{f.name} = {_plain(default)!r}")
+                key = f"{prefix}{f.name}"
+                lines.append(f"  {key} = {json.dumps(_plain(default))}".ljust(43) + " " + KEY_HELP.get(key, ""))
 
     walk(RunConfig, "")
     return "\n".join(lines)
