@@ -145,7 +145,7 @@ def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
         if col.endswith("_mean") and f"{col[:-5]}_std" in df.columns:
             base = col[:-5]
             columns.append((base, lambda r, b=base: f"{r[b + '_mean']:.{digits}f} ± {r[b + '_std']:.{digits}f}"))
-        elif pd.api.types.is_float_dtype(df[col]):
+        elif pd.api.types.is_float_dtype(df[col]) and not (df[col] == df[col].round(3)).all():
             columns.append((col, lambda r, c=col: f"{r[c]:.{digits}f}"))
         else:
             columns.append((col, lambda r, c=col: str(r[c])))
