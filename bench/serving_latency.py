@@ -26,17 +26,13 @@ import aiohttp
 import numpy as np
 import requests
 
-from serving.testing import MODEL_NAME, ServerProcess, cached_export, sample_frame
+from serving.testing import MODEL_NAME, ServerProcess, cached_export, sample_frame, to_instances
 
 CONCURRENCY = (1, 8, 32)
 
 
 def _rows(batch: int) -> list[dict]:
-    frame = sample_frame(max(batch, 64), seed=3).iloc[:batch]
-    return [
-        {"price": float(r.price), "device": str(r.device), "category": int(r.category)}
-        for r in frame.itertuples(index=False)
-    ]
+    return to_instances(sample_frame(max(batch, 64), seed=3).iloc[:batch])
 
 
 def _percentiles(samples_ms: list[float]) -> dict[str, float]:

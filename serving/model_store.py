@@ -95,19 +95,27 @@ class Servable:
                     f"{_dims(spec.shape)} (send one bare value per example for a [-1] input)"
                 )
 
-    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(
+        self, signature_name: str, inputs: Mapping[str, np.ndarray], validate: bool = True
+    ) -> dict[str, np.ndarray]:
         """Call a signature on numpy inputs; returns numpy outputs in the signature's output order.
+
+        Args:
+            signature_name: The signature to call.
+            inputs: ``{input_name: array}``.
+            validate: Check signature, input names and shapes first (the server does so before batching).
 
         Raises:
             RequestError: unknown signature, missing input or shape mismatch.
             ServingError: TensorFlow op errors, with their canonical code.
         """
-        self.signature_inputs(signature_name)
+        if validate:
+            self.signature_inputs(signature_name)
+            missing = [k for k in self.input_specs[signature_name] if k not in inputs]
+            if missing:
+                raise RequestError(f"Missing input(s) {missing} for signature '{signature_name}'")
+            self.check_shapes(signature_name, inputs)
         specs = self.input_specs[signature_name]
-        missing = [k for k in specs if k not in inputs]
-        if missing:
-            raise RequestError(f"Missing input(s) {missing} for signature '{signature_name}'")
-        self.check_shapes(signature_name, inputs)
         tensors = {k: tf.constant(inputs[k], dtype=spec.dtype) for k, spec in specs.items()}
         try:
             outputs = self.signatures[signature_name](**tensors)

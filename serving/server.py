@@ -148,7 +148,7 @@ class RestApi:
             raise ServingError("UNIMPLEMENTED", f"{suffix[1:]} with tf.Example inputs is not supported by this server")
         fmt, inputs, _ = decode_request(data, input_dtypes)
         servable.check_shapes(signature, inputs)
-        run = functools.partial(servable.run, signature)
+        run = functools.partial(servable.run, signature, validate=False)  # validated just above
         if self.batcher is not None and batch_size_of(inputs) is not None:
             outputs = await self.batcher.run((name, servable.version, signature), run, inputs)
         else:

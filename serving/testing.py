@@ -139,6 +139,14 @@ def sample_frame(rows: int = 64, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
+def to_instances(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Row-format (``instances``) JSON values of :func:`sample_frame` rows, with the inputs' exact JSON types."""
+    return [
+        {"price": float(r.price), "device": str(r.device), "category": int(r.category)}
+        for r in frame.itertuples(index=False)
+    ]
+
+
 def build_test_model(seed: int = 0) -> Any:
     """A small untrained MMoE (3 experts, click + satisfaction) from ``mmoe_tf.build_model``."""
     import mmoe_tf

@@ -247,7 +247,7 @@ class _FakeServable:
     def check_shapes(self, signature_name, inputs):
         pass
 
-    def run(self, signature_name, inputs):
+    def run(self, signature_name, inputs, validate=True):
         if inputs["x"][0] < 0:
             raise RuntimeError("boom")
         time.sleep(float(inputs["x"][0]))

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from serving.client import PredictClient, PredictError
-from serving.testing import SCORE_WEIGHTS, ServerProcess, cached_export
+from serving.testing import SCORE_WEIGHTS, ServerProcess, cached_export, to_instances
 
 TF_SERVING_URL = os.environ.get("TF_SERVING_URL")
 TF_SERVING_MODEL = os.environ.get("TF_SERVING_MODEL", "mmoe")
@@ -95,13 +95,6 @@ def target(request):
     return Target(server.url, "mmoe", local=True, server=server)
 
 
-def _instances(samples: pd.DataFrame) -> list[dict]:
-    return [
-        {"price": float(r.price), "device": str(r.device), "category": int(r.category)}
-        for r in samples.itertuples(index=False)
-    ]
-
-
 def _columns(samples: pd.DataFrame) -> dict:
     return {
         "price": samples["price"].astype(float).tolist(),
@@ -169,7 +162,7 @@ def test_metadata_is_signature_def_proto_json(target):
 
 def test_predict_row_format_matches_in_process(target, export):
     rows = export.samples.iloc[:20]
-    resp = _post(f"{target.model_url}:predict", {"instances": _instances(rows)})
+    resp = _post(f"{target.model_url}:predict", {"instances": to_instances(rows)})
     assert resp.status_code == 200, resp.text
     preds = resp.json()["predictions"]
     assert len(preds) == 20 and set(preds[0]) == {"click", "satisfaction"}
@@ -187,7 +180,7 @@ def test_predict_columnar_format_and_signatures(target, export):
     score = _post(url, {"signature_name": "ranking_score", "inputs": _columns(rows)}).json()["outputs"]
     want = sum(w * export.expected[k].to_numpy()[:24] for k, w in SCORE_WEIGHTS.items())
     np.testing.assert_allclose(score, want, atol=1e-5, rtol=0)
-    gates = _post(url, {"signature_name": "gates", "instances": _instances(rows)}).json()["predictions"]
+    gates = _post(url, {"signature_name": "gates", "instances": to_instances(rows)}).json()["predictions"]
     click_gates = np.array([g["gate_click"] for g in gates])
     assert click_gates.shape == (24, 3)
     np.testing.assert_allclose(click_gates.sum(axis=1), 1.0, atol=1e-5)
@@ -197,7 +190,7 @@ def test_predict_columnar_format_and_signatures(target, export):
 
 def test_predict_version_and_label_urls(target, export):
     version = requests.get(target.model_url, timeout=10).json()["model_version_status"][0]["version"]
-    body = {"instances": _instances(export.samples.iloc[:3])}
+    body = {"instances": to_instances(export.samples.iloc[:3])}
     a = _post(f"{target.model_url}/versions/{version}:predict", body).json()["predictions"]
     b = _post(f"{target.model_url}/labels/stable:predict", body).json()["predictions"]
     assert a == b
@@ -219,7 +212,7 @@ def test_concurrent_requests_are_batched_correctly(target, export):
 
     def one(i: int):
         rows = export.samples.iloc[i : i + 1 + i % 5]
-        preds = _post(f"{target.model_url}:predict", {"instances": _instances(rows)}).json()["predictions"]
+        preds = _post(f"{target.model_url}:predict", {"instances": to_instances(rows)}).json()["predictions"]
         return i, [p["click"] for p in preds]
 
     with ThreadPoolExecutor(8) as pool:
@@ -298,9 +291,9 @@ def test_body_over_limit_is_413_and_batch_over_max_is_400(target, export):
         pytest.skip("the body cap and batch limit are settings of our local server")
     big = {"instances": [ROW] * 8000}
     _assert_error(_post(f"{target.model_url}:predict", big), 413, "larger than the limit", target)
-    over = {"instances": _instances(export.samples.iloc[: MAX_BATCH + 1])}
+    over = {"instances": to_instances(export.samples.iloc[: MAX_BATCH + 1])}
     _assert_error(_post(f"{target.model_url}:predict", over), 400, "larger than maximum input batch size", target)
-    ok = _post(f"{target.model_url}:predict", {"instances": _instances(export.samples.iloc[:MAX_BATCH])})
+    ok = _post(f"{target.model_url}:predict", {"instances": to_instances(export.samples.iloc[:MAX_BATCH])})
     assert ok.status_code == 200
     assert target.server.alive()
 

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from serving import cli
-from serving.testing import ServerProcess, cached_export
+from serving.testing import ServerProcess, cached_export, to_instances
 
 CLIENTS = 8
 REQUESTS_PER_CLIENT = 25
@@ -40,17 +40,11 @@ def served(export, tmp_path_factory):
         assert server.alive(), "\n".join(server.lines[-20:])
 
 
-def _rows(export, start: int, size: int) -> list[dict]:
-    rows = export.samples.iloc[start : start + size]
-    return [
-        {"price": float(r.price), "device": str(r.device), "category": int(r.category)}
-        for r in rows.itertuples(index=False)
-    ]
-
-
 def _check(session: requests.Session, url: str, export, start: int, size: int) -> str | None:
     """One well-formed predict; returns a failure description or None."""
-    resp = session.post(url, data=json.dumps({"instances": _rows(export, start, size)}), timeout=30)
+    resp = session.post(
+        url, data=json.dumps({"instances": to_instances(export.samples.iloc[start : start + size])}), timeout=30
+    )
     if resp.status_code != 200:
         return f"{resp.status_code}: {resp.text[:200]}"
     got = np.array([p["click"] for p in resp.json()["predictions"]], dtype=np.float32)
