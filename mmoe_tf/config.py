@@ -133,7 +133,9 @@ class FeatureSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
-        return _from_mapping(cls, data, f"feature {data.get('name', '?')!r}" if isinstance(data, Mapping) else "feature")
+        return _from_mapping(
+            cls, data, f"feature {data.get('name', '?')!r}" if isinstance(data, Mapping) else "feature"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,9 +272,14 @@ class ModelConfig:
         task_by_name = {t.name: t for t in tasks}
         for task in tasks:
             parent = task.conditional_on
-            if parent is not None and (parent not in task_by_name or parent == task.name
-                                       or task_by_name[parent].type != "binary"):
-                _fail(owner, "tasks", f"task {task.name!r} has conditional_on={parent!r}, which is not another binary task")
+            if parent is not None and (
+                parent not in task_by_name or parent == task.name or task_by_name[parent].type != "binary"
+            ):
+                _fail(
+                    owner,
+                    "tasks",
+                    f"task {task.name!r} has conditional_on={parent!r}, which is not another binary task",
+                )
         clash = sorted({f.name for f in features} & set(self.output_names))
         if clash:
             _fail(owner, "tasks", f"output names {clash} clash with feature names")
@@ -290,7 +297,9 @@ class ModelConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 _fail(owner, field, f"must be an integer >= {minimum}, got {value!r}")
         object.__setattr__(self, "expert_units", _positive_units(owner, "expert_units", self.expert_units, False))
-        object.__setattr__(self, "gate_hidden_units", _positive_units(owner, "gate_hidden_units", self.gate_hidden_units, True))
+        object.__setattr__(
+            self, "gate_hidden_units", _positive_units(owner, "gate_hidden_units", self.gate_hidden_units, True)
+        )
         object.__setattr__(self, "tower_units", _positive_units(owner, "tower_units", self.tower_units, True))
         for field in ("expert_dropout", "gate_dropout", "tower_dropout"):
             value = getattr(self, field)

@@ -148,12 +148,12 @@ def needs_adapting(specs: Sequence[FeatureSpec]) -> list[str]:
     return [s.name for s in specs if s.kind == "numeric" or (s.kind == "categorical" and s.vocabulary is None)]
 
 
-def _plain(value: Any) -> Any:
+def plain_copy(value: Any) -> Any:
     """Deep copy of ``value`` with Keras' tracking wrappers turned back into plain dicts and lists."""
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_copy(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_copy(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -300,7 +300,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        state = None if self.state is None else {k: _plain(v) for k, v in self.state.items()}
+        state = None if self.state is None else {k: plain_copy(v) for k, v in self.state.items()}
         config.update(features=[s.to_dict() for s in self.specs], state=state, seed=self.seed)
         return config
 

@@ -18,11 +18,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from mmoe_tf.config import ModelConfig, joint_output_name
-from mmoe_tf.features import FeatureEncoder, adapt_state, input_dtype, make_inputs, needs_adapting, to_model_inputs
+from mmoe_tf.features import (
+    FeatureEncoder,
+    adapt_state,
+    input_dtype,
+    make_inputs,
+    needs_adapting,
+    plain_copy,
+    to_model_inputs,
+)
 from mmoe_tf.layers import CrossExpertBank, MMoE
 from mmoe_tf.losses import UncertaintyWeighting, make_loss
 from mmoe_tf.targets import add_joint_targets, task_order, trained_targets
@@ -190,14 +197,14 @@ class MultiTaskModel(tf.keras.Model):
     @property
     def feature_state(self) -> dict[str, Any]:
         """The adapted preprocessing state (vocabularies, means, variances) keyed by feature name."""
-        return _plain(self._feature_state_plain)
+        return plain_copy(self._feature_state_plain)
 
     def get_config(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "trainable": self.trainable,
             "model_config": self._mmoe_config.to_dict(),
-            "feature_state": _plain(self._feature_state_plain),
+            "feature_state": plain_copy(self._feature_state_plain),
         }
 
     @classmethod
@@ -356,16 +363,6 @@ class MultiTaskModel(tf.keras.Model):
 
         check_weights_sidecar(self, filepath)
         return super().load_weights(filepath, *args, **kwargs)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _optimizer(config: ModelConfig) -> tf.keras.optimizers.Optimizer:
