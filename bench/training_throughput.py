@@ -6,7 +6,7 @@ batch; one model per architecture is built and warmed up (graph tracing excluded
 mmoe, ...) so machine noise hits all three alike. Reports the median over rounds.
 
 Usage:
-    .venv/bin/python bench/training_throughput.py [--steps 60] [--repeats 5] [--batch-size 256]
+    .venv/bin/python bench/training_throughput.py [--steps 200] [--repeats 5] [--batch-size 256]
 
 The last printed line is one JSON object with the figures and ratios.
 """
@@ -37,7 +37,7 @@ ARCHITECTURES = ("mmoe", "shared_bottom", "single_task")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=int, default=60, help="timed training steps per round and architecture")
+    p.add_argument("--steps", type=int, default=200, help="timed training steps per round and architecture")
     p.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds")
     p.add_argument("--batch-size", type=int, default=256, help="training batch size (same for all)")
     p.add_argument("--num-experts", type=int, default=4, help="experts K of the mmoe model")

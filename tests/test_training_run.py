@@ -235,3 +235,14 @@ def test_resume_refuses_a_different_config(tmp_path):
     (out / "run_config.yaml").write_text("train: {epochs: 99}\n")
     with pytest.raises(FileExistsError, match="different config"):
         train(load_run_config(None, TINY), output_dir=out)
+
+
+def test_evaluate_bad_data_names_the_column(run_dir, repo_root, tmp_path, capsys):
+    df = pd.read_csv(repo_root / "data/sample/impressions.csv").drop(columns=["device"]).head(20)
+    df.to_csv(tmp_path / "broken.csv", index=False)
+    code = main(["evaluate", "--model", str(run_dir / "model.keras"), "--data", str(tmp_path / "broken.csv")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "device" in err and "Traceback" not in err
+    assert main(["evaluate", "--model", str(tmp_path / "nope.keras")]) == 2
+    assert "no such file" in capsys.readouterr().err
