@@ -2,8 +2,7 @@
 
 ``make_callbacks`` returns, in order: :class:`LossWeightLogger` (must precede the loggers so its
 values reach them), ``BackupAndRestore``, ``EarlyStopping(restore_best_weights=True)``,
-``ModelCheckpoint``, ``TensorBoard`` (or :class:`EpochScalarLogger` without the ``tensorboard``
-package) and ``CSVLogger``. The progress bar comes from ``fit(verbose=...)``.
+``ModelCheckpoint``, ``TensorBoard`` and ``CSVLogger``. The progress bar comes from ``fit(verbose=...)``.
 
 Example:
     >>> cbs = make_callbacks(run_dir, write_dir, train_config)  # doctest: +SKIP
@@ -12,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import pathlib
 from typing import Any
@@ -56,49 +54,6 @@ class LossWeightLogger(tf.keras.callbacks.Callback):
             logs.update({f"{LOSS_WEIGHT_PREFIX}{task}": w for task, w in self.latest.items()})
 
 
-class EpochScalarLogger(tf.keras.callbacks.Callback):
-    """Epoch scalars as TensorBoard event files, without the ``tensorboard`` package.
-
-    Used instead of ``tf.keras.callbacks.TensorBoard`` when ``tensorboard`` is not installed (it is
-    not in requirements.txt): writes ``<log_dir>/train`` and ``<log_dir>/validation`` event files
-    with the same tags (``epoch_<metric>``) through core ``tf.summary.write``, so TensorBoard
-    shows them later.
-    """
-
-    def __init__(self, log_dir: str | pathlib.Path) -> None:
-        super().__init__()
-        self.log_dir = pathlib.Path(log_dir)
-        self._writers: dict[str, Any] = {}
-
-    def _writer(self, name: str) -> Any:
-        if name not in self._writers:
-            self._writers[name] = tf.summary.create_file_writer(str(self.log_dir / name))
-        return self._writers[name]
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        from tensorflow.core.framework import summary_pb2
-
-        metadata = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
-        )
-        for key, value in (logs or {}).items():
-            split, name = ("validation", key[len("val_") :]) if key.startswith("val_") else ("train", key)
-            with self._writer(split).as_default():
-                tf.summary.write(f"epoch_{name}", tf.constant(float(value)), step=epoch, metadata=metadata)
-
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
-
-
-def tensorboard_callback(run_dir: pathlib.Path, own_dir: pathlib.Path) -> tf.keras.callbacks.Callback:
-    """Keras ``TensorBoard`` when the ``tensorboard`` package is installed, else :class:`EpochScalarLogger`."""
-    if importlib.util.find_spec("tensorboard") is not None:
-        return tf.keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False, profile_batch=0)
-    return EpochScalarLogger(own_dir / "tensorboard")
-
-
 def make_callbacks(
     run_dir: str | pathlib.Path, own_dir: str | pathlib.Path, train: TrainConfig, has_validation: bool = True
 ) -> list[tf.keras.callbacks.Callback]:
@@ -140,7 +95,7 @@ def make_callbacks(
             save_best_only=True,
             save_weights_only=True,
         ),
-        tensorboard_callback(run_dir, own_dir),
+        tf.keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
         tf.keras.callbacks.CSVLogger(str(own_dir / "history.csv"), append=True),
     ]
     return callbacks

@@ -16,7 +16,6 @@ import json
 import os
 import pathlib
 import tempfile
-from typing import Any
 
 import tensorflow as tf
 
@@ -115,50 +114,3 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
     """Number of worker processes taking part (1 unless multi-worker)."""
     extended = strategy.extended
     return int(getattr(extended, "_num_workers", 1) or 1)
-
-
-def _needs_loss_shim(model: tf.keras.Model) -> list[tf.keras.losses.Loss]:
-    """The model's per-target Loss objects that would raise under a strategy (AUTO/mean reduction)."""
-    losses = getattr(model, "_target_losses", None)
-    if not isinstance(losses, dict):
-        return []
-    mean = (tf.keras.losses.Reduction.AUTO, tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE)
-    return [
-        loss
-        for loss in losses.values()
-        if isinstance(loss, tf.keras.losses.Loss)
-        and loss.reduction in mean
-        and not getattr(loss, "_allow_sum_over_batch_size", False)
-    ]
-
-
-def prepare_model_for_strategy(model: tf.keras.Model, strategy: tf.distribute.Strategy) -> bool:
-    """Make a model whose custom ``compute_loss`` takes per-replica means trainable under ``strategy``.
-
-    Compatibility shim for ``mmoe_tf.models.MultiTaskModel``: its ``compute_loss`` calls Keras
-    Loss objects with the default (mean) reduction, which Keras refuses inside a strategy, and does
-    not scale the loss for the cross-replica gradient sum. This does what ``Model.compile``'s own
-    loss container does for compiled losses: allow the per-replica mean and divide the returned
-    loss by ``num_replicas_in_sync`` (logged loss metrics are unaffected). It is a no-op for the
-    default strategy and for models whose losses already use ``SUM``/``NONE`` reduction or allow
-    the mean (i.e. once ``mmoe_tf`` scales for distribution itself).
-
-    Returns:
-        True when the shim was applied.
-    """
-    if type(strategy).__name__ == "_DefaultDistributionStrategy":
-        return False
-    losses = _needs_loss_shim(model)
-    if not losses:
-        return False
-    for loss in losses:
-        loss._allow_sum_over_batch_size = True  # what Model.compile's LossesContainer sets
-    replicas = strategy.num_replicas_in_sync
-    compute_loss = model.compute_loss
-
-    def scaled_compute_loss(*args: Any, **kwargs: Any) -> Any:
-        loss = compute_loss(*args, **kwargs)
-        return None if loss is None else loss / tf.cast(replicas, loss.dtype)
-
-    model.compute_loss = scaled_compute_loss
-    return True

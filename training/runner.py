@@ -253,8 +253,6 @@ def train(
 
     with strategy.scope():
         model = build_model(config, adapt_data=feature_arrays(parts["train"], schema))
-    if distribute.prepare_model_for_strategy(model, strategy):
-        LOGGER.info("scaled the model's per-replica mean loss for %d replicas", strategy.num_replicas_in_sync)
     train_ds = _dataset(parts["train"], schema, config, run_config, training=True)
     has_val = len(parts["validation"]) > 0
     val_ds = _dataset(parts["validation"], schema, config, run_config, training=False) if has_val else None

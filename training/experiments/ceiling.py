@@ -69,9 +69,9 @@ def plot(table: pd.DataFrame, architecture: str, path: Path) -> Path:
     ax.bar([i + 0.2 for i in x], table["oracle_auc_mean"], width=0.4, label="oracle (true probabilities)")
     ax.set_xticks(list(x), table["task"])
     low = min(table["model_auc_mean"].min(), table["oracle_auc_mean"].min())
-    ax.set_ylim(max(0.0, low - 0.05), min(1.0, table["oracle_auc_mean"].max() + 0.03))
+    ax.set_ylim(max(0.0, low - 0.05), min(1.0, table["oracle_auc_mean"].max() + 0.05))
     ax.set_ylabel("test AUC")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper right")
     return common.save_figure(fig, path)
 
 
