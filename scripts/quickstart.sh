@@ -21,7 +21,7 @@ run="$out/runs/$stamp"
 mkdir -p "$out/runs" "$out/export"
 
 echo; echo "== 1/4 train + evaluate (run folder: $run)"
-"$py" -m training train --config training/configs/default.yaml --output-dir "$run"
+"$py" -m training train --config training/configs/default.yaml --set train.verbose=1 --output-dir "$run"
 ln -sfn "runs/$stamp" "$out/latest"
 
 echo; echo "== 2/4 export a SavedModel version (base path: $out/export)"

@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     common.add_size_arguments(parser, rows=0, seeds=1, fit=DEFAULT_FIT)
     parser.add_argument("--groups", type=int, nargs="+", default=list(GROUPS), choices=GROUPS)
     parser.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES))
-    parser.add_argument("--data-dir", default=None, help="folder holding census-income/ (default ../shared/data)")
+    parser.add_argument("--data-root", default=None, help="folder holding census-income/ (default ../shared/data)")
     args = parser.parse_args(argv)
     rows = args.rows or None
     table = run(

@@ -150,7 +150,7 @@ def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
         else:
             columns.append((col, lambda r, c=col: str(r[c])))
     lines = ["| " + " | ".join(name for name, _ in columns) + " |", "|" + "---|" * len(columns)]
-    for _, row in df.iterrows():
+    for row in df.to_dict("records"):  # keeps each column's type (iterrows would turn ints into floats)
         lines.append("| " + " | ".join(fmt(row) for _, fmt in columns) + " |")
     return "\n".join(lines)
 
