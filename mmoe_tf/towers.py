@@ -13,35 +13,12 @@ from typing import Any
 
 import tensorflow as tf
 
-from mmoe_tf.config import NORMALIZATIONS, TASK_TYPES
-
-
-def _check_units(owner: str, units: Sequence[int], allow_empty: bool) -> tuple[int, ...]:
-    try:
-        units = tuple(units)
-    except TypeError:
-        raise ValueError(f"{owner}: field 'units' must be a list of positive integers, got {units!r}") from None
-    if not units and not allow_empty:
-        raise ValueError(f"{owner}: field 'units' must list at least one layer size")
-    if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in units):
-        raise ValueError(f"{owner}: field 'units' must hold positive integers, got {units!r}")
-    return units
-
-
-def _check_rate(owner: str, field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{owner}: field '{field}' must be a rate in [0, 1), got {value!r}")
-    return float(value)
-
-
-def _check_seed(owner: str, seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"{owner}: field 'seed' must be an integer >= 0, got {seed!r}")
-    return seed
+from mmoe_tf.config import TASK_TYPES
+from mmoe_tf.layers import _common as c
 
 
 def _glorot(seed: int, index: int) -> tf.keras.initializers.Initializer:
-    return tf.keras.initializers.GlorotUniform(seed=(seed * 1_000_003 + 7919 * (index + 1)) % (2**31 - 1))
+    return tf.keras.initializers.GlorotUniform(seed=c.derive_seed(seed, index))
 
 
 @tf.keras.utils.register_keras_serializable(package="mmoe_tf")
@@ -71,21 +48,19 @@ class MLP(tf.keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         owner = f"MLP {self.name!r}"
-        self.units = _check_units(owner, units, allow_empty=True)
+        self.units = c.check_units(f"{owner}: units", units, allow_empty=True)
         self.activation = tf.keras.activations.get(activation)
-        self.dropout = _check_rate(owner, "dropout", dropout)
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"{owner}: field 'normalization' is {normalization!r}; expected one of {NORMALIZATIONS}")
-        self.normalization = normalization
-        self.seed = _check_seed(owner, seed)
+        self.dropout = c.check_rate(f"{owner}: dropout", dropout)
+        self.normalization = c.check_normalization(f"{owner}: normalization", normalization)
+        self.seed = c.resolve_seed(c.check_seed(f"{owner}: seed", seed))
         self._dense = [
-            tf.keras.layers.Dense(u, kernel_initializer=_glorot(seed, i), name=f"dense_{i}")
+            tf.keras.layers.Dense(u, kernel_initializer=_glorot(self.seed, i), name=f"dense_{i}")
             for i, u in enumerate(self.units)
         ]
         norm = {"batch": tf.keras.layers.BatchNormalization, "layer": tf.keras.layers.LayerNormalization}
         self._norms = [norm[normalization](name=f"norm_{i}") for i in range(len(self.units))] if normalization else []
         self._dropouts = (
-            [tf.keras.layers.Dropout(self.dropout, seed=seed + i, name=f"dropout_{i}") for i in range(len(self.units))]
+            [tf.keras.layers.Dropout(self.dropout, seed=self.seed + i, name=f"dropout_{i}") for i in range(len(self.units))]
             if self.dropout
             else []
         )
@@ -149,12 +124,12 @@ class Tower(tf.keras.layers.Layer):
                 f"{owner}: field 'task_type' is {task_type!r}, an unknown task type; expected {TASK_TYPES}"
             )
         self.task_type = task_type
-        self.seed = _check_seed(owner, seed)
-        self.mlp = MLP(units, activation=activation, dropout=dropout, seed=seed, name="mlp")
+        self.seed = c.resolve_seed(c.check_seed(f"{owner}: seed", seed))
+        self.mlp = MLP(units, activation=activation, dropout=dropout, seed=self.seed, name="mlp")
         self.head = tf.keras.layers.Dense(
             1,
             activation="sigmoid" if task_type == "binary" else None,
-            kernel_initializer=_glorot(seed, len(self.mlp.units)),
+            kernel_initializer=_glorot(self.seed, len(self.mlp.units)),
             name="head",
         )
 
