@@ -43,9 +43,13 @@ def ensure_legacy_keras() -> None:
             "mmoe_tf needs the tf-keras package (Keras 2 API): pip install -r requirements.txt"
         ) from err
     if not model_module.startswith("tf_keras"):
-        import keras  # only to name the version in the message; we never use it
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as package_version
 
-        version = keras.__version__
+        try:
+            version = package_version("keras")
+        except PackageNotFoundError:
+            version = "3 (keras package metadata not found)"
         hint = (
             " TensorFlow was imported and tf.keras was used before mmoe_tf set "
             f"{LEGACY_KERAS_ENV}=1; import mmoe_tf first or export {LEGACY_KERAS_ENV}=1."

@@ -60,7 +60,10 @@ class MLP(tf.keras.layers.Layer):
         norm = {"batch": tf.keras.layers.BatchNormalization, "layer": tf.keras.layers.LayerNormalization}
         self._norms = [norm[normalization](name=f"norm_{i}") for i in range(len(self.units))] if normalization else []
         self._dropouts = (
-            [tf.keras.layers.Dropout(self.dropout, seed=self.seed + i, name=f"dropout_{i}") for i in range(len(self.units))]
+            [
+                tf.keras.layers.Dropout(self.dropout, seed=self.seed + i, name=f"dropout_{i}")
+                for i in range(len(self.units))
+            ]
             if self.dropout
             else []
         )
