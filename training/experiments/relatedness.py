@@ -54,19 +54,10 @@ def plot(table: pd.DataFrame, tasks: Sequence[str], path: Path) -> Path:
     """Test MSE vs correlation, one panel per task, one line (± std) per architecture."""
     fig, axes = common.new_figure(len(tasks))
     for ax, task in zip(axes, tasks, strict=True):
-        for arch, group in table.groupby("architecture", sort=False):
-            ax.errorbar(
-                group["correlation"],
-                group[f"mse_{task}_mean"],
-                yerr=group[f"mse_{task}_std"],
-                marker="o",
-                capsize=3,
-                label=arch,
-            )
+        common.plot_architecture_lines(ax, table, "correlation", f"mse_{task}")
         ax.set_xlabel("task correlation p")
         ax.set_ylabel("test MSE")
         ax.set_title(task)
-        ax.legend()
     return common.save_figure(fig, path)
 
 

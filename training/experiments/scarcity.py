@@ -67,19 +67,10 @@ def run(
 def plot(table: pd.DataFrame, path: Path) -> Path:
     """Satisfaction test AUC (± std) vs the fraction of its labels kept, one line per architecture."""
     fig, (ax,) = common.new_figure(1, width=5.5)
-    for arch, group in table.groupby("architecture", sort=False):
-        ax.errorbar(
-            group["label_fraction"],
-            group[f"auc_{TASK}_mean"],
-            yerr=group[f"auc_{TASK}_std"],
-            marker="o",
-            capsize=3,
-            label=arch,
-        )
+    common.plot_architecture_lines(ax, table, "label_fraction", f"auc_{TASK}")
     ax.set_xscale("log")
     ax.set_xlabel("fraction of satisfaction labels kept (train/val)")
     ax.set_ylabel("satisfaction test AUC (observed rows)")
-    ax.legend()
     return common.save_figure(fig, path)
 
 
