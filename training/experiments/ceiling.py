@@ -27,14 +27,19 @@ def run(
     architecture: str = "mmoe",
     fit: common.FitOptions = DEFAULT_FIT,
     figures_dir: str | Path | None = None,
+    overrides: dict | None = None,
 ) -> pd.DataFrame:
-    """Per task: mean/std test AUC of the model, of the oracle, and their gap over seeds."""
+    """Per task: mean/std test AUC of the model, of the oracle, and their gap over seeds.
+
+    ``overrides`` are ``ModelConfig`` fields replacing the experiments' common sizes (e.g. larger experts).
+    """
+    model_overrides = {**common.model_overrides(architecture), **(overrides or {})}
     records = []
     for seed in range(seeds):
         df, schema = common.impressions_data(rows, seed)
         splits = common.split(df, seed)
         _, scores = common.train_and_evaluate(
-            schema, splits, architecture=architecture, seed=seed, fit=fit, **common.model_overrides(architecture)
+            schema, splits, architecture=architecture, seed=seed, fit=fit, **model_overrides
         )
         oracle = common.oracle_aucs(splits[2], schema)
         for task in scores:
@@ -80,12 +85,24 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(prog="python -m training.experiments ceiling", description=__doc__)
     common.add_size_arguments(parser, rows=200_000, seeds=1, fit=DEFAULT_FIT)
     parser.add_argument("--architecture", default="mmoe")
+    parser.add_argument("--num-experts", type=int, help="experts (default: the experiments' common 8)")
+    parser.add_argument("--expert-units", type=int, nargs="+", help="expert hidden sizes (default: 16)")
+    parser.add_argument("--tower-units", type=int, nargs="+", help="tower hidden sizes (default: 8)")
     args = parser.parse_args(argv)
-    table = run(args.rows, args.seeds, args.architecture, common.fit_options(args), args.figures_dir)
+    overrides = {
+        key: tuple(value) if isinstance(value, list) else value
+        for key, value in (
+            ("num_experts", args.num_experts),
+            ("expert_units", args.expert_units),
+            ("tower_units", args.tower_units),
+        )
+        if value is not None
+    }
+    table = run(args.rows, args.seeds, args.architecture, common.fit_options(args), args.figures_dir, overrides)
     common.print_result(
         f"ceiling: {args.architecture} test AUC vs oracle AUC (target gap <= {TARGET_GAP})",
         table,
         common.figure_path("ceiling", args.figures_dir),
-        {"rows": args.rows, "split": "random 80/10/10 per seed"},
+        {"rows": args.rows, "split": "random 80/10/10 per seed", "model_overrides": overrides or "common sizes"},
     )
     return table
