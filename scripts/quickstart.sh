@@ -28,7 +28,7 @@ echo; echo "== 2/4 export a SavedModel version (base path: $out/export)"
 "$py" -m serving export --model "$run/model.keras" --base-path "$out/export" --model-name "$model_name" \
   --warmup-data data/sample/impressions.csv
 
-port="${MMOE_PORT:-$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+port="${MMOE_PORT:-$("$py" -c 'from serving.testing import free_port; print(free_port())')}"
 url="http://127.0.0.1:$port"
 echo; echo "== 3/4 start the local TF-Serving-compatible server on $url"
 "$py" -m serving serve --base-path "$out/export" --model-name "$model_name" --port "$port" > "$run/server.log" 2>&1 &

@@ -1,4 +1,4 @@
-"""Test-session setup shared by every test module: quiet TensorFlow, the Keras 2 API, seeds."""
+"""Test-session setup shared by every test module: quiet TensorFlow, the Keras 2 API, data-path fixtures."""
 
 import os
 

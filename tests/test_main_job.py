@@ -90,7 +90,12 @@ def test_training_writes_every_artifact(main_job):
         assert (run_dir / name).is_file(), f"missing {name} in the run folder"
     assert any((run_dir / "tensorboard").rglob("events.out.tfevents.*")), "no TensorBoard event files"
     report = json.loads((run_dir / "report.json").read_text())
-    assert "click" in json.dumps(report) and "satisfaction" in json.dumps(report)
+    for split in ("validation", "test"):
+        click, satisfaction = report["splits"][split]["click"], report["splits"][split]["satisfaction"]
+        assert click["observed"] == click["rows"] > 0, "every impression has a click label"
+        assert 0 < satisfaction["observed"] < satisfaction["rows"], "satisfaction is only observed after a click"
+        for entry in (click, satisfaction):
+            assert 0.0 <= entry["auc"] <= 1.0 and entry["log_loss"] > 0
     assert "click" in stdout and "satisfaction" in stdout, "the per-task table was not printed"
 
 
