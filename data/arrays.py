@@ -13,10 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from data.loading import validate_frame
+from data.loading import NUMPY_DTYPES, validate_frame
 from data.schema import Schema
-
-NUMPY_DTYPES = {"float32": np.float32, "int64": np.int64, "string": object}
 
 
 def _is_typed(df: pd.DataFrame, schema: Schema, with_labels: bool) -> bool:
@@ -54,7 +52,11 @@ def feature_arrays(df: pd.DataFrame, schema: Schema) -> dict[str, np.ndarray]:
     Returns:
         ``{feature.name: np.ndarray [N]}``.
     """
-    df = ensure_validated(df, schema, with_labels=False)
+    return typed_feature_arrays(ensure_validated(df, schema, with_labels=False), schema)
+
+
+def typed_feature_arrays(df: pd.DataFrame, schema: Schema) -> dict[str, np.ndarray]:
+    """:func:`feature_arrays` of a table already validated (e.g. by :func:`ensure_validated`); no checks."""
     return {f.name: df[f.column].to_numpy(dtype=NUMPY_DTYPES[f.dtype]) for f in schema.features}
 
 
@@ -73,7 +75,11 @@ def labels_and_weights(df: pd.DataFrame, schema: Schema) -> tuple[dict[str, np.n
         >>> bool(np.isfinite(labels["satisfaction"]).all())   # doctest: +SKIP
         True
     """
-    df = ensure_validated(df, schema, with_labels=True)
+    return typed_labels_and_weights(ensure_validated(df, schema, with_labels=True), schema)
+
+
+def typed_labels_and_weights(df: pd.DataFrame, schema: Schema) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """:func:`labels_and_weights` of a table already validated with its labels; no checks."""
     labels, weights = {}, {}
     for t in schema.tasks:
         raw = df[t.label_column].to_numpy(dtype=np.float32)

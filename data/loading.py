@@ -29,6 +29,13 @@ NAN_POLICIES = ("error", "fill")
 NA_STRINGS = ["", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "None", "#N/A", "<NA>"]
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+NUMPY_DTYPES = {"float32": np.float32, "int64": np.int64, "string": object}
+
+
+def check_positive_int(name: str, value: object) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is a positive integer (not a bool)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 # ---- file helpers ------------------------------------------------------------------------------
@@ -265,6 +272,14 @@ def check_columns(columns: list[str], schema: Schema, require_labels: bool = Tru
         )
 
 
+def _check_file(path: Path, schema: Schema, require_labels: bool) -> tuple[list[str], bool]:
+    """Header checks shared by :func:`load_table` and :func:`iter_table_chunks`: ``(header, is_csv)``."""
+    header = read_header(path)
+    _check_duplicates(header, str(path))
+    check_columns(header, schema, require_labels, str(path))
+    return header, table_format(path) == "csv"
+
+
 # ---- public API --------------------------------------------------------------------------------
 def validate_frame(
     df: pd.DataFrame,
@@ -308,8 +323,7 @@ def validate_frame(
         if f.column in available:
             out[f.column] = _feature_column(df[f.column].reset_index(drop=True), f, nan_policy, ctx)
         else:  # optional feature absent: every row takes the default
-            dtype = {"float32": np.float32, "int64": np.int64, "string": object}[f.dtype]
-            out[f.column] = np.full(n, f.default, dtype=dtype)
+            out[f.column] = np.full(n, f.default, dtype=NUMPY_DTYPES[f.dtype])
     for t in schema.tasks:
         if t.label_column in available and t.label_column not in out:
             out[t.label_column] = _label_column(df[t.label_column].reset_index(drop=True), t, ctx)
@@ -351,15 +365,11 @@ def load_table(
             raise DataValidationError("DataFrame: the table has no rows")
         return validate_frame(source, schema, nan_policy, require_labels, source="DataFrame")
     path = Path(source)
-    header = read_header(path)
-    _check_duplicates(header, str(path))
-    check_columns(header, schema, require_labels, str(path))
-    if table_format(path) == "parquet":
-        df = pd.read_parquet(path, engine="pyarrow", columns=[c for c in schema.columns if c in header])
-        csv = False
-    else:
+    header, csv = _check_file(path, schema, require_labels)
+    if csv:
         df = pd.read_csv(path, sep=_csv_sep(path), **_csv_read_args(schema, header))
-        csv = True
+    else:
+        df = pd.read_parquet(path, engine="pyarrow", columns=[c for c in schema.columns if c in header])
     if len(df) == 0:
         raise DataValidationError(f"{path}: the file has a header but no data rows")
     return validate_frame(df, schema, nan_policy, require_labels, source=str(path), csv_lines=csv)
@@ -387,8 +397,7 @@ def iter_table_chunks(
     Yields:
         Validated DataFrames of at most ``chunksize`` rows, in file order.
     """
-    if not isinstance(chunksize, int) or chunksize < 1:
-        raise ValueError(f"chunksize must be a positive integer, got {chunksize!r}")
+    check_positive_int("chunksize", chunksize)
     if isinstance(source, pd.DataFrame):
         if len(source) == 0:
             raise DataValidationError("DataFrame: the table has no rows")
@@ -398,19 +407,15 @@ def iter_table_chunks(
             )
         return
     path = Path(source)
-    header = read_header(path)
-    _check_duplicates(header, str(path))
-    check_columns(header, schema, require_labels, str(path))
+    header, csv = _check_file(path, schema, require_labels)
     total = 0
-    if table_format(path) == "parquet":
+    if csv:
+        batches = pd.read_csv(path, sep=_csv_sep(path), chunksize=chunksize, **_csv_read_args(schema, header))
+    else:
         import pyarrow.parquet as pq
 
         columns = [c for c in schema.columns if c in header]
         batches = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunksize, columns=columns))
-        csv = False
-    else:
-        batches = pd.read_csv(path, sep=_csv_sep(path), chunksize=chunksize, **_csv_read_args(schema, header))
-        csv = True
     for chunk in batches:
         yield validate_frame(chunk, schema, nan_policy, require_labels, str(path), total, csv)
         total += len(chunk)

@@ -16,16 +16,18 @@ from collections.abc import Callable
 import pandas as pd
 import tensorflow as tf
 
-from data.arrays import ensure_validated, feature_arrays, labels_and_weights
+from data.arrays import ensure_validated, typed_feature_arrays, typed_labels_and_weights
+from data.loading import check_positive_int
 from data.schema import Schema
 
 TargetsFn = Callable[[dict, dict], tuple[dict, dict]]
 
 
-def check_batch_size(batch_size: int) -> None:
-    """``ValueError`` naming ``batch_size`` unless it is a positive integer."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+def finish(ds: tf.data.Dataset, with_labels: bool, targets_fn: TargetsFn | None) -> tf.data.Dataset:
+    """The tail shared with :func:`data.tfrecords.tfrecord_dataset`: per-batch ``targets_fn``, then prefetch."""
+    if with_labels and targets_fn is not None:
+        ds = ds.map(lambda f, y, w: (f, *targets_fn(y, w)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def make_dataset(
@@ -58,10 +60,10 @@ def make_dataset(
     Returns:
         A ``tf.data.Dataset``; every feature is a ``[B]`` tensor of float32, int64 or string.
     """
-    check_batch_size(batch_size)
+    check_positive_int("batch_size", batch_size)
     df = ensure_validated(df, schema, with_labels=with_labels)
-    features = feature_arrays(df, schema)
-    elements = (features, *labels_and_weights(df, schema)) if with_labels else features
+    features = typed_feature_arrays(df, schema)
+    elements = (features, *typed_labels_and_weights(df, schema)) if with_labels else features
     columns = tf.nest.map_structure(tf.convert_to_tensor, elements)
     # Shuffle and batch row indices (cheap scalars), then gather whole batches: same row order as
     # shuffling/batching the rows themselves, without per-row tensor overhead.
@@ -76,6 +78,4 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    if with_labels and targets_fn is not None:
-        ds = ds.map(lambda f, y, w: (f, *targets_fn(y, w)), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return finish(ds, with_labels, targets_fn)

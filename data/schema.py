@@ -114,9 +114,9 @@ class Schema:
         roles = {
             "label": [t.label_column for t in tasks],
             "timestamp": [self.timestamp_column] if self.timestamp_column else [],
+            "id": self.id_columns,
+            "extra": self.extra_columns,
         }
-        roles["id"] = list(self.id_columns)
-        roles["extra"] = list(self.extra_columns)
         seen = {c: "feature" for c in dtype_of}
         for role, cols in roles.items():
             for c in cols:

@@ -105,8 +105,8 @@ def test_non_binary_label(tmp_path, schema):
         load_table(write(tmp_path, rows), schema)
     message = str(err.value)
     assert "label column 'click'" in message and "expects 0 or 1" in message
-    assert "'2' (row 2)" in message or "2.0 (row 2)" in message
-    assert "rows 2, 3" in message
+    assert "found 2.0 (row 2), 0.5 (row 3)" in message  # CSV labels are parsed as numbers
+    assert "rows 2, 3 (file lines 4, 5)" in message
 
 
 def test_nan_in_numeric_feature_error_policy(tmp_path, schema):

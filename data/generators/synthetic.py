@@ -69,9 +69,9 @@ def make_synthetic(
     """
     if not -1.0 <= correlation <= 1.0:
         raise ValueError(f"correlation must be in [-1, 1], got {correlation!r}")
-    for name, value in (("n_rows", n_rows), ("dim", dim), ("num_sin", num_sin)):
-        if not isinstance(value, int) or value < (2 if name == "dim" else 0 if name == "num_sin" else 1):
-            raise ValueError(f"{name} must be a positive integer (dim >= 2), got {value!r}")
+    for name, value, minimum in (("n_rows", n_rows, 1), ("dim", dim, 2), ("num_sin", num_sin, 0)):
+        if not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if noise_std < 0:
         raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
     rng = np.random.default_rng(seed)
