@@ -26,6 +26,7 @@ import aiohttp
 import numpy as np
 import requests
 
+from serving.model_store import numeric_versions
 from serving.testing import MODEL_NAME, ServerProcess, cached_export, sample_frame, to_instances
 
 CONCURRENCY = (1, 8, 32)
@@ -133,7 +134,7 @@ def main() -> int:
             base = cached_export(Path(tmp) / "export").base_path
         else:
             base = args.base_path
-        versions = sorted(int(p.name) for p in (base / MODEL_NAME).iterdir() if p.name.isdigit())
+        versions = numeric_versions(base / MODEL_NAME)
         floor = in_process(base / MODEL_NAME / str(versions[-1]), args.requests)
         print(f"in-process serving_default: {floor}", flush=True)
         results = {}

@@ -35,6 +35,7 @@ import pandas as pd
 import tensorflow as tf
 
 import mmoe_tf
+from serving.model_store import numeric_versions
 from serving.warmup import WARMUP_FILENAME, write_warmup_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -214,7 +215,11 @@ def _write_npz(path: Path, groups: Mapping[str, Mapping[str, np.ndarray]]) -> No
     arrays = {}
     for prefix, values in groups.items():
         for name, a in values.items():
-            arrays[f"{prefix}__{name}"] = a.astype(str) if a.dtype == object else a
+            if a.dtype == object:  # bytes -> str (numpy's astype(str) would decode as ASCII only)
+                a = np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in a.ravel()]).reshape(
+                    a.shape
+                )
+            arrays[f"{prefix}__{name}"] = a
     np.savez(path, **arrays)
 
 
@@ -259,8 +264,7 @@ def _versions() -> dict[str, str]:
 
 
 def _next_version(model_dir: Path) -> int:
-    numeric = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    return max(numeric, default=0) + 1
+    return max(numeric_versions(model_dir), default=0) + 1
 
 
 def export_model(

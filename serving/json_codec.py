@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -77,8 +78,13 @@ def _flatten(value: Any, out: list[Any]) -> list[Any]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
 def _leaf_caster(dtype: str, name: str):
-    """A function checking one JSON leaf and returning the Python value to store for ``dtype``."""
+    """A function checking one JSON leaf and returning the Python value to store for ``dtype``.
+
+    Cached: row-format requests decode every input of every instance, and the (dtype, name) pairs are the
+    signatures' inputs.
+    """
     if dtype in FLOAT_DTYPES:
 
         def cast(v: Any) -> float:

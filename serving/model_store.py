@@ -67,11 +67,10 @@ class Servable:
         path = self.path / WARMUP_FILE
         if not path.exists():
             return 0
-        from tensorflow_serving.apis import prediction_log_pb2  # only TF Serving's protos, no mmoe_tf
+        from serving.warmup import read_warmup_file  # TF Serving's protos only, no mmoe_tf
 
         count = 0
-        for record in tf.data.TFRecordDataset(str(path)):
-            entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        for entry in read_warmup_file(path):
             request = entry.predict_log.request
             inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
             self.run(request.model_spec.signature_name or DEFAULT_SIGNATURE, inputs)
@@ -122,6 +121,14 @@ class Servable:
         except tf.errors.OpError as err:
             raise ServingError(CODE_NAMES.get(err.error_code, "UNKNOWN"), err.message.split("\n")[0]) from None
         return {k: outputs[k].numpy() for k in sorted(outputs)}
+
+
+def numeric_versions(base_path: str | Path) -> list[int]:
+    """The version numbers under a model's base path (its numeric sub-directories), ascending; ``[]`` if absent."""
+    base = Path(base_path)
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def signature_def_json(path: str | Path) -> dict[str, Any]:
@@ -265,9 +272,7 @@ class ModelStore:
     def _poll_one(self, source: ModelSource) -> list[tuple[str, int, str]]:
         name, events = source.name, []
         base = source.base_path
-        on_disk = (
-            sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()) if base.is_dir() else []
-        )
+        on_disk = numeric_versions(base)
         aspired = source.aspired(on_disk)
         for version in sorted(aspired, reverse=True):
             if version in self._servables[name] or version in self._failed[name]:
@@ -304,6 +309,12 @@ class ModelStore:
             raise not_found(f"Servable not found for request: {request}")
         return self.sources[name]
 
+    @staticmethod
+    def _label_version(source: ModelSource, label: str) -> int:
+        if label not in source.labels:
+            raise not_found(f"Unrecognized servable version label: {label}")
+        return source.labels[label]
+
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
         """The servable answering a request: a specific version, a labelled one, or the newest available.
 
@@ -311,10 +322,7 @@ class ModelStore:
             ServingError: NOT_FOUND for an unknown model, version or label, or when nothing is available yet.
         """
         if label is not None:
-            source = self._source(name, f"Latest({name})")
-            if label not in source.labels:
-                raise not_found(f"Unrecognized servable version label: {label}")
-            version = source.labels[label]
+            version = self._label_version(self._source(name, f"Latest({name})"), label)
         if version is not None:
             self._source(name, f"Specific({name}, {version})")
             servable = self._servables[name].get(version)
@@ -337,10 +345,7 @@ class ModelStore:
             raise not_found(f"Could not find any versions of model {name}")
         states = self._states[name]
         if label is not None:
-            labels = self.sources[name].labels
-            if label not in labels:
-                raise not_found(f"Unrecognized servable version label: {label}")
-            version = labels[label]
+            version = self._label_version(self.sources[name], label)
         if version is not None:
             if version not in states:
                 raise not_found(f"Could not find version {version} of model {name}")

@@ -117,7 +117,9 @@ def test_warmup_records_are_prediction_logs_from_real_rows(export, loaded):
     logs = read_warmup_file(export.version_dir / "assets.extra" / "tf_serving_warmup_requests")
     assert all(isinstance(entry, prediction_log_pb2.PredictionLog) for entry in logs)
     requests = [entry.predict_log.request for entry in logs]
-    assert {r.model_spec.signature_name for r in requests} == {"serving_default", "gates", "ranking_score"}
+    # one request per signature and batch size (1 and 8 of the 64 sample rows)
+    sizes = [(r.model_spec.signature_name, tf.make_ndarray(r.inputs["price"]).shape[0]) for r in requests]
+    assert sizes == [(s, n) for s in ("serving_default", "gates", "ranking_score") for n in (1, 8)]
     assert {r.model_spec.name for r in requests} == {"mmoe"}
     first = requests[0]
     arrays = {k: tf.make_ndarray(v) for k, v in first.inputs.items()}
@@ -166,6 +168,12 @@ def _verify_args(export, tmp_path, expected, tolerance="1e-5"):
     }
     np.savez(npz, **feats, **{f"out__{k}": v for k, v in expected.items()})
     return [str(export.version_dir), str(npz), json.dumps(SCORE_WEIGHTS), tolerance]
+
+
+def test_verification_samples_keep_non_ascii_strings(tmp_path):
+    device = np.array([b"caf\xc3\xa9", b"ios"], dtype=object)
+    export_mod._write_npz(tmp_path / "s.npz", {"in": {"device": device}})
+    assert np.load(tmp_path / "s.npz")["in__device"].tolist() == ["café", "ios"]
 
 
 def test_verify_child_flags_mmoe_tf_and_mismatches(export, tmp_path, capsys):
