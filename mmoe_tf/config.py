@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 FEATURE_KINDS = ("numeric", "categorical", "hashed")
 FEATURE_DTYPES = {
@@ -34,7 +34,7 @@ LOSS_BALANCING = ("fixed", "uncertainty")
 DEFAULT_TASK_NAMES = ("click", "satisfaction")
 
 
-def _fail(owner: str, field: str, message: str) -> None:
+def _fail(owner: str, field: str, message: str) -> NoReturn:
     raise ValueError(f"{owner}: field '{field}' {message}")
 
 

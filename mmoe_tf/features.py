@@ -300,8 +300,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        state = None if self.state is None else {k: plain_copy(v) for k, v in self.state.items()}
-        config.update(features=[s.to_dict() for s in self.specs], state=state, seed=self.seed)
+        config.update(features=[s.to_dict() for s in self.specs], state=plain_copy(self.state), seed=self.seed)
         return config
 
 

@@ -26,6 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 from mmoe_tf.config import TASK_TYPES, TaskSpec
+from mmoe_tf.saving import config_of
+from mmoe_tf.targets import target_name
 
 
 def make_loss(task: TaskSpec) -> tf.keras.losses.Loss:
@@ -156,9 +158,6 @@ def current_loss_weights(model: tf.keras.Model) -> dict[str, float]:
         >>> current_loss_weights(model)
         {'click': 1.0, 'satisfaction': 1.0}
     """
-    from mmoe_tf.saving import config_of
-    from mmoe_tf.targets import target_name
-
     config = config_of(model)
     balancer = getattr(model, "loss_balancer", None)
     if config.loss_balancing == "fixed" or balancer is None:

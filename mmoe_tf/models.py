@@ -31,16 +31,11 @@ from mmoe_tf.features import (
     to_model_inputs,
 )
 from mmoe_tf.layers import CrossExpertBank, MMoE
+from mmoe_tf.layers._common import derive_seed
 from mmoe_tf.losses import UncertaintyWeighting, make_loss
+from mmoe_tf.saving import check_weights_sidecar, write_weights_sidecar
 from mmoe_tf.targets import add_joint_targets, task_order, trained_targets
 from mmoe_tf.towers import MLP, Tower
-
-
-def _seed(config: ModelConfig, *path: int) -> int:
-    value = config.seed
-    for p in path:
-        value = (value * 1_000_003 + 7919 * (p + 1)) % (2**31 - 1)
-    return value
 
 
 def mmoe_layer_name(level: int) -> str:
@@ -83,12 +78,14 @@ def _representations(config: ModelConfig, state: Mapping[str, Any], inputs: dict
     if arch == "single_task":
         reps = {}
         for i, task in enumerate(config.tasks):
-            encoder = FeatureEncoder(config.features, state, seed=_seed(config, 1, i), name=f"features_{task.name}")
-            reps[task.name] = _bottom(config, _seed(config, 2, i), f"bottom_{task.name}")(encoder(inputs))
+            encoder = FeatureEncoder(
+                config.features, state, seed=derive_seed(config.seed, 1, i), name=f"features_{task.name}"
+            )
+            reps[task.name] = _bottom(config, derive_seed(config.seed, 2, i), f"bottom_{task.name}")(encoder(inputs))
         return reps
-    x = FeatureEncoder(config.features, state, seed=_seed(config, 1), name="features")(inputs)
+    x = FeatureEncoder(config.features, state, seed=derive_seed(config.seed, 1), name="features")(inputs)
     if arch == "shared_bottom":
-        h = _bottom(config, _seed(config, 2), "bottom")(x)
+        h = _bottom(config, derive_seed(config.seed, 2), "bottom")(x)
         return {t.name: h for t in config.tasks}
     num_gates = len(config.tasks) if arch == "mmoe" else 1
     level_input: Any = x
@@ -106,7 +103,7 @@ def _representations(config: ModelConfig, state: Mapping[str, Any], inputs: dict
             gate_hidden_units=config.gate_hidden_units,
             gate_temperature=config.gate_temperature,
             gate_dropout=config.gate_dropout,
-            seed=_seed(config, 3, level),
+            seed=derive_seed(config.seed, 3, level),
             name=mmoe_layer_name(level),
         )
         mixed, _ = block(level_input)
@@ -125,7 +122,7 @@ def _build_graph(config: ModelConfig, state: Mapping[str, Any]) -> tuple[dict, d
             task_type=task.type,
             activation=config.tower_activation,
             dropout=config.tower_dropout,
-            seed=_seed(config, 4, i),
+            seed=derive_seed(config.seed, 4, i),
             name=task.name,
         )(reps[task.name])
     for task in task_order(config):
@@ -351,16 +348,12 @@ class MultiTaskModel(tf.keras.Model):
     # ----- checked weights files ----------------------------------------------------------------
     def save_weights(self, filepath: Any, *args: Any, **kwargs: Any) -> Any:
         """``tf.keras.Model.save_weights`` plus a ``<filepath>.mmoe.json`` sidecar holding the config."""
-        from mmoe_tf.saving import write_weights_sidecar
-
         result = super().save_weights(filepath, *args, **kwargs)
         write_weights_sidecar(self, filepath)
         return result
 
     def load_weights(self, filepath: Any, *args: Any, **kwargs: Any) -> Any:
         """``tf.keras.Model.load_weights`` that first checks the sidecar config (``ValueError`` on mismatch)."""
-        from mmoe_tf.saving import check_weights_sidecar
-
         check_weights_sidecar(self, filepath)
         return super().load_weights(filepath, *args, **kwargs)
 

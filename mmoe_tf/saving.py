@@ -125,8 +125,6 @@ def load_model(
     Raises:
         ValueError: listing the differing fields when the stored config differs from ``expected_config``.
     """
-    import mmoe_tf.models  # noqa: F401  (registers the custom classes)
-
     stored = stored_config(path)
     if expected_config is not None:
         _check_same(stored, expected_config, f"the model stored in {str(path)!r}")

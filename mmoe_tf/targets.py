@@ -63,12 +63,8 @@ def trained_targets(config: ModelConfig) -> list[tuple[str, TaskSpec]]:
     return [(target_name(t), t) for t in config.tasks]
 
 
-def _ops(*values: Any) -> Any:
-    return tf if any(tf.is_tensor(v) for v in values) else None
-
-
 def _joint(parent: Any, child: Any, parent_w: Any, child_w: Any) -> tuple[Any, Any]:
-    if _ops(parent, child, parent_w, child_w) is tf:
+    if any(tf.is_tensor(v) for v in (parent, child, parent_w, child_w)):
         parent = tf.cast(parent, tf.float32)
         child = tf.cast(child, tf.float32)
         child_seen = tf.math.is_finite(child)

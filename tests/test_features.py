@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from mmoe_tf.config import FeatureSpec
-from mmoe_tf.features import FeatureEncoder, adapt_state, make_inputs, to_model_inputs
+from mmoe_tf.features import FeatureEncoder, adapt_state, make_inputs, plain_copy, to_model_inputs
 from mmoe_tf.towers import MLP, Tower
 
 SPECS = (
@@ -128,6 +128,7 @@ def test_missing_string_uses_default_or_oov(encoder):
 def test_adapt_from_dataframe_matches_dict(adapt_data):
     enc = FeatureEncoder(SPECS)
     enc.adapt(pd.DataFrame(adapt_data))
+    assert plain_copy(enc.state) == adapt_state(SPECS, adapt_data)
     assert enc.state["device"]["vocabulary"] == ["ios", "web"]
     assert enc.state["price"]["mean"] == pytest.approx(2.5)
 

@@ -214,9 +214,8 @@ def test_masked_labels_do_not_affect_loss(trained, toy):
     masked = weights["satisfaction"] == 0
     other = dict(labels)
     other["satisfaction"] = np.where(masked, 1.0, labels["satisfaction"]).astype(np.float32)
-    garbage = dict(labels)
-    garbage["satisfaction"] = np.where(masked, np.nan, 0.0 * labels["satisfaction"] + 1.0).astype(np.float32)
-    garbage["satisfaction"] = np.where(masked, np.nan, labels["satisfaction"]).astype(np.float32)
+    garbage = dict(labels)  # an out-of-range (not NaN) value where masked
+    garbage["satisfaction"] = np.where(masked, 5.0, labels["satisfaction"]).astype(np.float32)
     losses = [float(model.compute_loss(y=y, y_pred=y_pred, sample_weight=weights)) for y in (labels, other, garbage)]
     assert np.isfinite(losses).all()
     assert losses[0] == pytest.approx(losses[1], rel=1e-6) == pytest.approx(losses[2], rel=1e-6)

@@ -8,7 +8,7 @@ from typing import Any
 
 import tensorflow as tf
 
-NORMALIZATIONS = (None, "batch", "layer")
+from mmoe_tf.config import NORMALIZATIONS
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:
@@ -100,9 +100,7 @@ def per_expert_initializer(initializer: Any, base_seed: int, depth: int) -> Call
 
 def smart_cond(pred: Any, true_fn: Callable[[], Any], false_fn: Callable[[], Any]) -> Any:
     """``tf.cond`` that short-circuits when ``pred`` is a Python bool or ``None`` (treated as False)."""
-    if pred is None or isinstance(pred, bool):
-        return true_fn() if pred else false_fn()
-    if isinstance(pred, int):
+    if pred is None or isinstance(pred, int):  # bool is an int
         return true_fn() if pred else false_fn()
     return tf.cond(tf.cast(pred, tf.bool), true_fn, false_fn)
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from mmoe_tf.layers import _common as c
-from mmoe_tf.layers.expert_bank import ExpertBank, parse_implementation
+from mmoe_tf.layers.expert_bank import ExpertBank
 
 _CROSS_INIT_STDDEV = 0.05  # the stddev of TFRS Cross's default "truncated_normal" initializer
 
@@ -64,7 +64,6 @@ class CrossExpertBank(tf.keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         self.num_experts = c.check_int("num_experts", num_experts, 1)
-        self.units = c.check_units("units", units)
         self.num_cross_layers = c.check_int("num_cross_layers", num_cross_layers, 1)
         if projection_dim is not None:
             c.check_int("projection_dim", projection_dim, 1)
@@ -72,14 +71,8 @@ class CrossExpertBank(tf.keras.layers.Layer):
         if isinstance(diag_scale, bool) or not isinstance(diag_scale, (int, float)) or diag_scale < 0:
             raise ValueError(f"diag_scale must be >= 0, got {diag_scale!r}")
         self.diag_scale = float(diag_scale)
-        self.activation = tf.keras.activations.get(activation)
-        self.dropout = c.check_rate("dropout", dropout)
-        self.normalization = c.check_normalization("normalization", normalization)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
         self.seed = c.check_seed("seed", seed)
-        parse_implementation(implementation)
-        self.implementation = implementation
         base = c.resolve_seed(seed)
         # A flat list (expert-major): the .keras saver does not descend into nested lists.
         self._cross_layers = [
@@ -95,18 +88,20 @@ class CrossExpertBank(tf.keras.layers.Layer):
             for k in range(self.num_experts)
             for depth in range(self.num_cross_layers)
         ]
+        # The projection validates and holds the remaining arguments (units, activation, ...).
         self._projection = ExpertBank(
             self.num_experts,
-            self.units,
-            activation=self.activation,
-            dropout=self.dropout,
-            normalization=self.normalization,
+            units,
+            activation=activation,
+            dropout=dropout,
+            normalization=normalization,
             use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=kernel_initializer,
             seed=c.derive_seed(base, 2),
             implementation=implementation,
             name="projection",
         )
+        self.units = self._projection.units
 
     def cross_networks(self) -> list[list[tfrs.layers.dcn.Cross]]:
         """The ``Cross`` layers of each expert: ``cross_networks()[k][depth]``."""
@@ -135,6 +130,7 @@ class CrossExpertBank(tf.keras.layers.Layer):
         return tf.TensorShape([tf.TensorShape(input_shape)[0], self.num_experts, self.units[-1]])
 
     def get_config(self) -> dict[str, Any]:
+        projection = self._projection.get_config()
         config = super().get_config()
         config.update(
             num_experts=self.num_experts,
@@ -142,12 +138,12 @@ class CrossExpertBank(tf.keras.layers.Layer):
             num_cross_layers=self.num_cross_layers,
             projection_dim=self.projection_dim,
             diag_scale=self.diag_scale,
-            activation=tf.keras.activations.serialize(self.activation),
-            dropout=self.dropout,
-            normalization=self.normalization,
+            activation=projection["activation"],
+            dropout=projection["dropout"],
+            normalization=projection["normalization"],
             use_bias=self.use_bias,
-            kernel_initializer=tf.keras.initializers.serialize(self.kernel_initializer),
+            kernel_initializer=projection["kernel_initializer"],
             seed=self.seed,
-            implementation=self.implementation,
+            implementation=projection["implementation"],
         )
         return config

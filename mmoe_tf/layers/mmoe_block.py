@@ -7,12 +7,11 @@ from typing import Any
 
 import tensorflow as tf
 
+from mmoe_tf.config import EXPERT_TYPES
 from mmoe_tf.layers import _common as c
 from mmoe_tf.layers.cross_expert_bank import CrossExpertBank
-from mmoe_tf.layers.expert_bank import ExpertBank, parse_implementation
+from mmoe_tf.layers.expert_bank import ExpertBank
 from mmoe_tf.layers.task_gate import TaskGate
-
-EXPERT_TYPES = ("mlp", "cross")
 
 
 @tf.keras.utils.register_keras_serializable(package="mmoe_tf")
@@ -87,8 +86,7 @@ class MMoE(tf.keras.layers.Layer):
         self.gate_temperature = c.check_positive("gate_temperature", gate_temperature)
         self.gate_dropout = c.check_rate("gate_dropout", gate_dropout)
         self.seed = c.check_seed("seed", seed)
-        parse_implementation(implementation)
-        self.implementation = implementation
+        self.implementation = implementation  # validated by the expert bank below
         base = c.resolve_seed(seed)
         common = dict(
             activation=self.expert_activation,
