@@ -25,3 +25,11 @@ def shared_data() -> pathlib.Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATA} (../shared/data is absent in this checkout)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def export(tmp_path_factory):
+    """One exported test model (``serving.testing.cached_export``) shared by the serving and load tests."""
+    from serving.testing import cached_export
+
+    return cached_export(tmp_path_factory.getbasetemp() / "serving-export")

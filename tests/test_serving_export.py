@@ -15,13 +15,8 @@ import mmoe_tf
 from serving import _verify as verify_child
 from serving import export as export_mod
 from serving.export import ExportVerificationError, export_model, parse_score_weights, prepare_features
-from serving.testing import SCORE_WEIGHTS, build_test_model, cached_export, sample_frame
+from serving.testing import SCORE_WEIGHTS, build_test_model, sample_frame
 from serving.warmup import read_warmup_file
-
-
-@pytest.fixture(scope="module")
-def export(tmp_path_factory):
-    return cached_export(tmp_path_factory.getbasetemp() / "serving-export")
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,11 @@ import pytest
 import requests
 
 from serving import cli
-from serving.testing import ServerProcess, cached_export, to_instances
+from serving.testing import ServerProcess, to_instances
 
 CLIENTS = 8
 REQUESTS_PER_CLIENT = 25
 TOL = 1e-6
-
-
-@pytest.fixture(scope="module")
-def export(tmp_path_factory):
-    return cached_export(tmp_path_factory.getbasetemp() / "serving-export")
 
 
 @pytest.fixture(scope="module")
