@@ -35,6 +35,7 @@ ARTIFACTS = (
     "report.json",
     "report.txt",
     "gates.json",
+    "gates.txt",
     "gates.png",
     "history.csv",
     "tensorboard",

@@ -32,7 +32,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a model from a run config and write a run folder",
         description="Train, evaluate (validation + test) and analyse gates; writes model.keras, run_config.yaml, "
-        "report.json/.txt, gates.json/.png, history.csv, tensorboard/, checkpoints/, backup/. Rerunning with the "
+        "report.json/.txt, gates.json/.txt/.png, history.csv, tensorboard/, checkpoints/, backup/. Rerunning with the "
         "same --output-dir resumes an interrupted run from its last finished epoch.",
         epilog=EPILOG.format(reference=config_reference()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -118,10 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_for_eval(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+def _load_for_eval(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     """(model, config, df, schema) for evaluate/gates."""
-    from data import Schema, load_table
     from mmoe_tf.saving import config_of, load_model
+    from training.runner import read_table
 
     model_path = pathlib.Path(args.model)
     if not model_path.exists():
@@ -129,18 +129,9 @@ def _load_for_eval(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     schema_path = args.schema or (
         model_path.parent / "schema.yaml" if (model_path.parent / "schema.yaml").is_file() else None
     )
-    if args.data == "default":
-        from data.sample import load_default
-
-        df, schema = load_default()
-        if schema_path:
-            schema = Schema.from_file(schema_path)
-            df = load_table(df, schema, nan_policy=args.nan_policy)
-    else:
-        if schema_path is None:
-            raise RunConfigError("--schema: required (no schema.yaml next to the model and --data is not 'default')")
-        schema = Schema.from_file(schema_path)
-        df = load_table(args.data, schema, nan_policy=args.nan_policy)
+    if args.data != "default" and schema_path is None:
+        raise RunConfigError("--schema: required (no schema.yaml next to the model and --data is not 'default')")
+    df, schema = read_table(args.data, schema_path, args.nan_policy)
     model = load_model(model_path)
     return model, config_of(model), df, schema
 

@@ -20,8 +20,7 @@ import tempfile
 import tensorflow as tf
 
 import mmoe_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow is used)
-
-STRATEGIES = ("none", "mirrored", "multi_worker")
+from training.config import DISTRIBUTE_KINDS as STRATEGIES
 
 
 def configure_logical_cpus(count: int) -> None:
@@ -69,7 +68,7 @@ def make_strategy(kind: str = "none", logical_cpus: int | None = None) -> tf.dis
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-def _check_tf_config() -> dict:
+def _check_tf_config() -> None:
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         raise ValueError(
@@ -87,7 +86,6 @@ def _check_tf_config() -> dict:
         ) from None
     if not 0 <= index < len(workers) + len(tf_config["cluster"].get("chief", [])):
         raise ValueError(f"TF_CONFIG: task.index {index} is out of range for {len(workers)} worker(s)")
-    return tf_config
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -108,9 +106,3 @@ def write_dir(output_dir: str | pathlib.Path, strategy: tf.distribute.Strategy) 
         return pathlib.Path(output_dir)
     task_id = getattr(strategy.cluster_resolver, "task_id", "x")
     return pathlib.Path(tempfile.mkdtemp(prefix=f"mmoe-worker{task_id}-"))
-
-
-def num_workers(strategy: tf.distribute.Strategy) -> int:
-    """Number of worker processes taking part (1 unless multi-worker)."""
-    extended = strategy.extended
-    return int(getattr(extended, "_num_workers", 1) or 1)

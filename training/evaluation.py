@@ -50,13 +50,10 @@ def binary_metrics(labels: np.ndarray, predictions: np.ndarray, weights: np.ndar
         ``rows, observed, positives, auc, log_loss, mean_prediction, observed_rate,
         calibration_ratio, notes``.
     """
-    labels, predictions, weights = _flat(labels), _flat(predictions), _flat(weights)
-    mask = weights > 0
-    y, p = labels[mask], predictions[mask]
+    counts, y, p = _observed(labels, predictions, weights)
     out: dict[str, Any] = {
         "type": "binary",
-        "rows": int(labels.size),
-        "observed": int(mask.sum()),
+        **counts,
         "positives": int((y > 0.5).sum()) if y.size else 0,
         "auc": None,
         "log_loss": None,
@@ -88,13 +85,10 @@ def binary_metrics(labels: np.ndarray, predictions: np.ndarray, weights: np.ndar
 
 def regression_metrics(labels: np.ndarray, predictions: np.ndarray, weights: np.ndarray) -> dict[str, Any]:
     """MSE/MAE (plus means) of one regression output on its observed rows (``weights > 0``)."""
-    labels, predictions, weights = _flat(labels), _flat(predictions), _flat(weights)
-    mask = weights > 0
-    y, p = labels[mask], predictions[mask]
+    counts, y, p = _observed(labels, predictions, weights)
     out: dict[str, Any] = {
         "type": "regression",
-        "rows": int(labels.size),
-        "observed": int(mask.sum()),
+        **counts,
         "mse": None,
         "mae": None,
         "mean_prediction": None,
@@ -118,6 +112,13 @@ def regression_metrics(labels: np.ndarray, predictions: np.ndarray, weights: np.
 
 def _flat(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).reshape(-1)
+
+
+def _observed(labels: Any, predictions: Any, weights: Any) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
+    """``({rows, observed}, labels, predictions)``, the arrays cut to the observed rows (``weights > 0``)."""
+    labels, predictions, weights = _flat(labels), _flat(predictions), _flat(weights)
+    mask = weights > 0
+    return {"rows": int(labels.size), "observed": int(mask.sum())}, labels[mask], predictions[mask]
 
 
 def _metrics_for(task: TaskSpec, labels: Any, predictions: Any, weights: Any) -> dict[str, Any]:

@@ -84,14 +84,13 @@ def analyze_gate_weights(
     if len({s[1] for s in shapes.values()}) != 1:
         raise ValueError(f"gate_weights: tasks disagree on the number of experts K: {shapes}")
     num_examples, k = next(iter(shapes.values()))
-    log_k = math.log(k) if k > 1 else 1.0
     unused_share = 0.1 / k if unused_share is None else unused_share
 
     tasks = {}
     for task, w in arrays.items():
         mean = w.mean(axis=0)
         entropy = float(_entropy(w).mean())
-        normalized = entropy / log_k if k > 1 else 0.0
+        normalized = entropy / math.log(k) if k > 1 else 0.0
         mean_max = float(w.max(axis=1).mean())
         reasons = []
         if mean_max > collapse_max_weight:

@@ -1,8 +1,8 @@
 """One training run: data → split → model (in the strategy scope) → ``fit`` → report + gate analysis.
 
 The run folder (``output_dir``, default ``output/runs/<UTC timestamp>``) receives ``model.keras``,
-``run_config.yaml``, ``schema.yaml``, ``report.json``, ``report.txt``, ``gates.json``, ``gates.png``,
-``history.csv``, ``tensorboard/``, ``checkpoints/`` and ``backup/``. An existing run folder is
+``run_config.yaml``, ``schema.yaml``, ``report.json``, ``report.txt``, ``gates.json``, ``gates.txt``,
+``gates.png``, ``history.csv``, ``tensorboard/``, ``checkpoints/`` and ``backup/``. An existing run folder is
 never clobbered: a finished run (``model.keras`` present) is refused, an unfinished one (same
 ``run_config.yaml``) is resumed from its last finished epoch by Keras ``BackupAndRestore``.
 
@@ -68,29 +68,40 @@ class RunResult:
 
 
 # ---- data --------------------------------------------------------------------------------------
+def read_table(
+    path: str | pathlib.Path, schema_path: str | pathlib.Path | None, nan_policy: str
+) -> tuple[pd.DataFrame, Any]:
+    """``(df, schema)`` of a CSV/Parquet table validated against ``schema_path`` (used by ``train`` and the CLI).
+
+    ``path`` ``default`` is the embedded sample, re-validated against ``schema_path`` when one is given;
+    any other path needs ``schema_path``.
+    """
+    from data import Schema, load_table
+
+    source: Any = path
+    if path == "default":
+        from data.sample import load_default
+
+        source, schema = load_default()
+        if not schema_path:
+            return source, schema
+    schema = Schema.from_file(schema_path)
+    return load_table(source, schema, nan_policy=nan_policy), schema
+
+
 def load_data(run_config: RunConfig) -> tuple[pd.DataFrame, Any]:
     """Load and validate the table named by ``data`` (``default`` = the embedded sample).
 
     Returns:
         ``(df, schema)``; ``df`` is cut to ``data.max_rows`` rows (seeded, original order kept).
     """
-    from data import Schema, load_table
-
     cfg = run_config.data
-    if cfg.path == "default":
-        from data.sample import load_default
-
-        df, schema = load_default()
-        if cfg.schema:
-            schema = Schema.from_file(cfg.schema)
-            df = load_table(df, schema, nan_policy=cfg.nan_policy)
-    else:
+    if cfg.path != "default":
         if not pathlib.Path(cfg.path).exists():
             raise RunConfigError(f"data.path: file not found: {cfg.path}")
         if not pathlib.Path(cfg.schema).is_file():
             raise RunConfigError(f"data.schema: file not found: {cfg.schema}")
-        schema = Schema.from_file(cfg.schema)
-        df = load_table(cfg.path, schema, nan_policy=cfg.nan_policy)
+    df, schema = read_table(cfg.path, cfg.schema, cfg.nan_policy)
     if cfg.max_rows is not None and cfg.max_rows < len(df):
         df = df.sample(n=cfg.max_rows, random_state=cfg.split.seed).sort_index().reset_index(drop=True)
     return df, schema

@@ -33,13 +33,12 @@ def run(
 
     ``overrides`` are ``ModelConfig`` fields replacing the experiments' common sizes (e.g. larger experts).
     """
-    model_overrides = {**common.model_overrides(architecture), **(overrides or {})}
     records = []
     for seed in range(seeds):
         df, schema = common.impressions_data(rows, seed)
         splits = common.split(df, seed)
         _, scores = common.train_and_evaluate(
-            schema, splits, architecture=architecture, seed=seed, fit=fit, **model_overrides
+            schema, splits, architecture=architecture, seed=seed, fit=fit, **(overrides or {})
         )
         oracle = common.oracle_aucs(splits[2], schema)
         for task in scores:

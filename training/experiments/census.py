@@ -42,9 +42,7 @@ def run(
         for seed in range(seeds):
             splits = common.split(df, seed)
             for arch in architectures:
-                _, scores = common.train_and_evaluate(
-                    schema, splits, architecture=arch, seed=seed, fit=fit, **common.model_overrides(arch)
-                )
+                _, scores = common.train_and_evaluate(schema, splits, architecture=arch, seed=seed, fit=fit)
                 records.append(
                     {
                         "group": group,

@@ -112,9 +112,13 @@ def train_and_evaluate(
     fit: FitOptions = DEFAULT_FIT,
     **overrides: Any,
 ) -> tuple[tf.keras.Model, dict[str, float]]:
-    """Fit ``architecture`` on ``(train, val, test)`` and return the model with its per-task test metrics."""
+    """Fit ``architecture`` on ``(train, val, test)`` and return the model with its per-task test metrics.
+
+    The model has the experiments' common sizes (:func:`model_overrides`), with ``overrides`` on top.
+    """
     train, val, test = splits
     start = time.perf_counter()
+    overrides = {**model_overrides(architecture), **overrides}
     model, config = fit_model(schema, train, val, architecture=architecture, seed=seed, fit=fit, **overrides)
     scores = task_metrics(model, config, test, schema)
     epochs = len(model.history.epoch) if model.history is not None else 0

@@ -39,9 +39,7 @@ def run(
         for seed in range(seeds):
             df, schema = common.synthetic_data(rows, p, seed, dim)
             splits = common.split(df, seed)
-            model, scores = common.train_and_evaluate(
-                schema, splits, architecture="mmoe", seed=seed, fit=fit, **common.model_overrides("mmoe")
-            )
+            model, scores = common.train_and_evaluate(schema, splits, architecture="mmoe", seed=seed, fit=fit)
             analysis = analyze_gate_weights(common.predict(gate_model(model), feature_arrays(splits[2], schema)))
             (pair,) = analysis["similarity"].values()
             records.append(

@@ -39,9 +39,7 @@ def run(
             splits = common.split(df, seed)
             tasks = tuple(t.name for t in schema.tasks)
             for arch in architectures:
-                _, scores = common.train_and_evaluate(
-                    schema, splits, architecture=arch, seed=seed, fit=fit, **common.model_overrides(arch)
-                )
+                _, scores = common.train_and_evaluate(schema, splits, architecture=arch, seed=seed, fit=fit)
                 records.append({"correlation": p, "architecture": arch, "seed": seed, **scores})
     raw = pd.DataFrame.from_records(records)
     table = common.aggregate(raw, ["correlation", "architecture"], list(tasks))

@@ -41,9 +41,7 @@ def run(
             # Same seed, same rows and labels; only the kept satisfaction labels differ (nested subsets).
             train, val, _ = common.split(common.impressions_data(rows, seed, label_keep_fraction=keep)[0], seed)
             for arch in architectures:
-                _, scores = common.train_and_evaluate(
-                    schema, (train, val, test), architecture=arch, seed=seed, fit=fit, **common.model_overrides(arch)
-                )
+                _, scores = common.train_and_evaluate(schema, (train, val, test), architecture=arch, seed=seed, fit=fit)
                 records.append(
                     {
                         "label_fraction": keep,
