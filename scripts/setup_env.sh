@@ -11,10 +11,14 @@ python_bin="${PYTHON:-python3}"
 key="$(sha256sum requirements.txt | cut -c1-16)"
 cache="${MMOE_VENV_CACHE:-$HOME/.cache/mmoe-tf}"
 venv="$cache/venv-$key"
+mkdir -p "$cache"
+# One builder at a time: a second setup (another clone, quickstart and tests at once) waits here
+# instead of deleting the half-built environment under the first.
+exec 9>"$cache/.lock-$key"
+flock 9
 if [ ! -f "$venv/.complete" ]; then
   echo "[setup] building virtual environment $venv (requirements hash $key)"
   rm -rf "$venv"
-  mkdir -p "$cache"
   "$python_bin" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet -r requirements.txt
