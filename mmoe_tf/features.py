@@ -227,13 +227,12 @@ class FeatureEncoder(tf.keras.layers.Layer):
             pre, emb = self._make_layers(spec, self.state[spec.name], i)
             self._preprocessors.append(pre)
             self._embeddings.append(emb)
+        self._numeric = _NumericGroup(self.specs, self.state)
+        self._column_order = _column_order(self.specs)
 
     def _make_layers(self, spec: FeatureSpec, state: Mapping[str, Any], index: int) -> tuple[Any, Any]:
         if spec.kind == "numeric":
-            pre = tf.keras.layers.Normalization(
-                axis=-1, mean=[state["mean"]], variance=[state["variance"]], name=f"norm_{spec.name}"
-            )
-            return pre, None
+            return None, None  # all numeric features are normalised together (_NumericGroup)
         if spec.kind == "categorical":
             vocabulary = list(spec.vocabulary) if spec.vocabulary is not None else list(state["vocabulary"])
             lookup = tf.keras.layers.StringLookup if spec.dtype == "string" else tf.keras.layers.IntegerLookup
@@ -261,10 +260,6 @@ class FeatureEncoder(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def _missing_to_default(self, spec: FeatureSpec, x: tf.Tensor) -> tf.Tensor:
-        if spec.kind == "numeric":
-            x = tf.cast(x, tf.float32)
-            fill = float(spec.default) if spec.default is not None else self.state[spec.name]["mean"]
-            return tf.where(tf.math.is_finite(x), x, tf.constant(fill, tf.float32))
         if spec.dtype == "string":
             if x.dtype != tf.string:
                 raise ValueError(f"feature {spec.name!r} expects string values, got a {x.dtype.name} tensor")
@@ -281,17 +276,13 @@ class FeatureEncoder(tf.keras.layers.Layer):
         absent = [s.name for s in self.specs if s.name not in inputs]
         if absent:
             raise ValueError(f"FeatureEncoder: inputs lack features {absent}")
-        parts = []
+        parts = [self._numeric(inputs)] if self._numeric.names else []
         for spec, pre, emb in zip(self.specs, self._preprocessors, self._embeddings, strict=True):
-            x = inputs[spec.name]
-            if x.shape.rank == 2:
-                x = tf.squeeze(x, axis=-1)
-            x = self._missing_to_default(spec, x)
-            if spec.kind == "numeric":
-                parts.append(pre(x[:, tf.newaxis]))
-            else:
-                parts.append(emb(pre(x)))
-        return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
+            if spec.kind != "numeric":
+                parts.append(emb(pre(self._missing_to_default(spec, _flat(inputs[spec.name])))))
+        x = parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
+        # Grouped layout [numeric block, embeddings...] back to the features' order (one gather, or none).
+        return x if self._column_order is None else tf.gather(x, self._column_order, axis=1)
 
     def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
         first = next(iter(input_shape.values())) if isinstance(input_shape, Mapping) else None
@@ -302,6 +293,46 @@ class FeatureEncoder(tf.keras.layers.Layer):
         config = super().get_config()
         config.update(features=[s.to_dict() for s in self.specs], state=plain_copy(self.state), seed=self.seed)
         return config
+
+
+def _flat(x: tf.Tensor) -> tf.Tensor:
+    """``[B]`` from a ``[B]`` or ``[B, 1]`` feature tensor."""
+    return tf.squeeze(x, axis=-1) if x.shape.rank == 2 else x
+
+
+class _NumericGroup:
+    """Missing-value fill and normalisation of every numeric feature at once: ``{name: [B]}`` → ``[B, n]``.
+
+    Same arithmetic as one ``tf.keras.layers.Normalization`` per feature, ``(x - mean) /
+    max(sqrt(variance), 1e-7)`` after NaN/inf take the feature's ``default`` (else its mean), in a
+    handful of ops instead of ≈ 8 per feature (``docs/performance.md``). Holds constants only.
+    """
+
+    def __init__(self, specs: Sequence[FeatureSpec], state: Mapping[str, Mapping[str, Any]]) -> None:
+        numeric = [s for s in specs if s.kind == "numeric"]
+        self.names = [s.name for s in numeric]
+        self.mean = [float(state[s.name]["mean"]) for s in numeric]
+        self.variance = [float(state[s.name]["variance"]) for s in numeric]
+        self.fill = [float(s.default) if s.default is not None else m for s, m in zip(numeric, self.mean, strict=True)]
+
+    def __call__(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        x = tf.stack([tf.cast(_flat(inputs[name]), tf.float32) for name in self.names], axis=1)
+        x = tf.where(tf.math.is_finite(x), x, tf.constant(self.fill, tf.float32))
+        std = tf.maximum(tf.sqrt(tf.constant(self.variance, tf.float32)), tf.keras.backend.epsilon())
+        return (x - tf.constant(self.mean, tf.float32)) / std
+
+
+def _column_order(specs: Sequence[FeatureSpec]) -> tuple[int, ...] | None:
+    """Columns of the grouped layout ``[numeric..., embeddings...]`` in the specs' order; ``None`` if equal."""
+    widths = [1 if s.kind == "numeric" else s.embedding_dim for s in specs]
+    numeric = [i for i, s in enumerate(specs) if s.kind == "numeric"]
+    grouped = numeric + [i for i, s in enumerate(specs) if s.kind != "numeric"]
+    start, offsets = 0, {}
+    for i in grouped:
+        offsets[i] = start
+        start += widths[i]
+    order = [offsets[i] + j for i in range(len(specs)) for j in range(widths[i])]
+    return None if order == list(range(len(order))) else tuple(order)
 
 
 def _py(value: Any) -> Any:

@@ -211,3 +211,40 @@ def test_to_model_inputs_converts_and_names_bad_rows():
         to_model_inputs(specs, {"price": [1.0], "item": [np.nan], "device": ["a"]})
     with pytest.raises(ValueError, match="different numbers of rows"):
         to_model_inputs(specs, {"price": [1.0, 2.0], "item": [1], "device": ["a"]})
+
+
+def test_grouped_numeric_normalisation_matches_keras_normalization(encoder):
+    """All numeric features are normalised together; each column equals Keras' per-feature Normalization."""
+    values = batch(
+        price=[0.5, float("nan"), 9.0],
+        age=[float("nan"), 18.0, 70.0],
+        device=["ios"] * 3,
+        country=["de"] * 3,
+        item=[7] * 3,
+        city=["rome"] * 3,
+    )
+    out = encoder(values).numpy()
+    for column, spec in ((0, SPECS[0]), (1, SPECS[1])):
+        state = encoder.state[spec.name]
+        fill = spec.default if spec.default is not None else state["mean"]
+        raw = tf.where(tf.math.is_finite(values[spec.name]), values[spec.name], fill)[:, tf.newaxis]
+        reference = tf.keras.layers.Normalization(axis=-1, mean=[state["mean"]], variance=[state["variance"]])
+        np.testing.assert_array_equal(out[:, column], reference(raw).numpy()[:, 0])
+
+
+def test_output_keeps_the_features_order_when_numeric_features_are_interleaved(adapt_data):
+    """Grouping numeric features must not move columns: embeddings sit where their feature is listed."""
+    specs = (SPECS[2], SPECS[0], SPECS[4], SPECS[1])  # device(3), price(1), item(4), age(1)
+    interleaved = FeatureEncoder(specs, state=adapt_state(specs, adapt_data), seed=3)
+    numeric_first = FeatureEncoder(
+        (SPECS[0], SPECS[1], SPECS[2], SPECS[4]), state=adapt_state(specs, adapt_data), seed=3
+    )
+    values = batch(
+        price=[2.0, 9.0], age=[25.0, 60.0], device=["ios", "web"], country=["de"] * 2, item=[7, 3], city=["x"] * 2
+    )
+    a, b = interleaved(values).numpy(), numeric_first(values).numpy()
+    np.testing.assert_array_equal(a[:, 3], b[:, 0])  # price
+    np.testing.assert_array_equal(a[:, 8], b[:, 1])  # age
+    device_a = interleaved(values)[:, :3]
+    device_b = tf.gather(numeric_first._embeddings[2].embeddings, numeric_first._preprocessors[2](values["device"]))
+    assert device_a.shape == device_b.shape

@@ -218,3 +218,17 @@ def test_savedmodel_runs_without_mmoe_tf(saved, tmp_path):
     gate = np.array(served["gate_click"])
     assert gate.shape == (3, CONFIG.num_experts)
     np.testing.assert_allclose(gate.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_model_saved_by_mmoe_tf_0_1_still_loads_and_predicts_the_same(repo_root):
+    """A .keras file written before the speed work (per-feature Normalization layers, Keras Adam)."""
+    import pandas as pd
+
+    fixture = repo_root / "tests" / "data"
+    model = load_model(fixture / "model_v0_1.keras")
+    rows = pd.read_csv(fixture / "model_v0_1_rows.csv", keep_default_na=False, na_values={"age": [""]})
+    got = outputs(model, mmoe_tf.features.to_model_inputs(config_of(model).features, rows))
+    expected = np.load(fixture / "model_v0_1_predictions.npz")
+    for name in expected.files:
+        np.testing.assert_allclose(got[name], expected[name], rtol=0, atol=1e-6)
+    assert int(model.optimizer.iterations) > 0  # the stored optimizer state came along
