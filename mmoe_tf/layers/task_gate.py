@@ -112,11 +112,15 @@ class TaskGate(tf.keras.layers.Layer):
         h = gate_input
         for layer in self._hidden:
             h = layer(h)
-        logits = self._logits(h) / self.temperature
+        logits = self._logits(h)
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
         if self.dropout:
             logits = c.smart_cond(training, lambda: self._drop(logits), lambda: logits)
         weights = tf.nn.softmax(logits, axis=-1)
-        mixed = tf.einsum("bk,bku->bu", weights, expert_outputs)
+        # Broadcast multiply + sum over experts: on CPU ≈ 2x faster forward + backward than the
+        # equivalent einsum, which runs as B tiny [1, K] x [K, U] batched matmuls (docs/performance.md).
+        mixed = tf.reduce_sum(weights[:, :, tf.newaxis] * expert_outputs, axis=1)
         return mixed, weights
 
     def compute_output_shape(self, input_shape: Any) -> tuple[tf.TensorShape, tf.TensorShape]:

@@ -1,0 +1,187 @@
+"""Where one training step of an mmoe-tf model spends its time and its graph ops.
+
+Same data and sizes as ``bench/peer_throughput.py`` (``simulate_ctr_table``: 16 numeric + 4
+categorical features; 8 experts × 64 units, linear gates, towers 32, batch 512). The step is built
+up in stages, each a ``tf.function`` over the same cached batches, timed in alternated rounds:
+
+1. ``input``: iterating ``data.make_dataset`` (the CLI's pipeline, shuffled);
+2. ``preprocessing``: the feature encoder forward (normalisation, lookups, embeddings);
+3. ``forward``: the whole model forward (so experts + gates + towers = forward − preprocessing);
+4. ``loss``: forward + masked per-task losses (``compute_loss``);
+5. ``backward``: + ``tape.gradient``;
+6. ``optimizer``: + ``optimizer.apply_gradients``;
+7. ``train_step``: Keras' full step (+ loss trackers and compiled AUC metrics).
+
+and, separately, forward + backward of the expert bank, the gates and the towers alone on cached
+inputs. Stage costs are differences of medians (µs per example). ``--threads 1`` pins TensorFlow
+to one thread: on a shared, loaded machine a single thread's CPU time is the steadiest measure
+of work per example, which is what an op-count change moves.
+
+Usage:
+    .venv/bin/python bench/step_breakdown.py [--rounds 5] [--threads 1] [--batch-size 512]
+
+The last printed line is one JSON object: ops per traced train step by part and time per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import pathlib
+import statistics
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow as tf
+
+import mmoe_tf
+from data import feature_arrays, make_dataset
+from data.generators import simulate_ctr_table
+
+PARTS = (  # first matching substring of an op's name → the part of the step it belongs to
+    ("gradient_tape", "backward"),
+    ("Adam", "optimizer"),
+    ("broadcast_weights", "metrics"),
+    ("auc", "metrics"),
+    ("/features", "preprocessing"),
+    ("/mmoe_", "experts + gates"),
+    ("/click", "towers"),
+    ("/satisfaction", "towers"),
+    ("/bottom", "experts + gates"),
+    ("logistic_loss", "loss"),
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, default=40_000)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: default)")
+    p.add_argument("--architecture", default="mmoe")
+    return p.parse_args(argv)
+
+
+def ops_by_part(model: tf.keras.Model, dataset: tf.data.Dataset) -> dict[str, int]:
+    """Non-constant ops of one traced train step, grouped by the part of the step they belong to."""
+    graph = model.train_function.get_concrete_function(iter(dataset)).graph
+    counts: collections.Counter[str] = collections.Counter()
+    seen: set[str] = set()
+
+    def walk(g: Any, scope: str) -> None:
+        for op in g.get_operations():
+            if op.type in ("Const", "NoOp", "Placeholder", "Identity"):
+                continue
+            name = f"{scope}/{op.name}"
+            counts[next((part for key, part in PARTS if key in name), "other (masking, trackers, glue)")] += 1
+        for name, fn in g._functions.items():
+            if name not in seen and getattr(fn, "graph", None) is not None:
+                seen.add(name)
+                walk(fn.graph, f"{scope}/{name}")
+
+    walk(graph, "")
+    return dict(counts.most_common())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    df, schema = simulate_ctr_table(n_rows=args.rows, seed=0)
+    sizes = {"expert_units": (64,), "tower_units": (32,)}
+    if args.architecture in ("mmoe", "omoe"):
+        sizes["num_experts"] = 8
+    model = mmoe_tf.build_model(
+        schema.model_config(architecture=args.architecture, **sizes), adapt_data=feature_arrays(df, schema)
+    )
+    pipeline = make_dataset(df, schema, batch_size=args.batch_size, shuffle=True)
+    batches = list(make_dataset(df, schema, batch_size=args.batch_size, drop_remainder=True))
+    model.fit(tf.data.Dataset.from_tensors(batches[0]), verbose=0)  # builds the optimizer and the train function
+    encoder = model.get_layer("features") if args.architecture != "single_task" else None
+    variables = model.trainable_variables
+
+    def loss_of(x: Any, y: Any, w: Any) -> tf.Tensor:
+        return model.compute_loss(x, y, model(x, training=True), w)
+
+    @tf.function
+    def backward(x: Any, y: Any, w: Any) -> list:
+        with tf.GradientTape() as tape:
+            loss = loss_of(x, y, w)
+        return tape.gradient(loss, variables)
+
+    @tf.function
+    def optimizer_step(x: Any, y: Any, w: Any) -> None:
+        model.optimizer.apply_gradients(zip(backward(x, y, w), variables, strict=True))
+
+    stacked = tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(lambda *t: tf.stack(t), *batches)).unbatch()
+    stacked = stacked.batch(args.batch_size).cache()  # the same batches, as a dataset for Keras' own step
+    stages: dict[str, Any] = {
+        "input": lambda: [None for _ in pipeline],
+        "preprocessing": (lambda f: lambda: [f(x) for x, _, _ in batches])(tf.function(lambda x: encoder(x)))
+        if encoder
+        else None,
+        "forward": (lambda f: lambda: [f(x) for x, _, _ in batches])(tf.function(lambda x: model(x, training=True))),
+        "loss": (lambda f: lambda: [f(*b) for b in batches])(tf.function(loss_of)),
+        "backward": lambda: [backward(*b) for b in batches],
+        "optimizer": lambda: [optimizer_step(*b) for b in batches],
+        "train_step": lambda: model.fit(stacked, verbose=0),
+    }
+    stages = {k: v for k, v in stages.items() if v is not None}
+    for fn in stages.values():  # trace
+        fn()
+    rows = len(batches) * args.batch_size
+    seconds: dict[str, list[float]] = collections.defaultdict(list)
+    for r in range(args.rounds):
+        for name, fn in stages.items():
+            start = time.process_time() if args.threads == 1 else time.perf_counter()
+            fn()
+            end = time.process_time() if args.threads == 1 else time.perf_counter()
+            seconds[name].append(end - start)
+        print(
+            f"round {r + 1}: " + ", ".join(f"{k} {1e6 * v[-1] / rows:.2f}" for k, v in seconds.items()) + " µs/example",
+            flush=True,
+        )
+    per_example = {k: 1e6 * statistics.median(v) / rows for k, v in seconds.items()}
+    order = ["preprocessing", "forward", "loss", "backward", "optimizer", "train_step"]
+    present = [k for k in order if k in per_example]
+    breakdown = {"input (pipeline, overlapped with training by prefetch)": per_example["input"]}
+    previous = 0.0
+    names = {
+        "preprocessing": "preprocessing",
+        "forward": "experts + gates + towers (forward)",
+        "loss": "loss and masking",
+        "backward": "backward (all parts)",
+        "optimizer": "optimizer",
+        "train_step": "metrics, trackers and Keras step",
+    }
+    for k in present:
+        breakdown[names[k]] = per_example[k] - previous
+        previous = per_example[k]
+    result = {
+        "benchmark": "step_breakdown",
+        "unit": "µs per example (median of rounds; CPU time when --threads 1, else wall time)",
+        "architecture": args.architecture,
+        "batch_size": args.batch_size,
+        "threads": args.threads or "default",
+        "ops_per_train_step": sum(ops_by_part(model, tf.data.Dataset.from_tensors(batches[0])).values()),
+        "ops_by_part": ops_by_part(model, tf.data.Dataset.from_tensors(batches[0])),
+        "stage_us_per_example": {k: round(v, 3) for k, v in per_example.items()},
+        "breakdown_us_per_example": {k: round(v, 3) for k, v in breakdown.items()},
+        "train_examples_per_s": round(1e6 / per_example["train_step"]),
+        "tensorflow": tf.__version__,
+        "load_average": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
