@@ -250,3 +250,78 @@ def test_ple_runs_in_the_experiments(tmp_path):
     )
     assert list(table["architecture"]) == ["single_task", "ple"]
     assert np.isfinite(table["auc_satisfaction_mean"].to_numpy(float)).all()
+
+
+# --- gate analysis ------------------------------------------------------------------------------
+
+
+def test_ple_level_shares_and_real_expert_similarity(tmp_path):
+    from training.gate_analysis import analyze_gate_weights, format_gate_summary, ple_level_shares, plot_gates
+
+    names = {
+        "click": ["click/0", "shared/0", "shared/1"],
+        "rating": ["rating/0", "shared/0", "shared/1"],
+        "shared": ["click/0", "rating/0", "shared/0", "shared/1"],
+    }
+    own_only = np.tile([1.0, 0.0, 0.0], (4, 1))
+    levels = ple_level_shares(
+        {
+            "level0/click": np.array([[0.5, 0.25, 0.25], [0.1, 0.4, 0.5]]),
+            "level0/rating": own_only,
+            "level0/shared": np.tile([0.1, 0.2, 0.3, 0.4], (2, 1)),
+            "level1/click": own_only,
+            "level1/rating": np.tile([0.0, 0.5, 0.5], (3, 1)),
+        },
+        names,
+    )
+    assert [lv["level"] for lv in levels] == [0, 1]
+    assert levels[0]["tasks"]["click"] == pytest.approx({"own": 0.3, "shared": 0.7})
+    assert levels[0]["tasks"]["rating"] == pytest.approx({"own": 1.0, "shared": 0.0})
+    assert levels[0]["shared_gate"] == pytest.approx({"click": 0.1, "rating": 0.2, "shared": 0.7})
+    assert (
+        levels[1]["tasks"]["rating"] == pytest.approx({"own": 0.0, "shared": 1.0}) and levels[1]["shared_gate"] is None
+    )
+    with pytest.raises(ValueError, match="level0/nope"):
+        ple_level_shares({"level0/nope": own_only}, names)
+
+    # both tasks put all their mass on their own expert: same columns, but no expert in common
+    a = analyze_gate_weights({"click": own_only, "rating": own_only}, expert_names=names)
+    assert a["similarity"]["click|rating"]["js_similarity"] == pytest.approx(0.0)
+    assert a["similarity"]["click|rating"]["cosine"] == pytest.approx(0.0)
+    assert [e["name"] for e in a["experts"]] == ["click/0", "rating/0", "shared/0", "shared/1"]
+    assert [e["share"] for e in a["experts"]] == pytest.approx([0.5, 0.5, 0.0, 0.0])
+    assert a["unused_experts"] == [2, 3]
+    a["ple"] = {"levels": levels}
+    text = format_gate_summary(a)
+    assert text.splitlines()[0].split()[:4] == ["task", "own0", "sh0", "sh1"]
+    assert (
+        "0.300 / 0.700" in text and "shared gate, level 0: experts of click=0.100, rating=0.200, shared=0.700" in text
+    )
+    assert "unused experts: ['shared/0', 'shared/1']" in text
+    assert plot_gates(a, tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match=r"expert_names\['click'\]: expected 3 names"):
+        analyze_gate_weights({"click": own_only}, expert_names={"click": ["a"]})
+
+
+def test_cli_train_ple_writes_gate_analysis_per_level(tmp_path):
+    import json
+
+    from training.cli import main
+
+    out = tmp_path / "run"
+    sets = ["data.max_rows=400", "train.epochs=1", "train.batch_size=64", "train.verbose=0", "model.architecture=ple"]
+    sets += ["model.num_levels=2", "model.num_task_experts=2", "model.num_shared_experts=1", "model.expert_units=[8]"]
+    assert main(["train", "--output-dir", str(out), "--quiet", *[a for s in sets for a in ("--set", s)]]) == 0
+    gates = json.loads((out / "gates.json").read_text())
+    assert gates["num_experts"] == 3
+    assert gates["expert_names"]["click"] == ["click/0", "click/1", "shared/0"]
+    levels = gates["ple"]["levels"]
+    assert [lv["level"] for lv in levels] == [0, 1]
+    for lv in levels:
+        for task in ("click", "satisfaction"):
+            share = lv["tasks"][task]
+            assert share["own"] + share["shared"] == pytest.approx(1.0, abs=1e-5)
+    assert sum(levels[0]["shared_gate"].values()) == pytest.approx(1.0, abs=1e-5) and levels[1]["shared_gate"] is None
+    text = (out / "gates.txt").read_text()
+    assert "level 0 own/shared" in text and "level 1 own/shared" in text
+    assert json.loads((out / "report.json").read_text())["model"]["architecture"] == "ple"
