@@ -176,11 +176,12 @@ def _tasks_and_primary(
     from data import labels_and_weights
     from training.runner import load_data, model_config_for, split_data
 
-    df, schema = load_data(base)
+    first = fit_run_config(base, Fit(archs[0], first_seed), pathlib.Path("."))
+    df, schema = load_data(first)  # the rows and split of the first seed's fits
     for arch in archs:  # every architecture's config is valid before anything trains
         model_config_for(schema, fit_run_config(base, Fit(arch, first_seed), pathlib.Path(".")))
     config = model_config_for(schema, base)
-    parts = split_data(df, schema, fit_run_config(base, Fit(archs[0], first_seed), pathlib.Path(".")))
+    parts = split_data(df, schema, first)
     if len(parts["test"]) == 0:
         raise RunConfigError("data.split.fractions: compare scores the test split, so its fraction must be > 0")
     _, weights = labels_and_weights(parts["train"], schema)
@@ -194,11 +195,18 @@ def _tasks_and_primary(
     return metrics, scarcest, f"the scarcest task: {counts[scarcest]} training labels", counts
 
 
-def _run_pending(pending: list[tuple[Fit, dict[str, Any], pathlib.Path]], jobs: int, bar: Any) -> list[dict[str, Any]]:
+def _run_pending(
+    pending: list[tuple[Fit, dict[str, Any], pathlib.Path]],
+    jobs: int,
+    bar: Any,
+    on_fit: Callable[[dict[str, Any]], None] | None,
+) -> list[dict[str, Any]]:
     records = []
 
     def done(fit: Fit, record: dict[str, Any]) -> None:
         records.append(record)
+        if on_fit is not None:
+            on_fit(record)
         bar.set_postfix_str(f"{fit.name} {record['wall_seconds']:.0f}s")
         bar.update(1)
 
@@ -246,7 +254,7 @@ def compare(
         jobs: Fits run in parallel in this many processes (1: in this process).
         output_dir: Comparison folder; default ``output/compare/<UTC timestamp>``; an existing one is resumed.
         progress: Show a progress bar over fits (stderr).
-        on_fit: Called with each newly finished fit's record (in this process).
+        on_fit: Called in this process with each newly finished fit's record, as it finishes.
 
     Returns:
         The ``compare.json`` content.
@@ -280,12 +288,9 @@ def compare(
         LOGGER.info("resuming %s: %d of %d fits already finished", out, len(records), len(fits))
     bar = tqdm(total=len(fits), initial=len(records), desc="compare", unit="fit", disable=not progress, file=sys.stderr)
     try:
-        new = _run_pending(pending, jobs, bar)
+        new = _run_pending(pending, jobs, bar, on_fit)
     finally:
         bar.close()
-    for record in new:
-        if on_fit is not None:
-            on_fit(record)
     records += new
     order = {fit.name: i for i, fit in enumerate(fits)}
     records.sort(key=lambda r: order[Fit(r["architecture"], r["seed"]).name])
