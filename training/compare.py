@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import pathlib
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -125,10 +126,11 @@ def run_fit(raw_config: dict[str, Any], run_dir: str) -> dict[str, Any]:
 
 def _init_worker(threads: int) -> None:
     """Worker-process setup: quiet TensorFlow limited to ``threads`` threads (the machine is shared by the jobs)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the workers
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    import tensorflow as tf  # tf.keras is resolved lazily: mmoe_tf below still selects Keras 2 in time
 
-    import mmoe_tf  # noqa: F401  (Keras 2 API before TensorFlow starts)
+    import mmoe_tf  # noqa: F401
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -219,18 +221,23 @@ def _run_pending(
         return records
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
-    with concurrent.futures.ProcessPoolExecutor(
+    pool = concurrent.futures.ProcessPoolExecutor(
         jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)
-    ) as pool:
-        futures = {pool.submit(run_fit, raw, str(folder)): fit for fit, raw, folder in pending}
+    )
+    futures = {pool.submit(run_fit, raw, str(folder)): fit for fit, raw, folder in pending}
+    try:
         for future in concurrent.futures.as_completed(futures):
             fit = futures[future]
             try:
                 done(fit, future.result())
             except Exception as err:
-                for other in futures:
-                    other.cancel()
                 raise CompareError(f"fit {fit.name} failed ({type(err).__name__}: {err}); rerun to resume") from err
+    except BaseException:  # a failed fit or Ctrl-C: stop now; unfinished fits resume on the next run
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise
+    pool.shutdown()
     return records
 
 
@@ -359,6 +366,9 @@ def main(args: argparse.Namespace) -> int:
     except CompareError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: rerun the same command (same --output-dir) to resume", file=sys.stderr)
+        return 130
     out = pathlib.Path(result["output_dir"])
     print((out / "compare.md").read_text().rstrip())
     print(f"\ncomparison folder: {out}")
