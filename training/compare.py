@@ -194,6 +194,14 @@ def _tasks_and_primary(
             raise RunConfigError(f"--primary-task: no task {primary_task!r}; tasks are {list(metrics)}")
         return metrics, primary_task, "named with --primary-task", counts
     scarcest = min(counts, key=counts.get)
+    tied = [t for t, n in counts.items() if n == counts[scarcest]]
+    if len(tied) > 1:
+        return (
+            metrics,
+            scarcest,
+            f"tasks {tied} tie as the scarcest ({counts[scarcest]} training labels): the first",
+            counts,
+        )
     return metrics, scarcest, f"the scarcest task: {counts[scarcest]} training labels", counts
 
 
