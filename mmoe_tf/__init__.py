@@ -19,7 +19,7 @@ from mmoe_tf.config import (  # noqa: E402
 )
 from mmoe_tf.features import FeatureEncoder  # noqa: E402
 from mmoe_tf.gates import gate_model  # noqa: E402
-from mmoe_tf.layers import CrossExpertBank, ExpertBank, MMoE, TaskGate  # noqa: E402
+from mmoe_tf.layers import CGC, CrossExpertBank, ExpertBank, MMoE, TaskGate  # noqa: E402
 from mmoe_tf.losses import UncertaintyWeighting, current_loss_weights  # noqa: E402
 from mmoe_tf.models import MultiTaskModel, build_model, compile_model  # noqa: E402
 from mmoe_tf.saving import config_of, load_model, save_model  # noqa: E402
@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ARCHITECTURES",
+    "CGC",
     "MLP",
     "CrossExpertBank",
     "ExpertBank",

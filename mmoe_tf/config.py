@@ -27,7 +27,7 @@ FEATURE_DTYPES = {
 }
 TASK_TYPES = ("binary", "regression")
 TASK_LOSSES = {"binary": ("bce",), "regression": ("mse", "huber")}
-ARCHITECTURES = ("mmoe", "omoe", "shared_bottom", "single_task")
+ARCHITECTURES = ("mmoe", "omoe", "ple", "shared_bottom", "single_task")
 EXPERT_TYPES = ("mlp", "cross")
 NORMALIZATIONS = (None, "batch", "layer")
 LOSS_BALANCING = ("fixed", "uncertainty")
@@ -208,8 +208,12 @@ class ModelConfig:
         features: The raw input features.
         tasks: The prediction tasks (outputs); defaults to ``click`` and ``satisfaction``.
         architecture: ``mmoe`` (one gate per task), ``omoe`` (one gate shared by all tasks),
-            ``shared_bottom`` (one shared MLP) or ``single_task`` (independent networks per task).
+            ``ple`` (Progressive Layered Extraction: per-task plus shared experts per level; one level
+            is CGC), ``shared_bottom`` (one shared MLP) or ``single_task`` (independent networks per task).
         num_experts: Number of experts K (mmoe/omoe).
+        num_shared_experts: Shared experts per level (ple).
+        num_task_experts: Experts each task owns per level (ple); a task's gate mixes its own
+            ``num_task_experts`` then the ``num_shared_experts`` shared experts.
         expert_units: Hidden sizes of each expert MLP; the last is the expert output width. For
             ``shared_bottom`` and ``single_task`` these are the bottom MLP's sizes.
         expert_type: ``mlp`` or ``cross`` (DCN-v2 cross network from TFRS, then a projection to
@@ -221,7 +225,8 @@ class ModelConfig:
         gate_hidden_units: Hidden layer sizes of each gate before its softmax (empty: linear gate).
         gate_temperature: Softmax temperature of the gates (> 0; larger is flatter).
         gate_dropout: Dropout on gate weights during training (renormalised to sum to 1).
-        num_levels: Number of stacked MMoE blocks (multi-level MMoE).
+        num_levels: Number of stacked MMoE blocks (multi-level MMoE), or of PLE extraction levels
+            (``1`` = CGC).
         tower_units: Default hidden sizes of each task tower.
         tower_activation: Activation of tower hidden layers.
         tower_dropout: Dropout rate after each tower hidden layer.
@@ -236,6 +241,8 @@ class ModelConfig:
     tasks: tuple[TaskSpec, ...] = dataclasses.field(default_factory=default_tasks)
     architecture: str = "mmoe"
     num_experts: int = 4
+    num_shared_experts: int = 2
+    num_task_experts: int = 1
     expert_units: tuple[int, ...] = (64,)
     expert_type: str = "mlp"
     cross_layers: int = 2
@@ -285,13 +292,15 @@ class ModelConfig:
             _fail(owner, "tasks", f"output names {clash} clash with feature names")
         if self.architecture not in ARCHITECTURES:
             _fail(owner, "architecture", f"is {self.architecture!r}; expected one of {ARCHITECTURES}")
+        if self.architecture == "ple" and "shared" in self.task_names:
+            _fail(owner, "tasks", "holds a task named 'shared', a name ple reserves for its shared experts")
         if self.expert_type not in EXPERT_TYPES:
             _fail(owner, "expert_type", f"is {self.expert_type!r}; expected one of {EXPERT_TYPES}")
         if self.expert_norm not in NORMALIZATIONS:
             _fail(owner, "expert_norm", f"is {self.expert_norm!r}; expected one of {NORMALIZATIONS}")
         if self.loss_balancing not in LOSS_BALANCING:
             _fail(owner, "loss_balancing", f"is {self.loss_balancing!r}; expected one of {LOSS_BALANCING}")
-        for field in ("num_experts", "num_levels", "cross_layers", "seed"):
+        for field in ("num_experts", "num_shared_experts", "num_task_experts", "num_levels", "cross_layers", "seed"):
             value = getattr(self, field)
             minimum = 0 if field == "seed" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:

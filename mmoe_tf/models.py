@@ -1,6 +1,6 @@
-"""Multi-task ranking models built from a ``ModelConfig``: MMoE, OMoE, shared-bottom and single-task.
+"""Multi-task ranking models built from a ``ModelConfig``: MMoE, OMoE, PLE, shared-bottom and single-task.
 
-All four architectures share the same feature handling (``FeatureEncoder``) and the same towers,
+All five architectures share the same feature handling (``FeatureEncoder``) and the same towers,
 so comparisons between them are fair. The model is a functional Keras model subclass,
 ``MultiTaskModel``, whose config is the ``ModelConfig`` plus the adapted feature state: it is
 saved and re-created without re-adapting, and its losses (fixed λ or learned uncertainty weights,
@@ -30,7 +30,7 @@ from mmoe_tf.features import (
     plain_copy,
     to_model_inputs,
 )
-from mmoe_tf.layers import CrossExpertBank, MMoE
+from mmoe_tf.layers import CGC, CrossExpertBank, MMoE
 from mmoe_tf.layers._common import derive_seed
 from mmoe_tf.losses import UncertaintyWeighting, make_loss
 from mmoe_tf.optimizers import FusedAdam
@@ -42,6 +42,11 @@ from mmoe_tf.towers import MLP, Tower
 def mmoe_layer_name(level: int) -> str:
     """Name of the MMoE/OMoE block at ``level`` (0-based) inside a built model."""
     return f"mmoe_{level}"
+
+
+def ple_layer_name(level: int) -> str:
+    """Name of the PLE extraction level (a ``CGC`` layer) at ``level`` (0-based) inside a built model."""
+    return f"ple_{level}"
 
 
 def _bottom(config: ModelConfig, seed: int, name: str) -> tf.keras.layers.Layer:
@@ -88,6 +93,8 @@ def _representations(config: ModelConfig, state: Mapping[str, Any], inputs: dict
     if arch == "shared_bottom":
         h = _bottom(config, derive_seed(config.seed, 2), "bottom")(x)
         return {t.name: h for t in config.tasks}
+    if arch == "ple":
+        return _ple(config, x)
     num_gates = len(config.tasks) if arch == "mmoe" else 1
     level_input: Any = x
     mixed: list[tf.Tensor] = []
@@ -110,6 +117,33 @@ def _representations(config: ModelConfig, state: Mapping[str, Any], inputs: dict
         mixed, _ = block(level_input)
         level_input = list(mixed) if num_gates > 1 else mixed[0]
     return {t.name: mixed[i if num_gates > 1 else 0] for i, t in enumerate(config.tasks)}
+
+
+def _ple(config: ModelConfig, x: tf.Tensor) -> dict[str, tf.Tensor]:
+    """PLE: ``num_levels`` CGC levels; every level but the last also mixes a shared output for the next."""
+    level_input: Any = x
+    mixed: list[tf.Tensor] = []
+    for level in range(config.num_levels):
+        block = CGC(
+            num_tasks=len(config.tasks),
+            num_task_experts=config.num_task_experts,
+            num_shared_experts=config.num_shared_experts,
+            expert_units=config.expert_units,
+            shared_gate=level < config.num_levels - 1,
+            expert_type=config.expert_type,
+            expert_activation=config.expert_activation,
+            expert_dropout=config.expert_dropout,
+            expert_norm=config.expert_norm,
+            cross_layers=config.cross_layers,
+            gate_hidden_units=config.gate_hidden_units,
+            gate_temperature=config.gate_temperature,
+            gate_dropout=config.gate_dropout,
+            seed=derive_seed(config.seed, 5, level),
+            name=ple_layer_name(level),
+        )
+        mixed, _ = block(level_input)
+        level_input = list(mixed)
+    return {t.name: mixed[i] for i, t in enumerate(config.tasks)}
 
 
 def _build_graph(config: ModelConfig, state: Mapping[str, Any]) -> tuple[dict, dict]:
@@ -413,7 +447,7 @@ def build_model(
     """Build (and by default compile) the multi-task model described by ``config``.
 
     Args:
-        config: The model description; ``config.architecture`` picks ``mmoe``, ``omoe``,
+        config: The model description; ``config.architecture`` picks ``mmoe``, ``omoe``, ``ple``,
             ``shared_bottom`` or ``single_task``.
         adapt_data: Raw feature columns keyed by feature name (dict of arrays or DataFrame), used
             to adapt normalisers and vocabularies; required when any feature needs adapting.

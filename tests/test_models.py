@@ -69,7 +69,7 @@ def trained(toy):
     features, labels, weights = toy
     dataset = tf.data.Dataset.from_tensor_slices((features, labels, weights)).batch(64).cache()
     out = {}
-    for arch in ("mmoe", "omoe", "shared_bottom", "single_task"):
+    for arch in ("mmoe", "omoe", "ple", "shared_bottom", "single_task"):
         model = build_model(make_config(arch), adapt_data=features)
         before = loss_of(model, features, labels, weights)
         model.fit(dataset, epochs=6, verbose=0)  # 24 steps; the cost is tracing, the extra epochs are ~free
@@ -133,14 +133,14 @@ def test_gradients_reach_every_expert_and_gate(toy):
     assert (tf.norm(kernel_grad, axis=[1, 2]).numpy() > 0).all()
 
 
-@pytest.mark.parametrize("arch", ["mmoe", "omoe", "shared_bottom", "single_task"])
+@pytest.mark.parametrize("arch", ["mmoe", "omoe", "ple", "shared_bottom", "single_task"])
 def test_training_decreases_loss(trained, arch):
     _, before, after = trained[arch]
     assert np.isfinite(after)
     assert after < 0.85 * before, (before, after)
 
 
-@pytest.mark.parametrize("arch", ["mmoe", "omoe", "shared_bottom", "single_task"])
+@pytest.mark.parametrize("arch", ["mmoe", "omoe", "ple", "shared_bottom", "single_task"])
 def test_save_load_round_trip_is_exact(trained, toy, tmp_path, arch):
     model = trained[arch][0]
     features, _, _ = toy

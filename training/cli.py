@@ -1,9 +1,11 @@
-"""``python -m training {train,evaluate,gates}``: train a run, evaluate a saved model, analyse its gates.
+"""``python -m training {train,evaluate,gates,compare}``: train a run, evaluate a saved model, analyse its gates,
+compare architectures over seeds.
 
 Examples:
     python -m training train --config training/configs/default.yaml --set model.num_experts=8 --set train.epochs=3
     python -m training evaluate --model output/runs/RUN/model.keras --data table.csv --schema schema.yaml
     python -m training gates --model output/runs/RUN/model.keras --data default --output-dir /tmp/gates
+    python -m training compare --set train.epochs=5 --seeds 3 --jobs 2 --output-dir output/compare/first
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from training import compare
 from training.config import RunConfigError, config_reference, load_run_config
 
 EPILOG = """\
@@ -111,10 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="logging level (gate-collapse warnings are WARNING)",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,gates}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,gates,compare}")
     _add_train(sub)
     _add_evaluate(sub)
     _add_gates(sub)
+    compare.add_parser(sub)
     return parser
 
 
@@ -194,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("training").setLevel(args.log_level)
-    handlers = {"train": _train, "evaluate": _evaluate, "gates": _gates}
+    handlers = {"train": _train, "evaluate": _evaluate, "gates": _gates, "compare": compare.main}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:

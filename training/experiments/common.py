@@ -222,11 +222,12 @@ def print_result(title: str, table: pd.DataFrame, figure: Path | None, extra: Ma
 
 # --- data and model choices shared by the experiments -------------------------------------------
 
-# Roughly equal parameter budgets: 8 experts × 16 units (mmoe/omoe) ≈ one 128-unit bottom
-# (shared_bottom) ≈ one 64-unit network per task for two tasks (single_task).
+# Roughly equal parameter budgets: 8 experts × 16 units (mmoe/omoe; ple: 4 shared + 2 per task for two
+# tasks) ≈ one 128-unit bottom (shared_bottom) ≈ one 64-unit network per task for two tasks (single_task).
 MODEL_OVERRIDES: dict[str, dict[str, Any]] = {
     "mmoe": {"num_experts": 8, "expert_units": (16,), "tower_units": (8,)},
     "omoe": {"num_experts": 8, "expert_units": (16,), "tower_units": (8,)},
+    "ple": {"num_shared_experts": 4, "num_task_experts": 2, "expert_units": (16,), "tower_units": (8,)},
     "shared_bottom": {"expert_units": (128,), "tower_units": (8,)},
     "single_task": {"expert_units": (64,), "tower_units": (8,)},
 }

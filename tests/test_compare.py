@@ -1,0 +1,160 @@
+"""``python -m training compare``: statistics, verdicts, output files, identical splits per seed, resume, jobs."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+
+from training.cli import main
+from training.compare import FIT_RESULT, Fit, compare, fit_run_config
+from training.compare_report import HELPS, NEGATIVE, NO_DIFFERENCE, mean_interval, summarize, verdict
+from training.config import RunConfigError, load_run_config
+
+TINY = [
+    "data.max_rows=300",
+    "train.epochs=1",
+    "train.batch_size=64",
+    "model.expert_units=[8]",
+    "model.tower_units=[4]",
+    "gates.enabled=false",
+]
+
+
+def test_mean_interval_is_student_t():
+    s = mean_interval([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * sd(=1) / sqrt(3)
+    assert s["mean"] == pytest.approx(2.0) and s["n"] == 3
+    assert (s["low"], s["high"], s["half_width"]) == pytest.approx((2.0 - half, 2.0 + half, half))
+    assert mean_interval([0.5, float("nan"), None])["n"] == 1 and mean_interval([0.5])["low"] is None
+    assert mean_interval([])["mean"] is None
+    assert verdict({"low": 0.01, "high": 0.2}) == HELPS
+    assert verdict({"low": -0.3, "high": -0.01}) == NEGATIVE
+    assert verdict({"low": -0.1, "high": 0.1}) == verdict({"low": None, "high": None}) == NO_DIFFERENCE
+
+
+def _fit(arch, seed, auc, mse):
+    return {"architecture": arch, "seed": seed, "metrics": {"click": auc, "rating": mse}, "wall_seconds": 1.0 + seed}
+
+
+def test_summarize_pairs_by_seed_signs_mse_and_recommends():
+    base = {0: (0.60, 1.0), 1: (0.70, 2.0), 2: (0.65, 3.0)}
+    fits = [_fit("single_task", s, *v) for s, v in base.items()]
+    # mmoe: click better by 0.05 +- 0.001 on every seed (helps); rating MSE worse by ~0.5 (negative transfer)
+    fits += [_fit("mmoe", s, a + 0.05 + 0.001 * s, m + 0.5 + 0.01 * s) for s, (a, m) in base.items()]
+    # ple: click better by a little; rating better by 0.2 +- noise (lower MSE) and mixed signs
+    fits += [_fit("ple", s, a + 0.01 * (s - 0.5), m - 0.2 + 0.3 * (s - 1)) for s, (a, m) in base.items()]
+    metrics = {"click": "auc", "rating": "mse"}
+    out = summarize(fits, ["single_task", "mmoe", "ple"], metrics, primary_task="click")
+    assert out["summary"]["click"]["single_task"]["mean"] == pytest.approx(0.65)
+    mmoe_click, mmoe_rating = out["paired"]["click"]["mmoe"], out["paired"]["rating"]["mmoe"]
+    assert mmoe_click["mean"] == pytest.approx(0.051) and mmoe_click["verdict"] == HELPS
+    assert mmoe_rating["mean"] == pytest.approx(-0.51) and mmoe_rating["verdict"] == NEGATIVE  # + = better: lower MSE
+    assert out["paired"]["rating"]["ple"]["mean"] == pytest.approx(0.2)
+    assert out["paired"]["rating"]["ple"]["verdict"] == NO_DIFFERENCE
+    # mmoe has the best click mean but negative transfer on rating: excluded; ple beats single_task on click
+    assert out["recommended"] == {
+        "architecture": "ple",
+        "primary_task": "click",
+        "excluded_for_negative_transfer": ["mmoe"],
+    }
+    assert out["wall_seconds"]["ple"]["per_seed"] == {"0": 1.0, "1": 2.0, "2": 3.0}
+    # with rating primary, the lowest MSE wins
+    assert summarize(fits, ["single_task", "mmoe", "ple"], metrics, "rating")["recommended"]["architecture"] == "ple"
+
+
+def test_each_seed_shares_its_split_across_architectures(tmp_path):
+    base = load_run_config(None, TINY)
+    a = fit_run_config(base, Fit("mmoe", 4), tmp_path / "a")
+    b = fit_run_config(base, Fit("ple", 4), tmp_path / "b")
+    assert a.data == b.data and a.data.split.seed == 4 and a.train.seed == b.train.seed == 4
+    assert a.model["architecture"] == "mmoe" and b.model["architecture"] == "ple" and a.model["seed"] == 4
+    assert {k: v for k, v in a.model.items() if k != "architecture"} == {
+        k: v for k, v in b.model.items() if k != "architecture"
+    }
+
+
+def test_bad_arguments_name_the_flag(tmp_path, capsys):
+    run_config = load_run_config(None, TINY)
+    with pytest.raises(RunConfigError, match="--architectures: unknown"):
+        compare(run_config, architectures=("mmoe", "transformer"), output_dir=tmp_path / "x")
+    with pytest.raises(RunConfigError, match="--seeds"):
+        compare(run_config, seeds=1, output_dir=tmp_path / "x")
+    with pytest.raises(RunConfigError, match="--primary-task: no task 'ctr'"):
+        compare(run_config, primary_task="ctr", output_dir=tmp_path / "x", progress=False)
+    assert main(["compare", "--jobs", "0", "--output-dir", str(tmp_path / "y")]) == 2
+    assert "--jobs" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare") / "cmp"
+    args = ["compare", "--architectures", "ple", "--seeds", "2", "--output-dir", str(out), "--no-progress"]
+    for item in TINY:
+        args += ["--set", item]
+    assert main(args) == 0
+    return out
+
+
+def test_compare_writes_json_markdown_and_figure(compared):
+    result = json.loads((compared / "compare.json").read_text())
+    assert result["architectures"] == ["single_task", "ple"]  # the baseline is added
+    assert result["seeds"] == [0, 1] and result["metrics"] == {"click": "auc", "satisfaction": "auc"}
+    counts = result["train_labels_first_seed"]
+    assert result["primary_task"] == "satisfaction" and counts["satisfaction"] < counts["click"]
+    assert [(f["architecture"], f["seed"]) for f in result["fits"]] == [
+        ("single_task", 0),
+        ("ple", 0),
+        ("single_task", 1),
+        ("ple", 1),
+    ]
+    for fit in result["fits"]:
+        assert fit["wall_seconds"] >= fit["fit_seconds"] > 0
+        run_config = (compared / "fits" / f"{fit['architecture']}-seed{fit['seed']}" / "run_config.yaml").read_text()
+        assert f"seed: {fit['seed']}" in run_config
+        report = json.loads(
+            (compared / "fits" / f"{fit['architecture']}-seed{fit['seed']}" / "report.json").read_text()
+        )
+        assert fit["metrics"]["click"] == report["splits"]["test"]["click"]["auc"]
+    for task in ("click", "satisfaction"):
+        ple = [f["metrics"][task] for f in result["fits"] if f["architecture"] == "ple"]
+        single = [f["metrics"][task] for f in result["fits"] if f["architecture"] == "single_task"]
+        assert result["summary"][task]["ple"]["mean"] == pytest.approx(sum(ple) / 2)
+        diff = result["paired"][task]["ple"]
+        assert diff["mean"] == pytest.approx((ple[0] - single[0] + ple[1] - single[1]) / 2)
+        assert diff["verdict"] in (HELPS, NO_DIFFERENCE, NEGATIVE) and diff["low"] <= diff["mean"] <= diff["high"]
+    assert result["recommended"]["architecture"] in ("single_task", "ple")
+    md = (compared / "compare.md").read_text()
+    assert (
+        "| ple |" in md
+        and "Recommended:" in md
+        and "Wall time per fit" in md
+        and result["paired"]["click"]["ple"]["verdict"] in md
+    )
+    assert (compared / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_skips_finished_fits_and_runs_the_rest_in_parallel(compared):
+    fits = compared / "fits"
+    kept = {p.name: (p / FIT_RESULT).stat().st_mtime_ns for p in fits.iterdir()}
+    for name in ("ple-seed0", "single_task-seed1"):  # as if the compare had been killed before these two
+        shutil.rmtree(fits / name)
+        kept.pop(name)
+    before = json.loads((compared / "compare.json").read_text())
+    seen = []
+    run_config = load_run_config(None, TINY)
+    result = compare(
+        run_config, ("single_task", "ple"), seeds=2, jobs=2, output_dir=compared, progress=False, on_fit=seen.append
+    )
+    assert sorted((r["architecture"], r["seed"]) for r in seen) == [("ple", 0), ("single_task", 1)]
+    assert {p.name: (p / FIT_RESULT).stat().st_mtime_ns for p in fits.iterdir() if p.name in kept} == kept
+    refit = {(f["architecture"], f["seed"]): f for f in result["fits"]}
+    old = {(f["architecture"], f["seed"]): f for f in before["fits"]}
+    for key in (("ple", 0), ("single_task", 1)):  # same seed, same split, same weights: same numbers
+        assert refit[key]["metrics"] == pytest.approx(old[key]["metrics"], abs=1e-6)
+    other = load_run_config(None, [*TINY, "train.epochs=2"])
+    with pytest.raises(FileExistsError, match="different run config"):
+        compare(other, ("single_task", "ple"), seeds=2, output_dir=compared, progress=False)

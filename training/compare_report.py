@@ -1,0 +1,209 @@
+"""Statistics and output files of ``python -m training compare``: means, paired differences, verdicts, plots.
+
+Per task the test metric is AUC (binary; higher is better) or MSE (regression; lower is better).
+Intervals are two-sided 95 % Student-t intervals over seeds. A multi-task architecture's paired
+difference from ``single_task`` is taken seed by seed (both fits share the seed's data split) and
+signed so that **positive means better** (``arch - single_task`` for AUC, ``single_task - arch``
+for MSE). Verdict: ``helps`` (interval entirely above 0), ``negative transfer`` (entirely below 0),
+otherwise ``no detectable difference``.
+
+Example:
+    >>> mean_interval([0.70, 0.72, 0.71])["mean"]
+    0.71
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+BASELINE = "single_task"
+HELPS, NO_DIFFERENCE, NEGATIVE = "helps", "no detectable difference", "negative transfer"
+HIGHER_IS_BETTER = {"auc": True, "mse": False}
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
+    """Mean and Student-t interval of the finite ``values`` (``None`` bounds with fewer than 2 of them).
+
+    Returns:
+        ``{"mean", "low", "high", "half_width", "n"}`` (``mean`` is ``None`` when no value is finite).
+    """
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    n = int(x.size)
+    if n == 0:
+        return {"mean": None, "low": None, "high": None, "half_width": None, "n": 0}
+    mean = float(x.mean())
+    if n < 2:
+        return {"mean": mean, "low": None, "high": None, "half_width": None, "n": n}
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "half_width": half, "n": n}
+
+
+def verdict(interval: Mapping[str, Any]) -> str:
+    """``helps`` / ``negative transfer`` / ``no detectable difference`` from a difference's interval."""
+    if interval["low"] is not None and interval["low"] > 0:
+        return HELPS
+    if interval["high"] is not None and interval["high"] < 0:
+        return NEGATIVE
+    return NO_DIFFERENCE
+
+
+def summarize(
+    fits: Sequence[Mapping[str, Any]],
+    architectures: Sequence[str],
+    metrics: Mapping[str, str],
+    primary_task: str,
+) -> dict[str, Any]:
+    """Per task and architecture: mean ± interval; paired differences from ``single_task``; the recommendation.
+
+    Args:
+        fits: Records with ``architecture``, ``seed``, ``metrics`` (``{task: value}``) and ``wall_seconds``.
+        architectures: Architectures in display order (``single_task`` among them).
+        metrics: ``{task: "auc" | "mse"}``.
+        primary_task: The task whose mean picks the recommended architecture.
+
+    Returns:
+        ``{"summary", "paired", "recommended", "wall_seconds"}``, JSON-ready.
+    """
+    by_arch = {a: {f["seed"]: f for f in fits if f["architecture"] == a} for a in architectures}
+    summary = {
+        task: {a: mean_interval([f["metrics"][task] for f in by_arch[a].values()]) for a in architectures}
+        for task in metrics
+    }
+    paired: dict[str, dict[str, Any]] = {}
+    for task, metric in metrics.items():
+        sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+        paired[task] = {}
+        for arch in architectures:
+            if arch == BASELINE:
+                continue
+            seeds = sorted(set(by_arch[arch]) & set(by_arch[BASELINE]))
+            diffs = [
+                sign * (by_arch[arch][s]["metrics"][task] - by_arch[BASELINE][s]["metrics"][task])
+                for s in seeds
+                if _finite(by_arch[arch][s]["metrics"][task]) and _finite(by_arch[BASELINE][s]["metrics"][task])
+            ]
+            interval = mean_interval(diffs)
+            paired[task][arch] = {**interval, "verdict": verdict(interval)}
+    negative = {a for task in paired for a, p in paired[task].items() if p["verdict"] == NEGATIVE}
+    eligible = [a for a in architectures if a not in negative and summary[primary_task][a]["mean"] is not None]
+    better = 1.0 if HIGHER_IS_BETTER[metrics[primary_task]] else -1.0
+    best = max(eligible, key=lambda a: better * summary[primary_task][a]["mean"]) if eligible else None
+    wall = {
+        a: {
+            "mean": float(np.mean([f["wall_seconds"] for f in by_arch[a].values()])) if by_arch[a] else None,
+            "per_seed": {str(s): f["wall_seconds"] for s, f in sorted(by_arch[a].items())},
+        }
+        for a in architectures
+    }
+    return {
+        "summary": summary,
+        "paired": paired,
+        "recommended": {
+            "architecture": best,
+            "primary_task": primary_task,
+            "excluded_for_negative_transfer": sorted(negative),
+        },
+        "wall_seconds": wall,
+    }
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _num(value: Any, digits: int = 4, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def format_markdown(result: Mapping[str, Any]) -> str:
+    """``compare.md``: metric table, paired-difference table with verdicts, recommendation, wall times."""
+    archs, metrics, seeds = result["architectures"], result["metrics"], result["seeds"]
+    tasks = list(metrics)
+    lines = [
+        f"# Architecture comparison on `{result['data']}`",
+        "",
+        f"{len(seeds)} seeds ({', '.join(map(str, seeds))}); every architecture of a seed is trained and tested on the "
+        "same split. Test metric per task: "
+        + ", ".join(
+            f"{t} {m.upper()} ({'higher' if HIGHER_IS_BETTER[m] else 'lower'} is better)" for t, m in metrics.items()
+        )
+        + "; mean [95 % interval] over seeds.",
+        "",
+        "| architecture | " + " | ".join(f"{t} {metrics[t].upper()}" for t in tasks) + " | parameters | s / fit |",
+        "|---|" + "---|" * (len(tasks) + 2),
+    ]
+    for a in archs:
+        cells = []
+        for t in tasks:
+            s = result["summary"][t][a]
+            cells.append(f"{_num(s['mean'])} [{_num(s['low'])}, {_num(s['high'])}]")
+        params = result["parameters"].get(a)
+        wall = result["wall_seconds"][a]["mean"]
+        lines.append(
+            f"| {a} | " + " | ".join(cells) + f" | {params if params is not None else 'n/a'} | {_num(wall, 1)} |"
+        )
+    lines += [
+        "",
+        f"Paired difference from `{BASELINE}` (same seed; + = better), mean [95 % interval], verdict:",
+        "",
+        "| architecture | " + " | ".join(tasks) + " |",
+        "|---|" + "---|" * len(tasks),
+    ]
+    for a in archs:
+        if a == BASELINE:
+            continue
+        cells = []
+        for t in tasks:
+            p = result["paired"][t][a]
+            low, high = _num(p["low"], signed=True), _num(p["high"], signed=True)
+            cells.append(f"{_num(p['mean'], signed=True)} [{low}, {high}] {p['verdict']}")
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    rec = result["recommended"]
+    lines += ["", f"**Recommended: `{rec['architecture']}`** — {rec['reason']}"]
+    lines += ["", "Wall time per fit (s):", "", "| architecture | " + " | ".join(f"seed {s}" for s in seeds) + " |"]
+    lines.append("|---|" + "---|" * len(seeds))
+    for a in archs:
+        per_seed = result["wall_seconds"][a]["per_seed"]
+        lines.append(f"| {a} | " + " | ".join(_num(per_seed.get(str(s)), 1) for s in seeds) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_compare(result: Mapping[str, Any], path: str | pathlib.Path) -> pathlib.Path:
+    """``compare.png``: per task, metric per architecture (top) and paired difference (bottom), 95 % bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    archs, metrics = result["architectures"], result["metrics"]
+    others = [a for a in archs if a != BASELINE]
+    tasks = list(metrics)
+    fig = Figure(figsize=(4.2 * len(tasks), 6.5))
+    FigureCanvasAgg(fig)
+    colors = {HELPS: "tab:green", NO_DIFFERENCE: "tab:gray", NEGATIVE: "tab:red"}
+    for col, task in enumerate(tasks):
+        ax = fig.add_subplot(2, len(tasks), col + 1)
+        for i, a in enumerate(archs):
+            s = result["summary"][task][a]
+            if s["mean"] is not None:
+                ax.errorbar(i, s["mean"], yerr=s["half_width"] or 0.0, fmt="o", capsize=4)
+        ax.set_xticks(range(len(archs)), archs, rotation=20)
+        ax.set_title(f"{task}: test {metrics[task].upper()}")
+        ax = fig.add_subplot(2, len(tasks), len(tasks) + col + 1)
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        for i, a in enumerate(others):
+            p = result["paired"][task][a]
+            if p["mean"] is not None:
+                ax.errorbar(i, p["mean"], yerr=p["half_width"] or 0.0, fmt="o", capsize=4, color=colors[p["verdict"]])
+        ax.set_xticks(range(len(others)), others, rotation=20)
+        ax.set_title(f"{task}: paired difference vs {BASELINE} (+ = better)", fontsize=9)
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    fig.savefig(path, dpi=100)
+    return path
