@@ -182,8 +182,9 @@ def auc(labels: Any, scores: Any) -> float:
 class Contender:
     """One model with its own input path: ``fit_epochs`` and ``predict`` are what gets timed."""
 
-    def __init__(self, name: str, model: Any, fit: Any, predict: Any) -> None:
+    def __init__(self, name: str, model: Any, fit: Any, predict: Any, one_batch: Any) -> None:
         self.name, self.model, self._fit, self._predict = name, model, fit, predict
+        self.one_batch = one_batch  # a dataset of one training batch, to trace the train step for its op count
         self.train_rates: list[float] = []
         self.predict_rates: list[float] = []
 
@@ -217,6 +218,7 @@ def make_contenders(frames: dict, schema: Any, batch: int, args: argparse.Namesp
             model,
             lambda e: model.fit(dataset, epochs=e, verbose=0),
             lambda: model.predict(test_features, verbose=0),
+            cached.take(1),
         )
 
     out.append(mmoe_tf_contender("mmoe_tf/mmoe", "mmoe", pipeline))
@@ -238,8 +240,10 @@ def make_contenders(frames: dict, schema: Any, batch: int, args: argparse.Namesp
                 p = model.predict(encoded["test"], batch_size=batch, verbose=0)
                 return {t.name: p[i] for i, t in enumerate(schema.tasks)}
 
-            out.append(Contender(f"deepctr/{name}", model, fit, predict))
-    del tf
+            one_batch = tf.data.Dataset.from_tensors(
+                ({k: v[:batch] for k, v in encoded["train"].items()}, tuple(y[:batch] for y in y_train))
+            )
+            out.append(Contender(f"deepctr/{name}", model, fit, predict, one_batch))
     return out
 
 
@@ -305,10 +309,7 @@ def run_batch_size(frames: dict, schema: Any, batch: int, args: argparse.Namespa
         c.fit_epochs(1)
         c.predict()
         params[c.name] = int(c.model.count_params())
-        if c.name.startswith("mmoe_tf/"):
-            from data import make_dataset
-
-            ops[c.name] = count_train_ops(c.model, make_dataset(frames["train"].head(batch), schema, batch_size=batch))
+        ops[c.name] = count_train_ops(c.model, c.one_batch)
         print(f"[b={batch}] {c.name}: {params[c.name]:,} parameters, warmed up", flush=True)
     n_train, n_test = len(frames["train"]), len(frames["test"])
     for r in range(args.rounds):
