@@ -55,32 +55,35 @@ from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEEPCTR_PIN = "deepctr==0.9.4"
+PROFILER_PIN = (
+    "tensorboard-plugin-profile==2.24.2"  # xprof: per-op times from a TensorFlow trace (step_breakdown --profile)
+)
 _IN_BENCH_ENV = "MMOE_BENCH_DEEPCTR_ENV"
 
 
 def bench_venv() -> pathlib.Path:
     """The benchmark's own virtual environment (built on first use), keyed by requirements + DeepCTR pin."""
     requirements = (REPO / "requirements.txt").read_bytes()
-    key = hashlib.sha256(requirements + DEEPCTR_PIN.encode()).hexdigest()[:16]
+    key = hashlib.sha256(requirements + DEEPCTR_PIN.encode() + PROFILER_PIN.encode()).hexdigest()[:16]
     venv = (
         pathlib.Path(os.environ.get("MMOE_VENV_CACHE", pathlib.Path.home() / ".cache/mmoe-tf")) / f"bench-deepctr-{key}"
     )
     if not (venv / ".complete").exists():
-        print(f"[bench] building {venv} (requirements.txt + {DEEPCTR_PIN}); one-time, a few minutes", flush=True)
+        print(f"[bench] building {venv} (requirements.txt + {DEEPCTR_PIN}, {PROFILER_PIN}); one-time", flush=True)
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
         pip = [str(venv / "bin/python"), "-m", "pip", "install", "--quiet"]
-        subprocess.run([*pip, "-r", str(REPO / "requirements.txt"), DEEPCTR_PIN], check=True)
+        subprocess.run([*pip, "-r", str(REPO / "requirements.txt"), DEEPCTR_PIN, PROFILER_PIN], check=True)
         (venv / ".complete").touch()
     return venv
 
 
-def reexec_in_bench_venv() -> None:
-    """Re-run this script in the benchmark venv unless already there."""
+def reexec_in_bench_venv(script: str | None = None) -> None:
+    """Re-run ``script`` (default: this file) with the same arguments in the benchmark venv unless already there."""
     if os.environ.get(_IN_BENCH_ENV) == "1":
         return
     python = bench_venv() / "bin/python"
     os.environ[_IN_BENCH_ENV] = "1"
-    os.execv(str(python), [str(python), str(pathlib.Path(__file__).resolve()), *sys.argv[1:]])
+    os.execv(str(python), [str(python), script or str(pathlib.Path(__file__).resolve()), *sys.argv[1:]])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

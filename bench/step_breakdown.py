@@ -17,8 +17,12 @@ inputs. Stage costs are differences of medians (µs per example). ``--threads 1`
 to one thread: on a shared, loaded machine a single thread's CPU time is the steadiest measure
 of work per example, which is what an op-count change moves.
 
+``--profile`` also traces training steps with the TensorFlow profiler and reports each op's self
+time (µs per step) by part of the step and the top ops; it re-runs itself in the benchmark venv of
+``bench/peer_throughput.py``, which holds the trace converter (``tensorboard-plugin-profile``).
+
 Usage:
-    .venv/bin/python bench/step_breakdown.py [--rounds 5] [--threads 1] [--batch-size 512]
+    .venv/bin/python bench/step_breakdown.py [--rounds 5] [--threads 1] [--batch-size 512] [--profile]
 
 The last printed line is one JSON object: ops per traced train step by part and time per stage.
 """
@@ -66,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: default)")
     p.add_argument("--architecture", default="mmoe")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also trace --profile-steps training steps and report per-op self time (xprof, in the bench venv)",
+    )
+    p.add_argument("--profile-steps", type=int, default=60)
     return p.parse_args(argv)
 
 
@@ -90,8 +100,43 @@ def ops_by_part(model: tf.keras.Model, dataset: tf.data.Dataset) -> dict[str, in
     return dict(counts.most_common())
 
 
+def profile_step(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) -> dict[str, Any]:
+    """Per-op self time of ``steps`` traced training steps (µs per step), by part of the step and by op."""
+    import glob
+    import tempfile
+
+    from xprof.convert import raw_to_tool_data
+
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        model.fit(dataset.take(steps), verbose=0)
+        tf.profiler.experimental.stop()
+        paths = glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)
+        table = json.loads(raw_to_tool_data.xspace_to_tool_data(paths, "framework_op_stats", {})[0])[0]
+    columns = {c["id"]: i for i, c in enumerate(table["cols"])}
+    by_part: collections.Counter[str] = collections.Counter()
+    by_op: collections.Counter[str] = collections.Counter()
+    for row in table["rows"]:
+        cells = [c["v"] if isinstance(c, dict) else c for c in row["c"]]
+        op_type, name, self_us = cells[columns["type"]], cells[columns["operation"]], cells[columns["total_self_time"]]
+        if op_type == "IDLE":
+            continue
+        part = "input pipeline" if op_type == "Dataset" else next((p for k, p in PARTS if k in name), "other")
+        by_part[part] += self_us / steps
+        by_op[f"{op_type} {name}"] += self_us / steps
+    return {
+        "op_self_time_us_per_step": round(sum(by_part.values()), 1),
+        "by_part_us_per_step": {k: round(v, 1) for k, v in by_part.most_common()},
+        "top_ops_us_per_step": {k: round(v, 1) for k, v in by_op.most_common(12)},
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.profile:
+        from peer_throughput import reexec_in_bench_venv  # bench/ is this script's folder
+
+        reexec_in_bench_venv(str(pathlib.Path(__file__).resolve()))
     if args.threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -179,6 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
         "tensorflow": tf.__version__,
         "load_average": round(os.getloadavg()[0], 2),
     }
+    if args.profile:
+        result["profile"] = profile_step(model, stacked, args.profile_steps)
     print(json.dumps(result))
     return result
 
