@@ -33,7 +33,7 @@ import yaml
 import mmoe_tf
 from training import distribute
 from training.callbacks import LossWeightLogger, make_callbacks
-from training.config import RunConfig, RunConfigError, apply_task_overrides
+from training.config import RunConfig, RunConfigError, apply_task_overrides, resolved_for
 from training.evaluation import evaluate_model, format_report
 from training.gate_analysis import analyze_model_gates, format_gate_summary, write_gate_analysis
 
@@ -238,15 +238,14 @@ def train(
     """
     strategy = distribute.make_strategy(run_config.train.distribute, run_config.train.logical_cpus)
     chief = distribute.is_chief(strategy)
-    run_dir = pathlib.Path(output_dir or run_config.output_dir or new_run_dir())
-    run_config = dataclasses.replace(run_config, output_dir=str(run_dir))
-    resuming = prepare_run_dir(run_dir, run_config) if chief else run_dir.exists()
-    own_dir = distribute.write_dir(run_dir, strategy)
-    tf.keras.utils.set_random_seed(run_config.train.seed)
-
+    run_dir = pathlib.Path(output_dir or run_config.output_dir or new_run_dir()).resolve()
     df, schema = load_data(run_config)
     parts = split_data(df, schema, run_config)
     config = model_config_for(schema, run_config)
+    run_config = resolved_for(dataclasses.replace(run_config, output_dir=str(run_dir)), config)
+    resuming = prepare_run_dir(run_dir, run_config) if chief else run_dir.exists()
+    own_dir = distribute.write_dir(run_dir, strategy)
+    tf.keras.utils.set_random_seed(run_config.train.seed)
     LOGGER.info(
         "run %s: %s rows (train/val/test %s), %s, strategy %s with %d replica(s)%s",
         run_dir,

@@ -56,10 +56,48 @@ def write_sample(out_dir: str | Path = SAMPLE_DIR) -> tuple[Path, Path]:
     return csv_path, schema.to_file(out_dir / SAMPLE_SCHEMA)
 
 
+EXAMPLE_DIR = SAMPLE_DIR.parents[1] / "docs" / "examples"
+EXAMPLE_ROWS = 2000
+EXAMPLE_SCHEMA_TEXT = """\
+features:
+  - {name: user_id, kind: hashed, num_bins: 100000}             # string or int64 ids, hashed → embedding
+  - {name: item_id, kind: hashed, num_bins: 50000}
+  - {name: device, kind: categorical, embedding_dim: 4, default: unknown}   # vocabulary adapted from data, OOV bucket
+  - {name: price, kind: numeric, default: 0.0}                  # normalised with statistics adapted from data
+tasks:
+  - {name: click, type: binary}
+  - {name: satisfaction, type: binary, loss_weight: 2.0}        # label_column defaults to the name
+timestamp_column: timestamp
+"""
+
+
+def write_example(out_dir: str | Path = EXAMPLE_DIR) -> tuple[Path, Path]:
+    """Write the README's "Bring your own data" example: ``my.csv`` (2,000 simulated rows) and ``my.schema.yaml``.
+
+    Args:
+        out_dir: Target folder (default ``docs/examples``, i.e. regenerate the committed files byte for byte).
+
+    Returns:
+        ``(csv_path, schema_path)``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df, _ = simulate_impressions(**{**SAMPLE_ARGS, "n_rows": EXAMPLE_ROWS, "seed": 7})
+    df = df.rename(columns={"item_price": "price"})
+    df["user_id"] = df["user_id"].str.replace("u00", "u", regex=False)
+    df["item_id"] = df["item_id"].str.replace("i00", "i", regex=False)
+    df = df[["timestamp", "user_id", "item_id", "device", "price", "click", "satisfaction"]]
+    df = df.astype({"click": "Int64", "satisfaction": "Int64"})
+    csv_path, schema_path = out_dir / "my.csv", out_dir / "my.schema.yaml"
+    df.to_csv(csv_path, index=False, lineterminator="\n")
+    schema_path.write_text(EXAMPLE_SCHEMA_TEXT)
+    return csv_path, schema_path
+
+
 def load_default() -> tuple[pd.DataFrame, Schema]:
     """The committed sample, validated: ``(DataFrame, Schema)``."""
     schema = Schema.from_file(SAMPLE_DIR / SAMPLE_SCHEMA)
     return load_table(SAMPLE_DIR / SAMPLE_CSV, schema), schema
 
 
-__all__ = ["SAMPLE_ARGS", "SAMPLE_DIR", "load_default", "write_sample"]
+__all__ = ["EXAMPLE_DIR", "SAMPLE_ARGS", "SAMPLE_DIR", "load_default", "write_example", "write_sample"]
