@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_gates(sub)
+    for command in sub.choices.values():
+        command.add_argument(
+            "--verbose",
+            action="store_true",
+            help="show TensorFlow's start-up log (CUDA probing, CPU-instruction notices; hidden by default)",
+        )
     return parser
 
 

@@ -38,7 +38,7 @@ from typing import Any, Union
 import yaml
 
 from data.loading import NAN_POLICIES
-from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+from mmoe_tf.config import ARCHITECTURES, FeatureSpec, ModelConfig, TaskSpec
 
 DISTRIBUTE_KINDS = ("none", "mirrored", "multi_worker")
 SPLIT_METHODS = ("random", "time")
@@ -110,6 +110,8 @@ class TrainConfig:
             trying ``mirrored`` on a CPU-only machine); ``None`` leaves devices alone.
         steps_per_epoch: Batches per epoch (the training data then repeats); ``None`` = one pass.
         verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+        baseline: Also train this architecture (e.g. ``single_task``) on the same splits with the same budget and
+            report its metrics next to the model's; ``None`` trains no baseline.
     """
 
     epochs: int = 15
@@ -120,6 +122,7 @@ class TrainConfig:
     logical_cpus: int | None = None
     steps_per_epoch: int | None = None
     verbose: int = 2
+    baseline: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,6 +295,8 @@ def _check_values(obj: Any, prefix: str) -> None:
             fail("distribute", f"expected one of {DISTRIBUTE_KINDS}")
         if obj.verbose not in (0, 1, 2):
             fail("verbose", "expected 0, 1 or 2")
+        if obj.baseline is not None and obj.baseline not in ARCHITECTURES:
+            fail("baseline", f"expected null or one of {ARCHITECTURES}")
     elif isinstance(obj, GatesConfig):
         if not 0 < obj.collapse_max_weight <= 1:
             fail("collapse_max_weight", "expected a number in (0, 1]")
@@ -547,6 +552,7 @@ KEY_HELP = {
     "train.logical_cpus": "split the CPU into N logical devices first (fresh process only)",
     "train.steps_per_epoch": "batches per epoch (training data repeats); null = one pass",
     "train.verbose": "0 silent | 1 progress bar | 2 one line per epoch",
+    "train.baseline": "also train this architecture (e.g. single_task) with the same data and budget; null = none",
     "gates.enabled": "run gate analysis after training",
     "gates.collapse_max_weight": "warn when a task's mean max gate weight exceeds this",
     "gates.collapse_entropy": "warn when a task's mean normalised gate entropy is below this",
