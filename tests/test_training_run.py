@@ -125,7 +125,7 @@ def test_evaluate_and_gates_default_to_the_runs_test_split(run_dir, tmp_path, ca
     out = tmp_path / "eval.json"
     assert main(["evaluate", "--model", str(run_dir / "model.keras"), "--output", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("scoring embedded sample (data/sample/impressions.csv), split test: 60 rows")
+    assert printed.startswith("scoring embedded sample (data/sample/impressions.csv.gz), split test: 60 rows")
     saved = json.loads(out.read_text())
     assert saved["split"] == "test" and saved["data"] == "default"
     # the very rows and metrics the training report measured on its test split
@@ -175,7 +175,7 @@ def test_evaluate_without_a_run_folder_needs_data(run_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: --data: required") and "run_config.yaml" in err
     assert main(["evaluate", "--model", str(lone / "model.keras"), "--data", "default"]) == 0
-    assert "split all: 4000 rows" in capsys.readouterr().out
+    assert "split all: 60000 rows" in capsys.readouterr().out
 
 
 def test_a_missing_optional_feature_is_an_error_unless_allowed(run_dir, repo_root, tmp_path, capsys):

@@ -312,7 +312,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "architecture": "mmoe",
     "num_experts": 4,
     "expert_units": [32],
-    "expert_dropout": 0.2,  # hashed user/item ids overfit the small embedded sample quickly
+    "expert_dropout": 0.2,  # hashed user/item ids overfit quickly
     "tower_units": [16],
     "learning_rate": 0.002,
 }
@@ -534,7 +534,7 @@ def load_run_config(path: str | pathlib.Path | None = None, overrides: Iterable[
 
 
 KEY_HELP = {
-    "data.path": "CSV/Parquet table, or 'default' (embedded 4000-row sample)",
+    "data.path": "CSV/Parquet table, or 'default' (embedded 60,000-row sample)",
     "data.schema": "schema YAML/JSON; required unless data.path is 'default'",
     "data.split.method": "random | time",
     "data.split.fractions": "train/validation/test fractions, summing to 1",

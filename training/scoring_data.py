@@ -12,7 +12,7 @@ the defaults explicitly.
 Example:
     >>> table = scoring_table("output/latest/model.keras", config)  # doctest: +SKIP
     >>> table.describe()  # doctest: +SKIP
-    'embedded sample (data/sample/impressions.csv), split test: 400 rows'
+    'embedded sample (data/sample/impressions.csv.gz), split test: 6000 rows'
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class ScoringTable:
 
     def describe(self) -> str:
         """One line: which table, which split, how many rows."""
-        name = "embedded sample (data/sample/impressions.csv)" if self.source == "default" else self.source
+        name = "embedded sample (data/sample/impressions.csv.gz)" if self.source == "default" else self.source
         return f"{name}, split {self.split}: {len(self.df)} rows"
 
 
@@ -55,9 +55,9 @@ def _columns_of(source: str) -> list[str]:
     from data.loading import read_header
 
     if source == "default":
-        from data.sample import SAMPLE_CSV, SAMPLE_DIR
+        from data.sample import DEFAULT_CSV, SAMPLE_DIR
 
-        return read_header(SAMPLE_DIR / SAMPLE_CSV)
+        return read_header(SAMPLE_DIR / DEFAULT_CSV)
     return read_header(source)
 
 

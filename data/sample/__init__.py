@@ -1,14 +1,16 @@
-"""The embedded default data set: 4,000 simulated impressions committed under ``data/sample/``.
+"""The embedded default data set: 60,000 simulated impressions committed under ``data/sample/``.
 
-``impressions.csv`` and ``impressions.schema.yaml`` are generated deterministically by
-:func:`data.generators.impressions.simulate_impressions` with :data:`SAMPLE_ARGS`;
-``python -m data.sample`` regenerates them byte for byte. About 80 % of the rows have a blank
-``satisfaction`` (not clicked, so not observed).
+``impressions.csv.gz`` (the whole table, gzip-compressed), ``impressions.csv`` (its first 4,000 rows as plain text,
+handy for examples, warm-up requests and quick tests) and ``impressions.schema.yaml`` are generated
+deterministically by :func:`data.generators.impressions.simulate_impressions` with :data:`SAMPLE_ARGS`;
+``python -m data.sample`` regenerates all three byte for byte. About 80 % of the rows have a blank ``satisfaction``
+(not clicked, so not observed) — so a random 10 % test split holds about 1,200 rows where satisfaction is observed,
+enough for its AUC to mean something.
 
 Example:
     >>> df, schema = load_default()
     >>> len(df), schema.task_names
-    (4000, ('click', 'satisfaction'))
+    (60000, ('click', 'satisfaction'))
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from data.loading import load_table
 from data.schema import Schema
 
 SAMPLE_DIR = Path(__file__).resolve().parent
-SAMPLE_CSV = "impressions.csv"
+DEFAULT_CSV = "impressions.csv.gz"  # the whole default table
+SAMPLE_CSV = "impressions.csv"  # its first HEAD_ROWS rows, plain text
 SAMPLE_SCHEMA = "impressions.schema.yaml"
+HEAD_ROWS = 4000
 SAMPLE_ARGS = {
-    "n_rows": 4000,
+    "n_rows": 60000,
     "click_rate": 0.2,
     "satisfaction_rate": 0.5,
     "relatedness": 0.5,
@@ -38,22 +42,24 @@ SAMPLE_ARGS = {
 }
 
 
-def write_sample(out_dir: str | Path = SAMPLE_DIR) -> tuple[Path, Path]:
-    """Generate the default sample and write ``impressions.csv`` + ``impressions.schema.yaml``.
+def write_sample(out_dir: str | Path = SAMPLE_DIR) -> tuple[Path, Path, Path]:
+    """Generate the default data and write ``impressions.csv.gz``, ``impressions.csv`` and the schema.
 
     Args:
         out_dir: Target folder (default: this package's folder, i.e. regenerate the committed files).
 
     Returns:
-        ``(csv_path, schema_path)``.
+        ``(gz_path, head_csv_path, schema_path)``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     df, schema = simulate_impressions(**SAMPLE_ARGS)
     df = df.astype({"click": "Int64", "satisfaction": "Int64"})  # "1" / "0" / "" (not observed)
-    csv_path = out_dir / SAMPLE_CSV
-    df.to_csv(csv_path, index=False, lineterminator="\n")
-    return csv_path, schema.to_file(out_dir / SAMPLE_SCHEMA)
+    gz_path, csv_path = out_dir / DEFAULT_CSV, out_dir / SAMPLE_CSV
+    # mtime 0 in the gzip header: the same bytes on every run
+    df.to_csv(gz_path, index=False, lineterminator="\n", compression={"method": "gzip", "mtime": 0})
+    df.head(HEAD_ROWS).to_csv(csv_path, index=False, lineterminator="\n")
+    return gz_path, csv_path, schema.to_file(out_dir / SAMPLE_SCHEMA)
 
 
 EXAMPLE_DIR = SAMPLE_DIR.parents[1] / "docs" / "examples"
@@ -95,9 +101,18 @@ def write_example(out_dir: str | Path = EXAMPLE_DIR) -> tuple[Path, Path]:
 
 
 def load_default() -> tuple[pd.DataFrame, Schema]:
-    """The committed sample, validated: ``(DataFrame, Schema)``."""
+    """The committed default table (all 60,000 rows), validated: ``(DataFrame, Schema)``."""
     schema = Schema.from_file(SAMPLE_DIR / SAMPLE_SCHEMA)
-    return load_table(SAMPLE_DIR / SAMPLE_CSV, schema), schema
+    return load_table(SAMPLE_DIR / DEFAULT_CSV, schema), schema
 
 
-__all__ = ["EXAMPLE_DIR", "SAMPLE_ARGS", "SAMPLE_DIR", "load_default", "write_example", "write_sample"]
+__all__ = [
+    "DEFAULT_CSV",
+    "EXAMPLE_DIR",
+    "SAMPLE_ARGS",
+    "SAMPLE_CSV",
+    "SAMPLE_DIR",
+    "load_default",
+    "write_example",
+    "write_sample",
+]

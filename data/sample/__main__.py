@@ -13,5 +13,6 @@ if __name__ == "__main__":
     if args[:1] == ["--example"]:
         csv_path, schema_path = write_example(args[1] if len(args) > 1 else EXAMPLE_DIR)
     else:
-        csv_path, schema_path = write_sample(args[0] if args else SAMPLE_DIR)
+        *csv_paths, schema_path = write_sample(args[0] if args else SAMPLE_DIR)
+        csv_path = " and ".join(map(str, csv_paths))
     print(f"wrote {csv_path} and {schema_path}")
