@@ -172,3 +172,30 @@ def test_harmless_defaults_of_unused_fields_are_left_out(repo_root):
     cross = load_run_config(None, ["model.expert_type=cross", "model.cross_layers=3"])
     assert cross.model["cross_layers"] == 3
     assert "num_experts" in load_run_config(None, ["model.architecture=omoe"]).model
+
+
+def test_tensorflow_startup_log_hidden_unless_verbose(repo_root):
+    """``python -m training`` prints no TensorFlow C++ start-up lines (absl notice, CUDA probing) unless --verbose."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    noise = re.compile(
+        r"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} [\d:. ]+\d+ \w+\.cc:\d+\])", re.M
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    runs = {}
+    for flag in ([], ["--verbose"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "training", "gates", "--help", *flag],
+            cwd=repo_root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs[bool(flag)] = proc.stdout + proc.stderr
+    assert not noise.search(runs[False]), runs[False][:2000]
+    assert noise.search(runs[True]), "expected TensorFlow's start-up log with --verbose on this CPU-only machine"

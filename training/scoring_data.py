@@ -151,7 +151,7 @@ def scoring_table(
             data_cfg = dataclasses.replace(data_cfg, nan_policy=nan_policy)
         run_config = dataclasses.replace(run_config, data=data_cfg)
         source, split = cfg.path, split or "test"
-        schema = _schema(schema_path, source)
+        schema = _schema(schema_path)
         check_model_features(config, schema, _columns_of(source), source, allow_missing_features)
         df, schema = load_data(run_config)
     else:
@@ -160,7 +160,7 @@ def scoring_table(
         if data != "default" and not pathlib.Path(data).exists():
             raise FileNotFoundError(f"--data: no such file: {data}")
         source, split = data, split or "all"
-        schema = _schema(schema_path, source)
+        schema = _schema(schema_path)
         check_model_features(config, schema, _columns_of(source), source, allow_missing_features)
         policy = nan_policy or (run_config.data.nan_policy if run_config else "error")
         df, schema = read_table(data, schema_path, policy)
@@ -169,7 +169,8 @@ def scoring_table(
     return ScoringTable(df.reset_index(drop=True), schema, str(source), split)
 
 
-def _schema(schema_path: str | pathlib.Path | None, source: str) -> Any:
+def _schema(schema_path: str | pathlib.Path | None) -> Any:
+    """The schema at ``schema_path``, else the embedded sample's."""
     from data import Schema
 
     if schema_path is not None:
