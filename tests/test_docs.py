@@ -22,8 +22,8 @@ which is the working directory of all its blocks, in file order. Python blocks o
 later snippet may use an earlier one's variables), like a notebook. ``python -m MODULE ARGS`` commands without
 shell syntax run in-process (``runpy``); everything else runs under ``bash -euo pipefail`` in the copy. Output that
 the in-process code would write under the real repository (module-level paths such as the figures folder) is
-redirected into the copy, and the test fails if a file under the real repository's ``docs/`` or ``data/`` (or a
-top-level entry) changed.
+redirected into the copy, and the test fails if a new top-level entry or a changed file under :data:`GUARDED`
+appears in the real repository.
 
 **Sizes are shrunk, commands are not** (appended options win, see :data:`SHRINK`): ``python -m training train``
 gets ``data.max_rows=600``, one epoch, no progress output; ``python -m training.experiments NAME`` its smallest
@@ -322,10 +322,13 @@ def _redirect_repo_paths(monkeypatch: pytest.MonkeyPatch, copy: Path) -> None:
                 monkeypatch.setattr(module, attr, copy / value.relative_to(REPO_ROOT))
 
 
+GUARDED = ("docs/figures", "docs/results", "docs/examples", "data/sample")
+
+
 def _repo_state() -> dict[str, int]:
-    """Top-level names and the mtimes of files under docs/ and data/: what an escaped docs command would change."""
+    """Top-level names and file mtimes under :data:`GUARDED`: what an escaped docs command would change."""
     state = {f"top:{p.name}": 0 for p in REPO_ROOT.iterdir()}
-    for folder in ("docs", "data"):
+    for folder in GUARDED:
         for path in (REPO_ROOT / folder).rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts:
                 state[str(path.relative_to(REPO_ROOT))] = path.stat().st_mtime_ns
