@@ -28,7 +28,8 @@ appears in the real repository.
 **Sizes are shrunk, commands are not** (appended options win, see :data:`SHRINK`): ``python -m training train``
 gets ``data.max_rows=600``, one epoch, no progress output; ``python -m training.experiments NAME`` its smallest
 rows/epochs/seeds and one point of its grid, its figures in the copy; port 8501 becomes a free port. Experiments in
-:data:`NEEDS_SHARED_DATA` run only when ``../shared/data`` exists (skipped with that reason otherwise).
+:data:`NEEDS_SHARED_DATA` run only when ``../shared/data`` exists (otherwise that command alone is left out and
+listed as "not run" in the test's output; the rest of the file still runs).
 
 Adding docs: a new command that trains or loops over a grid needs a rule in :data:`SHRINK` (or the test gets slow);
 a command that cannot run in CI needs the ``illustrative`` marker with its reason.
@@ -197,6 +198,7 @@ class DocRun:
         self.copy, self.port = copy, port
         self.namespace: dict[str, object] = {"__name__": "__docs__"}
         self.servers: list[subprocess.Popen] = []
+        self.not_run: list[str] = []
         self.env = {
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -225,7 +227,8 @@ class DocRun:
             module, args = parsed
             key = (module, args[0] if args else "")
             if key in NEEDS_SHARED_DATA and not SHARED_DATA.is_dir():
-                pytest.skip(f"{block.where}: `{command}` reads {SHARED_DATA}, absent in this checkout")
+                self.not_run.append(f"{block.where}: `{command}` (reads {SHARED_DATA}, absent in this checkout)")
+                return
             args = shrink(module, args)
             if block.marker == "background":
                 self.start_server([sys.executable, "-m", module, *args], block)
@@ -349,6 +352,8 @@ def test_doc_runs(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             print(f"{block.where} [{block.marker or block.lang}] {time.perf_counter() - started:.1f} s")
     finally:
         runner.stop()
+    for line in runner.not_run:
+        print(f"not run: {line}")
     after = _repo_state()
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert not changed, f"a docs command wrote into the real repository: {changed}"
