@@ -27,7 +27,8 @@ appears in the real repository.
 
 **Sizes are shrunk, commands are not** (appended options win, see :data:`SHRINK`): ``python -m training train``
 gets ``data.max_rows=600``, one epoch, no progress output; ``python -m training.experiments NAME`` its smallest
-rows/epochs/seeds and one point of its grid, its figures in the copy; port 8501 becomes a free port. Experiments in
+rows/epochs/seeds and one point of its grid, its figures in the copy; a further command of an experiment already run
+for the same file only has its options parsed (its ``run`` is not called); port 8501 becomes a free port. Experiments in
 :data:`NEEDS_SHARED_DATA` run only when ``../shared/data`` exists (otherwise that command alone is left out and
 listed as "not run" in the test's output; the rest of the file still runs).
 
@@ -199,6 +200,7 @@ class DocRun:
         self.namespace: dict[str, object] = {"__name__": "__docs__"}
         self.servers: list[subprocess.Popen] = []
         self.not_run: list[str] = []
+        self.experiments_run: set[str | None] = set()
         self.env = {
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -245,12 +247,36 @@ class DocRun:
         argv = sys.argv
         sys.argv = [module, *args]
         try:
-            with _chdir(self.copy):
+            with _chdir(self.copy), self.parse_only_if_repeated(module, args):
                 runpy.run_module(module, run_name="__main__", alter_sys=False)
+        except _ParsedOnlyError:
+            pass
         except SystemExit as stop:
             assert stop.code in (0, None), f"{block.where}: `python -m {module} {shlex.join(args)}` exited {stop.code}"
         finally:
             sys.argv = argv
+
+    @contextlib.contextmanager
+    def parse_only_if_repeated(self, module: str, args: list[str]):
+        """A second command of an experiment already run for this file: parse its options, skip the training."""
+        name = args[0] if module == "training.experiments" and args else None
+        if name is None or name not in self.experiments_run:
+            self.experiments_run.add(name)
+            yield
+            return
+        import importlib
+
+        experiment = importlib.import_module(f"training.experiments.{name}")
+        original = experiment.run
+
+        def parsed(*_args: object, **_kwargs: object) -> None:
+            raise _ParsedOnlyError
+
+        experiment.run = parsed
+        try:
+            yield
+        finally:
+            experiment.run = original
 
     def bash(self, command: str, block: Block) -> None:
         proc = subprocess.run(
@@ -288,6 +314,10 @@ class DocRun:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+class _ParsedOnlyError(Exception):
+    """Raised instead of training when a repeated experiment command has parsed its options."""
 
 
 @contextlib.contextmanager
