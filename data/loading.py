@@ -251,7 +251,11 @@ def _close(name: str, available: list[str]) -> str:
 
 
 def check_columns(columns: list[str], schema: Schema, require_labels: bool = True, source: str = "table") -> None:
-    """Raise a :class:`DataValidationError` listing every schema column absent from ``columns`` (with close matches)."""
+    """Raise a :class:`DataValidationError` listing every required schema column absent from ``columns``.
+
+    With ``require_labels`` (training data) every column the schema names is required except optional features;
+    without it (inference data) only the required features are: labels, timestamp, id and extra columns may be absent.
+    """
     available = set(columns)
     problems = []
     for f in schema.features:
@@ -262,7 +266,7 @@ def check_columns(columns: list[str], schema: Schema, require_labels: bool = Tru
             if t.label_column not in available:
                 problems.append(f"label column {t.label_column!r} (task {t.name!r}){_close(t.label_column, columns)}")
     others = ((schema.timestamp_column,) if schema.timestamp_column else ()) + schema.id_columns + schema.extra_columns
-    for c in others:
+    for c in others if require_labels else ():
         if c not in available:
             problems.append(f"column {c!r}{_close(c, columns)}")
     if problems:
@@ -296,7 +300,8 @@ def validate_frame(
         df: The raw table.
         schema: What the columns must hold.
         nan_policy: ``"error"`` or ``"fill"`` (see the module docstring).
-        require_labels: When False, absent label columns are allowed (inference data) and left out.
+        require_labels: When False (inference data), only the feature columns are required; absent label,
+            timestamp, id and extra columns are left out.
         source: Name of the table in messages (a file path).
         row_offset: Row number of ``df``'s first row in the whole table (chunked reads).
         csv_lines: Also report 1-based CSV file line numbers (one header line).
@@ -327,12 +332,13 @@ def validate_frame(
     for t in schema.tasks:
         if t.label_column in available and t.label_column not in out:
             out[t.label_column] = _label_column(df[t.label_column].reset_index(drop=True), t, ctx)
-    if schema.timestamp_column:
+    if schema.timestamp_column and schema.timestamp_column in available:
         out[schema.timestamp_column] = _timestamp_column(
             df[schema.timestamp_column].reset_index(drop=True), schema.timestamp_column, ctx
         )
     for c in schema.id_columns + schema.extra_columns:
-        out.setdefault(c, df[c].reset_index(drop=True))
+        if c in available:
+            out.setdefault(c, df[c].reset_index(drop=True))
     return pd.DataFrame(out, index=pd.RangeIndex(n))
 
 
@@ -348,7 +354,7 @@ def load_table(
         source: Path to ``.csv`` (optionally compressed, ``.tsv``) or ``.parquet``, or a DataFrame.
         schema: Column roles and dtypes.
         nan_policy: ``"error"`` (default) or ``"fill"`` for missing/non-finite feature values.
-        require_labels: When False, label columns may be absent (inference data).
+        require_labels: When False (inference data), only the feature columns are required.
 
     Returns:
         The validated, typed table (see :func:`validate_frame`).

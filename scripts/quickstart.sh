@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # The main job, end to end, on the embedded default data:
-#   set up the environment → train an MMoE (click + satisfaction) → per-task report and gate summary →
+#   set up the environment → train an MMoE (click + satisfaction) and, with the same data and budget, the
+#   single-task baseline → per-task report with both AUCs side by side, and the gate summary →
 #   export a SavedModel version → start the local TF-Serving-compatible server → REST predictions → stop the server.
 #
 # Everything lands under ./output (override with MMOE_OUTPUT): runs/<timestamp>/ for each training run,
 # export/mmoe/<version>/ for each exported version, latest -> the newest run. Safe to re-run: each run gets
-# its own folder and a new model version.
+# its own folder and a new model version. MMOE_PORT picks the server port (default: a free one);
+# MMOE_TRAIN_OVERRIDES adds config overrides, e.g. "train.epochs=2 data.max_rows=600" (tests use it).
+#
+# Usage: bash scripts/quickstart.sh [--verbose]   (--verbose: keep TensorFlow's C++ start-up log)
 set -euo pipefail
+verbose=""
+[ "${1:-}" = "--verbose" ] && verbose="--verbose"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 out="${MMOE_OUTPUT:-$repo/output}"
@@ -15,20 +21,29 @@ model_name="mmoe"
 bash scripts/setup_env.sh
 py="$repo/.venv/bin/python"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+# TensorFlow's C++ runtime logs before TF_CPP_MIN_LOG_LEVEL applies (absl pre-init notice, oneDNN, CUDA probing on
+# a CPU-only machine); `python -m training` hides it itself, the other steps go through this filter.
+tf_noise='^(WARNING: All log messages before absl::InitializeLog\(\) is called|[IWE][0-9]{4} [0-9:. ]+[0-9]+ [a-z_]+\.cc:[0-9]+\])'
+quiet() {
+  if [ -n "$verbose" ]; then "$@"; else "$@" 2> >(grep -vE "$tf_noise" >&2); fi
+}
 
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 run="$out/runs/$stamp"
 mkdir -p "$out/runs" "$out/export"
 
-echo; echo "== 1/4 train + evaluate (run folder: $run)"
-"$py" -m training train --config training/configs/default.yaml --set train.verbose=1 --output-dir "$run"
+echo; echo "== 1/4 train + evaluate, with the single-task baseline (run folder: $run)"
+overrides=()
+for item in ${MMOE_TRAIN_OVERRIDES:-}; do overrides+=(--set "$item"); done
+"$py" -m training train --config training/configs/default.yaml --set train.verbose=1 \
+  --set train.baseline=single_task ${overrides[@]+"${overrides[@]}"} --output-dir "$run" $verbose
 ln -sfn "runs/$stamp" "$out/latest"
 
 echo; echo "== 2/4 export a SavedModel version (base path: $out/export)"
-"$py" -m serving export --model "$run/model.keras" --base-path "$out/export" --model-name "$model_name" \
+quiet "$py" -m serving export --model "$run/model.keras" --base-path "$out/export" --model-name "$model_name" \
   --warmup-data data/sample/impressions.csv
 
-port="${MMOE_PORT:-$("$py" -c 'from serving.testing import free_port; print(free_port())')}"
+port="${MMOE_PORT:-$(quiet "$py" -c 'from serving.testing import free_port; print(free_port())')}"
 url="http://127.0.0.1:$port"
 echo; echo "== 3/4 start the local TF-Serving-compatible server on $url"
 "$py" -m serving serve --base-path "$out/export" --model-name "$model_name" --port "$port" > "$run/server.log" 2>&1 &
@@ -42,7 +57,7 @@ done
 curl -sf "$url/v1/models/$model_name"; echo
 
 echo; echo "== 4/4 REST predictions for 3 impressions"
-"$py" - "$run/request.json" <<'PY'
+quiet "$py" - "$run/request.json" <<'PY'
 """Writes a TF Serving row-format request for the first three impressions of the embedded sample."""
 import json
 import sys
@@ -65,7 +80,7 @@ PY
 echo "curl -X POST $url/v1/models/$model_name:predict -d @$run/request.json"
 curl -sf -X POST "$url/v1/models/$model_name:predict" -H 'Content-Type: application/json' -d @"$run/request.json"; echo
 echo; echo "same rows through serving.client (works unchanged against a real TF Serving):"
-"$py" -m serving predict --url "$url" --model-name "$model_name" --data data/sample/impressions.csv --rows 3
+quiet "$py" -m serving predict --url "$url" --model-name "$model_name" --data data/sample/impressions.csv --rows 3
 
 echo; echo "== done. Artifacts:"
 echo "  run folder      $run  (model.keras, report.json/txt, gates.json/png, history.csv, tensorboard/)"

@@ -242,7 +242,9 @@ def verify_export(version_dir: str | Path, features: Mapping[str, np.ndarray], e
         _write_npz(npz, {"in": features, "out": expected["outputs"], "gate": expected.get("gates") or {}})
         weights = json.dumps(expected["score_weights"])
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT)}
-        cmd = [sys.executable, "-m", "serving._verify", str(version_dir), str(npz), weights, str(VERIFY_TOLERANCE)]
+        # the child runs in ``tmp``: hand it an absolute path, or a relative base path would point into ``tmp``
+        version = str(Path(version_dir).resolve())
+        cmd = [sys.executable, "-m", "serving._verify", version, str(npz), weights, str(VERIFY_TOLERANCE)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=300)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:

@@ -3,12 +3,13 @@
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from data.generators import make_synthetic, oracle_auc, simulate_impressions
 from data.generators.synthetic import task_weights
 from data.loading import load_table
-from data.sample import SAMPLE_CSV, SAMPLE_DIR, SAMPLE_SCHEMA, load_default, write_sample
+from data.sample import DEFAULT_CSV, SAMPLE_CSV, SAMPLE_DIR, SAMPLE_SCHEMA, load_default, write_sample
 
 
 def _label_corr(p: float, **kwargs) -> float:
@@ -106,15 +107,18 @@ def test_simulator_rejects_bad_knobs():
 
 
 def test_sample_regenerates_byte_for_byte(tmp_path):
-    csv_path, schema_path = write_sample(tmp_path)
+    gz_path, csv_path, schema_path = write_sample(tmp_path)
+    assert gz_path.read_bytes() == (SAMPLE_DIR / DEFAULT_CSV).read_bytes()
     assert csv_path.read_bytes() == (SAMPLE_DIR / SAMPLE_CSV).read_bytes()
     assert schema_path.read_bytes() == (SAMPLE_DIR / SAMPLE_SCHEMA).read_bytes()
 
 
 def test_load_default():
     df, schema = load_default()
-    assert len(df) == 4000 and schema.task_names == ("click", "satisfaction")
-    assert df["satisfaction"].isna().sum() > 2000  # not clicked → blank
+    assert len(df) == 60000 and schema.task_names == ("click", "satisfaction")
+    assert df["satisfaction"].isna().sum() > 40000  # not clicked → blank
+    head = pd.read_csv(SAMPLE_DIR / SAMPLE_CSV)
+    assert len(head) == 4000 and (head["user_id"] == df["user_id"].head(4000)).all()  # the plain-text head
     assert oracle_auc(df, "click") > 0.8
 
 

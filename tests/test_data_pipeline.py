@@ -64,6 +64,20 @@ def test_make_dataset_structure_and_masking(sample):
     np.testing.assert_array_equal(sat_y[observed], df["satisfaction"].to_numpy()[observed])
 
 
+def test_features_only_dataset_needs_exactly_the_feature_columns(sample):
+    """``with_labels=False`` (data for ``predict``) takes a table of the feature columns alone."""
+    df, schema = sample
+    only = df[list(schema.feature_columns)].head(10)  # no timestamp, labels, p_click, p_satisfaction
+    ds = make_dataset(only, schema, batch_size=4, with_labels=False)
+    assert set(ds.element_spec) == set(schema.feature_names)
+    assert sum(len(b["user_id"]) for b in ds.as_numpy_iterator()) == 10
+    assert set(feature_arrays(only, schema)) == set(schema.feature_names)
+    with pytest.raises(ValueError, match=r"missing column 'device' \(feature 'device'\)"):
+        make_dataset(only.drop(columns=["device"]), schema, with_labels=False)
+    with pytest.raises(ValueError, match=r"missing label column 'click'"):
+        make_dataset(only, schema)  # training data still needs its labels
+
+
 def test_make_dataset_shuffle_is_seeded_and_complete(sample):
     df, schema = sample
 
@@ -204,7 +218,7 @@ def test_default_sample_is_learnable_by_a_small_mmoe():
     from data.splits import random_split
 
     df, schema = load_default()
-    train, test = random_split(df, (0.8, 0.2), seed=0)
+    train, test = random_split(df.head(4000), (0.8, 0.2), seed=0)
     config = schema.model_config(num_experts=4, expert_units=(32,), tower_units=(16,), learning_rate=3e-3, seed=1)
     model = mmoe_tf.build_model(config, adapt_data=feature_arrays(train, schema))
     model.fit(make_dataset(train, schema, batch_size=128, shuffle=True, seed=1), epochs=3, verbose=0)

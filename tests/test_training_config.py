@@ -102,3 +102,100 @@ def test_help_documents_options_and_config_keys(capsys):
             build_parser().parse_args([command, "--help"])
         out = capsys.readouterr().out
         assert "--model" in out and "--data" in out and "--schema" in out
+
+
+def _flatten(node, prefix=""):
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value and f"{prefix}{key}" != "model.tasks":
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_default_yaml_states_exactly_the_built_in_defaults(repo_root):
+    """`train` without --config is the default config: same values, and the file names every key."""
+    import yaml
+
+    path = repo_root / "training/configs/default.yaml"
+    assert load_run_config(path) == load_run_config(None)
+    raw = _flatten(yaml.safe_load(path.read_text()))
+    builtin = _flatten(RunConfig().to_dict())
+    from training.config import model_defaults
+
+    builtin.update({f"model.{k}": v for k, v in model_defaults().items()})  # incl. fields mmoe leaves out
+    assert raw == builtin
+
+
+def test_readme_configuration_table_matches_the_built_in_defaults(repo_root):
+    """One row per key in README's configuration table, its default column equal to the code's default."""
+    import re
+
+    import yaml
+
+    from training.config import model_defaults
+
+    text = (repo_root / "README.md").read_text()
+    section = text[text.index("## Configuration reference") : text.index("## Experiments and results")]
+    rows = re.findall(r"^\| `([\w.]+)` \| `([^`]*)` \|", section, re.M)
+    table = {key: yaml.safe_load(value) for key, value in rows}
+    builtin = _flatten(RunConfig().to_dict())
+    builtin.pop("model.tasks")
+    builtin.update({f"model.{k}": v for k, v in model_defaults().items()})
+    assert table == builtin
+    assert len(rows) == len(table), "a key is listed twice"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        (["model.architecture=shared_bottom", "model.num_experts=8"], "num_experts"),
+        (
+            ["model.architecture=single_task", "model.gate_temperature=2.0", "model.num_levels=2"],
+            "gate_temperature, num_levels",
+        ),
+        (["model.architecture=shared_bottom", "model.gate_dropout=0.1"], "gate_dropout"),
+        (["model.cross_layers=3"], "cross_layers"),
+    ],
+)
+def test_fields_an_architecture_does_not_use_are_refused(overrides, refused):
+    with pytest.raises(RunConfigError, match=rf"^model: architecture '\w+' does not use {refused}; remove"):
+        load_run_config(None, overrides)
+
+
+def test_harmless_defaults_of_unused_fields_are_left_out(repo_root):
+    """default.yaml (num_experts: 4, the default) with shared_bottom is fine; the field is not written."""
+    cfg = load_run_config(repo_root / "training/configs/default.yaml", ["model.architecture=shared_bottom"])
+    assert "num_experts" not in cfg.model and "gate_temperature" not in cfg.model and "cross_layers" not in cfg.model
+    assert cfg.model["expert_units"] == [32]
+    cross = load_run_config(None, ["model.expert_type=cross", "model.cross_layers=3"])
+    assert cross.model["cross_layers"] == 3
+    assert "num_experts" in load_run_config(None, ["model.architecture=omoe"]).model
+
+
+def test_tensorflow_startup_log_hidden_unless_verbose(repo_root):
+    """``python -m training`` prints no TensorFlow C++ start-up lines (absl notice, CUDA probing) unless --verbose."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    noise = re.compile(
+        r"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} [\d:. ]+\d+ \w+\.cc:\d+\])", re.M
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    runs = {}
+    for flag in ([], ["--verbose"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "training", "gates", "--help", *flag],
+            cwd=repo_root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs[bool(flag)] = proc.stdout + proc.stderr
+    assert not noise.search(runs[False]), runs[False][:2000]
+    assert noise.search(runs[True]), "expected TensorFlow's start-up log with --verbose on this CPU-only machine"

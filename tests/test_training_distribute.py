@@ -32,8 +32,9 @@ def _env(**extra):
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "1", **extra}
 
 
-def _cmd(out_dir, *overrides):
+def _cmd(out_dir, *overrides, config=None):
     cmd = [sys.executable, "-m", "training", "train", "--quiet", "--output-dir", str(out_dir)]
+    cmd += ["--config", config] if config else []
     for item in [*TINY, *overrides]:
         cmd += ["--set", item]
     return cmd
@@ -61,9 +62,10 @@ def _check_model_predicts(run_dir):
 
 
 def test_mirrored_two_logical_cpus(repo_root, tmp_path):
+    """README's command, ``train --config training/configs/mirrored.yaml --set train.logical_cpus=2``, at tiny size."""
     out = tmp_path / "mirrored"
     proc = subprocess.run(
-        _cmd(out, "train.distribute=mirrored", "train.logical_cpus=2"),
+        _cmd(out, "train.logical_cpus=2", config="training/configs/mirrored.yaml"),
         cwd=repo_root,
         env=_env(),
         capture_output=True,

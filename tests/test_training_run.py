@@ -88,11 +88,30 @@ def test_report_is_sane(run_dir):
 
 
 def test_same_seed_same_metrics(run_dir, tmp_path):
+    """Rerunning from the run folder's own run_config.yaml (the fully resolved config) gives the same metrics."""
     again = tmp_path / "again"
-    assert _cli_train(again) == 0
+    assert main(["train", "--config", str(run_dir / "run_config.yaml"), "--output-dir", str(again), "--quiet"]) == 0
     first = json.loads((run_dir / "report.json").read_text())["splits"]
     second = json.loads((again / "report.json").read_text())["splits"]
     assert first == second
+
+
+def test_run_config_is_fully_resolved(run_dir):
+    import dataclasses
+
+    import yaml
+
+    from mmoe_tf.config import ModelConfig, TaskSpec
+    from training.config import MODEL_EXCLUDED_FIELDS
+
+    saved = yaml.safe_load((run_dir / "run_config.yaml").read_text())
+    expected_fields = {f.name for f in dataclasses.fields(ModelConfig)} - set(MODEL_EXCLUDED_FIELDS) - {"cross_layers"}
+    assert set(saved["model"]) == expected_fields | {"tasks"}  # mmoe with mlp experts: all but cross_layers
+    assert saved["model"]["num_experts"] == 3 and saved["model"]["expert_dropout"] == 0.2
+    task_fields = {f.name for f in dataclasses.fields(TaskSpec)} - {"name"}
+    assert set(saved["model"]["tasks"]) == {"click", "satisfaction"}
+    assert all(set(fields) == task_fields for fields in saved["model"]["tasks"].values())
+    assert saved["output_dir"] == str(run_dir.resolve())
 
 
 def test_finished_run_is_not_clobbered(run_dir, capsys):
@@ -102,7 +121,30 @@ def test_finished_run_is_not_clobbered(run_dir, capsys):
     assert (run_dir / "report.json").read_text() == before
 
 
-def test_evaluate_and_gates_cli(run_dir, repo_root, tmp_path, capsys):
+def test_evaluate_and_gates_default_to_the_runs_test_split(run_dir, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(run_dir / "model.keras"), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("scoring embedded sample (data/sample/impressions.csv.gz), split test: 60 rows")
+    saved = json.loads(out.read_text())
+    assert saved["split"] == "test" and saved["data"] == "default"
+    # the very rows and metrics the training report measured on its test split
+    assert saved["splits"]["test"] == json.loads((run_dir / "report.json").read_text())["splits"]["test"]
+
+    args = ["evaluate", "--model", str(run_dir / "model.keras"), "--split", "validation", "--output", str(out)]
+    assert main(args) == 0
+    assert json.loads(out.read_text())["splits"]["validation"]["click"]["rows"] == 60
+    assert "split validation: 60 rows" in capsys.readouterr().out
+
+    assert main(["gates", "--model", str(run_dir / "model.keras"), "--output-dir", str(tmp_path / "g")]) == 0
+    assert "split test: 60 rows" in capsys.readouterr().out
+    assert json.loads((tmp_path / "g" / "gates.json").read_text())["num_examples"] == 60
+    assert (tmp_path / "g" / "gates.png").exists()
+    assert main(["gates", "--model", str(run_dir / "model.keras"), "--split", "all"]) == 0
+    assert "split all: 600 rows" in capsys.readouterr().out
+
+
+def test_evaluate_another_table(run_dir, repo_root, tmp_path, capsys):
     out = tmp_path / "eval.json"
     code = main(
         [
@@ -118,12 +160,62 @@ def test_evaluate_and_gates_cli(run_dir, repo_root, tmp_path, capsys):
         ]
     )
     assert code == 0
-    report = json.loads(out.read_text())["splits"]["data"]
+    report = json.loads(out.read_text())["splits"]["all"]
     assert report["click"]["rows"] == 4000 and report["click"]["auc"] > 0.5
-    assert "click" in capsys.readouterr().out
-    assert main(["gates", "--model", str(run_dir / "model.keras"), "--output-dir", str(tmp_path / "g")]) == 0
-    assert json.loads((tmp_path / "g" / "gates.json").read_text())["num_examples"] == 4000
-    assert (tmp_path / "g" / "gates.png").exists()
+    assert "impressions.csv, split all: 4000 rows" in capsys.readouterr().out
+
+
+def test_evaluate_without_a_run_folder_needs_data(run_dir, tmp_path, capsys):
+    import shutil
+
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(run_dir / "model.keras", lone / "model.keras")
+    assert main(["evaluate", "--model", str(lone / "model.keras")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --data: required") and "run_config.yaml" in err
+    assert main(["evaluate", "--model", str(lone / "model.keras"), "--data", "default"]) == 0
+    assert "split all: 60000 rows" in capsys.readouterr().out
+
+
+def test_a_missing_optional_feature_is_an_error_unless_allowed(run_dir, repo_root, tmp_path, capsys):
+    """The issue's case: a feature with a schema default, absent from the scored table, must not silently default."""
+    import yaml
+
+    schema = yaml.safe_load((repo_root / "data/sample/impressions.schema.yaml").read_text())
+    for feature in schema["features"]:
+        if feature["name"] == "item_price":
+            feature["default"] = 0.0
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(schema))
+    df = pd.read_csv(repo_root / "data/sample/impressions.csv").drop(columns=["item_price"]).head(300)
+    df.to_csv(tmp_path / "no_price.csv", index=False)
+    args = ["evaluate", "--model", str(run_dir / "model.keras"), "--data", str(tmp_path / "no_price.csv")]
+    args += ["--schema", str(tmp_path / "s.yaml")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "missing column 'item_price' (feature 'item_price', optional: default 0.0)" in err
+    assert "--allow-missing-features" in err and "Traceback" not in err
+    assert main([*args, "--allow-missing-features"]) == 0
+    assert "split all: 300 rows" in capsys.readouterr().out
+
+
+def test_a_schema_without_a_model_feature_is_refused(run_dir, repo_root, tmp_path, capsys):
+    import yaml
+
+    schema = yaml.safe_load((repo_root / "data/sample/impressions.schema.yaml").read_text())
+    schema["features"] = [f for f in schema["features"] if f["name"] != "position"]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(schema))
+    args = [
+        "evaluate",
+        "--model",
+        str(run_dir / "model.keras"),
+        "--data",
+        "default",
+        "--schema",
+        str(tmp_path / "s.yaml"),
+    ]
+    assert main(args) == 2
+    assert "lacks feature(s) ['position'] that the model was trained on" in capsys.readouterr().err
 
 
 def test_bad_config_is_one_line_error(tmp_path, capsys):

@@ -10,9 +10,18 @@ Public API (reusable by experiments):
   :func:`training.gate_analysis.format_gate_summary`, :func:`training.gate_analysis.plot_gates`.
 - :func:`training.distribute.make_strategy`.
 
-Submodules are imported lazily so ``import training`` stays cheap.
+Submodules are imported lazily so ``import training`` stays cheap (and ``python -m training`` can quiet
+TensorFlow's start-up log before TensorFlow is imported).
 """
 
-from training.config import RunConfig, RunConfigError, load_run_config
+from typing import Any
 
 __all__ = ["RunConfig", "RunConfigError", "load_run_config"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from training import config
+
+        return getattr(config, name)
+    raise AttributeError(f"module 'training' has no attribute {name!r}")

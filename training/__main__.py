@@ -1,7 +1,10 @@
-"""``python -m training`` → :func:`training.cli.main`."""
+"""``python -m training`` → :func:`training.cli.main` (TensorFlow's start-up log hidden unless ``--verbose``)."""
 
 import sys
 
-from training.cli import main
+from training.quiet import quiet_startup
+
+with quiet_startup(enabled="--verbose" not in sys.argv[1:]):
+    from training.cli import main
 
 sys.exit(main())

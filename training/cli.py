@@ -3,8 +3,9 @@ compare architectures over seeds.
 
 Examples:
     python -m training train --config training/configs/default.yaml --set model.num_experts=8 --set train.epochs=3
-    python -m training evaluate --model output/runs/RUN/model.keras --data table.csv --schema schema.yaml
-    python -m training gates --model output/runs/RUN/model.keras --data default --output-dir /tmp/gates
+    python -m training evaluate --model output/runs/RUN/model.keras            # the run's own test split
+    python -m training evaluate --model output/runs/RUN/model.keras --split all --data table.csv --schema s.yaml
+    python -m training gates --model output/runs/RUN/model.keras --output-dir /tmp/gates
     python -m training compare --set train.epochs=5 --seeds 3 --jobs 2 --output-dir output/compare/first
 """
 
@@ -19,7 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from training import compare
-from training.config import RunConfigError, config_reference, load_run_config
+from training.config import config_reference, load_run_config
+from training.scoring_data import SPLITS, scoring_table
 
 EPILOG = """\
 run config reference (YAML/TOML file, then --set overrides; KEY = default):
@@ -57,8 +59,9 @@ def _add_model_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="saved model (RUN/model.keras)")
     p.add_argument(
         "--data",
-        default="default",
-        help="CSV/Parquet table with the schema's columns, or 'default' for the embedded sample",
+        default=None,
+        help="CSV/Parquet table with the model's feature columns, or 'default' for the embedded sample "
+        "(default: the run's own table, from run_config.yaml next to the model)",
     )
     p.add_argument(
         "--schema",
@@ -66,10 +69,23 @@ def _add_model_data(p: argparse.ArgumentParser) -> None:
         "embedded sample's schema when --data is default",
     )
     p.add_argument(
+        "--split",
+        choices=SPLITS,
+        default=None,
+        help="rows to score, cut with the run's split settings (default: test for the run's own table, all for --data)",
+    )
+    p.add_argument(
+        "--allow-missing-features",
+        action="store_true",
+        help="score a table that lacks the column of an optional feature (every row takes its schema default); "
+        "without it a missing feature column is an error",
+    )
+    p.add_argument(
         "--nan-policy",
-        default="error",
+        default=None,
         choices=("error", "fill"),
-        help="missing feature values: raise, or fill with each feature's default",
+        help="missing feature values: raise, or fill with each feature's default (default: the run's "
+        "data.nan_policy, else error)",
     )
     p.add_argument("--batch-size", type=int, default=1024, help="prediction batch size")
 
@@ -79,7 +95,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="per-task report of a saved model on a table",
         description="Per-task metrics (binary: AUC, log loss, calibration; regression: MSE, MAE) on the "
-        "rows where each task's label is observed; prints a table, optionally writes JSON.",
+        "rows where each task's label is observed; prints which table and split it scored and a table, "
+        "optionally writes JSON. Default: the run's own table (run_config.yaml next to the model), test split.",
     )
     _add_model_data(p)
     p.add_argument("--output", help="write the report as JSON here (and the table next to it as .txt)")
@@ -119,35 +136,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_gates(sub)
     compare.add_parser(sub)
+    for command in sub.choices.values():
+        command.add_argument(
+            "--verbose",
+            action="store_true",
+            help="show TensorFlow's start-up log (CUDA probing, CPU-instruction notices; hidden by default)",
+        )
     return parser
 
 
-def _load_for_eval(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
-    """(model, config, df, schema) for evaluate/gates."""
+def _load_for_eval(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(model, config, ScoringTable) for evaluate/gates; prints which table and split are scored."""
     from mmoe_tf.saving import config_of, load_model
-    from training.runner import read_table
 
     model_path = pathlib.Path(args.model)
     if not model_path.exists():
         raise FileNotFoundError(f"--model: no such file: {model_path}")
-    schema_path = args.schema or (
-        model_path.parent / "schema.yaml" if (model_path.parent / "schema.yaml").is_file() else None
-    )
-    if args.data != "default" and schema_path is None:
-        raise RunConfigError("--schema: required (no schema.yaml next to the model and --data is not 'default')")
-    df, schema = read_table(args.data, schema_path, args.nan_policy)
     model = load_model(model_path)
-    return model, config_of(model), df, schema
+    config = config_of(model)
+    table = scoring_table(
+        model_path, config, args.data, args.schema, args.split, args.nan_policy, args.allow_missing_features
+    )
+    print(f"scoring {table.describe()}")
+    return model, config, table
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from training.evaluation import evaluate_model, format_report
 
-    model, config, df, schema = _load_for_eval(args)
+    model, config, table = _load_for_eval(args)
     report = {
         "model": str(args.model),
-        "data": str(args.data),
-        "splits": {"data": evaluate_model(model, config, df, schema, batch_size=args.batch_size)},
+        "data": table.source,
+        "split": table.split,
+        "splits": {table.split: evaluate_model(model, config, table.df, table.schema, batch_size=args.batch_size)},
     }
     text = format_report(report["splits"])
     print(text)
@@ -164,10 +186,10 @@ def _gates(args: argparse.Namespace) -> int:
     from data import feature_arrays
     from training.gate_analysis import analyze_model_gates, format_gate_summary, write_gate_analysis
 
-    model, _, df, schema = _load_for_eval(args)
+    model, _, table = _load_for_eval(args)
     analysis = analyze_model_gates(
         model,
-        feature_arrays(df, schema),
+        feature_arrays(table.df, table.schema),
         batch_size=args.batch_size,
         collapse_max_weight=args.collapse_max_weight,
         collapse_entropy=args.collapse_entropy,

@@ -38,7 +38,7 @@ from typing import Any, Union
 import yaml
 
 from data.loading import NAN_POLICIES
-from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+from mmoe_tf.config import ARCHITECTURES, FeatureSpec, ModelConfig, TaskSpec
 
 DISTRIBUTE_KINDS = ("none", "mirrored", "multi_worker")
 SPLIT_METHODS = ("random", "time")
@@ -110,9 +110,11 @@ class TrainConfig:
             trying ``mirrored`` on a CPU-only machine); ``None`` leaves devices alone.
         steps_per_epoch: Batches per epoch (the training data then repeats); ``None`` = one pass.
         verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+        baseline: Also train this architecture (e.g. ``single_task``) on the same splits with the same budget and
+            report its metrics next to the model's; ``None`` trains no baseline.
     """
 
-    epochs: int = 10
+    epochs: int = 15
     batch_size: int = 256
     seed: int = 0
     early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
@@ -120,6 +122,7 @@ class TrainConfig:
     logical_cpus: int | None = None
     steps_per_epoch: int | None = None
     verbose: int = 2
+    baseline: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,10 +144,15 @@ class GatesConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """A whole training run. ``model`` holds ModelConfig overrides (plain dict, validated)."""
+    """A whole training run.
+
+    ``model`` is the resolved model section: every :class:`mmoe_tf.ModelConfig` field the architecture uses (the
+    built-in :data:`MODEL_DEFAULTS` where not set), plus ``tasks`` (per-task overrides; after :func:`resolved_for`
+    every field of every task).
+    """
 
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    model: dict[str, Any] = dataclasses.field(default_factory=dict)
+    model: dict[str, Any] = dataclasses.field(default_factory=lambda: resolve_model_section({}, "model"))
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     gates: GatesConfig = dataclasses.field(default_factory=GatesConfig)
     output_dir: str | None = None
@@ -245,7 +253,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         if dataclasses.is_dataclass(tp):
             values[key] = _build(tp, value, path + ".")
         elif key == "model" and cls is RunConfig:
-            values[key] = _validate_model_section(value or {}, path)
+            values[key] = resolve_model_section(value or {}, path)
         else:
             if not _conforms(value, tp):
                 raise RunConfigError(f"{path}: expected {_type_name(tp)}, got {_describe(value)}")
@@ -287,6 +295,8 @@ def _check_values(obj: Any, prefix: str) -> None:
             fail("distribute", f"expected one of {DISTRIBUTE_KINDS}")
         if obj.verbose not in (0, 1, 2):
             fail("verbose", "expected 0, 1 or 2")
+        if obj.baseline is not None and obj.baseline not in ARCHITECTURES:
+            fail("baseline", f"expected null or one of {ARCHITECTURES}")
     elif isinstance(obj, GatesConfig):
         if not 0 < obj.collapse_max_weight <= 1:
             fail("collapse_max_weight", "expected a number in (0, 1]")
@@ -296,32 +306,95 @@ def _check_values(obj: Any, prefix: str) -> None:
 
 _DUMMY_FEATURE = FeatureSpec("__feature__", "numeric")
 
+# Built-in model defaults of a training run (``training/configs/default.yaml`` states the same values; a test checks
+# it). Fields not listed take :class:`mmoe_tf.ModelConfig`'s own defaults.
+MODEL_DEFAULTS: dict[str, Any] = {
+    "architecture": "mmoe",
+    "num_experts": 4,
+    "expert_units": [32],
+    "expert_dropout": 0.2,  # hashed user/item ids overfit quickly
+    "tower_units": [16],
+    "learning_rate": 0.002,
+}
+PLE_FIELDS = ("num_shared_experts", "num_task_experts")
+GATE_FIELDS = ("num_experts", "num_levels", "gate_hidden_units", "gate_temperature", "gate_dropout", *PLE_FIELDS)
+# ModelConfig fields an architecture does not use; an architecture not listed here uses every field.
+UNUSED_FIELDS: dict[str, tuple[str, ...]] = {
+    "shared_bottom": GATE_FIELDS,
+    "single_task": GATE_FIELDS,
+    "mmoe": PLE_FIELDS,
+    "omoe": PLE_FIELDS,
+    "ple": ("num_experts",),
+}
 
-def _validate_model_section(section: Any, path: str) -> dict[str, Any]:
-    """Check model overrides against ModelConfig (types, then ModelConfig's own validation)."""
+
+def model_defaults() -> dict[str, Any]:
+    """Every ModelConfig field except features/tasks at its built-in training default (plain lists)."""
+    out = {}
+    for f in dataclasses.fields(ModelConfig):
+        if f.name in MODEL_EXCLUDED_FIELDS:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        out[f.name] = _plain(MODEL_DEFAULTS.get(f.name, default))
+    return out
+
+
+def unused_model_fields(architecture: str, expert_type: str = "mlp") -> tuple[str, ...]:
+    """ModelConfig fields ``architecture`` ignores (``cross_layers`` is ignored unless ``expert_type`` is cross)."""
+    unused = UNUSED_FIELDS.get(architecture, ())
+    return (*unused, "cross_layers") if expert_type != "cross" else unused
+
+
+def resolve_model_section(section: Any, path: str = "model") -> dict[str, Any]:
+    """Validate a ``model`` section and fill in every field the architecture uses.
+
+    Args:
+        section: The raw mapping (ModelConfig fields plus ``tasks``).
+        path: Dotted key for messages.
+
+    Returns:
+        ``{field: value}`` for every ModelConfig field the architecture uses (built-in defaults where not set, lists
+        for sequences), plus ``tasks`` (validated per-task overrides). Fields the architecture ignores are left out.
+
+    Raises:
+        RunConfigError: a bad key or value, or a field set to a non-default value that the architecture does not use
+            (e.g. ``num_experts`` with ``shared_bottom``), naming the fields and the architecture.
+    """
     if not isinstance(section, Mapping):
         raise RunConfigError(f"{path}: expected a mapping, got {_describe(section)}")
     hints = typing.get_type_hints(ModelConfig)
-    allowed = [f.name for f in dataclasses.fields(ModelConfig) if f.name not in MODEL_EXCLUDED_FIELDS]
-    out: dict[str, Any] = {}
+    defaults = model_defaults()
+    given: dict[str, Any] = {}
+    tasks: dict[str, dict[str, Any]] = {}
     for key, value in section.items():
         if key == "features":
             raise RunConfigError(f"{path}.features: features come from the data schema and cannot be set here")
         if key == "tasks":
-            out[key] = _validate_task_overrides(value, f"{path}.tasks")
+            tasks = _validate_task_overrides(value, f"{path}.tasks")
             continue
-        if key not in allowed:
-            raise _unknown_key(f"{path}.", key, [*allowed, "tasks"])
+        if key not in defaults:
+            raise _unknown_key(f"{path}.", key, [*defaults, "tasks"])
         if not _conforms(value, hints[key]):
             raise RunConfigError(f"{path}.{key}: expected {_type_name(hints[key])}, got {_describe(value)}")
-        out[key] = list(value) if isinstance(value, (list, tuple)) else value
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in out.items() if k != "tasks"}
+        given[key] = _plain(value)
+    merged = {**defaults, **given}
+    architecture = merged["architecture"]
+    unused = unused_model_fields(architecture, merged["expert_type"])
+    refused = sorted(k for k in given if k in unused and given[k] != defaults[k])
+    if refused:
+        raise RunConfigError(
+            f"{path}: architecture {architecture!r} does not use {', '.join(refused)}; remove "
+            f"{'them' if len(refused) > 1 else 'it'} (or choose an architecture that uses "
+            f"{'them' if len(refused) > 1 else 'it'})"
+        )
+    resolved = {k: v for k, v in merged.items() if k not in unused}
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in resolved.items()}
     try:  # reuse ModelConfig's checks (architecture names, ranges, ...) with a placeholder feature
         ModelConfig(features=(_DUMMY_FEATURE,), **kwargs)
     except ValueError as err:
         field = next((k for k in kwargs if f"'{k}'" in str(err)), None)
         raise RunConfigError(f"{path}.{field}: {err}" if field else f"{path}: {err}") from None
-    return out
+    return {**resolved, "tasks": tasks}
 
 
 def _validate_task_overrides(section: Any, path: str) -> dict[str, dict[str, Any]]:
@@ -374,6 +447,26 @@ def apply_task_overrides(config: ModelConfig, overrides: Mapping[str, Mapping[st
         return config.replace(tasks=tuple(tasks))
     except ValueError as err:
         raise RunConfigError(f"model.tasks: {err}") from None
+
+
+def resolved_for(run_config: RunConfig, config: ModelConfig) -> RunConfig:
+    """``run_config`` as written to ``run_config.yaml``: every field of every task of ``config``, absolute paths.
+
+    Args:
+        run_config: The validated run config.
+        config: The ModelConfig built from it and the schema (:func:`training.runner.model_config_for`).
+
+    Returns:
+        A RunConfig that reproduces ``config`` with any schema and from any working directory.
+    """
+    tasks = {t.name: {k: _plain(getattr(t, k)) for k in TASK_OVERRIDE_FIELDS} for t in config.tasks}
+    data = run_config.data
+    if data.path != "default":
+        data = dataclasses.replace(data, path=str(pathlib.Path(data.path).resolve()))
+    if data.schema:
+        data = dataclasses.replace(data, schema=str(pathlib.Path(data.schema).resolve()))
+    output_dir = str(pathlib.Path(run_config.output_dir).resolve()) if run_config.output_dir else None
+    return dataclasses.replace(run_config, data=data, model={**run_config.model, "tasks": tasks}, output_dir=output_dir)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -448,7 +541,7 @@ def load_run_config(path: str | pathlib.Path | None = None, overrides: Iterable[
 
 
 KEY_HELP = {
-    "data.path": "CSV/Parquet table, or 'default' (embedded 4000-row sample)",
+    "data.path": "CSV/Parquet table, or 'default' (embedded 60,000-row sample)",
     "data.schema": "schema YAML/JSON; required unless data.path is 'default'",
     "data.split.method": "random | time",
     "data.split.fractions": "train/validation/test fractions, summing to 1",
@@ -466,11 +559,35 @@ KEY_HELP = {
     "train.logical_cpus": "split the CPU into N logical devices first (fresh process only)",
     "train.steps_per_epoch": "batches per epoch (training data repeats); null = one pass",
     "train.verbose": "0 silent | 1 progress bar | 2 one line per epoch",
+    "train.baseline": "also train this architecture (e.g. single_task) with the same data and budget; null = none",
     "gates.enabled": "run gate analysis after training",
     "gates.collapse_max_weight": "warn when a task's mean max gate weight exceeds this",
     "gates.collapse_entropy": "warn when a task's mean normalised gate entropy is below this",
     "gates.unused_share": "flag experts below this share of gate mass; null = 0.1/K",
     "output_dir": "run folder; null = output/runs/<UTC timestamp>",
+}
+
+
+MODEL_HELP = {
+    "architecture": "mmoe | omoe | shared_bottom | single_task",
+    "num_experts": "experts K (mmoe/omoe)",
+    "expert_units": "expert MLP sizes (the bottom MLP for shared_bottom/single_task)",
+    "expert_type": "mlp | cross (DCN-v2 cross-network experts)",
+    "cross_layers": "cross layers per expert (expert_type cross only)",
+    "expert_activation": "activation of expert hidden layers",
+    "expert_dropout": "dropout after each expert hidden layer",
+    "expert_norm": "null | batch | layer",
+    "gate_hidden_units": "gate hidden sizes before the softmax ([] = linear gate)",
+    "gate_temperature": "gate softmax temperature (> 1 flatter)",
+    "gate_dropout": "dropout on gate weights (renormalised)",
+    "num_levels": "stacked MMoE blocks",
+    "tower_units": "per-task tower sizes",
+    "tower_activation": "activation of tower hidden layers",
+    "tower_dropout": "dropout after each tower hidden layer",
+    "loss_balancing": "fixed (task loss_weight) | uncertainty (learned)",
+    "optimizer": "Keras optimizer identifier",
+    "learning_rate": "optimizer learning rate",
+    "seed": "weight-initialisation seed",
 }
 
 
@@ -485,11 +602,10 @@ def config_reference() -> str:
             if dataclasses.is_dataclass(tp):
                 walk(tp, f"{prefix}{f.name}.")
             elif f.name == "model" and cls is RunConfig:
-                lines.append(
-                    "  model.<ModelConfig field>   any of: "
-                    + ", ".join(f.name for f in dataclasses.fields(ModelConfig) if f.name not in MODEL_EXCLUDED_FIELDS)
-                )
+                for key, default in model_defaults().items():
+                    lines.append(f"  model.{key} = {json.dumps(default)}".ljust(43) + " " + MODEL_HELP.get(key, ""))
                 lines.append("  model.tasks.<task>.<field>  per-task: " + ", ".join(TASK_OVERRIDE_FIELDS))
+                lines.append(f"  (shared_bottom and single_task refuse {', '.join(GATE_FIELDS)})")
             else:
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
                 key = f"{prefix}{f.name}"

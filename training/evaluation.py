@@ -262,3 +262,38 @@ def format_report(splits: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     if notes:
         text += ["", "notes:", *notes]
     return "\n".join(text)
+
+
+def format_baseline_comparison(report: Mapping[str, Any], split: str = "test") -> str:
+    """The model's AUC (binary) or MSE (regression) next to the baseline's, per output, on one split.
+
+    Args:
+        report: A run's ``report.json`` content with ``model``, ``splits`` and ``baseline``.
+        split: Which split to compare.
+
+    Returns:
+        A small fixed-width table (gain = model − baseline for AUC, baseline − model for MSE: > 0 is better).
+    """
+    ours, base = report["splits"].get(split, {}), report["baseline"]["splits"].get(split, {})
+    arch, base_arch = report["model"]["architecture"], report["baseline"]["architecture"]
+    header = ("output", "metric", f"{arch}", f"{base_arch}", "gain", "observed")
+    rows = []
+    for name, m in ours.items():
+        b = base.get(name, {})
+        metric = "auc" if m.get("type") == "binary" else "mse"
+        a_val, b_val = m.get(metric), b.get(metric)
+        gain = None
+        if a_val is not None and b_val is not None:
+            gain = a_val - b_val if metric == "auc" else b_val - a_val
+        rows.append(
+            (name, metric, _fmt(a_val), _fmt(b_val), "-" if gain is None else f"{gain:+.4f}", _fmt(m.get("observed")))
+        )
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    title = f"{split} split: {arch} vs the {base_arch} baseline (same data, same training budget)"
+    return "\n".join([title, line(header), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)])

@@ -33,8 +33,8 @@ import yaml
 import mmoe_tf
 from training import distribute
 from training.callbacks import LossWeightLogger, make_callbacks
-from training.config import RunConfig, RunConfigError, apply_task_overrides
-from training.evaluation import evaluate_model, format_report
+from training.config import RunConfig, RunConfigError, apply_task_overrides, resolved_for
+from training.evaluation import evaluate_model, format_baseline_comparison, format_report
 from training.gate_analysis import analyze_model_gates, format_gate_summary, write_gate_analysis
 
 LOGGER = logging.getLogger("training")
@@ -238,15 +238,14 @@ def train(
     """
     strategy = distribute.make_strategy(run_config.train.distribute, run_config.train.logical_cpus)
     chief = distribute.is_chief(strategy)
-    run_dir = pathlib.Path(output_dir or run_config.output_dir or new_run_dir())
-    run_config = dataclasses.replace(run_config, output_dir=str(run_dir))
-    resuming = prepare_run_dir(run_dir, run_config) if chief else run_dir.exists()
-    own_dir = distribute.write_dir(run_dir, strategy)
-    tf.keras.utils.set_random_seed(run_config.train.seed)
-
+    run_dir = pathlib.Path(output_dir or run_config.output_dir or new_run_dir()).resolve()
     df, schema = load_data(run_config)
     parts = split_data(df, schema, run_config)
     config = model_config_for(schema, run_config)
+    run_config = resolved_for(dataclasses.replace(run_config, output_dir=str(run_dir)), config)
+    resuming = prepare_run_dir(run_dir, run_config) if chief else run_dir.exists()
+    own_dir = distribute.write_dir(run_dir, strategy)
+    tf.keras.utils.set_random_seed(run_config.train.seed)
     LOGGER.info(
         "run %s: %s rows (train/val/test %s), %s, strategy %s with %d replica(s)%s",
         run_dir,
@@ -283,6 +282,10 @@ def train(
     )
     seconds = time.perf_counter() - started
     initial_epoch = int(history.epoch[0]) if history.epoch else run_config.train.epochs
+    baseline = None
+    if run_config.train.baseline:
+        adapt = feature_arrays(parts["train"], schema)
+        baseline = _train_baseline(run_dir, own_dir, config, adapt, train_ds, val_ds, strategy, run_config)
     model_path = own_dir / "model.keras"
     save_model(model, model_path)  # every worker saves (collective reads); only the chief's is kept
     if not chief:
@@ -313,7 +316,23 @@ def train(
             if len(parts[name])
         },
     }
+    if baseline is not None:
+        base_model, base_config, base_summary = baseline
+        report["baseline"] = {
+            "architecture": base_config.architecture,
+            "parameters": int(base_model.count_params()),
+            "training": base_summary,
+            "splits": {
+                name: evaluate_model(
+                    base_model, base_config, parts[name], schema, batch_size=max(1024, run_config.train.batch_size)
+                )
+                for name in ("validation", "test")
+                if len(parts[name])
+            },
+        }
     text = format_report(report["splits"])
+    if baseline is not None:
+        text += "\n\n" + format_baseline_comparison(report)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (run_dir / "report.txt").write_text(text + "\n")
 
@@ -331,6 +350,48 @@ def train(
         write_gate_analysis(gates, run_dir)
         (run_dir / "gates.txt").write_text(format_gate_summary(gates) + "\n")
     return RunResult(run_dir, model, config, report, gates, history.history, initial_epoch, True)
+
+
+def _train_baseline(
+    run_dir: pathlib.Path,
+    own_dir: pathlib.Path,
+    config: mmoe_tf.ModelConfig,
+    adapt: Mapping[str, np.ndarray],
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset | None,
+    strategy: Any,
+    run_config: RunConfig,
+) -> tuple[tf.keras.Model, mmoe_tf.ModelConfig, dict[str, Any]]:
+    """Train ``train.baseline`` on the same datasets with the same budget and model selection (``run_dir/baseline``).
+
+    Returns:
+        ``(model, its config, training summary)``; the model is also saved as ``baseline/model.keras``.
+    """
+    from mmoe_tf.models import build_model
+    from mmoe_tf.saving import save_model
+
+    base_config = config.replace(architecture=run_config.train.baseline)
+    base_dir, base_own = run_dir / "baseline", own_dir / "baseline"
+    base_own.mkdir(parents=True, exist_ok=True)
+    tf.keras.utils.set_random_seed(run_config.train.seed)
+    with strategy.scope():
+        base_model = build_model(base_config, adapt_data=adapt)
+    cbs = make_callbacks(base_dir, base_own, run_config.train, has_validation=val_ds is not None)
+    LOGGER.info("baseline %s: same splits, epochs and early stopping", base_config.architecture)
+    started = time.perf_counter()
+    history = base_model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=run_config.train.epochs,
+        steps_per_epoch=run_config.train.steps_per_epoch,
+        callbacks=cbs,
+        verbose=run_config.train.verbose,
+    )
+    seconds = time.perf_counter() - started
+    initial_epoch = int(history.epoch[0]) if history.epoch else run_config.train.epochs
+    save_model(base_model, base_own / "model.keras")
+    summary = _training_summary(history, cbs, initial_epoch, seconds, strategy, run_config)
+    return base_model, base_config, summary
 
 
 def _training_summary(

@@ -1,0 +1,55 @@
+"""Quiet TensorFlow's start-up log for the command line (``--verbose`` shows it again).
+
+TensorFlow's C++ runtime prints to stderr before its own log level applies — ``cuInit`` errors on CPU-only
+machines, oneDNN and CPU-instruction notices, "Could not find cuda drivers" — and its Python logger warns about
+slow callbacks and retracing. :func:`quiet_startup` imports TensorFlow (through ``mmoe_tf``, so ``tf.keras`` is
+Keras 2) and lists the devices with stderr captured, then restores stderr: later errors still show. If the import
+itself fails, the captured text is replayed so nothing is lost.
+
+Example:
+    >>> with quiet_startup(enabled=True):  # doctest: +SKIP
+    ...     from training.cli import main
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def quiet_startup(enabled: bool = True) -> Iterator[None]:
+    """Import TensorFlow with stderr (file descriptor 2) captured; a no-op when not ``enabled``.
+
+    Args:
+        enabled: False (``--verbose``) leaves TensorFlow's start-up log alone.
+    """
+    if not enabled:
+        yield
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        failed = True
+        try:
+            import tensorflow as tf
+
+            import mmoe_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow starts)
+
+            tf.config.list_physical_devices()  # the cuInit probe; logical devices can still be configured
+            tf.get_logger().setLevel(logging.ERROR)  # slow-callback and retracing warnings
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode(errors="replace"))
+    yield
