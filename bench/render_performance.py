@@ -1,0 +1,173 @@
+"""Render the measured tables of ``docs/performance.md`` from the benchmark outputs in ``docs/bench/``.
+
+The tables between ``<!-- generated:begin -->`` and ``<!-- generated:end -->`` are written from
+``docs/bench/peer_throughput.json`` (the last JSON line of ``bench/peer_throughput.py --scaling``) and
+``docs/bench/step_breakdown_{before,after}.json`` (``bench/step_breakdown.py --threads 1 --profile``
+on the code before and after the speed work), so the prose cannot drift from the measurements;
+``tests/test_bench_docs.py`` checks that the file is up to date.
+
+Usage:
+    python3 bench/render_performance.py          # rewrite the generated block in place
+    python3 bench/render_performance.py --check  # exit 1 when the block is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from typing import Any
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "performance.md"
+BENCH = REPO / "docs" / "bench"
+BEGIN, END = "<!-- generated:begin -->", "<!-- generated:end -->"
+
+
+def _load(name: str) -> dict[str, Any]:
+    return json.loads((BENCH / name).read_text())
+
+
+def _n(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def peer_tables(peer: dict[str, Any]) -> list[str]:
+    lines = []
+    for batch, result in peer["by_batch_size"].items():
+        rows = result["contenders"]
+        lines += [
+            f"**Batch {int(batch):,}** (medians of {peer['settings']['rounds']} alternated rounds × "
+            f"{peer['settings']['epochs_per_round']} epochs, {peer['settings']['train_rows']:,} training rows):",
+            "",
+            "| model | train examples/s | predict examples/s | click AUC | satisfaction AUC | parameters "
+            "| ops / train step |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, r in rows.items():
+            auc = r["test_auc"]
+            lines.append(
+                f"| {name} | {_n(r['train_examples_per_s'])} | {_n(r['predict_examples_per_s'])} | "
+                f"{auc['click']:.4f} | {auc['satisfaction']:.4f} | {r['parameters']:,} "
+                f"| {_n(r['ops_per_train_step'])} |"
+            )
+        lines.append("")
+        if "train_speedup_vs_deepctr_mmoe" in result:
+            delta = result["auc_delta_vs_deepctr_mmoe"]
+            lines.append(
+                f"mmoe-tf `mmoe` vs DeepCTR `MMOE`: training **{result['train_speedup_vs_deepctr_mmoe']:.2f}×**, "
+                f"prediction **{result['predict_speedup_vs_deepctr_mmoe']:.2f}×**, test AUC difference click "
+                f"{delta['click']:+.4f}, satisfaction {delta['satisfaction']:+.4f}; vs DeepCTR `SharedBottom` "
+                f"training {result['train_ratio_vs_deepctr_shared_bottom']:.2f}×."
+            )
+        if "ple_train_speedup_vs_deepctr_ple" in result:
+            delta = result["ple_auc_delta_vs_deepctr_ple"]
+            lines.append(
+                f"mmoe-tf `ple` vs DeepCTR `PLE`: training {result['ple_train_speedup_vs_deepctr_ple']:.2f}×, "
+                f"test AUC difference click {delta['click']:+.4f}, satisfaction {delta['satisfaction']:+.4f}."
+            )
+        paths = result["prediction_paths"]
+        lines += [
+            f"Real input path: training through `data.make_dataset` runs at **{result['pipeline_vs_cached']:.2f}×** "
+            "the cached in-memory dataset. Prediction: `training evaluate`'s path "
+            f"{_n(paths['training_evaluate_predict'])}/s, the exported SavedModel's `serving_default` "
+            f"{_n(paths['saved_model_serving_default'])}/s.",
+            "",
+        ]
+    lines.append(
+        f"Machine: {peer['settings']['cpus']} cores shared with other jobs (load average at the end "
+        f"{peer['settings']['load_average_end']}); TensorFlow {peer['settings']['tensorflow']}, DeepCTR "
+        f"{peer['settings']['deepctr']}."
+    )
+    return lines
+
+
+def scaling_tables(scaling: dict[str, Any]) -> list[str]:
+    lines = ["", "| axis | value | training examples/s |", "|---|---|---|"]
+    for axis in ("num_experts", "batch_size", "categorical_features"):
+        for value, rate in scaling[axis].items():
+            lines.append(f"| {axis} | {value} | {_n(rate)} |")
+    lines += [
+        "",
+        f"Time per example with 32 experts is {scaling['experts_32_vs_4_cost_ratio']:.2f}× that with 4 experts "
+        "(8× the experts).",
+    ]
+    return lines
+
+
+def breakdown_tables(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    lines = [
+        "| part of the step | ops before | ops after | op self-time before (µs/step) | after (µs/step) |",
+        "|---|---|---|---|---|",
+    ]
+    parts = list(
+        dict.fromkeys([*before["ops_by_part"], *after["ops_by_part"], *before["profile"]["by_part_us_per_step"]])
+    )
+    for part in parts:
+        lines.append(
+            f"| {part} | {before['ops_by_part'].get(part, 0)} | {after['ops_by_part'].get(part, 0)} | "
+            f"{_n(before['profile']['by_part_us_per_step'].get(part))} | "
+            f"{_n(after['profile']['by_part_us_per_step'].get(part))} |"
+        )
+    lines.append(
+        f"| **total** | **{before['ops_per_train_step']}** | **{after['ops_per_train_step']}** | "
+        f"**{_n(before['profile']['op_self_time_us_per_step'])}** | "
+        f"**{_n(after['profile']['op_self_time_us_per_step'])}** |"
+    )
+    lines += ["", "Stages (one thread, CPU µs per example; each stage includes the ones above it):", ""]
+    lines += ["| stage | before | after |", "|---|---|---|"]
+    for stage, value in before["stage_us_per_example"].items():
+        lines.append(f"| {stage} | {value:.2f} | {after['stage_us_per_example'][stage]:.2f} |")
+    lines += [
+        "",
+        f"Load average during the runs: {before['load_average']} (before) and {after['load_average']} (after).",
+        "",
+        "Top ops after the change (self time, µs per step):",
+        "",
+    ]
+    lines += [f"- `{name}`: {us:,.0f}" for name, us in after["profile"]["top_ops_us_per_step"].items()]
+    return lines
+
+
+def render() -> str:
+    peer = _load("peer_throughput.json")
+    body = ["### Side by side with DeepCTR", "", *peer_tables(peer)]
+    if "scaling" in peer:
+        body += [
+            "",
+            "### Scaling (mmoe-tf `mmoe`, batch 512 unless the axis is the batch size)",
+            *scaling_tables(peer["scaling"]),
+        ]
+    body += [
+        "",
+        "### Where a training step goes (before → after)",
+        "",
+        *breakdown_tables(_load("step_breakdown_before.json"), _load("step_breakdown_after.json")),
+    ]
+    return "\n".join(body)
+
+
+def updated_doc() -> str:
+    text = DOC.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{render()}\n{END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if docs/performance.md is stale")
+    args = parser.parse_args(argv)
+    new = updated_doc()
+    if args.check:
+        if new != DOC.read_text():
+            print("docs/performance.md is stale: run python3 bench/render_performance.py", file=sys.stderr)
+            return 1
+        return 0
+    DOC.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
