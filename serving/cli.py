@@ -3,7 +3,7 @@
 Examples:
     python -m serving export --model runs/x/model.keras --base-path export --model-name mmoe \\
         --score-weights click=1,satisfaction=2 --warmup-data data/sample/impressions.csv
-    python -m serving serve --base-path export --model-name mmoe --port 8501 --enable-batching
+    python -m serving serve --base-path export --model-name mmoe --port 8501 --grpc-port 8500 --enable-batching
     python -m serving predict --url http://127.0.0.1:8501 --model-name mmoe --data rows.csv --rows 5
 
 Each subcommand imports only what it needs: ``serve`` and ``predict`` never import ``mmoe_tf``.
@@ -38,13 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--warmup-data", type=Path, default=None, help="CSV/Parquet of real rows for warm-up and checks")
     exp.add_argument("--warmup-rows", type=_positive_int, default=32, help="rows of --warmup-data to use")
 
-    srv = sub.add_parser("serve", help="serve exported models over TF Serving's REST API")
+    srv = sub.add_parser("serve", help="serve exported models over TF Serving's REST and gRPC APIs")
     src = srv.add_mutually_exclusive_group(required=True)
     src.add_argument("--base-path", type=Path, help="export base path: serves BASE/<model-name>/<version>/")
     src.add_argument("--model-config-file", type=Path, help="TF Serving model_config_list text proto")
     srv.add_argument("--model-name", default="mmoe")
     srv.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback only)")
-    srv.add_argument("--port", type=int, default=8501)
+    srv.add_argument("--port", type=int, default=8501, help="REST port (TF Serving's --rest_api_port)")
+    srv.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (TF Serving's --port; 0 = any free)")
+    srv.add_argument("--no-grpc", action="store_true", help="serve REST only")
+    srv.add_argument(
+        "--grpc-max-message-bytes", type=_positive_int, default=64 * 1024 * 1024, help="larger: RESOURCE_EXHAUSTED"
+    )
     srv.add_argument("--max-body-bytes", type=_positive_int, default=16 * 1024 * 1024)
     srv.add_argument("--enable-batching", action="store_true", help="merge concurrent requests into batches")
     srv.add_argument("--max-batch-size", type=_positive_int, default=64)
@@ -113,6 +118,8 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         host=args.host,
         port=args.port,
+        grpc_port=None if args.no_grpc else args.grpc_port,
+        grpc_max_message_bytes=args.grpc_max_message_bytes,
         max_body_bytes=args.max_body_bytes,
         batching=batching,
         num_threads=args.num_threads,
