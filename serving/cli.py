@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--batch-timeout-micros", type=int, default=2000)
     srv.add_argument("--max-enqueued-batches", type=_positive_int, default=100)
     srv.add_argument("--num-threads", type=_positive_int, default=2, help="inference threads")
+    srv.add_argument("--intra-op-threads", type=int, default=1, help="TF intra-op threads (0 = all cores)")
+    srv.add_argument("--inter-op-threads", type=int, default=1, help="TF inter-op threads (0 = all cores)")
     srv.add_argument("--poll-seconds", type=float, default=1.0, help="scan interval for new versions")
     srv.add_argument("--rest-timeout-seconds", type=float, default=30.0)
 
@@ -125,6 +127,8 @@ def _serve(args: argparse.Namespace) -> int:
         num_threads=args.num_threads,
         poll_seconds=args.poll_seconds,
         rest_timeout_seconds=args.rest_timeout_seconds,
+        intra_op_threads=args.intra_op_threads,
+        inter_op_threads=args.inter_op_threads,
     )
     return main(sources, config)
 

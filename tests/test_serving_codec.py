@@ -126,16 +126,17 @@ def test_serving_error_codes():
         ServingError("NOPE", "x")
 
 
-def _run_batches(options, sizes, delay_between=0.0):
+def _run_batches(options, sizes, delay_between=0.0, work_seconds=0.0):
     calls = []
 
     def fn(inputs):
         calls.append(len(inputs["x"]))
+        time.sleep(work_seconds)
         return {"y": inputs["x"] * 2, "n": np.full(len(inputs["x"]), len(inputs["x"]))}
 
     async def main():
         with ThreadPoolExecutor(1) as pool:
-            batcher = Batcher(options, pool)
+            batcher = Batcher(options, pool, max_running=1)
             tasks = []
             for i, size in enumerate(sizes):
                 x = np.arange(size, dtype=np.float32) + 100 * i
@@ -148,21 +149,74 @@ def _run_batches(options, sizes, delay_between=0.0):
     return results, batches, calls
 
 
-def test_batcher_merges_and_splits():
+def test_batcher_runs_alone_when_idle_and_merges_while_busy():
     results, batches, calls = _run_batches(BatchingOptions(max_batch_size=8, batch_timeout_micros=50_000), [3, 2, 3, 4])
     for i, (size, res) in enumerate(zip([3, 2, 3, 4], results, strict=True)):
         np.testing.assert_array_equal(res["y"], (np.arange(size) + 100 * i) * 2)
-    assert calls == [8, 4]  # the first three fill a batch of 8; the last one waits for the timeout
-    assert batches == 2
+    # the first finds the thread idle and runs alone; the next two share a batch; the last would overflow it
+    assert calls == [3, 5, 4]
+    assert batches == 3
+
+
+def test_batcher_starts_a_waiting_batch_when_the_thread_frees_not_at_the_timeout():
+    options = BatchingOptions(max_batch_size=64, batch_timeout_micros=20_000_000)
+    started = time.perf_counter()
+    results, _, calls = _run_batches(options, [1, 1, 1, 1], work_seconds=0.05)
+    assert time.perf_counter() - started < 5  # far below the 20 s batch timeout
+    assert calls == [1, 3] and all(isinstance(r, dict) for r in results)
+
+
+def test_batcher_timeout_closes_a_batch_while_the_thread_is_busy():
+    options = BatchingOptions(max_batch_size=64, batch_timeout_micros=1000)
+    _, _, calls = _run_batches(options, [1, 1, 1], delay_between=0.03, work_seconds=0.2)
+    assert calls == [1, 1, 1]  # each later request's batch closed after 1 ms, while the first still ran
 
 
 def test_batcher_rejects_oversized_and_full_queue():
     results, _, _ = _run_batches(BatchingOptions(max_batch_size=4), [5])
     assert isinstance(results[0], RequestError) and "larger than maximum input batch size 4" in str(results[0])
     opts = BatchingOptions(max_batch_size=2, batch_timeout_micros=100_000, max_enqueued_batches=1)
-    results, _, _ = _run_batches(opts, [2, 2])
-    assert isinstance(results[1], ServingError) and results[1].http_status == 503
-    assert isinstance(results[0], dict)
+    results, _, _ = _run_batches(opts, [2, 2, 2], work_seconds=0.05)
+    assert isinstance(results[2], ServingError) and results[2].http_status == 503
+    assert isinstance(results[0], dict) and isinstance(results[1], dict)
+
+
+def test_tensor_proto_round_trip_and_tf_compatibility():
+    import tensorflow as tf
+
+    from serving.tensor_proto import from_ndarray, to_ndarray
+
+    arrays = [
+        np.array([0.5, np.nan, -np.inf], np.float32),
+        np.array([[1, 2], [3, 4]], np.int64),
+        np.array([True, False]),
+        np.array([b"ios", "caf\u00e9".encode()], dtype=object),
+        np.array(2.5, np.float64),
+        np.array([7], np.int32),
+    ]
+    for array in arrays:
+        for content in (False, True):
+            proto = from_ndarray(array, content=content)
+            np.testing.assert_array_equal(to_ndarray(proto, "x"), array)
+            np.testing.assert_array_equal(tf.make_ndarray(proto), array)  # TF reads what we write
+        np.testing.assert_array_equal(to_ndarray(tf.make_tensor_proto(array), "x"), array)  # and we read TF's
+    half = tf.make_tensor_proto(np.array([1.5, 2.0], np.float16))
+    np.testing.assert_array_equal(to_ndarray(half, "h"), [1.5, 2.0])  # other dtypes: TensorFlow's reader
+    short = tf.make_tensor_proto(np.array([1.0, 1.0, 1.0], np.float32))  # TF writes one value for a constant
+    np.testing.assert_array_equal(to_ndarray(short, "c"), [1.0, 1.0, 1.0])
+
+
+def test_tensor_proto_parsing_errors_name_the_input():
+    from serving.tensor_proto import from_ndarray, to_ndarray
+
+    proto = from_ndarray(np.array([1.0, 2.0], np.float32))
+    proto.float_val.extend([3.0])
+    with pytest.raises(RequestError, match="tensor parsing error: price"):
+        to_ndarray(proto, "price")
+    proto = from_ndarray(np.array([1.0, 2.0], np.float32), content=True)
+    proto.tensor_content = proto.tensor_content[:-1]
+    with pytest.raises(RequestError, match="tensor parsing error: price"):
+        to_ndarray(proto, "price")
 
 
 def test_encode_column_dtypes():
@@ -264,10 +318,12 @@ class _FakeStore:
 def test_rest_api_timeout_internal_error_and_success_in_process():
     from aiohttp.test_utils import TestClient, TestServer
 
+    from serving.inference import Inference
     from serving.server import RestApi, ServerConfig
 
     async def main():
-        api = RestApi(_FakeStore(), ServerConfig(rest_timeout_seconds=0.3))
+        inference = Inference(num_threads=2)
+        api = RestApi(_FakeStore(), ServerConfig(rest_timeout_seconds=0.3), inference)
         async with TestClient(TestServer(api.app())) as client:
             out = {}
             for key, x in (("slow", 1.0), ("boom", -1.0), ("ok", 0.0)):
@@ -275,7 +331,8 @@ def test_rest_api_timeout_internal_error_and_success_in_process():
                 out[key] = (resp.status, await resp.json())
             resp = await client.post("/v1/models/other:predict", data="{}")
             out["missing"] = (resp.status, await resp.json())
-            return out
+        inference.close()
+        return out
 
     out = asyncio.run(main())
     assert out["slow"] == (504, {"error": "Request timed out"})
