@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import re
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Executor
+from pathlib import Path
 
 import numpy as np
 
@@ -179,3 +181,58 @@ class Batcher:
                 else:
                     p.future.set_result({n: a[start : start + p.size] for n, a in done.result().items()})
             start += p.size
+
+
+_SUPPORTED = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
+_IGNORED = (
+    "thread_pool_name",
+    "allowed_batch_sizes",
+    "pad_variable_length_inputs",
+    "enable_large_batch_splitting",
+    "max_execution_batch_size",
+)
+
+
+def read_batching_parameters(path: str | Path) -> tuple[BatchingOptions, int | None, list[str]]:
+    """Read TF Serving's ``--batching_parameters_file`` (a ``BatchingParameters`` text proto).
+
+    Args:
+        path: e.g. ``serving/tf_serving/batching_parameters.txt`` (``max_batch_size { value: 64 }`` lines).
+
+    Returns:
+        ``(options, num_batch_threads or None, ignored field names)``; fields this server does not implement
+        (``allowed_batch_sizes``, ``pad_variable_length_inputs``, ...) are returned as ignored.
+
+    Raises:
+        ValueError: unreadable file, unknown field or a value that is not a non-negative integer (naming it).
+
+    Example:
+        >>> options, threads, ignored = read_batching_parameters("batching_parameters.txt")  # doctest: +SKIP
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ValueError(f"batching parameters file {path}: {err.strerror}") from None
+    text = re.sub(r"#[^\n]*", "", text)
+    fields = re.findall(r"(\w+)\s*(?:\{\s*value\s*:\s*(\"[^\"]*\"|[^\s}]+)\s*\}|:\s*(\"[^\"]*\"|\S+))", text)
+    leftover = re.sub(r"(\w+)\s*(?:\{\s*value\s*:\s*(\"[^\"]*\"|[^\s}]+)\s*\}|:\s*(\"[^\"]*\"|\S+))", "", text)
+    if leftover.strip():
+        raise ValueError(f"batching parameters file {path}: cannot parse {leftover.strip()[:60]!r}")
+    values: dict[str, int] = {}
+    ignored = []
+    for name, wrapped, plain in fields:
+        raw = wrapped or plain
+        if name in _IGNORED:
+            ignored.append(name)
+            continue
+        if name not in _SUPPORTED:
+            raise ValueError(f"batching parameters file {path}: unknown field '{name}'; known: {list(_SUPPORTED)}")
+        if not raw.isdigit():
+            raise ValueError(
+                f"batching parameters file {path}: field '{name}' must be a non-negative integer, got {raw}"
+            )
+        values[name] = int(raw)
+    threads = values.pop("num_batch_threads", None)
+    if threads == 0:
+        raise ValueError(f"batching parameters file {path}: field 'num_batch_threads' must be >= 1")
+    return BatchingOptions(**values), threads, sorted(set(ignored))

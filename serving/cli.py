@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-batch-size", type=_positive_int, default=64)
     srv.add_argument("--batch-timeout-micros", type=int, default=2000)
     srv.add_argument("--max-enqueued-batches", type=_positive_int, default=100)
+    srv.add_argument(
+        "--batching-parameters-file",
+        type=Path,
+        default=None,
+        help="TF Serving BatchingParameters text proto; enables batching and replaces the batching flags",
+    )
     srv.add_argument("--num-threads", type=_positive_int, default=2, help="inference threads")
     srv.add_argument("--intra-op-threads", type=int, default=1, help="TF intra-op threads (0 = all cores)")
     srv.add_argument("--inter-op-threads", type=int, default=1, help="TF inter-op threads (0 = all cores)")
@@ -106,7 +112,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from serving.batching import BatchingOptions
+    from serving.batching import BatchingOptions, read_batching_parameters
     from serving.model_store import ModelSource, read_model_config
     from serving.server import ServerConfig, main
 
@@ -114,8 +120,13 @@ def _serve(args: argparse.Namespace) -> int:
         sources = read_model_config(args.model_config_file)
     else:
         sources = [ModelSource(args.model_name, args.base_path / args.model_name)]  # BASE/<name>/<version>/
-    batching = None
-    if args.enable_batching:
+    batching, threads = None, args.num_threads
+    if args.batching_parameters_file:
+        batching, file_threads, ignored = read_batching_parameters(args.batching_parameters_file)
+        threads = file_threads or threads
+        if ignored:
+            print(f"warning: batching parameters {ignored} are not implemented here and ignored", file=sys.stderr)
+    elif args.enable_batching:
         batching = BatchingOptions(args.max_batch_size, args.batch_timeout_micros, args.max_enqueued_batches)
     config = ServerConfig(
         host=args.host,
@@ -124,7 +135,7 @@ def _serve(args: argparse.Namespace) -> int:
         grpc_max_message_bytes=args.grpc_max_message_bytes,
         max_body_bytes=args.max_body_bytes,
         batching=batching,
-        num_threads=args.num_threads,
+        num_threads=threads,
         poll_seconds=args.poll_seconds,
         rest_timeout_seconds=args.rest_timeout_seconds,
         intra_op_threads=args.intra_op_threads,

@@ -4,6 +4,7 @@ import asyncio
 import base64
 import http.server
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -339,3 +340,26 @@ def test_rest_api_timeout_internal_error_and_success_in_process():
     assert out["boom"][0] == 500 and "boom" in out["boom"][1]["error"]
     assert out["ok"] == (200, {"predictions": [0.0]})
     assert out["missing"] == (404, {"error": "Servable not found for request: Latest(other)"})
+
+
+def test_batching_parameters_file_reads_tf_servings_format(repo_root, tmp_path):
+    from serving.batching import read_batching_parameters
+
+    options, threads, ignored = read_batching_parameters(repo_root / "serving/tf_serving/batching_parameters.txt")
+    assert options == BatchingOptions(max_batch_size=64, batch_timeout_micros=2000, max_enqueued_batches=100)
+    assert threads == 2 and ignored == []
+    path = tmp_path / "b.txt"
+    path.write_text("# comment\nmax_batch_size { value: 32 }\nallowed_batch_sizes: 8\nallowed_batch_sizes: 32\n")
+    options, threads, ignored = read_batching_parameters(path)
+    assert options.max_batch_size == 32 and threads is None and ignored == ["allowed_batch_sizes"]
+    for text, fragment in (
+        ("max_batch_sise { value: 32 }", "unknown field 'max_batch_sise'"),
+        ("max_batch_size { value: 3.5 }", "'max_batch_size' must be a non-negative integer, got 3.5"),
+        ("max_batch_size { value: 0 }", "'max_batch_size' must be >= 1"),
+        ("max_batch_size {", "cannot parse"),
+    ):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=re.escape(fragment)):
+            read_batching_parameters(path)
+    with pytest.raises(ValueError, match="No such file"):
+        read_batching_parameters(tmp_path / "absent.txt")
