@@ -273,8 +273,6 @@ def to_jsonable(array: np.ndarray, name: str = "") -> Any:
     if kind == "f":
         if array.dtype == np.float64:
             return array.tolist()
-        if array.ndim == 1:  # the usual [-1] output: no object array round trip
-            return [_float_leaf(v) for v in array.astype(np.float32, copy=False)]
         flat = [_float_leaf(v) for v in array.astype(np.float32).ravel()]
     elif kind in ("O", "S", "U"):
         flat = [_text_leaf(v, name) for v in array.ravel()]
