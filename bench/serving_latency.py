@@ -6,7 +6,8 @@ measures for each server and transport: latency p50/p99 of sequential requests a
 (requests/s, batch 1) at concurrency 1/8/32. Figures are medians over rounds. Clients are lean so that the server is
 what is measured: ``http.client`` keep-alive for REST latency, a minimal asyncio HTTP/1.1 keep-alive load generator
 for REST throughput (one connection per concurrent client, like ``wrk``), grpcio's sync stub for gRPC latency and its
-asyncio stub for gRPC throughput; ``requests.Session`` latency is printed too for comparison with older runs.
+asyncio stub for gRPC throughput; ``requests.Session`` latency is printed too for comparison with older runs. Each
+throughput point also reports the server's CPU time per answered request (independent of other load on the machine).
 A server-side stage breakdown (JSON parse, decode, tensor build + signature call, encode; in-process) is printed
 first. Loopback only; about 2 minutes. The last printed line is one JSON object with all figures and ratios.
 
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
 import numpy as np
+import psutil
 import requests
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -83,7 +85,8 @@ def _timed(fn, n: int, warmup: int = 10) -> dict[str, float]:
 
 
 def in_process(version_dir: Path, n: int) -> dict[str, dict[str, float]]:
-    """Latency of calling ``serving_default`` directly on the loaded SavedModel (no transport, no JSON)."""
+    """Latency of calling ``serving_default`` directly on the loaded SavedModel (no transport, no JSON), with the
+    server's TensorFlow thread settings (set in :func:`main`)."""
     import tensorflow as tf
 
     fn = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
@@ -224,7 +227,8 @@ async def rest_throughput(port: int, concurrency: int, seconds: float) -> dict[s
     await asyncio.wait_for(asyncio.gather(*(c.done for c in conns)), seconds + 30)
     elapsed = time.perf_counter() - start
     lat = stats["latencies"] or [float("nan")]
-    return {"rps": round(len(stats["latencies"]) / elapsed, 1), "errors": stats["errors"], **_percentiles(lat)}
+    rps = round(len(stats["latencies"]) / elapsed, 1)
+    return {"rps": rps, "errors": stats["errors"], **_percentiles(lat), "seconds": elapsed}
 
 
 async def grpc_throughput(target: str, concurrency: int, seconds: float) -> dict[str, float]:
@@ -249,10 +253,28 @@ async def grpc_throughput(target: str, concurrency: int, seconds: float) -> dict
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-    return {"rps": round(len(latencies) / elapsed, 1), "errors": errors, **_percentiles(latencies or [float("nan")])}
+    rps = round(len(latencies) / elapsed, 1)
+    return {"rps": rps, "errors": errors, **_percentiles(latencies or [float("nan")]), "seconds": elapsed}
 
 
 # --- driver -----------------------------------------------------------------------------------------------------
+
+
+def _with_server_cpu(server: ServerProcess, measure) -> dict[str, float]:
+    """Run a throughput point and add the server process's CPU time per answered request (µs): a figure that,
+    unlike requests/s on a shared machine, does not depend on what else runs."""
+    proc = psutil.Process(server.proc.pid)
+
+    def main_thread_seconds() -> float:
+        return next((t.user_time + t.system_time for t in proc.threads() if t.id == proc.pid), float("nan"))
+
+    before, main_before = sum(proc.cpu_times()[:2]), main_thread_seconds()
+    point = measure()
+    spent, main_spent = sum(proc.cpu_times()[:2]) - before, main_thread_seconds() - main_before
+    answered = point["rps"] * point.pop("seconds")
+    point["server_cpu_us_per_request"] = round(spent / answered * 1e6, 1) if answered else float("nan")
+    point["event_loop_cpu_us_per_request"] = round(main_spent / answered * 1e6, 1) if answered else float("nan")
+    return point
 
 
 def one_round(server: ServerProcess, args: argparse.Namespace) -> dict:
@@ -262,9 +284,13 @@ def one_round(server: ServerProcess, args: argparse.Namespace) -> dict:
         "grpc": {"latency": grpc_latency(server.grpc_target, args.requests)},
         "rest_requests_session_batch1": requests_latency(server.url, args.requests),
     }
-    out["rest"]["throughput"] = {f"c{c}": asyncio.run(rest_throughput(port, c, args.seconds)) for c in CONCURRENCY}
+    out["rest"]["throughput"] = {
+        f"c{c}": _with_server_cpu(server, lambda c=c: asyncio.run(rest_throughput(port, c, args.seconds)))
+        for c in CONCURRENCY
+    }
     out["grpc"]["throughput"] = {
-        f"c{c}": asyncio.run(grpc_throughput(server.grpc_target, c, args.seconds)) for c in CONCURRENCY
+        f"c{c}": _with_server_cpu(server, lambda c=c: asyncio.run(grpc_throughput(server.grpc_target, c, args.seconds)))
+        for c in CONCURRENCY
     }
     return out
 
@@ -288,6 +314,9 @@ def main() -> int:
     args = parser.parse_args()
     started = time.perf_counter()
     load_before = round(os.getloadavg()[0], 2)
+    from serving.server import ServerConfig, configure_tensorflow
+
+    configure_tensorflow(ServerConfig())  # the floor runs with the server's op thread pools (1 and 1)
     with tempfile.TemporaryDirectory(prefix="mmoe-bench-") as tmp:
         base = cached_export(Path(tmp) / "export").base_path if args.base_path is None else args.base_path
         version_dir = base / MODEL_NAME / str(numeric_versions(base / MODEL_NAME)[-1])
