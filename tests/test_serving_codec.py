@@ -159,12 +159,16 @@ def test_batcher_runs_alone_when_idle_and_merges_while_busy():
     assert batches == 3
 
 
-def test_batcher_starts_a_waiting_batch_when_the_thread_frees_not_at_the_timeout():
-    options = BatchingOptions(max_batch_size=64, batch_timeout_micros=20_000_000)
+def test_batcher_runs_at_once_only_when_idle_and_busy_batches_wait_for_the_timeout():
+    options = BatchingOptions(max_batch_size=64, batch_timeout_micros=300_000)
     started = time.perf_counter()
     results, _, calls = _run_batches(options, [1, 1, 1, 1], work_seconds=0.05)
-    assert time.perf_counter() - started < 5  # far below the 20 s batch timeout
+    waited = time.perf_counter() - started
     assert calls == [1, 3] and all(isinstance(r, dict) for r in results)
+    assert waited >= 0.3  # the three that came while the first ran waited for the batch timeout
+    started = time.perf_counter()
+    _, _, calls = _run_batches(options, [1], work_seconds=0.0)
+    assert calls == [1] and time.perf_counter() - started < 0.25  # alone on an idle server: no batch window
 
 
 def test_batcher_timeout_closes_a_batch_while_the_thread_is_busy():
