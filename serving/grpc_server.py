@@ -110,9 +110,10 @@ class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_servi
                 f"len({_braces(expected)}). Sent extra: {_braces(sent - expected)}. "
                 f"Missing but required: {_braces(expected - sent)}."
             )
-        for alias in sorted(sent - expected):
+        unknown = sorted(sent - expected)
+        if unknown:
             raise RequestError(
-                f"input tensor alias not found in signature: {alias}. Inputs expected to be in the set "
+                f"input tensor alias not found in signature: {unknown[0]}. Inputs expected to be in the set "
                 f"{_braces(expected)}."
             )
         inputs = {}
