@@ -1,19 +1,27 @@
-"""REST serving latency and throughput of the local server vs the in-process signature call (the floor).
+"""Serving latency and throughput: REST and gRPC of the local server vs the in-process signature call (the floor).
 
-Exports the small test MMoE (``serving.testing``) unless ``--base-path`` points at an existing export, then for the
-server without and with server-side batching measures: latency p50/p99 of sequential requests at batch 1 and 64, and
-throughput (requests/s, batch 1) at concurrency 1/8/32 with an aiohttp client. Loopback only; about 2 minutes.
-The last printed line is one JSON object with all figures and ratios.
+Exports the small test MMoE (``serving.testing``) unless ``--base-path`` points at an existing export, starts two
+servers (without and with server-side batching, each with REST and gRPC) and, in ``--rounds`` alternating rounds,
+measures for each server and transport: latency p50/p99 of sequential requests at batch 1 and 64, and throughput
+(requests/s, batch 1) at concurrency 1/8/32. Figures are medians over rounds. Clients are lean so that the server is
+what is measured: ``http.client`` keep-alive for REST latency, a minimal asyncio HTTP/1.1 keep-alive load generator
+for REST throughput (one connection per concurrent client, like ``wrk``), grpcio's sync stub for gRPC latency and its
+asyncio stub for gRPC throughput; ``requests.Session`` latency is printed too for comparison with older runs. Each
+throughput point also reports the server's CPU time per answered request (independent of other load on the machine).
+A server-side stage breakdown (JSON parse, decode, tensor build + signature call, encode; in-process) is printed
+first. Loopback only; about 2 minutes. The last printed line is one JSON object with all figures and ratios.
 
-Usage: .venv/bin/python bench/serving_latency.py [--base-path BASE] [--seconds 3] [--requests 200]
+Usage: .venv/bin/python bench/serving_latency.py [--base-path BASE] [--seconds 2] [--requests 200] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -22,18 +30,37 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import aiohttp
+import grpc
 import numpy as np
+import psutil
 import requests
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.model_store import numeric_versions
+from serving.tensor_proto import from_ndarray
 from serving.testing import MODEL_NAME, ServerProcess, cached_export, sample_frame, to_instances
 
 CONCURRENCY = (1, 8, 32)
+BATCHES = (1, 64)
+PATH = f"/v1/models/{MODEL_NAME}:predict"
 
 
 def _rows(batch: int) -> list[dict]:
     return to_instances(sample_frame(max(batch, 64), seed=3).iloc[:batch])
+
+
+def _body(batch: int) -> bytes:
+    return json.dumps({"instances": _rows(batch)}).encode()
+
+
+def _grpc_request(batch: int) -> predict_pb2.PredictRequest:
+    rows = _rows(batch)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL_NAME
+    request.inputs["price"].CopyFrom(from_ndarray(np.array([r["price"] for r in rows], np.float32), content=True))
+    request.inputs["device"].CopyFrom(from_ndarray(np.array([r["device"] for r in rows], object)))
+    request.inputs["category"].CopyFrom(from_ndarray(np.array([r["category"] for r in rows], np.int64), content=True))
+    return request
 
 
 def _percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -43,123 +70,310 @@ def _percentiles(samples_ms: list[float]) -> dict[str, float]:
     }
 
 
+def _timed(fn, n: int, warmup: int = 10) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return _percentiles(times)
+
+
+# --- in process -------------------------------------------------------------------------------------------------
+
+
 def in_process(version_dir: Path, n: int) -> dict[str, dict[str, float]]:
-    """Latency of calling ``serving_default`` directly on the loaded SavedModel (no HTTP, no JSON)."""
+    """Latency of calling ``serving_default`` directly on the loaded SavedModel (no transport, no JSON), with the
+    server's TensorFlow thread settings (set in :func:`main`)."""
     import tensorflow as tf
 
     fn = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     out = {}
-    for batch in (1, 64):
+    for batch in BATCHES:
         rows = _rows(batch)
         feats = {
             "price": tf.constant([r["price"] for r in rows], tf.float32),
             "device": tf.constant([r["device"] for r in rows]),
             "category": tf.constant([r["category"] for r in rows], tf.int64),
         }
-        for _ in range(10):
-            fn(**feats)
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            {k: v.numpy() for k, v in fn(**feats).items()}
-            times.append((time.perf_counter() - t0) * 1e3)
-        out[f"batch{batch}"] = _percentiles(times)
+        out[f"batch{batch}"] = _timed(lambda f=feats: {k: v.numpy() for k, v in fn(**f).items()}, n)
     return out
 
 
-def rest_latency(url: str, n: int) -> dict[str, dict[str, float]]:
-    """Sequential request latency at batch 1 and 64 (requests.Session, keep-alive)."""
+def breakdown(version_dir: Path, n: int) -> dict[str, dict[str, float]]:
+    """Median µs of each server-side stage of a REST predict, run in process on the server's own code."""
+    from serving.json_codec import decode_request, encode_json, encode_predictions, loads_request
+    from serving.model_store import Servable
+
+    servable = Servable(MODEL_NAME, 1, version_dir, warmup=False)
+    dtypes = servable.signature_inputs("serving_default")
     out = {}
-    with requests.Session() as session:
-        for batch in (1, 64):
-            body = json.dumps({"instances": _rows(batch)})
-            for _ in range(10):
-                session.post(url, data=body, timeout=30).raise_for_status()
-            times = []
-            for _ in range(n if batch == 1 else max(n // 2, 10)):
-                t0 = time.perf_counter()
-                resp = session.post(url, data=body, timeout=30)
-                resp.json()
-                times.append((time.perf_counter() - t0) * 1e3)
-                resp.raise_for_status()
-            out[f"batch{batch}"] = _percentiles(times)
+    for batch in BATCHES:
+        body = _body(batch)
+        data = loads_request(body)
+        fmt, inputs, _ = decode_request(data, dtypes)
+        outputs = servable.run("serving_default", inputs, validate=False)
+        answer = encode_predictions(outputs, fmt)
+        stages = {
+            "json_parse": lambda b=body: loads_request(b),
+            "decode_to_numpy": lambda d=data: decode_request(d, dtypes),
+            "check_shapes": lambda i=inputs: servable.check_shapes("serving_default", i),
+            "tensors_and_signature_call": lambda i=inputs: servable.run("serving_default", i, validate=False),
+            "encode_predictions": lambda o=outputs, f=fmt: encode_predictions(o, f),
+            "json_dumps": lambda a=answer: encode_json(a),
+        }
+        times: dict[str, list[float]] = {k: [] for k in stages}
+        for _ in range(5):  # stages alternate in blocks; the figure is the median of the blocks' medians
+            for name, fn in stages.items():
+                times[name].append(_timed(fn, max(n // 5, 20))["p50_ms"] * 1e3)
+        out[f"batch{batch}"] = {k: round(float(np.median(v)), 1) for k, v in times.items()}
     return out
 
 
-async def _throughput(url: str, concurrency: int, seconds: float) -> dict[str, float]:
-    body = json.dumps({"instances": _rows(1)})
-    done, errors, latencies = 0, 0, []
-    deadline = time.perf_counter() + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+# --- clients ----------------------------------------------------------------------------------------------------
+
+
+def rest_latency(port: int, n: int) -> dict[str, dict[str, float]]:
+    """Sequential request latency at batch 1 and 64 (``http.client``, one keep-alive connection)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Content-Type": "application/json"}
+    out = {}
+    for batch in BATCHES:
+        body = _body(batch)
+
+        def one(b: bytes = body) -> None:
+            conn.request("POST", PATH, b, headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"{resp.status}: {data[:200]!r}")
+            json.loads(data)
+
+        out[f"batch{batch}"] = _timed(one, n if batch == 1 else max(n // 2, 10))
+    conn.close()
+    return out
+
+
+def requests_latency(url: str, n: int) -> dict[str, float]:
+    """Batch-1 latency with ``requests.Session`` (the client of the first version of this benchmark)."""
+    body = _body(1)
+    with requests.Session() as session:
+        return _timed(lambda: session.post(url + PATH, data=body, timeout=30).raise_for_status(), n)
+
+
+def grpc_latency(target: str, n: int) -> dict[str, dict[str, float]]:
+    """Sequential ``Predict`` latency at batch 1 and 64 (grpcio sync stub, one channel)."""
+    with grpc.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        out = {}
+        for batch in BATCHES:
+            request = _grpc_request(batch)
+            out[f"batch{batch}"] = _timed(
+                lambda r=request: stub.Predict(r, timeout=30), n if batch == 1 else max(n // 2, 10)
+            )
+        return out
+
+
+class _HttpLoad(asyncio.Protocol):
+    """One keep-alive connection sending the same request again as soon as the previous answer is complete."""
+
+    def __init__(self, request: bytes, stats: dict, deadline: float) -> None:
+        self.request, self.stats, self.deadline = request, stats, deadline
+        self.buffer = b""
+        self.done = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self._send()
+
+    def _send(self) -> None:
+        self.sent = time.perf_counter()
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = self.buffer[:end].split(b"\r\n")
+            length = next((int(h.split(b":")[1]) for h in head[1:] if h.lower().startswith(b"content-length:")), 0)
+            if len(self.buffer) < end + 4 + length:
+                return
+            status_ok = head[0].split(b" ")[1] == b"200"
+            self.buffer = self.buffer[end + 4 + length :]
+            now = time.perf_counter()
+            if status_ok:
+                self.stats["latencies"].append((now - self.sent) * 1e3)
+            else:
+                self.stats["errors"] += 1
+            if now < self.deadline:
+                self._send()
+            else:
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def rest_throughput(port: int, concurrency: int, seconds: float) -> dict[str, float]:
+    """Requests/s at batch 1 with ``concurrency`` keep-alive connections, each sending back to back."""
+    body = _body(1)
+    head = f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+    request = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    stats: dict = {"latencies": [], "errors": 0}
+    loop = asyncio.get_running_loop()
+    start = time.perf_counter()
+    deadline = start + seconds
+    conns = [(await loop.create_connection(lambda: _HttpLoad(request, stats, deadline), "127.0.0.1", port))[1]]
+    for _ in range(concurrency - 1):
+        conns.append((await loop.create_connection(lambda: _HttpLoad(request, stats, deadline), "127.0.0.1", port))[1])
+    await asyncio.wait_for(asyncio.gather(*(c.done for c in conns)), seconds + 30)
+    elapsed = time.perf_counter() - start
+    lat = stats["latencies"] or [float("nan")]
+    rps = round(len(stats["latencies"]) / elapsed, 1)
+    return {"rps": rps, "errors": stats["errors"], **_percentiles(lat), "seconds": elapsed}
+
+
+async def grpc_throughput(target: str, concurrency: int, seconds: float) -> dict[str, float]:
+    """Requests/s at batch 1 with ``concurrency`` concurrent ``Predict`` loops on one asyncio channel."""
+    request = _grpc_request(1)
+    latencies, errors = [], 0
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        await stub.Predict(request, timeout=30)
+        start = time.perf_counter()
+        deadline = start + seconds
 
         async def worker() -> None:
-            nonlocal done, errors
+            nonlocal errors
             while time.perf_counter() < deadline:
                 t0 = time.perf_counter()
-                async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
-                    await resp.read()
-                    if resp.status == 200:
-                        done += 1
-                        latencies.append((time.perf_counter() - t0) * 1e3)
-                    else:
-                        errors += 1
+                try:
+                    await stub.Predict(request, timeout=30)
+                    latencies.append((time.perf_counter() - t0) * 1e3)
+                except grpc.aio.AioRpcError:
+                    errors += 1
 
-        start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-    return {"rps": round(done / elapsed, 1), "errors": errors, **_percentiles(latencies or [float("nan")])}
+    rps = round(len(latencies) / elapsed, 1)
+    return {"rps": rps, "errors": errors, **_percentiles(latencies or [float("nan")]), "seconds": elapsed}
 
 
-def run_mode(base: Path, batching: bool, args: argparse.Namespace) -> dict:
-    cli = ["--base-path", str(base), "--model-name", MODEL_NAME]
-    if batching:
-        cli += ["--enable-batching", "--max-batch-size", "64", "--batch-timeout-micros", "2000"]
-    with ServerProcess(cli) as server:
-        url = f"{server.url}/v1/models/{MODEL_NAME}:predict"
-        latency = rest_latency(url, args.requests)
-        throughput = {f"c{c}": asyncio.run(_throughput(url, c, args.seconds)) for c in CONCURRENCY}
-    return {"latency": latency, "throughput": throughput}
+# --- driver -----------------------------------------------------------------------------------------------------
+
+
+def _with_server_cpu(server: ServerProcess, measure) -> dict[str, float]:
+    """Run a throughput point and add the server process's CPU time per answered request (µs): a figure that,
+    unlike requests/s on a shared machine, does not depend on what else runs."""
+    proc = psutil.Process(server.proc.pid)
+
+    def main_thread_seconds() -> float:
+        return next((t.user_time + t.system_time for t in proc.threads() if t.id == proc.pid), float("nan"))
+
+    before, main_before = sum(proc.cpu_times()[:2]), main_thread_seconds()
+    point = measure()
+    spent, main_spent = sum(proc.cpu_times()[:2]) - before, main_thread_seconds() - main_before
+    answered = point["rps"] * point.pop("seconds")
+    point["server_cpu_us_per_request"] = round(spent / answered * 1e6, 1) if answered else float("nan")
+    point["event_loop_cpu_us_per_request"] = round(main_spent / answered * 1e6, 1) if answered else float("nan")
+    return point
+
+
+def one_round(server: ServerProcess, args: argparse.Namespace) -> dict:
+    port = int(server.url.rsplit(":", 1)[1])
+    out = {
+        "rest": {"latency": rest_latency(port, args.requests)},
+        "grpc": {"latency": grpc_latency(server.grpc_target, args.requests)},
+        "rest_requests_session_batch1": requests_latency(server.url, args.requests),
+    }
+    out["rest"]["throughput"] = {
+        f"c{c}": _with_server_cpu(server, lambda c=c: asyncio.run(rest_throughput(port, c, args.seconds)))
+        for c in CONCURRENCY
+    }
+    out["grpc"]["throughput"] = {
+        f"c{c}": _with_server_cpu(server, lambda c=c: asyncio.run(grpc_throughput(server.grpc_target, c, args.seconds)))
+        for c in CONCURRENCY
+    }
+    return out
+
+
+def _median_tree(rounds: list) -> dict:
+    """Element-wise median of nested dicts of numbers (errors are summed)."""
+    first = rounds[0]
+    if isinstance(first, dict):
+        return {
+            k: (sum(r[k] for r in rounds) if k == "errors" else _median_tree([r[k] for r in rounds])) for k in first
+        }
+    return round(float(statistics.median(rounds)), 3)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base-path", type=Path, default=None, help="existing export base (holds mmoe/<version>)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each throughput point")
+    parser.add_argument("--seconds", type=float, default=2.0, help="duration of each throughput point")
     parser.add_argument("--requests", type=int, default=200, help="sequential requests per latency point")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; figures are medians over them")
     args = parser.parse_args()
     started = time.perf_counter()
+    load_before = round(os.getloadavg()[0], 2)
+    from serving.server import ServerConfig, configure_tensorflow
+
+    configure_tensorflow(ServerConfig())  # the floor runs with the server's op thread pools (1 and 1)
     with tempfile.TemporaryDirectory(prefix="mmoe-bench-") as tmp:
-        if args.base_path is None:
-            base = cached_export(Path(tmp) / "export").base_path
-        else:
-            base = args.base_path
-        versions = numeric_versions(base / MODEL_NAME)
-        floor = in_process(base / MODEL_NAME / str(versions[-1]), args.requests)
-        print(f"in-process serving_default: {floor}", flush=True)
-        results = {}
-        for mode, batching in (("no_batching", False), ("batching", True)):
-            results[mode] = run_mode(base, batching, args)
-            print(f"{mode}: {results[mode]}", flush=True)
+        base = cached_export(Path(tmp) / "export").base_path if args.base_path is None else args.base_path
+        version_dir = base / MODEL_NAME / str(numeric_versions(base / MODEL_NAME)[-1])
+        stages = breakdown(version_dir, args.requests)
+        print(f"server-side stages (median µs): {stages}", flush=True)
+        cli = ["--base-path", str(base), "--model-name", MODEL_NAME]
+        batching = ["--enable-batching", "--max-batch-size", "64", "--batch-timeout-micros", "2000"]
+        servers = {"no_batching": ServerProcess(cli), "batching": ServerProcess(cli + batching)}
+        try:
+            for server in servers.values():
+                server.start()
+            floors, rounds = [], {mode: [] for mode in servers}
+            for r in range(args.rounds):
+                floors.append(in_process(version_dir, args.requests))
+                order = list(servers) if r % 2 == 0 else list(reversed(servers))
+                for mode in order:
+                    rounds[mode].append(one_round(servers[mode], args))
+                    print(f"round {r + 1} {mode}: {json.dumps(rounds[mode][-1])}", flush=True)
+        finally:
+            for server in servers.values():
+                server.stop()
+    floor = _median_tree(floors)
+    results = {mode: _median_tree(rs) for mode, rs in rounds.items()}
     nb, b = results["no_batching"], results["batching"]
-    ratios = {
-        "rest_over_inprocess_p50_batch1": round(nb["latency"]["batch1"]["p50_ms"] / floor["batch1"]["p50_ms"], 2),
-        "rest_over_inprocess_p50_batch64": round(nb["latency"]["batch64"]["p50_ms"] / floor["batch64"]["p50_ms"], 2),
-        "batching_over_no_batching_rps_c1": round(b["throughput"]["c1"]["rps"] / nb["throughput"]["c1"]["rps"], 2),
-        "batching_over_no_batching_rps_c8": round(b["throughput"]["c8"]["rps"] / nb["throughput"]["c8"]["rps"], 2),
-        "batching_over_no_batching_rps_c32": round(b["throughput"]["c32"]["rps"] / nb["throughput"]["c32"]["rps"], 2),
-        "rps_c32_over_c1_no_batching": round(nb["throughput"]["c32"]["rps"] / nb["throughput"]["c1"]["rps"], 2),
-        "rps_c32_over_c1_batching": round(b["throughput"]["c32"]["rps"] / b["throughput"]["c1"]["rps"], 2),
-    }
+
+    def ratio(x: float, y: float) -> float:
+        return round(x / y, 2)
+
+    ratios = {}
+    for transport in ("rest", "grpc"):
+        for batch in BATCHES:
+            key = f"batch{batch}"
+            ratios[f"{transport}_over_inprocess_p50_{key}"] = ratio(
+                nb[transport]["latency"][key]["p50_ms"], floor[key]["p50_ms"]
+            )
+        for c in CONCURRENCY:
+            ratios[f"{transport}_batching_over_no_batching_rps_c{c}"] = ratio(
+                b[transport]["throughput"][f"c{c}"]["rps"], nb[transport]["throughput"][f"c{c}"]["rps"]
+            )
+    ratios["rest_batching_rps_c32"] = b["rest"]["throughput"]["c32"]["rps"]
+    ratios["grpc_batching_rps_c32"] = b["grpc"]["throughput"]["c32"]["rps"]
     for name, value in ratios.items():
         print(f"{name}: {value}")
     summary = {
         "benchmark": "serving_latency",
+        "server_stages_us": stages,
         "in_process": floor,
         **results,
         "ratios": ratios,
+        "rounds": args.rounds,
         "cpu_count": os.cpu_count(),
-        "load_average_1m": round(os.getloadavg()[0], 2),
+        "load_average_1m_before": load_before,
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(summary))

@@ -1,13 +1,16 @@
-"""Server-side batching of concurrent predict requests, modelled on TF Serving's basic batch scheduler.
+"""Server-side batching of concurrent predict requests, modelled on TF Serving's batch scheduler, made adaptive.
 
-Requests for the same servable and signature whose inputs share dtypes and per-example shapes are queued
-together; a batch is run when it reaches ``max_batch_size`` examples or ``batch_timeout_micros`` after its first
-request, whichever comes first. Each batch is concatenated along axis 0, run once in the thread pool, and its
-outputs are split back per request. A request larger than ``max_batch_size`` is rejected (400) and a full queue
-answers UNAVAILABLE (503), as TF Serving does.
+Requests for the same servable and signature whose inputs share dtypes and per-example shapes are merged. A request
+that finds the server idle (no batch running or waiting) runs at once, alone: a lone client pays no batch window.
+Otherwise it joins the open batch of its key, which closes when it reaches ``max_batch_size`` examples or
+``batch_timeout_micros`` after its first request, as in TF Serving (starting waiting batches as soon as a thread
+frees up instead was measured: smaller batches, 40 % more CPU per request and half the throughput under load).
+Each batch is concatenated along axis 0, run once in the thread pool, and its outputs are split back per request.
+A request larger than ``max_batch_size`` is rejected (400) and a full queue answers UNAVAILABLE (503), as TF Serving
+does.
 
 Example:
-    >>> batcher = Batcher(BatchingOptions(max_batch_size=64), executor)  # doctest: +SKIP
+    >>> batcher = Batcher(BatchingOptions(max_batch_size=64), executor, max_running=2)  # doctest: +SKIP
     >>> outputs = await batcher.run(key, servable_fn, inputs)  # doctest: +SKIP
 """
 
@@ -15,8 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import re
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Executor
+from pathlib import Path
 
 import numpy as np
 
@@ -62,20 +68,34 @@ class _Pending:
     future: asyncio.Future
 
 
+@dataclasses.dataclass
+class _Open:
+    """A batch accepting requests; ``fn`` computes its merged outputs."""
+
+    fn: Callable[[Arrays], dict[str, np.ndarray]]
+    items: list[_Pending] = dataclasses.field(default_factory=list)
+    size: int = 0
+    timer: asyncio.TimerHandle | None = None
+
+
 class Batcher:
     """Merges concurrent requests into batches; must be used from one event loop.
 
     Args:
         options: Batch size, timeout and queue limits.
         executor: Thread pool that runs each merged batch (keeps the event loop free).
+        max_running: Batches the thread pool runs at once (its number of threads); batches closed beyond that wait
+            in the pool's queue and count against ``max_enqueued_batches``.
     """
 
-    def __init__(self, options: BatchingOptions, executor: Executor) -> None:
+    def __init__(self, options: BatchingOptions, executor: Executor, max_running: int = 1) -> None:
+        if max_running < 1:
+            raise ValueError(f"Batcher: field 'max_running' must be >= 1, got {max_running}")
         self.options = options
         self.executor = executor
-        self._open: dict[Hashable, list[_Pending]] = {}
-        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
-        self._enqueued = 0
+        self.max_running = max_running
+        self._open: dict[Hashable, _Open] = {}  # insertion order = age: the oldest open batch starts first
+        self._running = 0  # batches submitted to the executor and not finished
         self.batches_run = 0
 
     async def run(self, key: Hashable, fn: Callable[[Arrays], dict[str, np.ndarray]], inputs: Arrays) -> dict:
@@ -97,56 +117,122 @@ class Batcher:
             raise RequestError(
                 f"Task size {size} is larger than maximum input batch size {self.options.max_batch_size}"
             )
-        full_key = (key, tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items())))
         loop = asyncio.get_running_loop()
-        pending = self._open.get(full_key)
-        if pending and sum(p.size for p in pending) + size > self.options.max_batch_size:
-            self._flush(full_key, fn)
-            pending = None
-        if pending is None:
-            if self._enqueued >= self.options.max_enqueued_batches:
-                raise ServingError("UNAVAILABLE", "The batch scheduling queue to which this task was submitted is full")
-            pending = self._open[full_key] = []
-            self._enqueued += 1
-            delay = self.options.batch_timeout_micros / 1e6
-            self._timers[full_key] = loop.call_later(delay, self._flush, full_key, fn)
         item = _Pending(inputs, size, loop.create_future())
-        pending.append(item)
-        if sum(p.size for p in pending) >= self.options.max_batch_size:
-            self._flush(full_key, fn)
+        if not self._open and self._running == 0:  # nothing queued or running: no batch window
+            self._start(_Open(fn, [item], size))
+            return await item.future
+        full_key = (key, tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items())))
+        batch = self._open.get(full_key)
+        if batch is not None and batch.size + size > self.options.max_batch_size:
+            self._close(full_key)
+            batch = None
+        if batch is None:
+            queued = len(self._open) + max(0, self._running - self.max_running)
+            if queued >= self.options.max_enqueued_batches:
+                raise ServingError("UNAVAILABLE", "The batch scheduling queue to which this task was submitted is full")
+            batch = self._open[full_key] = _Open(fn)
+            delay = self.options.batch_timeout_micros / 1e6
+            batch.timer = loop.call_later(delay, self._close, full_key)
+        batch.items.append(item)
+        batch.size += size
+        if batch.size >= self.options.max_batch_size:
+            self._close(full_key)
         return await item.future
 
-    def _flush(self, key: Hashable, fn: Callable[[Arrays], dict[str, np.ndarray]]) -> None:
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer.cancel()
+    def _close(self, key: Hashable) -> None:
+        """Stop ``key``'s open batch from taking requests and hand it to the executor."""
         batch = self._open.pop(key, None)
-        if batch:
-            asyncio.get_running_loop().create_task(self._execute(batch, fn))
+        if batch is not None:
+            if batch.timer is not None:
+                batch.timer.cancel()
+            self._start(batch)
 
-    async def _execute(self, batch: list[_Pending], fn: Callable[[Arrays], dict[str, np.ndarray]]) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            names = list(batch[0].inputs)
-            merged = (
-                {n: np.concatenate([p.inputs[n] for p in batch]) for n in names} if len(batch) > 1 else batch[0].inputs
-            )
-            outputs = await loop.run_in_executor(self.executor, fn, merged)
-            self.batches_run += 1
-            total = sum(p.size for p in batch)
-            bad = [n for n, a in outputs.items() if np.ndim(a) == 0 or np.shape(a)[0] != total]
-            if bad and len(batch) > 1:
-                raise ServingError("INTERNAL", f"Batched outputs {bad} do not have the batch dimension {total}")
-            start = 0
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_result(
-                        {n: a[start : start + p.size] for n, a in outputs.items()} if len(batch) > 1 else outputs
-                    )
-                start += p.size
-        except Exception as err:
-            for p in batch:
-                if not p.future.done():
+    def _start(self, batch: _Open) -> None:
+        self._running += 1
+        future = asyncio.get_running_loop().run_in_executor(self.executor, self._compute, batch)
+        future.add_done_callback(functools.partial(self._finish, batch))
+
+    @staticmethod
+    def _compute(batch: _Open) -> dict[str, np.ndarray]:
+        items = batch.items
+        if len(items) == 1:
+            return batch.fn(items[0].inputs)
+        merged = {n: np.concatenate([p.inputs[n] for p in items]) for n in items[0].inputs}
+        return batch.fn(merged)
+
+    def _finish(self, batch: _Open, done: asyncio.Future) -> None:
+        self._running -= 1
+        self.batches_run += 1
+        items = batch.items
+        err = ServingError("UNAVAILABLE", "The server is shutting down") if done.cancelled() else done.exception()
+        if err is None and len(items) > 1:
+            outputs = done.result()
+            bad = [n for n, a in outputs.items() if np.ndim(a) == 0 or np.shape(a)[0] != batch.size]
+            if bad:
+                err = ServingError("INTERNAL", f"Batched outputs {bad} do not have the batch dimension {batch.size}")
+        start = 0
+        for p in items:
+            if not p.future.done():  # a request may have been cancelled (client gone, timeout)
+                if err is not None:
                     p.future.set_exception(err)
-        finally:
-            self._enqueued -= 1
+                elif len(items) == 1:
+                    p.future.set_result(done.result())
+                else:
+                    p.future.set_result({n: a[start : start + p.size] for n, a in done.result().items()})
+            start += p.size
+
+
+_SUPPORTED = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
+_IGNORED = (
+    "thread_pool_name",
+    "allowed_batch_sizes",
+    "pad_variable_length_inputs",
+    "enable_large_batch_splitting",
+    "max_execution_batch_size",
+)
+
+
+def read_batching_parameters(path: str | Path) -> tuple[BatchingOptions, int | None, list[str]]:
+    """Read TF Serving's ``--batching_parameters_file`` (a ``BatchingParameters`` text proto).
+
+    Args:
+        path: e.g. ``serving/tf_serving/batching_parameters.txt`` (``max_batch_size { value: 64 }`` lines).
+
+    Returns:
+        ``(options, num_batch_threads or None, ignored field names)``; fields this server does not implement
+        (``allowed_batch_sizes``, ``pad_variable_length_inputs``, ...) are returned as ignored.
+
+    Raises:
+        ValueError: unreadable file, unknown field or a value that is not a non-negative integer (naming it).
+
+    Example:
+        >>> options, threads, ignored = read_batching_parameters("batching_parameters.txt")  # doctest: +SKIP
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ValueError(f"batching parameters file {path}: {err.strerror}") from None
+    text = re.sub(r"#[^\n]*", "", text)
+    fields = re.findall(r"(\w+)\s*(?:\{\s*value\s*:\s*(\"[^\"]*\"|[^\s}]+)\s*\}|:\s*(\"[^\"]*\"|\S+))", text)
+    leftover = re.sub(r"(\w+)\s*(?:\{\s*value\s*:\s*(\"[^\"]*\"|[^\s}]+)\s*\}|:\s*(\"[^\"]*\"|\S+))", "", text)
+    if leftover.strip():
+        raise ValueError(f"batching parameters file {path}: cannot parse {leftover.strip()[:60]!r}")
+    values: dict[str, int] = {}
+    ignored = []
+    for name, wrapped, plain in fields:
+        raw = wrapped or plain
+        if name in _IGNORED:
+            ignored.append(name)
+            continue
+        if name not in _SUPPORTED:
+            raise ValueError(f"batching parameters file {path}: unknown field '{name}'; known: {list(_SUPPORTED)}")
+        if not raw.isdigit():
+            raise ValueError(
+                f"batching parameters file {path}: field '{name}' must be a non-negative integer, got {raw}"
+            )
+        values[name] = int(raw)
+    threads = values.pop("num_batch_threads", None)
+    if threads == 0:
+        raise ValueError(f"batching parameters file {path}: field 'num_batch_threads' must be >= 1")
+    return BatchingOptions(**values), threads, sorted(set(ignored))

@@ -3,7 +3,7 @@
 Examples:
     python -m serving export --model runs/x/model.keras --base-path export --model-name mmoe \\
         --score-weights click=1,satisfaction=2 --warmup-data data/sample/impressions.csv
-    python -m serving serve --base-path export --model-name mmoe --port 8501 --enable-batching
+    python -m serving serve --base-path export --model-name mmoe --port 8501 --grpc-port 8500 --enable-batching
     python -m serving predict --url http://127.0.0.1:8501 --model-name mmoe --data rows.csv --rows 5
 
 Each subcommand imports only what it needs: ``serve`` and ``predict`` never import ``mmoe_tf``.
@@ -38,19 +38,32 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--warmup-data", type=Path, default=None, help="CSV/Parquet of real rows for warm-up and checks")
     exp.add_argument("--warmup-rows", type=_positive_int, default=32, help="rows of --warmup-data to use")
 
-    srv = sub.add_parser("serve", help="serve exported models over TF Serving's REST API")
+    srv = sub.add_parser("serve", help="serve exported models over TF Serving's REST and gRPC APIs")
     src = srv.add_mutually_exclusive_group(required=True)
     src.add_argument("--base-path", type=Path, help="export base path: serves BASE/<model-name>/<version>/")
     src.add_argument("--model-config-file", type=Path, help="TF Serving model_config_list text proto")
     srv.add_argument("--model-name", default="mmoe")
     srv.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback only)")
-    srv.add_argument("--port", type=int, default=8501)
+    srv.add_argument("--port", type=int, default=8501, help="REST port (TF Serving's --rest_api_port)")
+    srv.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (TF Serving's --port; 0 = any free)")
+    srv.add_argument("--no-grpc", action="store_true", help="serve REST only")
+    srv.add_argument(
+        "--grpc-max-message-bytes", type=_positive_int, default=64 * 1024 * 1024, help="larger: RESOURCE_EXHAUSTED"
+    )
     srv.add_argument("--max-body-bytes", type=_positive_int, default=16 * 1024 * 1024)
     srv.add_argument("--enable-batching", action="store_true", help="merge concurrent requests into batches")
     srv.add_argument("--max-batch-size", type=_positive_int, default=64)
     srv.add_argument("--batch-timeout-micros", type=int, default=2000)
     srv.add_argument("--max-enqueued-batches", type=_positive_int, default=100)
+    srv.add_argument(
+        "--batching-parameters-file",
+        type=Path,
+        default=None,
+        help="TF Serving BatchingParameters text proto; enables batching and replaces the batching flags",
+    )
     srv.add_argument("--num-threads", type=_positive_int, default=2, help="inference threads")
+    srv.add_argument("--intra-op-threads", type=int, default=1, help="TF intra-op threads (0 = all cores)")
+    srv.add_argument("--inter-op-threads", type=int, default=1, help="TF inter-op threads (0 = all cores)")
     srv.add_argument("--poll-seconds", type=float, default=1.0, help="scan interval for new versions")
     srv.add_argument("--rest-timeout-seconds", type=float, default=30.0)
 
@@ -99,7 +112,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from serving.batching import BatchingOptions
+    from serving.batching import BatchingOptions, read_batching_parameters
     from serving.model_store import ModelSource, read_model_config
     from serving.server import ServerConfig, main
 
@@ -107,17 +120,26 @@ def _serve(args: argparse.Namespace) -> int:
         sources = read_model_config(args.model_config_file)
     else:
         sources = [ModelSource(args.model_name, args.base_path / args.model_name)]  # BASE/<name>/<version>/
-    batching = None
-    if args.enable_batching:
+    batching, threads = None, args.num_threads
+    if args.batching_parameters_file:
+        batching, file_threads, ignored = read_batching_parameters(args.batching_parameters_file)
+        threads = file_threads or threads
+        if ignored:
+            print(f"warning: batching parameters {ignored} are not implemented here and ignored", file=sys.stderr)
+    elif args.enable_batching:
         batching = BatchingOptions(args.max_batch_size, args.batch_timeout_micros, args.max_enqueued_batches)
     config = ServerConfig(
         host=args.host,
         port=args.port,
+        grpc_port=None if args.no_grpc else args.grpc_port,
+        grpc_max_message_bytes=args.grpc_max_message_bytes,
         max_body_bytes=args.max_body_bytes,
         batching=batching,
-        num_threads=args.num_threads,
+        num_threads=threads,
         poll_seconds=args.poll_seconds,
         rest_timeout_seconds=args.rest_timeout_seconds,
+        intra_op_threads=args.intra_op_threads,
+        inter_op_threads=args.inter_op_threads,
     )
     return main(sources, config)
 

@@ -213,6 +213,9 @@ def decode_request(
     rows = data["instances"]
     if not isinstance(rows, list) or not rows:
         raise RequestError(f"'instances' must be a non-empty list; got {_short(rows)}")
+    fast = _scalar_rows(rows, names, input_dtypes)
+    if fast is not None:
+        return "row", fast, len(rows)
     per_input: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for i, row in enumerate(rows):
         if single and not (isinstance(row, dict) and names[0] in row):
@@ -232,6 +235,30 @@ def decode_request(
         for n in names:
             per_input[n].append(decode_tensor(row[n], input_dtypes[n], n))
     return "row", {n: stack_rows(per_input[n], n) for n in names}, len(rows)
+
+
+def _scalar_rows(rows: list[Any], names: list[str], input_dtypes: Mapping[str, str]) -> dict[str, np.ndarray] | None:
+    """Row-format inputs when every instance is an object holding exactly the inputs as bare scalars, else ``None``.
+
+    The common ranking request (one scalar per feature per example) is decoded column by column into one array per
+    input instead of one small array per instance and input; anything else (lists, ``b64`` objects, missing or extra
+    keys, a single unnamed input) returns ``None`` so the general path reports the exact problem.
+    """
+    if not all(type(row) is dict and len(row) == len(names) for row in rows):
+        return None
+    try:
+        columns = {n: [row[n] for row in rows] for n in names}
+    except KeyError:
+        return None
+    out = {}
+    for n, values in columns.items():
+        if any(type(v) in (list, dict) for v in values):
+            return None
+        cast = _leaf_caster(input_dtypes[n], n)
+        array = np.empty(len(values), dtype=numpy_dtype(input_dtypes[n]))
+        array[:] = [cast(v) for v in values]
+        out[n] = array
+    return out
 
 
 def _float_leaf(v: float) -> float:

@@ -60,7 +60,8 @@ class Servable:
         self.input_dtypes = {
             sig: {k: s.dtype.name for k, s in specs.items()} for sig, specs in self.input_specs.items()
         }
-        self.metadata = signature_def_json(self.path)
+        self.signature_defs = read_signature_defs(self.path)
+        self.metadata = signature_def_json(self.signature_defs)
         self.warmup_count = self._replay_warmup() if warmup else 0
 
     def _replay_warmup(self) -> int:
@@ -131,14 +132,19 @@ def numeric_versions(base_path: str | Path) -> list[int]:
     return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def signature_def_json(path: str | Path) -> dict[str, Any]:
-    """Proto-JSON of a SavedModel's SignatureDefs, as TF Serving's metadata endpoint writes it.
+def read_signature_defs(path: str | Path) -> Mapping[str, Any]:
+    """The SignatureDef protos of the SavedModel in ``path`` (its first MetaGraph), by signature name."""
+    proto = saved_model_pb2.SavedModel.FromString((Path(path) / "saved_model.pb").read_bytes())
+    return proto.meta_graphs[0].signature_def
+
+
+def signature_def_json(signature_defs: Mapping[str, Any]) -> dict[str, Any]:
+    """Proto-JSON of SignatureDefs (see :func:`read_signature_defs`), as TF Serving's metadata endpoint writes it.
 
     Returns:
         ``{"signature_def": {name: {"inputs": ..., "outputs": ..., "method_name": ...}}}`` (sizes as strings).
     """
-    proto = saved_model_pb2.SavedModel.FromString((Path(path) / "saved_model.pb").read_bytes())
-    sigs = proto.meta_graphs[0].signature_def
+    sigs = signature_defs
     return {
         "signature_def": {k: json_format.MessageToDict(sigs[k], preserving_proto_field_name=True) for k in sorted(sigs)}
     }

@@ -1,26 +1,27 @@
-"""A local aiohttp server implementing TF Serving's REST API for exported models.
+"""The local model server: TF Serving's REST API (aiohttp) and gRPC API (grpcio) for exported models.
 
 Endpoints (paths matched case-insensitively, as TF Serving does):
 ``GET /v1/models/{name}[/versions/{v}|/labels/{l}]`` (status), ``.../metadata`` (SignatureDefs as proto-JSON),
 ``POST .../{name}[...]:predict`` (row ``instances`` or columnar ``inputs``), ``:classify``/``:regress`` (answered
 with TF Serving's error for predict signatures). Failures answer ``{"error": ...}`` with the contract's HTTP code.
 
-The newest version of each model is served; a poller picks up new versions without a restart. Inference runs in a
-thread pool (the event loop never blocks) and optionally through :class:`serving.batching.Batcher`.
+The gRPC API (``serving.grpc_server``) listens on ``grpc_port`` in the same process and event loop, over the same
+model store and inference engine. The newest version of each model is served; a poller picks up new versions without
+a restart. Inference runs in a thread pool (the event loop never blocks) and optionally through the adaptive
+:class:`serving.batching.Batcher`.
 
 Imports neither ``mmoe_tf`` nor ``data``: an exported model stands alone, as inside TF Serving.
 
 Example:
     >>> config = ServerConfig(port=8501)
     >>> asyncio.run(serve([ModelSource("mmoe", "/tmp/export")], config))  # doctest: +SKIP
-    serving mmoe version 1 at http://127.0.0.1:8501
+    serving mmoe version 1 at http://127.0.0.1:8501 and grpc 127.0.0.1:8500
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import re
 import signal
@@ -30,8 +31,9 @@ from typing import Any
 
 from aiohttp import web
 
-from serving.batching import Batcher, BatchingOptions, batch_size_of
+from serving.batching import BatchingOptions
 from serving.errors import RequestError, ServingError
+from serving.inference import Inference
 from serving.json_codec import decode_request, encode_json, encode_predictions, loads_request
 from serving.model_store import DEFAULT_SIGNATURE, ModelSource, ModelStore
 
@@ -52,25 +54,42 @@ class ServerConfig:
 
     Args:
         host: Interface to bind (loopback by default).
-        port: REST port.
+        port: REST port (TF Serving's ``--rest_api_port``).
+        grpc_port: gRPC port (TF Serving's ``--port``; 0 = any free port), or ``None`` for no gRPC API.
+        grpc_max_message_bytes: Largest gRPC request/response; bigger ones fail with RESOURCE_EXHAUSTED.
         max_body_bytes: Largest accepted request body; larger ones get 413.
         batching: Server-side batching options, or ``None`` to run each request on its own.
         num_threads: Threads running inference (TF Serving's ``num_batch_threads``).
         poll_seconds: Interval between scans of the base paths for new versions.
         rest_timeout_seconds: Requests taking longer answer 504 (TF Serving's ``--rest_api_timeout_in_ms``).
+        intra_op_threads: Threads one TensorFlow op may use (TF Serving's ``--tensorflow_intra_op_parallelism``;
+            0 = TensorFlow's choice, all cores). 1 by default: small ranking models run faster without handing
+            work between threads, and ``num_threads`` already runs requests in parallel.
+        inter_op_threads: Threads running independent ops (``--tensorflow_inter_op_parallelism``; 0 = all cores).
     """
 
     host: str = "127.0.0.1"
     port: int = 8501
+    grpc_port: int | None = 8500
+    grpc_max_message_bytes: int = 64 * 1024 * 1024
     max_body_bytes: int = 16 * 1024 * 1024
     batching: BatchingOptions | None = None
     num_threads: int = 2
     poll_seconds: float = 1.0
     rest_timeout_seconds: float = 30.0
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
 
     def __post_init__(self) -> None:
+        if self.grpc_max_message_bytes < 1:
+            raise ValueError(
+                f"ServerConfig: field 'grpc_max_message_bytes' must be >= 1, got {self.grpc_max_message_bytes}"
+            )
         if self.max_body_bytes < 1:
             raise ValueError(f"ServerConfig: field 'max_body_bytes' must be >= 1, got {self.max_body_bytes}")
+        for field in ("intra_op_threads", "inter_op_threads"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"ServerConfig: field '{field}' must be >= 0, got {getattr(self, field)}")
         if self.num_threads < 1:
             raise ValueError(f"ServerConfig: field 'num_threads' must be >= 1, got {self.num_threads}")
         if self.poll_seconds <= 0:
@@ -87,28 +106,25 @@ class RestApi:
     Args:
         store: The served models.
         config: Server options.
+        inference: Runs predictions (shared with the gRPC API).
     """
 
-    def __init__(self, store: ModelStore, config: ServerConfig) -> None:
+    def __init__(self, store: ModelStore, config: ServerConfig, inference: Inference) -> None:
         self.store = store
         self.config = config
-        self.executor = ThreadPoolExecutor(max_workers=config.num_threads, thread_name_prefix="inference")
-        self.batcher = Batcher(config.batching, self.executor) if config.batching else None
+        self.inference = inference
 
     def app(self) -> web.Application:
         """The aiohttp application (one catch-all route, so every error gets a JSON body)."""
         app = web.Application(client_max_size=self.config.max_body_bytes)
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        app.on_cleanup.append(self._cleanup)
         return app
-
-    async def _cleanup(self, _app: web.Application) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def handle(self, request: web.Request) -> web.Response:
         """Dispatch by URL and method; every failure becomes ``{"error": ...}`` with its HTTP status."""
         try:
-            return await asyncio.wait_for(self._dispatch(request), self.config.rest_timeout_seconds)
+            async with asyncio.timeout(self.config.rest_timeout_seconds):  # no extra task, unlike wait_for
+                return await self._dispatch(request)
         except ServingError as err:
             return _json_response({"error": err.message}, err.http_status)
         except TimeoutError:
@@ -148,11 +164,7 @@ class RestApi:
             raise ServingError("UNIMPLEMENTED", f"{suffix[1:]} with tf.Example inputs is not supported by this server")
         fmt, inputs, _ = decode_request(data, input_dtypes)
         servable.check_shapes(signature, inputs)
-        run = functools.partial(servable.run, signature, validate=False)  # validated just above
-        if self.batcher is not None and batch_size_of(inputs) is not None:
-            outputs = await self.batcher.run((name, servable.version, signature), run, inputs)
-        else:
-            outputs = await asyncio.get_running_loop().run_in_executor(self.executor, run, inputs)
+        outputs = await self.inference.predict(servable, signature, inputs)
         return _json_response(encode_predictions(outputs, fmt))
 
     async def _read_body(self, request: web.Request) -> bytes:
@@ -166,11 +178,22 @@ class RestApi:
             raise ServingError("INVALID_ARGUMENT", too_large, http_status=413) from None
 
 
-def _announce(store: ModelStore, events: list[tuple[str, int, str]], url: str) -> None:
+def configure_tensorflow(config: ServerConfig) -> None:
+    """Apply the op thread-pool sizes; must run before TensorFlow executes its first op in this process."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(config.inter_op_threads)
+    except RuntimeError as err:  # TensorFlow already initialised (e.g. embedded after other TF work)
+        log.warning("TensorFlow thread pools already set up; keeping them (%s)", err)
+
+
+def _announce(store: ModelStore, events: list[tuple[str, int, str]], where: str) -> None:
     for name, version, state in events:
         if state == "AVAILABLE":
             if store.resolve(name).version == version:
-                print(f"serving {name} version {version} at {url}", flush=True)
+                print(f"serving {name} version {version} at {where}", flush=True)
         else:
             status = store.status(name, version)[0]["status"]
             detail = f" ({status['error_message']})" if status["error_code"] != "OK" else ""
@@ -186,18 +209,27 @@ async def serve(sources: list[ModelSource], config: ServerConfig, ready: asyncio
         ready: Set once the port is bound (for embedding in tests or benchmarks).
     """
     loop = asyncio.get_running_loop()
+    configure_tensorflow(config)
     store = ModelStore(sources)
     loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader")
     initial = await loop.run_in_executor(loader, store.poll)
-    api = RestApi(store, config)
-    runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=2.0)
+    inference = Inference(config.num_threads, config.batching)
+    runner = web.AppRunner(RestApi(store, config, inference).app(), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()
     host, port = runner.addresses[0][:2]
-    url = f"http://{host}:{port}"
-    print(f"listening at {url} for models {store.model_names()}", flush=True)
-    _announce(store, initial, url)
+    where = f"http://{host}:{port}"
+    grpc_server = None
+    if config.grpc_port is not None:
+        from serving.grpc_server import start_grpc_server
+
+        grpc_server, grpc_port = await start_grpc_server(
+            store, inference, config.host, config.grpc_port, config.grpc_max_message_bytes
+        )
+        where += f" and grpc {config.host}:{grpc_port}"
+    print(f"listening at {where} for models {store.model_names()}", flush=True)
+    _announce(store, initial, where)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -213,9 +245,12 @@ async def serve(sources: list[ModelSource], config: ServerConfig, ready: asyncio
                 except Exception:  # e.g. an unreadable base path: keep serving what is loaded
                     log.exception("polling the model base paths failed")
                     continue
-                _announce(store, events, url)
+                _announce(store, events, where)
     finally:
+        if grpc_server is not None:
+            await grpc_server.stop(grace=1.0)
         await runner.cleanup()
+        inference.close()
         loader.shutdown(wait=False, cancel_futures=True)
 
 

@@ -1,7 +1,7 @@
 """Helpers shared by the serving tests and the latency benchmark.
 
-- :class:`ServerProcess` starts ``python -m serving serve`` on a free loopback port in a subprocess and waits for
-  its "serving <name> version N" line (no ``mmoe_tf`` import here).
+- :class:`ServerProcess` starts ``python -m serving serve`` on free loopback ports (REST and gRPC) in a subprocess
+  and waits for its "serving <name> version N" line (no ``mmoe_tf`` import here).
 - :func:`build_test_model` builds a small real MMoE with ``mmoe_tf.build_model`` (inputs float32/string/int64,
   a vocabulary adapted inside the model) and :func:`cached_export` exports it once per directory, so several test
   modules reuse one export.
@@ -42,10 +42,14 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m serving serve ARGS --port <free>`` as a context manager.
+    """``python -m serving serve ARGS --port <free> --grpc-port <free>`` as a context manager.
+
+    Attributes:
+        url: The REST base URL, ``http://127.0.0.1:<port>``.
+        grpc_target: The gRPC address, ``127.0.0.1:<grpc port>``.
 
     Args:
-        args: Arguments after ``serve`` (``--port`` is added unless given).
+        args: Arguments after ``serve`` (``--port`` and ``--grpc-port`` are added unless given).
         timeout: Seconds to wait for the "serving ... version" line.
         env: Extra environment variables (``PYTHONPATH`` defaults to the repository root).
         cwd: Working directory (``python -m`` puts it first on ``sys.path``).
@@ -62,6 +66,10 @@ class ServerProcess:
         self.port = free_port() if "--port" not in args else int(args[args.index("--port") + 1])
         self.args = [*args, "--port", str(self.port)] if "--port" not in args else list(args)
         self.url = f"http://127.0.0.1:{self.port}"
+        if "--grpc-port" not in self.args and "--no-grpc" not in self.args:
+            self.args += ["--grpc-port", str(free_port())]
+        grpc_port = self.args[self.args.index("--grpc-port") + 1] if "--grpc-port" in self.args else None
+        self.grpc_target = f"127.0.0.1:{grpc_port}" if grpc_port else None
         self.timeout = timeout
         self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT), **(env or {})}
         self.lines: list[str] = []

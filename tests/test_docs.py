@@ -28,7 +28,8 @@ appears in the real repository.
 **Sizes are shrunk, commands are not** (appended options win, see :data:`SHRINK`): ``python -m training train``
 gets ``data.max_rows=600``, one epoch, no progress output; ``python -m training.experiments NAME`` its smallest
 rows/epochs/seeds and one point of its grid, its figures in the copy; a further command of an experiment already run
-for the same file only has its options parsed (its ``run`` is not called); port 8501 becomes a free port. Experiments in
+for the same file only has its options parsed (its ``run`` is not called); ports 8501 (REST) and 8500 (gRPC) become
+free ports. Experiments in
 :data:`NEEDS_SHARED_DATA` run only when ``../shared/data`` exists (otherwise that command alone is left out and
 listed as "not run" in the test's output; the rest of the file still runs).
 
@@ -101,6 +102,7 @@ SHRINK: dict[tuple[str, ...], list[str]] = {
 NEEDS_SHARED_DATA = {("training.experiments", "census")}
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 DOC_PORT = "8501"
+DOC_GRPC_PORT = "8500"
 
 
 @dataclasses.dataclass
@@ -195,8 +197,8 @@ def shrink(module: str, args: list[str]) -> list[str]:
 class DocRun:
     """Runs one doc's blocks in a temporary copy of the repository."""
 
-    def __init__(self, copy: Path, port: str) -> None:
-        self.copy, self.port = copy, port
+    def __init__(self, copy: Path, port: str, grpc_port: str) -> None:
+        self.copy, self.port, self.grpc_port = copy, port, grpc_port
         self.namespace: dict[str, object] = {"__name__": "__docs__"}
         self.servers: list[subprocess.Popen] = []
         self.not_run: list[str] = []
@@ -209,7 +211,9 @@ class DocRun:
         }
 
     def ported(self, text: str) -> str:
-        return text.replace(f":{DOC_PORT}", f":{self.port}").replace(f"--port {DOC_PORT}", f"--port {self.port}")
+        for doc_port, port in ((DOC_PORT, self.port), (DOC_GRPC_PORT, self.grpc_port)):
+            text = text.replace(f":{doc_port}", f":{port}").replace(f"-port {doc_port}", f"-port {port}")
+        return text
 
     def run(self, block: Block) -> None:
         if block.marker in ("illustrative", "covered-by"):
@@ -374,7 +378,7 @@ def test_doc_runs(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     copy = _copy_repo(tmp_path / "repo")
     _redirect_repo_paths(monkeypatch, copy)
     before = _repo_state()
-    runner = DocRun(copy, str(free_port()))
+    runner = DocRun(copy, str(free_port()), str(free_port()))
     try:
         for block in blocks:
             started = time.perf_counter()

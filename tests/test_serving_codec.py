@@ -4,6 +4,7 @@ import asyncio
 import base64
 import http.server
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -126,16 +127,17 @@ def test_serving_error_codes():
         ServingError("NOPE", "x")
 
 
-def _run_batches(options, sizes, delay_between=0.0):
+def _run_batches(options, sizes, delay_between=0.0, work_seconds=0.0):
     calls = []
 
     def fn(inputs):
         calls.append(len(inputs["x"]))
+        time.sleep(work_seconds)
         return {"y": inputs["x"] * 2, "n": np.full(len(inputs["x"]), len(inputs["x"]))}
 
     async def main():
         with ThreadPoolExecutor(1) as pool:
-            batcher = Batcher(options, pool)
+            batcher = Batcher(options, pool, max_running=1)
             tasks = []
             for i, size in enumerate(sizes):
                 x = np.arange(size, dtype=np.float32) + 100 * i
@@ -148,21 +150,78 @@ def _run_batches(options, sizes, delay_between=0.0):
     return results, batches, calls
 
 
-def test_batcher_merges_and_splits():
+def test_batcher_runs_alone_when_idle_and_merges_while_busy():
     results, batches, calls = _run_batches(BatchingOptions(max_batch_size=8, batch_timeout_micros=50_000), [3, 2, 3, 4])
     for i, (size, res) in enumerate(zip([3, 2, 3, 4], results, strict=True)):
         np.testing.assert_array_equal(res["y"], (np.arange(size) + 100 * i) * 2)
-    assert calls == [8, 4]  # the first three fill a batch of 8; the last one waits for the timeout
-    assert batches == 2
+    # the first finds the thread idle and runs alone; the next two share a batch; the last would overflow it
+    assert calls == [3, 5, 4]
+    assert batches == 3
+
+
+def test_batcher_runs_at_once_only_when_idle_and_busy_batches_wait_for_the_timeout():
+    options = BatchingOptions(max_batch_size=64, batch_timeout_micros=300_000)
+    started = time.perf_counter()
+    results, _, calls = _run_batches(options, [1, 1, 1, 1], work_seconds=0.05)
+    waited = time.perf_counter() - started
+    assert calls == [1, 3] and all(isinstance(r, dict) for r in results)
+    assert waited >= 0.3  # the three that came while the first ran waited for the batch timeout
+    started = time.perf_counter()
+    _, _, calls = _run_batches(options, [1], work_seconds=0.0)
+    assert calls == [1] and time.perf_counter() - started < 0.25  # alone on an idle server: no batch window
+
+
+def test_batcher_timeout_closes_a_batch_while_the_thread_is_busy():
+    options = BatchingOptions(max_batch_size=64, batch_timeout_micros=1000)
+    _, _, calls = _run_batches(options, [1, 1, 1], delay_between=0.03, work_seconds=0.2)
+    assert calls == [1, 1, 1]  # each later request's batch closed after 1 ms, while the first still ran
 
 
 def test_batcher_rejects_oversized_and_full_queue():
     results, _, _ = _run_batches(BatchingOptions(max_batch_size=4), [5])
     assert isinstance(results[0], RequestError) and "larger than maximum input batch size 4" in str(results[0])
     opts = BatchingOptions(max_batch_size=2, batch_timeout_micros=100_000, max_enqueued_batches=1)
-    results, _, _ = _run_batches(opts, [2, 2])
-    assert isinstance(results[1], ServingError) and results[1].http_status == 503
-    assert isinstance(results[0], dict)
+    results, _, _ = _run_batches(opts, [2, 2, 2], work_seconds=0.05)
+    assert isinstance(results[2], ServingError) and results[2].http_status == 503
+    assert isinstance(results[0], dict) and isinstance(results[1], dict)
+
+
+def test_tensor_proto_round_trip_and_tf_compatibility():
+    import tensorflow as tf
+
+    from serving.tensor_proto import from_ndarray, to_ndarray
+
+    arrays = [
+        np.array([0.5, np.nan, -np.inf], np.float32),
+        np.array([[1, 2], [3, 4]], np.int64),
+        np.array([True, False]),
+        np.array([b"ios", "caf\u00e9".encode()], dtype=object),
+        np.array(2.5, np.float64),
+        np.array([7], np.int32),
+    ]
+    for array in arrays:
+        for content in (False, True):
+            proto = from_ndarray(array, content=content)
+            np.testing.assert_array_equal(to_ndarray(proto, "x"), array)
+            np.testing.assert_array_equal(tf.make_ndarray(proto), array)  # TF reads what we write
+        np.testing.assert_array_equal(to_ndarray(tf.make_tensor_proto(array), "x"), array)  # and we read TF's
+    half = tf.make_tensor_proto(np.array([1.5, 2.0], np.float16))
+    np.testing.assert_array_equal(to_ndarray(half, "h"), [1.5, 2.0])  # other dtypes: TensorFlow's reader
+    short = tf.make_tensor_proto(np.array([1.0, 1.0, 1.0], np.float32))  # TF writes one value for a constant
+    np.testing.assert_array_equal(to_ndarray(short, "c"), [1.0, 1.0, 1.0])
+
+
+def test_tensor_proto_parsing_errors_name_the_input():
+    from serving.tensor_proto import from_ndarray, to_ndarray
+
+    proto = from_ndarray(np.array([1.0, 2.0], np.float32))
+    proto.float_val.extend([3.0])
+    with pytest.raises(RequestError, match="tensor parsing error: price"):
+        to_ndarray(proto, "price")
+    proto = from_ndarray(np.array([1.0, 2.0], np.float32), content=True)
+    proto.tensor_content = proto.tensor_content[:-1]
+    with pytest.raises(RequestError, match="tensor parsing error: price"):
+        to_ndarray(proto, "price")
 
 
 def test_encode_column_dtypes():
@@ -264,10 +323,12 @@ class _FakeStore:
 def test_rest_api_timeout_internal_error_and_success_in_process():
     from aiohttp.test_utils import TestClient, TestServer
 
+    from serving.inference import Inference
     from serving.server import RestApi, ServerConfig
 
     async def main():
-        api = RestApi(_FakeStore(), ServerConfig(rest_timeout_seconds=0.3))
+        inference = Inference(num_threads=2)
+        api = RestApi(_FakeStore(), ServerConfig(rest_timeout_seconds=0.3), inference)
         async with TestClient(TestServer(api.app())) as client:
             out = {}
             for key, x in (("slow", 1.0), ("boom", -1.0), ("ok", 0.0)):
@@ -275,10 +336,34 @@ def test_rest_api_timeout_internal_error_and_success_in_process():
                 out[key] = (resp.status, await resp.json())
             resp = await client.post("/v1/models/other:predict", data="{}")
             out["missing"] = (resp.status, await resp.json())
-            return out
+        inference.close()
+        return out
 
     out = asyncio.run(main())
     assert out["slow"] == (504, {"error": "Request timed out"})
     assert out["boom"][0] == 500 and "boom" in out["boom"][1]["error"]
     assert out["ok"] == (200, {"predictions": [0.0]})
     assert out["missing"] == (404, {"error": "Servable not found for request: Latest(other)"})
+
+
+def test_batching_parameters_file_reads_tf_servings_format(repo_root, tmp_path):
+    from serving.batching import read_batching_parameters
+
+    options, threads, ignored = read_batching_parameters(repo_root / "serving/tf_serving/batching_parameters.txt")
+    assert options == BatchingOptions(max_batch_size=64, batch_timeout_micros=2000, max_enqueued_batches=100)
+    assert threads == 2 and ignored == []
+    path = tmp_path / "b.txt"
+    path.write_text("# comment\nmax_batch_size { value: 32 }\nallowed_batch_sizes: 8\nallowed_batch_sizes: 32\n")
+    options, threads, ignored = read_batching_parameters(path)
+    assert options.max_batch_size == 32 and threads is None and ignored == ["allowed_batch_sizes"]
+    for text, fragment in (
+        ("max_batch_sise { value: 32 }", "unknown field 'max_batch_sise'"),
+        ("max_batch_size { value: 3.5 }", "'max_batch_size' must be a non-negative integer, got 3.5"),
+        ("max_batch_size { value: 0 }", "'max_batch_size' must be >= 1"),
+        ("max_batch_size {", "cannot parse"),
+    ):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=re.escape(fragment)):
+            read_batching_parameters(path)
+    with pytest.raises(ValueError, match="No such file"):
+        read_batching_parameters(tmp_path / "absent.txt")

@@ -1,0 +1,348 @@
+"""Soak of the local server at saturation over REST and gRPC at once, with a hot reload and a corrupt version.
+
+One server (batching on, polling every second) serves version 1 of the small test MMoE. Two load processes keep it
+saturated for ``--seconds`` (default 120): REST over ``--rest-clients`` keep-alive connections and gRPC with
+``--grpc-clients`` concurrent ``Predict`` calls, every request scoring the same 4 rows. Meanwhile:
+
+- at 25 % of the run, ``python -m serving export`` publishes version 2 (a model with other weights, so its answers
+  differ from version 1 by far more than the tolerance) into the served base path;
+- once version 2 is AVAILABLE (and at least at 60 % of the run), a corrupt version 3 (a garbage ``saved_model.pb``)
+  is dropped in; it must be reported END with an error while version 2 keeps serving (the run lasts at least 10 s
+  past that).
+
+Every answer is checked: over REST its values must equal version 1's or version 2's expected scores (within 1e-5,
+nothing else, so no answer comes from a half-loaded version), over gRPC likewise for the version it names. Server
+memory (RSS) is sampled every second; growth is the last sample over the median of the samples in the 10 s after
+warm-up (the first 15 % of the run). Loopback only; each loop is bounded by the run time (hard cap 3x ``--seconds``).
+The last printed line is one JSON object with the figures and a pass/fail per requirement.
+
+Usage: .venv/bin/python bench/serving_soak.py [--seconds 120] [--rest-clients 32] [--grpc-clients 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+from serving.testing import MODEL_NAME, ServerProcess, cached_export, to_instances
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = slice(8, 12)  # the rows every request scores
+TOL = 1e-5
+
+
+def _which_version(click: list[float], satisfaction: list[float], expected: dict[int, dict[str, np.ndarray]]) -> int:
+    """The version whose expected scores these are, or 0 when none matches."""
+    for version, want in expected.items():
+        if np.max(np.abs(np.asarray(click) - want["click"])) <= TOL and (
+            np.max(np.abs(np.asarray(satisfaction) - want["satisfaction"])) <= TOL
+        ):
+            return version
+    return 0
+
+
+# --- load processes (each with its own event loop) ---------------------------------------------------------------
+
+
+def _rest_load(port: int, body: bytes, clients: int, expected: dict, stop, out) -> None:
+    """Keep-alive HTTP/1.1 clients sending back to back; answers identified by version (bytes cached)."""
+    path = f"/v1/models/{MODEL_NAME}:predict"
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    stats = {"ok": 0, "failed": 0, "wrong": 0, "by_version": {}, "regressed": 0, "errors": []}
+    known: dict[bytes, int] = {}
+
+    def classify(payload: bytes) -> int:
+        if payload not in known:
+            preds = json.loads(payload)["predictions"]
+            version = _which_version([p["click"] for p in preds], [p["satisfaction"] for p in preds], expected)
+            if version == 0:
+                return 0
+            known[payload] = version
+        return known[payload]
+
+    class Conn(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.buffer, self.newest = b"", 0
+            self.done = asyncio.get_running_loop().create_future()
+
+        def connection_made(self, transport) -> None:
+            self.transport = transport
+            transport.write(request)
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+                head = self.buffer[:end].split(b"\r\n")
+                length = next((int(h.split(b":")[1]) for h in head[1:] if h.lower().startswith(b"content-length:")), 0)
+                if len(self.buffer) < end + 4 + length:
+                    return
+                status, payload = head[0].split(b" ")[1], self.buffer[end + 4 : end + 4 + length]
+                self.buffer = self.buffer[end + 4 + length :]
+                if status != b"200":
+                    stats["failed"] += 1
+                    stats["errors"].append(f"{status.decode()}: {payload[:200]!r}")
+                else:
+                    version = classify(payload)
+                    if version == 0:
+                        stats["wrong"] += 1
+                        stats["errors"].append(f"answer from no known version: {payload[:200]!r}")
+                    else:
+                        stats["ok"] += 1
+                        stats["by_version"][version] = stats["by_version"].get(version, 0) + 1
+                        stats["regressed"] += version < self.newest  # an older version after a newer one
+                        self.newest = max(self.newest, version)
+                if stop.is_set():
+                    self.transport.close()
+                    return
+                self.transport.write(request)
+
+        def connection_lost(self, exc) -> None:
+            if exc is not None:
+                stats["failed"] += 1
+                stats["errors"].append(f"connection lost: {exc}")
+            if not self.done.done():
+                self.done.set_result(None)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        conns = [(await loop.create_connection(Conn, "127.0.0.1", port))[1] for _ in range(clients)]
+        await asyncio.gather(*(c.done for c in conns))
+
+    asyncio.run(main())
+    stats["errors"] = stats["errors"][:20]
+    out.put(("rest", stats))
+
+
+def _grpc_load(target: str, frame_records: list[dict], clients: int, expected: dict, stop, out) -> None:
+    """Concurrent ``Predict`` loops on one asyncio channel; each answer checked against the version it names."""
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from serving.tensor_proto import from_ndarray, to_ndarray
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL_NAME
+    request.inputs["price"].CopyFrom(from_ndarray(np.array([r["price"] for r in frame_records], np.float32)))
+    request.inputs["device"].CopyFrom(from_ndarray(np.array([r["device"] for r in frame_records], object)))
+    request.inputs["category"].CopyFrom(from_ndarray(np.array([r["category"] for r in frame_records], np.int64)))
+    stats = {"ok": 0, "failed": 0, "wrong": 0, "by_version": {}, "regressed": 0, "errors": []}
+
+    async def main() -> None:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+            async def worker() -> None:
+                newest = 0
+                while not stop.is_set():
+                    try:
+                        response = await stub.Predict(request, timeout=30)
+                    except grpc.aio.AioRpcError as err:
+                        stats["failed"] += 1
+                        stats["errors"].append(f"{err.code().name}: {err.details()}")
+                        continue
+                    version = response.model_spec.version.value
+                    click = to_ndarray(response.outputs["click"], "click")
+                    satisfaction = to_ndarray(response.outputs["satisfaction"], "satisfaction")
+                    if _which_version(click, satisfaction, {version: expected[version]} if version in expected else {}):
+                        stats["ok"] += 1
+                        stats["by_version"][version] = stats["by_version"].get(version, 0) + 1
+                        stats["regressed"] += version < newest
+                        newest = max(newest, version)
+                    else:
+                        stats["wrong"] += 1
+                        stats["errors"].append(f"version {version} answered {click.tolist()}")
+
+            await asyncio.gather(*(worker() for _ in range(clients)))
+
+    asyncio.run(main())
+    stats["errors"] = stats["errors"][:20]
+    out.put(("grpc", stats))
+
+
+# --- coordinator -------------------------------------------------------------------------------------------------
+
+
+def _prepare_v2(tmp: Path, samples) -> tuple[Path, dict[str, np.ndarray]]:
+    """A second model (other seed) saved as .keras, and its expected scores for the soak rows."""
+    import mmoe_tf
+    from serving.testing import build_test_model
+
+    model = build_test_model(seed=1)
+    path = tmp / "model_v2.keras"
+    mmoe_tf.save_model(model, path)
+    rows = samples.iloc[ROWS]
+    feats = {
+        "price": rows["price"].to_numpy(np.float32),
+        "device": rows["device"].to_numpy(object),
+        "category": rows["category"].to_numpy(np.int64),
+    }
+    outputs = model(feats, training=False)
+    return path, {k: np.asarray(outputs[k])[:, 0] for k in ("click", "satisfaction")}
+
+
+def _status(url: str) -> list[dict]:
+    import requests
+
+    return requests.get(f"{url}/v1/models/{MODEL_NAME}", timeout=10).json().get("model_version_status", [])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=120.0, help="soak duration at saturation")
+    parser.add_argument("--rest-clients", type=int, default=32)
+    parser.add_argument("--grpc-clients", type=int, default=16)
+    args = parser.parse_args()
+    import psutil
+
+    started = time.perf_counter()
+    load_before = round(os.getloadavg()[0], 2)
+    with tempfile.TemporaryDirectory(prefix="mmoe-soak-") as tmp_name:
+        tmp = Path(tmp_name)
+        export = cached_export(tmp / "export")
+        base = tmp / "served"
+        shutil.copytree(export.version_dir, base / MODEL_NAME / "1")
+        v2_keras, v2_expected = _prepare_v2(tmp, export.samples)
+        expected = {
+            1: {k: export.expected[k].to_numpy()[ROWS] for k in ("click", "satisfaction")},
+            2: v2_expected,
+        }
+        gap = float(np.max(np.abs(expected[1]["click"] - expected[2]["click"])))
+        assert gap > 100 * TOL, f"versions 1 and 2 answer too alike ({gap}) to tell apart"
+        records = to_instances(export.samples.iloc[ROWS])
+        body = json.dumps({"instances": records}).encode()
+        cli = ["--base-path", str(base), "--model-name", MODEL_NAME, "--enable-batching", "--poll-seconds", "1"]
+        server = ServerProcess(cli).start()
+        events: dict[str, float | str | None] = {}
+        try:
+            server_proc = psutil.Process(server.proc.pid)
+            port = int(server.url.rsplit(":", 1)[1])
+            ctx = mp.get_context("spawn")
+            stop, out = ctx.Event(), ctx.Queue()
+            loaders = [
+                ctx.Process(target=_rest_load, args=(port, body, args.rest_clients, expected, stop, out)),
+                ctx.Process(
+                    target=_grpc_load, args=(server.grpc_target, records, args.grpc_clients, expected, stop, out)
+                ),
+            ]
+            for p in loaders:
+                p.start()
+            t0 = time.perf_counter()
+            hard_end = t0 + 3 * args.seconds
+            rss: list[tuple[float, int]] = []
+            exporter = None
+            while True:
+                now = time.perf_counter() - t0
+                rss.append((now, server_proc.memory_info().rss))
+                if exporter is None and now >= 0.25 * args.seconds:
+                    events["v2_export_started_s"] = round(now, 1)
+                    cmd = [
+                        sys.executable,
+                        "-m",
+                        "serving",
+                        "export",
+                        "--model",
+                        str(v2_keras),
+                        "--base-path",
+                        str(base),
+                    ]
+                    cmd += ["--model-name", MODEL_NAME, "--version", "2", "--score-weights", "click=1,satisfaction=2"]
+                    exporter = subprocess.Popen(
+                        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                    )
+                if exporter is not None and "v2_export_exit" not in events and exporter.poll() is not None:
+                    events["v2_export_exit"] = exporter.returncode
+                    events["v2_export_output"] = exporter.stdout.read().strip().splitlines()[-1:]
+                    events["v2_exported_s"] = round(now, 1)
+                if "v2_exported_s" in events and "v2_available_s" not in events:
+                    status = _status(server.url)
+                    if status and status[0]["version"] == "2" and status[0]["state"] == "AVAILABLE":
+                        events["v2_available_s"] = round(now, 1)
+                if "v2_available_s" in events and "v3_dropped_s" not in events and now >= 0.6 * args.seconds:
+                    corrupt = base / MODEL_NAME / "3"
+                    (corrupt / "variables").mkdir(parents=True)
+                    (corrupt / "saved_model.pb").write_bytes(b"\x00 this is not a SavedModel \xff" * 10)
+                    events["v3_dropped_s"] = round(now, 1)
+                if "v3_dropped_s" in events and "v3_state" not in events:
+                    three = [s for s in _status(server.url) if s["version"] == "3"]
+                    if three and three[0]["state"] == "END":
+                        events["v3_state"] = (
+                            f"END ({three[0]['status']['error_code']}: {three[0]['status']['error_message'][:80]})"
+                        )
+                        events["v3_ended_s"] = round(now, 1)
+                done = "v3_state" in events and now >= max(args.seconds, float(events["v3_ended_s"]) + 10)
+                if done or time.perf_counter() > hard_end or not server.alive():
+                    break
+                time.sleep(1.0)
+            stop.set()
+            results = dict(out.get(timeout=120) for _ in loaders)
+            for p in loaders:
+                p.join(60)
+            elapsed = time.perf_counter() - t0
+            final_status = _status(server.url)
+            available = [st["version"] for st in final_status if st["state"] == "AVAILABLE"]
+            three = [st for st in final_status if st["version"] == "3"]
+            alive = server.alive()
+        finally:
+            server.stop()
+    warm_end = 0.15 * args.seconds
+    baseline_samples = [r for t, r in rss if warm_end <= t <= warm_end + 10] or [rss[0][1]]
+    baseline = statistics.median(baseline_samples)
+    final = rss[-1][1]
+    growth = round(100 * (final - baseline) / baseline, 2)
+    total_failed = sum(r["failed"] + r["wrong"] for r in results.values())
+    checks = {
+        "no_failed_or_wrong_request": total_failed == 0,
+        "memory_growth_le_5pct": growth <= 5.0,
+        "v2_exported_and_served": events.get("v2_export_exit") == 0
+        and all(r["by_version"].get(2, 0) > 0 for r in results.values()),
+        "no_older_answer_after_newer": all(r["regressed"] == 0 for r in results.values()),
+        "corrupt_v3_ended_v2_kept_serving": bool(three)
+        and three[0]["state"] == "END"
+        and three[0]["status"]["error_code"] != "OK"
+        and available == ["2"],
+        "server_alive": alive,
+    }
+    summary = {
+        "benchmark": "serving_soak",
+        "seconds": round(elapsed, 1),
+        "rest": {**results["rest"], "rps": round(results["rest"]["ok"] / elapsed, 1)},
+        "grpc": {**results["grpc"], "rps": round(results["grpc"]["ok"] / elapsed, 1)},
+        "events": events,
+        "rss_mb": {
+            "after_warmup": round(baseline / 2**20, 1),
+            "final": round(final / 2**20, 1),
+            "max": round(max(r for _, r in rss) / 2**20, 1),
+            "growth_pct": growth,
+        },
+        "final_status": final_status,
+        "checks": checks,
+        "passed": all(checks.values()),
+        "cpu_count": os.cpu_count(),
+        "load_average_1m_before": load_before,
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    print(json.dumps(summary))
+    return 0 if summary["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""TF Serving's gRPC API (``shared/specs/tf-serving-grpc.md``) on grpcio's asyncio server, for the local server.
+
+``tensorflow.serving.PredictionService`` (``Predict``, ``GetModelMetadata``; ``Classify``/``Regress``/
+``MultiInference`` refused like REST ``:classify``/``:regress``) and ``tensorflow.serving.ModelService``
+(``GetModelStatus``; ``HandleReloadConfigRequest`` is UNIMPLEMENTED), built on the stubs and messages that
+``tensorflow-serving-api`` ships. Model specs resolve through the same :class:`ModelStore` as REST, inference goes
+through the same :class:`Inference` (so REST and gRPC requests share batches), errors carry the canonical status
+code with the REST error text, and the client's deadline is honoured (DEADLINE_EXCEEDED).
+
+Imports neither ``mmoe_tf`` nor ``data``.
+
+Example:
+    >>> server = await start_grpc_server(store, engine, "127.0.0.1", 8500, max_message_bytes=64 << 20)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    status_pb2,
+)
+
+from serving.errors import RequestError, ServingError
+from serving.inference import Inference
+from serving.model_store import DEFAULT_SIGNATURE, ModelStore, Servable
+from serving.tensor_proto import dtype_name, from_ndarray, to_ndarray
+
+log = logging.getLogger("serving")
+
+METHOD_NAMES = {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"}
+_STATE = get_model_status_pb2.ModelVersionStatus.State
+_ERROR_CODE = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type.values_by_name
+
+
+def _braces(names: set[str] | list[str]) -> str:
+    return "{" + ",".join(sorted(names)) + "}"
+
+
+def resolve_spec(store: ModelStore, spec: Any) -> Servable:
+    """The servable a ``ModelSpec`` names (version, version label, or the newest); NOT_FOUND as over REST."""
+    if not spec.name:
+        raise RequestError("Missing ModelSpec name: model_spec.name is required")
+    choice = spec.WhichOneof("version_choice")
+    version = spec.version.value if choice == "version" else None
+    label = spec.version_label if choice == "version_label" else None
+    return store.resolve(spec.name, version, label)
+
+
+def _check_method(servable: Servable, signature: str, verb: str) -> None:
+    """INVALID_ARGUMENT (REST's text) when ``signature`` is unknown or its method_name is not ``verb``'s."""
+    servable.signature_inputs(signature)
+    method = servable.metadata["signature_def"][signature].get("method_name", "")
+    if method != METHOD_NAMES[verb]:
+        kind = "classification" if verb == "classify" else "regression"
+        raise RequestError(f"Expected {kind} signature method_name to be {METHOD_NAMES[verb]}. Was: {method}")
+
+
+def _unimplemented(what: str) -> ServingError:
+    return ServingError("UNIMPLEMENTED", f"{what} with tf.Example inputs is not supported by this server")
+
+
+class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_service_pb2_grpc.ModelServiceServicer):
+    """The servicers of both services, bound to a model store and an inference engine.
+
+    Args:
+        store: The served models.
+        inference: Runs predictions (shared with the REST API).
+    """
+
+    def __init__(self, store: ModelStore, inference: Inference) -> None:
+        self.store = store
+        self.inference = inference
+
+    async def _answer(self, context: grpc.aio.ServicerContext, handler: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``handler`` within the client's deadline; failures abort with their canonical code and text."""
+        try:
+            async with asyncio.timeout(context.time_remaining()):
+                return await handler()
+        except ServingError as err:
+            code, message = grpc.StatusCode[err.code], err.message
+        except TimeoutError:
+            code, message = grpc.StatusCode.DEADLINE_EXCEEDED, "Request timed out"
+        except Exception as err:  # never let a request take the server down
+            log.exception("internal error in a gRPC call")
+            code, message = grpc.StatusCode.INTERNAL, f"Internal error: {type(err).__name__}: {err}"
+        await context.abort(code, message)
+
+    async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return await self._answer(context, lambda: self._predict(request))
+
+    async def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        servable = resolve_spec(self.store, request.model_spec)
+        signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        servable.signature_inputs(signature)
+        specs = servable.input_specs[signature]
+        sent, expected = set(request.inputs), set(specs)
+        if len(sent) != len(expected):
+            raise RequestError(
+                f"input size does not match signature: {len(sent)}!={len(expected)} len({_braces(sent)}) != "
+                f"len({_braces(expected)}). Sent extra: {_braces(sent - expected)}. "
+                f"Missing but required: {_braces(expected - sent)}."
+            )
+        unknown = sorted(sent - expected)
+        if unknown:
+            raise RequestError(
+                f"input tensor alias not found in signature: {unknown[0]}. Inputs expected to be in the set "
+                f"{_braces(expected)}."
+            )
+        inputs = {}
+        for name, spec in specs.items():
+            proto = request.inputs[name]
+            if proto.dtype != spec.dtype.as_datatype_enum:
+                raise RequestError(
+                    f"Input '{name}' has dtype {dtype_name(proto.dtype)} but signature '{signature}' expects "
+                    f"{dtype_name(spec.dtype.as_datatype_enum)}"
+                )
+            inputs[name] = to_ndarray(proto, name)
+        servable.check_shapes(signature, inputs)
+        sizes = {n: (a.shape[0] if a.ndim else None) for n, a in inputs.items()}
+        if len(set(sizes.values())) > 1:
+            raise RequestError(f"Inputs must have the same size along dimension 0; got {sizes}")
+        declared = servable.signature_defs[signature].outputs
+        for alias in request.output_filter:
+            if alias not in declared:
+                raise RequestError(
+                    f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
+                    f"{_braces(list(declared))}."
+                )
+        outputs = await self.inference.predict(servable, signature, inputs)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = signature
+        wanted = set(request.output_filter) or outputs.keys()
+        for name, array in outputs.items():
+            if name in wanted:
+                response.outputs[name].CopyFrom(from_ndarray(array))
+        return response
+
+    async def GetModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return await self._answer(context, lambda: self._metadata(request))
+
+    async def _metadata(self, request: Any) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        if not request.metadata_field:
+            raise RequestError("GetModelMetadataRequest must specify at least one metadata_field")
+        for field in request.metadata_field:
+            if field != "signature_def":
+                raise RequestError(f"Metadata field {field} is not supported")
+        servable = resolve_spec(self.store, request.model_spec)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        for name, sig in servable.signature_defs.items():
+            sig_map.signature_def[name].CopyFrom(sig)
+        response.metadata["signature_def"].Pack(sig_map)
+        return response
+
+    async def GetModelStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return await self._answer(context, lambda: self._status(request))
+
+    async def _status(self, request: Any) -> get_model_status_pb2.GetModelStatusResponse:
+        spec = request.model_spec
+        if not spec.name:
+            raise RequestError("Missing ModelSpec name: model_spec.name is required")
+        choice = spec.WhichOneof("version_choice")
+        version = spec.version.value if choice == "version" else None
+        label = spec.version_label if choice == "version_label" else None
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for entry in self.store.status(spec.name, version, label):
+            status = response.model_version_status.add()
+            status.version = int(entry["version"])
+            status.state = _STATE.Value(entry["state"])
+            status.status.error_code = _ERROR_CODE[entry["status"]["error_code"]].number
+            status.status.error_message = entry["status"]["error_message"]
+        return response
+
+    async def Classify(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return await self._answer(context, lambda: self._refuse(request.model_spec, "classify"))
+
+    async def Regress(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return await self._answer(context, lambda: self._refuse(request.model_spec, "regress"))
+
+    async def _refuse(self, spec: Any, verb: str) -> None:
+        _check_method(resolve_spec(self.store, spec), spec.signature_name or DEFAULT_SIGNATURE, verb)
+        raise _unimplemented(verb)
+
+    async def MultiInference(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        async def refuse() -> None:
+            verbs = {v: k for k, v in METHOD_NAMES.items()}
+            for task in request.tasks:
+                if task.method_name not in verbs:
+                    raise RequestError(f"Unsupported signature method name: {task.method_name}")
+                spec = task.model_spec
+                _check_method(
+                    resolve_spec(self.store, spec), spec.signature_name or DEFAULT_SIGNATURE, verbs[task.method_name]
+                )
+            raise _unimplemented("MultiInference")
+
+        return await self._answer(context, refuse)
+
+    async def HandleReloadConfigRequest(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        async def refuse() -> None:
+            raise ServingError("UNIMPLEMENTED", "HandleReloadConfigRequest is not supported by this server")
+
+        return await self._answer(context, refuse)
+
+
+async def start_grpc_server(
+    store: ModelStore, inference: Inference, host: str, port: int, max_message_bytes: int
+) -> tuple[grpc.aio.Server, int]:
+    """Bind the gRPC API on ``host:port`` (insecure, like TF Serving's default) and start it.
+
+    Args:
+        store: The served models.
+        inference: The engine shared with REST.
+        host: Interface to bind.
+        port: Port (0 = any free port).
+        max_message_bytes: Largest request/response message; bigger ones fail with RESOURCE_EXHAUSTED.
+
+    Returns:
+        The running server and the bound port.
+    """
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(options=options)
+    api = GrpcApi(store, inference)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(api, server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(api, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind the gRPC port {host}:{port}")
+    await server.start()
+    return server, bound

@@ -1,0 +1,51 @@
+"""Runs validated predict inputs on a servable, shared by the REST and gRPC front ends.
+
+Inference runs in a thread pool (the event loop never blocks on TensorFlow) and, with batching on, through the
+adaptive :class:`serving.batching.Batcher`, so REST and gRPC requests for the same servable share batches.
+
+Example:
+    >>> engine = Inference(num_threads=2, batching=BatchingOptions())  # doctest: +SKIP
+    >>> outputs = await engine.predict(servable, "serving_default", inputs)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from serving.batching import Batcher, BatchingOptions, batch_size_of
+from serving.model_store import Servable
+
+
+class Inference:
+    """The inference thread pool and, optionally, the batcher in front of it.
+
+    Args:
+        num_threads: Threads running inference (TF Serving's ``num_batch_threads``).
+        batching: Server-side batching options, or ``None`` to run each request on its own.
+    """
+
+    def __init__(self, num_threads: int, batching: BatchingOptions | None = None) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="inference")
+        self.batcher = Batcher(batching, self.executor, max_running=num_threads) if batching else None
+
+    async def predict(
+        self, servable: Servable, signature: str, inputs: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Outputs of ``signature`` for ``inputs`` (already checked with ``servable.check_shapes``).
+
+        Raises:
+            ServingError: TensorFlow errors with their canonical code, batch limits (400) or a full queue (503).
+        """
+        run = functools.partial(servable.run, signature, validate=False)
+        if self.batcher is not None and batch_size_of(inputs) is not None:
+            return await self.batcher.run((servable.name, servable.version, signature), run, inputs)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, run, inputs)
+
+    def close(self) -> None:
+        """Stop the thread pool (queued work is cancelled)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
