@@ -63,6 +63,9 @@ PARTS = (  # first matching substring of an op's name → the part of the step i
 )
 
 
+OTHER = "other (masking, trackers, glue)"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rows", type=int, default=40_000)
@@ -90,7 +93,7 @@ def ops_by_part(model: tf.keras.Model, dataset: tf.data.Dataset) -> dict[str, in
             if op.type in ("Const", "NoOp", "Placeholder", "Identity"):
                 continue
             name = f"{scope}/{op.name}"
-            counts[next((part for key, part in PARTS if key in name), "other (masking, trackers, glue)")] += 1
+            counts[next((part for key, part in PARTS if key in name), OTHER)] += 1
         for name, fn in g._functions.items():
             if name not in seen and getattr(fn, "graph", None) is not None:
                 seen.add(name)
@@ -121,7 +124,7 @@ def profile_step(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) ->
         op_type, name, self_us = cells[columns["type"]], cells[columns["operation"]], cells[columns["total_self_time"]]
         if op_type == "IDLE":
             continue
-        part = "input pipeline" if op_type == "Dataset" else next((p for k, p in PARTS if k in name), "other")
+        part = "input pipeline" if op_type == "Dataset" else next((p for k, p in PARTS if k in name), OTHER)
         by_part[part] += self_us / steps
         by_op[f"{op_type} {name}"] += self_us / steps
     return {
