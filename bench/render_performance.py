@@ -1,7 +1,8 @@
 """Render the measured tables of ``docs/performance.md`` from the benchmark outputs in ``docs/bench/``.
 
 The tables between ``<!-- generated:begin -->`` and ``<!-- generated:end -->`` are written from
-``docs/bench/peer_throughput.json`` (the last JSON line of ``bench/peer_throughput.py --scaling``) and
+``docs/bench/peer_throughput.json`` (the last JSON line of ``bench/peer_throughput.py --scaling``),
+``docs/bench/peer_cpu.json``, ``docs/bench/gate_mixing.json`` and
 ``docs/bench/step_breakdown_{before,after}.json`` (``bench/step_breakdown.py --threads 1 --profile``
 on the code before and after the speed work), so the prose cannot drift from the measurements;
 ``tests/test_bench_docs.py`` checks that the file is up to date.
