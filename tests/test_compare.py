@@ -71,9 +71,20 @@ def test_each_seed_shares_its_split_across_architectures(tmp_path):
     b = fit_run_config(base, Fit("ple", 4), tmp_path / "b")
     assert a.data == b.data and a.data.split.seed == 4 and a.train.seed == b.train.seed == 4
     assert a.model["architecture"] == "mmoe" and b.model["architecture"] == "ple" and a.model["seed"] == 4
-    assert {k: v for k, v in a.model.items() if k != "architecture"} == {
-        k: v for k, v in b.model.items() if k != "architecture"
-    }
+    shared = (set(a.model) & set(b.model)) - {"architecture"}
+    assert {k: a.model[k] for k in shared} == {k: b.model[k] for k in shared}
+    assert set(a.model) ^ set(b.model) == {
+        "num_experts",
+        "num_shared_experts",
+        "num_task_experts",
+    }  # only the architecture-specific fields differ
+
+
+def test_fields_of_another_architecture_are_dropped_per_fit(tmp_path):
+    base = load_run_config(None, [*TINY, "model.num_experts=6"])
+    ple = fit_run_config(base, Fit("ple", 0), tmp_path / "p")
+    assert ple.model["architecture"] == "ple" and "num_experts" not in ple.model
+    assert fit_run_config(base, Fit("mmoe", 0), tmp_path / "m").model["num_experts"] == 6
 
 
 def test_bad_arguments_name_the_flag(tmp_path, capsys):

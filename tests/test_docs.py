@@ -68,6 +68,10 @@ EXPERIMENT_SIZES = ["--epochs", "1", "--seeds", "1", "--figures-dir", "figures"]
 # Appended to a command whose module (and first argument) match: the last value of an option wins.
 SHRINK: dict[tuple[str, ...], list[str]] = {
     ("training", "train"): TINY_TRAIN,
+    ("training", "compare"): [
+        *TINY_TRAIN,
+        *("--architectures", "single_task", "mmoe", "--seeds", "2", "--jobs", "1", "--no-progress"),
+    ],
     ("training.experiments", "relatedness"): [
         *EXPERIMENT_SIZES,
         "--rows",

@@ -102,11 +102,13 @@ def test_run_config_is_fully_resolved(run_dir):
     import yaml
 
     from mmoe_tf.config import ModelConfig, TaskSpec
-    from training.config import MODEL_EXCLUDED_FIELDS
+    from training.config import MODEL_EXCLUDED_FIELDS, unused_model_fields
 
     saved = yaml.safe_load((run_dir / "run_config.yaml").read_text())
-    expected_fields = {f.name for f in dataclasses.fields(ModelConfig)} - set(MODEL_EXCLUDED_FIELDS) - {"cross_layers"}
-    assert set(saved["model"]) == expected_fields | {"tasks"}  # mmoe with mlp experts: all but cross_layers
+    expected_fields = {f.name for f in dataclasses.fields(ModelConfig)} - set(MODEL_EXCLUDED_FIELDS)
+    expected_fields -= set(unused_model_fields("mmoe", "mlp"))  # cross_layers and the ple-only fields
+    assert {"cross_layers", "num_shared_experts", "num_task_experts"}.isdisjoint(expected_fields)
+    assert set(saved["model"]) == expected_fields | {"tasks"}
     assert saved["model"]["num_experts"] == 3 and saved["model"]["expert_dropout"] == 0.2
     task_fields = {f.name for f in dataclasses.fields(TaskSpec)} - {"name"}
     assert set(saved["model"]["tasks"]) == {"click", "satisfaction"}

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from training.compare_report import BASELINE, format_markdown, plot_compare, summarize
-from training.config import RunConfig, RunConfigError, load_run_config
+from training.config import RunConfig, RunConfigError, load_run_config, unused_model_fields
 
 LOGGER = logging.getLogger("training.compare")
 DEFAULT_ARCHITECTURES = ("single_task", "shared_bottom", "mmoe", "ple")
@@ -63,7 +63,11 @@ class Fit:
 def fit_run_config(base: RunConfig, fit: Fit, run_dir: pathlib.Path) -> RunConfig:
     """``base`` with the fit's architecture and seed (split, shuffle and weights), silent, writing to ``run_dir``."""
     raw = base.to_dict()
-    raw["model"] = {**raw["model"], "architecture": fit.architecture, "seed": fit.seed}
+    # Fields the fit's architecture does not use (e.g. num_experts for ple) are dropped, not refused: one run
+    # config describes every architecture of the comparison.
+    unused = set(unused_model_fields(fit.architecture, raw["model"].get("expert_type", "mlp")))
+    model = {k: v for k, v in raw["model"].items() if k not in unused}
+    raw["model"] = {**model, "architecture": fit.architecture, "seed": fit.seed}
     raw["data"]["split"]["seed"] = fit.seed
     raw["train"]["seed"] = fit.seed
     raw["train"]["verbose"] = 0
