@@ -48,6 +48,7 @@ class FitResult:
         config: Its ``ModelConfig``.
         scores: ``{monitor: {task: test metric}}`` (AUC for binary tasks, MSE for regression).
         best_epochs: ``{monitor: 1-based epoch whose weights that monitor keeps}``.
+        best_values: ``{monitor: its validation value at that epoch}`` (for tuning on validation).
         epochs_run: Epochs trained.
         seconds: Wall time of the fit and scoring.
     """
@@ -56,6 +57,7 @@ class FitResult:
     config: Any
     scores: dict[str, dict[str, float]]
     best_epochs: dict[str, int]
+    best_values: dict[str, float]
     epochs_run: int
     seconds: float
 
@@ -124,6 +126,7 @@ def fit_and_score(
         config,
         scores,
         {m: e + 1 for m, e in best.items()},
+        {m: tracker.values(m)[e] for m, e in best.items()},
         len(tracker.logs),
         time.perf_counter() - start,
     )
@@ -306,6 +309,28 @@ MODEL_OVERRIDES: dict[str, dict[str, Any]] = {
 def model_overrides(architecture: str) -> dict[str, Any]:
     """``ModelConfig`` overrides used for ``architecture`` in every experiment."""
     return dict(MODEL_OVERRIDES[architecture])
+
+
+def parameter_count(schema: Any, df: pd.DataFrame, architecture: str, **overrides: Any) -> int:
+    """Trainable + non-trainable parameters of ``architecture`` (common sizes, then ``overrides``) on ``schema``."""
+    from data import feature_arrays
+    from mmoe_tf import build_model
+
+    config = schema.model_config(architecture=architecture, **{**model_overrides(architecture), **overrides})
+    return int(build_model(config, adapt_data=feature_arrays(df.head(64), schema)).count_params())
+
+
+def matched_bottom_units(schema: Any, df: pd.DataFrame, target: str = "mmoe", **overrides: Any) -> int:
+    """Hidden units of a one-layer ``shared_bottom`` whose parameter count is closest to ``target``'s.
+
+    (The MMoE paper sizes its shared-bottom baseline to MMoE's parameter count.) ``overrides`` apply
+    to both models (e.g. ``tower_units``).
+    """
+    goal = parameter_count(schema, df, target, **overrides)
+    one = parameter_count(schema, df, "shared_bottom", **{**overrides, "expert_units": (1,)})
+    two = parameter_count(schema, df, "shared_bottom", **{**overrides, "expert_units": (2,)})
+    per_unit = two - one  # the count is linear in the bottom width
+    return max(1, round((goal - one) / per_unit) + 1)
 
 
 def split(df: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
