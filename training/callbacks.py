@@ -8,7 +8,8 @@ precede the stoppers and loggers so their values reach them), :class:`MonitorChe
 Model selection: the early-stopping / best-checkpoint monitor may be any logged metric; its direction
 comes from its name (:func:`monitor_mode`: ``*auc`` up, ``*loss`` down). The built-in
 ``val_mean_task_auc`` is the mean of the binary tasks' validation AUCs, each on the task's observed
-rows (the compiled AUC metrics are weighted by the label masks).
+rows (the compiled AUC metrics are weighted by the label masks). An ESMM-conditional task is trained
+and logged through its joint target (``<parent>_and_<task>``), whose AUC then stands in for it.
 
 Example:
     >>> cbs = make_callbacks(run_dir, write_dir, train_config)  # doctest: +SKIP
@@ -250,7 +251,8 @@ def make_callbacks(
             a temp dir for other workers.
         train: The ``train`` section (early stopping settings).
         has_validation: Whether ``fit`` gets validation data (else monitors fall back to training twins).
-        binary_tasks: Names of the binary tasks (for ``mean_task_auc``).
+        binary_tasks: Names of the binary trained targets (``mmoe_tf.targets.trained_targets``), for
+            ``mean_task_auc``.
 
     Returns:
         The callback list, LossWeightLogger first.

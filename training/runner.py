@@ -31,6 +31,7 @@ import tensorflow as tf
 import yaml
 
 import mmoe_tf
+from mmoe_tf.targets import trained_targets
 from training import distribute
 from training.callbacks import LossWeightLogger, make_callbacks, monitor_mode, per_task_best_epochs
 from training.config import RunConfig, RunConfigError, apply_task_overrides
@@ -267,7 +268,7 @@ def train(
     train_ds = _dataset(parts["train"], schema, config, run_config, training=True)
     has_val = len(parts["validation"]) > 0
     val_ds = _dataset(parts["validation"], schema, config, run_config, training=False) if has_val else None
-    binary = [t.name for t in config.tasks if t.type == "binary"]
+    binary = [name for name, task in trained_targets(config) if task.type == "binary"]
     cbs = make_callbacks(run_dir, own_dir, run_config.train, has_validation=has_val, binary_tasks=binary)
     cbs += list(callbacks)
 
@@ -359,7 +360,7 @@ def _training_summary(
     final = {k: float(v[-1]) for k, v in history.history.items() if v}
     best_epoch = int(stopper.best_epoch) + 1 if stopper is not None and stopper.best_weights is not None else None
     run_dir = pathlib.Path(run_config.output_dir)
-    tasks = {t.name: t.type for t in config.tasks}
+    tasks = {name: task.type for name, task in trained_targets(config)}
     return {
         "monitor": checkpoint.monitor,
         "monitor_mode": monitor_mode(checkpoint.monitor),

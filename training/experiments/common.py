@@ -94,6 +94,7 @@ def fit_and_score(
     """
     from data import feature_arrays, make_dataset
     from mmoe_tf import build_model
+    from mmoe_tf.targets import trained_targets
     from training.callbacks import MeanTaskAUC, resolve_monitor
     from training.experiments.selection import MonitorTracker
 
@@ -102,7 +103,7 @@ def fit_and_score(
     tf.keras.utils.set_random_seed(seed)
     overrides = {**model_overrides(architecture), **overrides}
     config = schema.model_config(architecture=architecture, seed=seed, learning_rate=fit.learning_rate, **overrides)
-    binary = [t.name for t in config.tasks if t.type == "binary"]
+    binary = [name for name, task in trained_targets(config) if task.type == "binary"]
     watched = list(dict.fromkeys(resolve_monitor(m, binary) for m in (fit.monitor, *monitors)))
     model = build_model(config, adapt_data=feature_arrays(train, schema))
     train_ds = make_dataset(train, schema, batch_size=fit.batch_size, shuffle=True, seed=seed)

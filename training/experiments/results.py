@@ -157,7 +157,8 @@ def read_results(name: str, folder: str | os.PathLike | None = None) -> list[dic
     return json.loads(path.read_text())
 
 
-def _fmt_interval(mean: float | None, ci: Sequence[float] | None, signed: bool = False, digits: int = 4) -> str:
+def format_interval(mean: float | None, ci: Sequence[float] | None, signed: bool = False, digits: int = 4) -> str:
+    """``"0.7123 [0.7001, 0.7245]"`` (``signed``: ``"+0.0123 [-0.0010, +0.0256]"``); ``"n/a"`` without a mean."""
     if mean is None:
         return "n/a"
     spec = f"{'+' if signed else ''}.{digits}f"
@@ -167,9 +168,10 @@ def _fmt_interval(mean: float | None, ci: Sequence[float] | None, signed: bool =
     return text
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
+def format_value(value: Any, digits: int = 4) -> str:
+    """A table cell: gain dicts as signed intervals, floats with ``digits`` decimals (short ones as is)."""
     if isinstance(value, Mapping) and "mean" in value:
-        return _fmt_interval(value["mean"], value.get("ci95"), signed=True, digits=digits)
+        return format_interval(value["mean"], value.get("ci95"), signed=True, digits=digits)
     if isinstance(value, float):
         return f"{value:.{digits}f}" if value != round(value, 3) else f"{value:g}"
     return "" if value is None else str(value)
@@ -190,7 +192,9 @@ def rows_table(rows: Sequence[Mapping[str, Any]], hide: Sequence[str] = (), digi
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = [
-            _fmt_interval(row.get("mean"), row.get("ci95"), digits=digits) if c == "mean" else _fmt(row.get(c), digits)
+            format_interval(row.get("mean"), row.get("ci95"), digits=digits)
+            if c == "mean"
+            else format_value(row.get(c), digits)
             for c in columns
         ]
         lines.append("| " + " | ".join(cells) + " |")
