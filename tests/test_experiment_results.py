@@ -51,6 +51,7 @@ def test_summarize_pairs_on_seeds_and_signs_gains_by_metric():
     assert "gain_vs_base" not in rows[0]
     # a seed the baseline lacks is not paired
     partial = summarize(_records()[:-4] + _records()[-3:-2], ["arch"], compare=("arch", "base", "g"))
+    assert summarize(_records() + _records()[:1], ["arch"]) == summarize(_records(), ["arch"])  # duplicate fit
     new_auc = next(r for r in partial if r["arch"] == "new" and r["metric"] == "auc")
     assert new_auc["seeds"] == 3 and new_auc["g"]["seeds"] == 2
 

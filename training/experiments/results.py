@@ -110,6 +110,8 @@ def summarize(
     if df.empty:
         return []
     by = [*settings, "task", "metric"]
+    # two processes may have finished the same fit: count each seed once per cell
+    df = df.drop_duplicates([*by, "seed"], keep="first").reset_index(drop=True)
     rows = []
     for key, group in df.groupby(by, sort=False, dropna=False):
         group = group.sort_values("seed")
