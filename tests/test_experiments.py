@@ -63,7 +63,7 @@ def test_scarcity_tiny_pairs_gains_and_resumes(tmp_path):
     ]
     # 2,000 rows × 80 % train × ~20 % clicks × 10 % kept ≈ 32 labels
     assert all(0 < r["train_labels"] < 0.2 * 0.8 * 2000 and r["seeds"] == 2 for r in rows)
-    assert all(r["monitor"] == "val_mean_task_auc" for r in rows)
+    assert all(r["monitor"] == "val_loss" for r in rows)
     raw = [json.loads(line) for line in (tmp_path / "raw" / "scarcity.jsonl").read_text().splitlines()]
     assert {r["monitor"] for r in raw} == {"val_mean_task_auc", "val_loss", "val_satisfaction_auc"}
     for task in ("click", "satisfaction"):
@@ -130,7 +130,7 @@ def test_gates_vs_relatedness_tiny(tmp_path):
 
 def test_ceiling_tiny(tmp_path):
     rows = ceiling.run(rows=3000, seeds=2, fit=TINY, figures_dir=tmp_path, results_dir=tmp_path)
-    primary = [r for r in rows if r["monitor"] == "val_mean_task_auc"]
+    primary = [r for r in rows if r["monitor"] == "val_loss"]
     assert {(r["task"], r["metric"]) for r in primary} == {
         (t, m) for t in ("click", "satisfaction") for m in ("auc", "oracle_auc", "gap")
     }

@@ -2,8 +2,8 @@
 
 Every experiment builds its model from a ``data.Schema`` with ``Schema.model_config`` and
 ``mmoe_tf.build_model``, feeds it with ``data.make_dataset``, stops early on a validation split
-(monitor ``FitOptions.monitor``, by default ``val_mean_task_auc``; ``val_loss`` for regression-only
-data) and scores the test split. Metrics are per task: AUC on observed rows for binary tasks, MSE for
+(monitor ``FitOptions.monitor``, by default ``val_loss``, the measured best for the scarce task: see
+docs/results.md §1) and scores the test split. Metrics are per task: AUC on observed rows for binary tasks, MSE for
 regression tasks. :func:`fit_and_score` also reads off the test scores other monitors would have given.
 """
 
@@ -36,7 +36,7 @@ class FitOptions:
     patience: int = 3
     learning_rate: float = 1e-3
     verbose: int = 0
-    monitor: str = "val_mean_task_auc"
+    monitor: str = "val_loss"
 
 
 @dataclasses.dataclass
