@@ -111,8 +111,14 @@ def summarize_store(
         compare=("architecture", BASELINE, "gain_vs_single_task"),
         extras=("train_labels", "best_epoch", "epochs_run"),
     )
-    for row in table:
+    versus_bottom = summarize(
+        primary, ["label_fraction", "architecture"], compare=("architecture", "shared_bottom", "gain_vs_shared_bottom")
+    )
+    for row, other in zip(table, versus_bottom, strict=True):
         row["monitor"] = monitor
+        if row["architecture"] in ("omoe", "mmoe") and "gain_vs_shared_bottom" in other:
+            row["gain_vs_shared_bottom"] = other["gain_vs_shared_bottom"]
+    table.sort(key=_order)
     write_results(NAME, table, results_dir)
     selection = summarize(
         records,
@@ -120,8 +126,15 @@ def summarize_store(
         compare=("monitor", "val_loss", "gain_vs_baseline"),
         extras=("best_epoch",),
     )
+    selection.sort(key=_order)
     write_results(SELECTION_NAME, selection, results_dir)
     return table
+
+
+def _order(row: dict[str, Any]) -> tuple:
+    """Rows by fraction (descending), then architecture (``ARCHITECTURES`` order, others last), keeping the rest."""
+    arch = row["architecture"]
+    return (-row["label_fraction"], ARCHITECTURES.index(arch) if arch in ARCHITECTURES else len(ARCHITECTURES))
 
 
 def plot(table: Sequence[dict[str, Any]], path: Path) -> Path:
