@@ -228,13 +228,6 @@ def new_figure(ncols: int, width: float = 4.5, height: float = 3.5):
     return fig, list(axes[0])
 
 
-def plot_architecture_lines(ax: Any, table: pd.DataFrame, x: str, metric: str) -> None:
-    """One line per architecture: ``<metric>_mean`` (± ``<metric>_std`` error bars) against column ``x``."""
-    for arch, group in table.groupby("architecture", sort=False):
-        ax.errorbar(group[x], group[f"{metric}_mean"], yerr=group[f"{metric}_std"], marker="o", capsize=3, label=arch)
-    ax.legend()
-
-
 def plot_rows(ax: Any, rows: Sequence[Mapping[str, Any]], x: str, group: str = "architecture") -> None:
     """One line per ``group`` value: summary-row ``mean`` against ``x``, with the 95 % interval as error bars."""
     groups: dict[Any, list[Mapping[str, Any]]] = {}
