@@ -134,6 +134,7 @@ def _summary(store: RawStore, results_dir: str | Path | None) -> list[dict[str, 
             key[1:] == (row["group"], row["architecture"]) and value == (row["learning_rate"], row["width"])
             for key, value in chosen.items()
         )
+    grid.sort(key=lambda r: (r["group"], _arch_rank(r["architecture"]), r["learning_rate"], r["width"]))
     write_results(f"{NAME}_grid", grid, results_dir)
     main = [
         r for r in records if chosen.get((r["rows"], r["group"], r["architecture"])) == (r["learning_rate"], r["width"])
@@ -144,8 +145,13 @@ def _summary(store: RawStore, results_dir: str | Path | None) -> list[dict[str, 
         compare=("architecture", BASELINE, "gain_vs_single_task"),
         extras=("learning_rate", "width", "parameters", "best_epoch"),
     )
+    table.sort(key=lambda r: (r["group"], _arch_rank(r["architecture"])))
     write_results(NAME, table, results_dir)
     return table
+
+
+def _arch_rank(architecture: str) -> int:
+    return ARCHITECTURES.index(architecture) if architecture in ARCHITECTURES else len(ARCHITECTURES)
 
 
 def plot(table: Sequence[dict[str, Any]], path: Path) -> Path:
