@@ -1,5 +1,7 @@
 """Each experiment runs end to end at a tiny size and returns a table of the expected shape."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,73 +17,130 @@ def _assert_finite(table: pd.DataFrame, columns: list[str]) -> None:
     assert np.isfinite(values).all(), table[columns]
 
 
+def _rows(rows, **where):
+    return [r for r in rows if all(r[k] == v for k, v in where.items())]
+
+
 def test_relatedness_tiny(tmp_path):
-    table = relatedness.run(
+    rows = relatedness.run(
         rows=300,
-        correlations=(0.5, 1.0),
-        architectures=("shared_bottom",),
-        seeds=1,
+        correlations=(1.0,),
+        architectures=("mmoe", "shared_bottom"),
+        seeds=2,
         fit=TINY,
         figures_dir=tmp_path,
         dim=4,
+        learning_rates=(1e-3, 1e-2),
+        results_dir=tmp_path,
+        tune_correlations=(1.0,),
     )
-    assert list(table["correlation"]) == [0.5, 1.0]
-    assert list(table["architecture"]) == ["shared_bottom"] * 2
-    mse = [c for c in table.columns if c.startswith("mse_") and c.endswith("_mean")]
-    assert len(mse) == 2
-    _assert_finite(table, mse)
-    assert (table[mse].to_numpy() > 0).all()
+    assert [(r["correlation"], r["architecture"], r["task"]) for r in rows] == [
+        (1.0, a, t) for a in ("mmoe", "shared_bottom") for t in ("y1", "y2")
+    ]
+    assert all(r["metric"] == "mse" and r["mean"] > 0 and r["seeds"] == 2 for r in rows)
+    assert all(r["ci95"][0] <= r["mean"] <= r["ci95"][1] for r in rows)
+    # the shared bottom is sized to MMoE's parameter count (within one bottom unit's worth)
+    mmoe, bottom = _rows(rows, architecture="mmoe")[0], _rows(rows, architecture="shared_bottom")[0]
+    assert abs(mmoe["parameters"] - bottom["parameters"]) / mmoe["parameters"] < 0.05
+    assert all("gain_vs_baseline" in r for r in _rows(rows, architecture="mmoe"))
+    tuning = json.loads((tmp_path / "relatedness_lr.json").read_text())
+    assert {(r["architecture"], r["learning_rate"]) for r in tuning} == {
+        (a, lr) for a in ("mmoe", "shared_bottom") for lr in (1e-3, 1e-2)
+    }
+    for arch in ("mmoe", "shared_bottom"):
+        chosen = [r for r in tuning if r["architecture"] == arch and r["chosen"]]
+        assert len(chosen) == 1 and chosen[0]["mean"] == min(r["mean"] for r in tuning if r["architecture"] == arch)
+        assert _rows(rows, architecture=arch)[0]["learning_rate"] == chosen[0]["learning_rate"]
+    assert json.loads((tmp_path / "relatedness.json").read_text()) == rows
     assert (tmp_path / "relatedness.png").stat().st_size > 0
 
 
-def test_scarcity_tiny(tmp_path):
-    table = scarcity.run(
-        rows=2000, fractions=(0.1,), architectures=("single_task", "mmoe"), seeds=1, fit=TINY, figures_dir=tmp_path
-    )
-    assert list(table["label_fraction"]) == [0.1, 0.1]
-    assert list(table["architecture"]) == ["single_task", "mmoe"]
-    _assert_finite(table, ["train_labels", "auc_click_mean", "auc_satisfaction_mean"])
+def test_scarcity_tiny_pairs_gains_and_resumes(tmp_path):
+    kwargs = dict(rows=2000, fractions=(0.1,), architectures=("single_task", "mmoe"), fit=TINY, figures_dir=tmp_path)
+    rows = scarcity.run(seeds=2, results_dir=tmp_path, **kwargs)
+    assert [(r["architecture"], r["task"]) for r in rows] == [
+        (a, t) for a in ("single_task", "mmoe") for t in ("click", "satisfaction")
+    ]
     # 2,000 rows × 80 % train × ~20 % clicks × 10 % kept ≈ 32 labels
-    assert 0 < table["train_labels"].iloc[0] < 0.2 * 0.8 * 2000
-    assert ((table["auc_satisfaction_mean"] >= 0) & (table["auc_satisfaction_mean"] <= 1)).all()
-    auc = table["auc_satisfaction_mean"]
-    assert table["gain_vs_single_satisfaction"].tolist() == pytest.approx([0.0, auc.iloc[1] - auc.iloc[0]])
+    assert all(0 < r["train_labels"] < 0.2 * 0.8 * 2000 and r["seeds"] == 2 for r in rows)
+    assert all(r["monitor"] == "val_loss" for r in rows)
+    raw = [json.loads(line) for line in (tmp_path / "raw" / "scarcity.jsonl").read_text().splitlines()]
+    assert {r["monitor"] for r in raw} == {"val_mean_task_auc", "val_loss", "val_satisfaction_auc"}
+    for task in ("click", "satisfaction"):
+        per_seed = {
+            a: [
+                r["value"]
+                for r in sorted(raw, key=lambda r: r["seed"])
+                if r["architecture"] == a and r["task"] == task and r["primary"]
+            ]
+            for a in ("single_task", "mmoe")
+        }
+        gain = _rows(rows, architecture="mmoe", task=task)[0]["gain_vs_single_task"]
+        assert gain["seeds"] == 2
+        assert gain["mean"] == pytest.approx(np.mean(per_seed["mmoe"]) - np.mean(per_seed["single_task"]), abs=1e-5)
+    selection = json.loads((tmp_path / "model_selection.json").read_text())
+    assert {r["monitor"] for r in selection} == {"val_mean_task_auc", "val_loss", "val_satisfaction_auc"}
+    # a rerun with one more seed trains only that seed's fits
+    before = len(raw)
+    rows = scarcity.run(seeds=3, results_dir=tmp_path, **kwargs)
+    after = (tmp_path / "raw" / "scarcity.jsonl").read_text().splitlines()
+    assert len(after) == before * 3 // 2 and all(r["seeds"] == 3 for r in rows)
     assert (tmp_path / "scarcity.png").stat().st_size > 0
 
 
 @pytest.mark.real_data
 def test_census_tiny(tmp_path, shared_data):
-    table = census.run(
+    rows = census.run(
         rows=1500,
         groups=(1,),
         architectures=("mmoe",),
-        seeds=1,
+        seeds=2,
         fit=TINY,
         data_root=shared_data,
         figures_dir=tmp_path,
+        learning_rates=(1e-3,),
+        widths=(1, 2),
+        results_dir=tmp_path,
     )
-    assert list(table["architecture"]) == ["mmoe"]
-    assert table["tasks"].iloc[0] == "income_50k & never_married"
-    _assert_finite(table, ["auc_task1_mean", "auc_task2_mean"])
+    assert [(r["architecture"], r["task"]) for r in rows] == [("mmoe", "income_50k"), ("mmoe", "never_married")]
+    assert all(r["tasks"] == "income_50k & never_married" and r["seeds"] == 2 for r in rows)
+    grid = json.loads((tmp_path / "census_grid.json").read_text())
+    assert {(r["architecture"], r["width"]) for r in grid} == {("mmoe", 1), ("mmoe", 2)}
+    for arch in ("mmoe",):
+        chosen = [r for r in grid if r["architecture"] == arch and r["chosen"]]
+        assert {r["width"] for r in chosen} == {_rows(rows, architecture=arch)[0]["width"]}
+        best = min if TINY.monitor == "val_loss" else max  # chosen on the validation monitor, in its direction
+        assert chosen[0]["val_monitor"] == best(r["val_monitor"] for r in grid if r["architecture"] == arch)
     assert (tmp_path / "census.png").stat().st_size > 0
 
 
 def test_gates_vs_relatedness_tiny(tmp_path):
-    table = gates_vs_relatedness.run(rows=300, correlations=(0.0, 1.0), seeds=1, fit=TINY, figures_dir=tmp_path, dim=4)
+    table = gates_vs_relatedness.run(
+        rows=300, correlations=(0.0, 1.0), seeds=1, fit=TINY, figures_dir=tmp_path, dim=4, results_dir=tmp_path
+    )
     assert list(table["correlation"]) == [0.0, 1.0]
     mse = [c for c in table.columns if c.startswith("mse_") and c.endswith("_mean")]
     assert len(mse) == 2
     _assert_finite(table, ["js_similarity_mean", "cosine_mean", *mse])
     assert ((table["js_similarity_mean"] >= 0) & (table["js_similarity_mean"] <= 1)).all()
     assert (tmp_path / "gates_vs_relatedness.png").stat().st_size > 0
+    rows = json.loads((tmp_path / "gates_vs_relatedness.json").read_text())
+    js = [r["mean"] for r in rows if r["metric"] == "js_similarity"]
+    assert js == pytest.approx(table["js_similarity_mean"].tolist(), abs=1e-5)
 
 
 def test_ceiling_tiny(tmp_path):
-    table = ceiling.run(rows=3000, seeds=1, fit=TINY, figures_dir=tmp_path)
-    assert set(table["task"]) >= {"click", "satisfaction"}
-    _assert_finite(table, ["model_auc_mean", "oracle_auc_mean", "gap_mean"])
-    assert ((table["oracle_auc_mean"] > 0.5) & (table["oracle_auc_mean"] <= 1)).all()
-    assert np.allclose(table["gap_mean"], table["oracle_auc_mean"] - table["model_auc_mean"])
+    rows = ceiling.run(rows=3000, seeds=2, fit=TINY, figures_dir=tmp_path, results_dir=tmp_path)
+    primary = [r for r in rows if r["monitor"] == "val_loss"]
+    assert {(r["task"], r["metric"]) for r in primary} == {
+        (t, m) for t in ("click", "satisfaction") for m in ("auc", "oracle_auc", "gap")
+    }
+    for task in ("click", "satisfaction"):
+        cell = {r["metric"]: r for r in primary if r["task"] == task}
+        assert 0.5 < cell["oracle_auc"]["mean"] <= 1
+        assert cell["gap"]["mean"] == pytest.approx(cell["oracle_auc"]["mean"] - cell["auc"]["mean"], abs=1e-5)
+        assert cell["gap"]["within_target"] == (cell["gap"]["mean"] <= ceiling.TARGET_GAP)
+    assert {r["monitor"] for r in rows} == {"val_mean_task_auc", "val_loss", "val_satisfaction_auc"}
     assert (tmp_path / "ceiling.png").stat().st_size > 0
 
 

@@ -27,6 +27,7 @@ TINY = [
     "model.num_experts=3",
     "model.expert_units=[16]",
     "model.tower_units=[8]",
+    "train.early_stopping.monitor=val_mean_task_auc",  # not the default: exercises the built-in metric
 ]
 ARTIFACTS = (
     "model.keras",
@@ -80,6 +81,19 @@ def test_report_is_sane(run_dir):
         assert click["calibration_ratio"] == pytest.approx(click["mean_prediction"] / click["observed_rate"])
         assert sat["observed"] == click["positives"]  # satisfaction is observed only after a click
     assert report["training"]["last_epoch"] == 2 and report["training"]["replicas"] == 1
+    training = report["training"]
+    assert (training["monitor"], training["monitor_mode"]) == ("val_mean_task_auc", "max")
+    history = pd.read_csv(run_dir / "history.csv")
+    mean_auc = (history["val_click_auc"] + history["val_satisfaction_auc"]) / 2
+    assert history["val_mean_task_auc"].tolist() == pytest.approx(mean_auc.tolist())
+    assert training["best_epoch"] == int(np.argmax(history["val_mean_task_auc"].to_numpy())) + 1
+    best = training["per_task_best_epochs"]
+    assert set(best) == {"click", "satisfaction"}
+    for task, entry in best.items():
+        column = history[f"val_{task}_auc"].to_numpy()
+        assert entry["best_epoch"] == int(np.argmax(column)) + 1 and entry["best_value"] == pytest.approx(column.max())
+        assert entry["selected_epoch"] == training["best_epoch"]
+        assert entry["value_at_selected_epoch"] == pytest.approx(column[training["best_epoch"] - 1])
     text = (run_dir / "report.txt").read_text()
     assert "validation" in text and "test" in text and "satisfaction" in text
     gates = json.loads((run_dir / "gates.json").read_text())
@@ -220,6 +234,13 @@ def test_a_schema_without_a_model_feature_is_refused(run_dir, repo_root, tmp_pat
     assert "lacks feature(s) ['position'] that the model was trained on" in capsys.readouterr().err
 
 
+def test_unlogged_monitor_names_the_logged_metrics(tmp_path, capsys):
+    assert _cli_train(tmp_path / "typo", ["train.epochs=1", "train.early_stopping.monitor=val_clik_auc"]) == 2
+    err = capsys.readouterr().err
+    assert "train.early_stopping.monitor: 'val_clik_auc' is not a logged metric; logged: [" in err
+    assert "'val_click_auc'" in err and "Traceback" not in err
+
+
 def test_bad_config_is_one_line_error(tmp_path, capsys):
     assert main(["train", "--set", "model.architecture=transformer", "--output-dir", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
@@ -243,6 +264,10 @@ def test_esmm_with_uncertainty_weights(tmp_path):
     weights = history[["loss_weight_click", "loss_weight_satisfaction"]].to_numpy()
     assert weights.shape == (2, 2) and np.isfinite(weights).all() and (weights > 0).all()
     assert not np.allclose(weights, 1.0)  # they were trained away from their initial value
+    # the conditional task is selected through its joint target's AUC
+    mean_auc = (history["val_click_auc"] + history["val_click_and_satisfaction_auc"]) / 2
+    assert history["val_mean_task_auc"].tolist() == pytest.approx(mean_auc.tolist())
+    assert set(result.report["training"]["per_task_best_epochs"]) == {"click", "click_and_satisfaction"}
     assert result.report["training"]["loss_weights"]["click"] == pytest.approx(weights[-1, 0], rel=1e-5)
     # ESMM report: conditional head on clicked rows, joint output on all rows
     test = result.report["splits"]["test"]

@@ -88,7 +88,15 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EarlyStoppingConfig:
-    """Keras ``EarlyStopping(restore_best_weights=True)`` settings; ``patience: 0`` disables it."""
+    """Keras ``EarlyStopping(restore_best_weights=True)`` settings; ``patience: 0`` disables it.
+
+    ``monitor`` (also used by the best checkpoint) is any logged metric, e.g. ``val_loss``,
+    ``val_<task>_auc``, ``val_<task>_loss``, or the built-in ``val_mean_task_auc`` (mean of the binary
+    tasks' validation AUCs, each on its observed rows). Its direction comes from the name: ``*auc`` up,
+    ``*loss`` down. The default ``val_loss`` is the measured best for a scarce task with MMoE
+    (docs/results.md §1: it beat ``val_mean_task_auc`` and ``val_<scarce task>_auc``, whose few
+    validation labels make them noisy and stop too early).
+    """
 
     patience: int = 3
     monitor: str = "val_loss"
@@ -284,6 +292,12 @@ def _check_values(obj: Any, prefix: str) -> None:
     elif isinstance(obj, EarlyStoppingConfig):
         if obj.patience < 0:
             fail("patience", "expected an integer >= 0 (0 disables early stopping)")
+        from training.callbacks import monitor_mode  # lazy: callbacks imports this module
+
+        try:
+            monitor_mode(obj.monitor)
+        except ValueError as err:
+            raise RunConfigError(f"{prefix}monitor: {err}") from None
     elif isinstance(obj, TrainConfig):
         for key in ("epochs", "batch_size"):
             if getattr(obj, key) < 1:
@@ -553,7 +567,7 @@ KEY_HELP = {
     "train.batch_size": "global batch size",
     "train.seed": "tf.keras.utils.set_random_seed + shuffle seed",
     "train.early_stopping.patience": "epochs without improvement before stopping; 0 disables",
-    "train.early_stopping.monitor": "metric watched by EarlyStopping and ModelCheckpoint",
+    "train.early_stopping.monitor": "logged metric for early stopping + best checkpoint (*auc up, *loss down)",
     "train.early_stopping.min_delta": "minimum change counted as an improvement",
     "train.distribute": "none | mirrored | multi_worker (TF_CONFIG)",
     "train.logical_cpus": "split the CPU into N logical devices first (fresh process only)",

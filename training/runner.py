@@ -31,8 +31,9 @@ import tensorflow as tf
 import yaml
 
 import mmoe_tf
+from mmoe_tf.targets import trained_targets
 from training import distribute
-from training.callbacks import LossWeightLogger, make_callbacks
+from training.callbacks import LossWeightLogger, make_callbacks, monitor_mode, per_task_best_epochs
 from training.config import RunConfig, RunConfigError, apply_task_overrides, resolved_for
 from training.evaluation import evaluate_model, format_baseline_comparison, format_report
 from training.gate_analysis import analyze_model_gates, format_gate_summary, write_gate_analysis
@@ -266,7 +267,9 @@ def train(
     train_ds = _dataset(parts["train"], schema, config, run_config, training=True)
     has_val = len(parts["validation"]) > 0
     val_ds = _dataset(parts["validation"], schema, config, run_config, training=False) if has_val else None
-    cbs = make_callbacks(run_dir, own_dir, run_config.train, has_validation=has_val) + list(callbacks)
+    binary = [name for name, task in trained_targets(config) if task.type == "binary"]
+    cbs = make_callbacks(run_dir, own_dir, run_config.train, has_validation=has_val, binary_tasks=binary)
+    cbs += list(callbacks)
 
     if chief:  # written once the run can start, so a failed start leaves the folder reusable
         (run_dir / "run_config.yaml").write_text(yaml.safe_dump(run_config.to_dict(), sort_keys=False))
@@ -307,7 +310,7 @@ def train(
             "parameters": int(model.count_params()),
         },
         "data": {"source": run_config.data.path, "rows": {k: len(v) for k, v in parts.items()}},
-        "training": _training_summary(history, cbs, initial_epoch, seconds, strategy, run_config),
+        "training": _training_summary(history, cbs, initial_epoch, seconds, strategy, run_config, config),
         "splits": {
             name: evaluate_model(
                 eval_model, config, parts[name], schema, batch_size=max(1024, run_config.train.batch_size)
@@ -390,25 +393,47 @@ def _train_baseline(
     seconds = time.perf_counter() - started
     initial_epoch = int(history.epoch[0]) if history.epoch else run_config.train.epochs
     save_model(base_model, base_own / "model.keras")
-    summary = _training_summary(history, cbs, initial_epoch, seconds, strategy, run_config)
+    summary = _training_summary(history, cbs, initial_epoch, seconds, strategy, run_config, base_config, base_own)
     return base_model, base_config, summary
 
 
+def _full_history(run_dir: pathlib.Path, history: Any) -> dict[str, list[float]]:
+    """Every epoch's logs: ``history.csv`` (covers epochs before a resume), else this call's ``History``."""
+    path = run_dir / "history.csv"
+    if path.is_file() and path.stat().st_size:
+        frame = pd.read_csv(path)
+        return {col: frame[col].astype(float).tolist() for col in frame.columns if col != "epoch"}
+    return {k: [float(x) for x in v] for k, v in history.history.items()}
+
+
 def _training_summary(
-    history: Any, cbs: list, initial_epoch: int, seconds: float, strategy: Any, run_config: RunConfig
+    history: Any,
+    cbs: list,
+    initial_epoch: int,
+    seconds: float,
+    strategy: Any,
+    run_config: RunConfig,
+    config: mmoe_tf.ModelConfig,
+    history_dir: pathlib.Path | None = None,
 ) -> dict[str, Any]:
+    """``report.json["training"]`` of one fit; ``history_dir`` holds its ``history.csv`` (default: the run folder)."""
     stopper = next((c for c in cbs if isinstance(c, tf.keras.callbacks.EarlyStopping)), None)
+    checkpoint = next(c for c in cbs if isinstance(c, tf.keras.callbacks.ModelCheckpoint))
     weights = next(c for c in cbs if isinstance(c, LossWeightLogger)).latest
     final = {k: float(v[-1]) for k, v in history.history.items() if v}
+    best_epoch = int(stopper.best_epoch) + 1 if stopper is not None and stopper.best_weights is not None else None
+    run_dir = history_dir or pathlib.Path(run_config.output_dir)
+    tasks = {name: task.type for name, task in trained_targets(config)}
     return {
+        "monitor": checkpoint.monitor,
+        "monitor_mode": monitor_mode(checkpoint.monitor),
         "epochs_requested": run_config.train.epochs,
         "initial_epoch": initial_epoch,
         "epochs_run_this_call": len(history.epoch),
         "last_epoch": int(history.epoch[-1]) + 1 if history.epoch else initial_epoch,
         "early_stopped": bool(stopper is not None and stopper.stopped_epoch > 0),
-        "best_epoch": (int(stopper.best_epoch) + 1)
-        if stopper is not None and stopper.best_weights is not None
-        else None,
+        "best_epoch": best_epoch,
+        "per_task_best_epochs": per_task_best_epochs(_full_history(run_dir, history), tasks, best_epoch),
         "final_logs": {k: (v if np.isfinite(v) else None) for k, v in final.items()},
         "loss_weights": weights,
         "fit_seconds": round(seconds, 3),

@@ -2,91 +2,129 @@
 
 The simulator (``data.generators.impressions``) knows each row's true probabilities, so the best
 achievable AUC on a test split is the oracle AUC of those probabilities
-(``data.generators.impressions.oracle_auc``). MMoE is trained with early stopping on a validation
-split and each task's test AUC is compared with its oracle. Target: within 0.01 at 200k rows.
+(``data.generators.impressions.oracle_auc``). The model is trained with early stopping on a
+validation split (monitor ``--monitor``, default ``val_loss``; the test AUC that ``val_loss``,
+``val_mean_task_auc`` and ``val_satisfaction_auc`` would each have kept is tracked, so rerunning with
+another ``--monitor`` only re-summarises) and each task's test AUC is
+compared with its oracle. Target: gap within 0.01 at 200k rows.
+
+Per-fit records go to ``docs/results/raw/ceiling.jsonl`` (a rerun skips recorded fits); the summary
+rows (metrics ``auc``, ``oracle_auc``, ``gap``) to ``docs/results/ceiling.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
 from pathlib import Path
-
-import pandas as pd
+from typing import Any
 
 from training.experiments import common
+from training.experiments.results import RawStore, summarize, write_results
 
 DEFAULT_FIT = common.FitOptions(epochs=40, batch_size=1024, patience=3)
-
+NAME = "ceiling"
 TARGET_GAP = 0.01
+MONITORS = ("val_loss", "val_mean_task_auc", "val_satisfaction_auc")  # all tracked; fit.monitor is primary
 
 
 def run(
     rows: int = 200_000,
-    seeds: int = 1,
+    seeds: int = 3,
     architecture: str = "mmoe",
     fit: common.FitOptions = DEFAULT_FIT,
     figures_dir: str | Path | None = None,
     overrides: dict | None = None,
-) -> pd.DataFrame:
-    """Per task: mean/std test AUC of the model, of the oracle, and their gap over seeds.
+    results_dir: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Per monitor and task: mean test AUC of the model, of the oracle, and their gap (95 % intervals over seeds).
 
     ``overrides`` are ``ModelConfig`` fields replacing the experiments' common sizes (e.g. larger experts).
     """
-    records = []
+    store = RawStore(NAME, results_dir)
+    variant = json.dumps(overrides or {}, sort_keys=True)
     for seed in range(seeds):
+        key = {"rows": rows, "architecture": architecture, "variant": variant, "seed": seed}
+        if store.has(**key, monitor=fit.monitor):
+            continue
         df, schema = common.impressions_data(rows, seed)
         splits = common.split(df, seed)
-        _, scores = common.train_and_evaluate(
-            schema, splits, architecture=architecture, seed=seed, fit=fit, **(overrides or {})
+        result = common.fit_and_score(
+            schema,
+            splits,
+            architecture=architecture,
+            seed=seed,
+            fit=fit,
+            monitors=MONITORS,
+            **(overrides or {}),
         )
         oracle = common.oracle_aucs(splits[2], schema)
-        for task in scores:
-            records.append(
-                {
-                    "task": task,
-                    "seed": seed,
-                    "model_auc": scores[task],
-                    "oracle_auc": oracle[task],
-                    "gap": oracle[task] - scores[task],
-                }
-            )
-    raw = pd.DataFrame.from_records(records)
-    table = common.aggregate(raw, ["task"], ["model_auc", "oracle_auc", "gap"])
-    table["within_target"] = table["gap_mean"] <= TARGET_GAP
-    plot(table, architecture, common.figure_path("ceiling", figures_dir))
+        store.add(
+            {
+                **key,
+                "primary": monitor == fit.monitor,
+                "monitor": monitor,
+                "task": task,
+                "metric": metric,
+                "value": value,
+                "best_epoch": result.best_epochs[monitor],
+                "epochs_run": result.epochs_run,
+            }
+            for monitor, scores in result.scores.items()
+            for task, auc in scores.items()
+            for metric, value in (("auc", auc), ("oracle_auc", oracle[task]), ("gap", oracle[task] - auc))
+        )
+    records = [r for r in store.records() if r["rows"] == rows and r["variant"] == variant]
+    table = summarize(records, ["architecture", "variant", "monitor"], extras=("best_epoch", "epochs_run"))
+    for row in table:
+        if row["metric"] == "gap":
+            row["within_target"] = bool(row["mean"] <= TARGET_GAP)
+    write_results(NAME if not overrides else f"{NAME}_{_slug(overrides)}", table, results_dir)
+    plot(
+        [r for r in table if r["monitor"] == fit.monitor],
+        architecture,
+        common.figure_path(NAME, figures_dir),
+    )
     return table
 
 
-def plot(table: pd.DataFrame, architecture: str, path: Path) -> Path:
-    """Bars of model vs oracle test AUC per task."""
+def _slug(overrides: dict) -> str:
+    return "_".join(f"{k}{'x'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in sorted(overrides.items()))
+
+
+def plot(rows: list[dict[str, Any]], architecture: str, path: Path) -> Path:
+    """Bars of model vs oracle test AUC per task (model bars with 95 % intervals)."""
+    model = [r for r in rows if r["metric"] == "auc"]
+    oracle = {r["task"]: r for r in rows if r["metric"] == "oracle_auc"}
     fig, (ax,) = common.new_figure(1, width=5.0)
-    x = range(len(table))
+    x = list(range(len(model)))
+    means = [r["mean"] for r in model]
+    errs = [
+        [m - (r["ci95"] or [m, m])[0] for r, m in zip(model, means, strict=True)],
+        [(r["ci95"] or [m, m])[1] - m for r, m in zip(model, means, strict=True)],
+    ]
+    ax.bar([i - 0.2 for i in x], means, width=0.4, yerr=errs, capsize=3, label=architecture)
     ax.bar(
-        [i - 0.2 for i in x],
-        table["model_auc_mean"],
-        width=0.4,
-        yerr=table["model_auc_std"],
-        capsize=3,
-        label=architecture,
+        [i + 0.2 for i in x], [oracle[r["task"]]["mean"] for r in model], width=0.4, label="oracle (true probabilities)"
     )
-    ax.bar([i + 0.2 for i in x], table["oracle_auc_mean"], width=0.4, label="oracle (true probabilities)")
-    ax.set_xticks(list(x), table["task"])
-    low = min(table["model_auc_mean"].min(), table["oracle_auc_mean"].min())
-    ax.set_ylim(max(0.0, low - 0.05), min(1.0, table["oracle_auc_mean"].max() + 0.05))
+    ax.set_xticks(x, [r["task"] for r in model])
+    low = min(min(means), min(o["mean"] for o in oracle.values()))
+    ax.set_ylim(max(0.0, low - 0.05), min(1.0, max(o["mean"] for o in oracle.values()) + 0.05))
     ax.set_ylabel("test AUC")
     ax.legend(loc="upper right")
     return common.save_figure(fig, path)
 
 
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    """CLI: ``python -m training.experiments ceiling [--rows N --seeds S]``."""
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """CLI: ``python -m training.experiments ceiling [--rows N --seeds S --monitor M]``."""
     parser = argparse.ArgumentParser(prog="python -m training.experiments ceiling", description=__doc__)
-    common.add_size_arguments(parser, rows=200_000, seeds=1, fit=DEFAULT_FIT)
+    common.add_size_arguments(parser, rows=200_000, seeds=3, fit=DEFAULT_FIT)
     parser.add_argument("--architecture", default="mmoe")
     parser.add_argument("--num-experts", type=int, help="experts (default: the experiments' common 8)")
     parser.add_argument("--expert-units", type=int, nargs="+", help="expert hidden sizes (default: 16)")
     parser.add_argument("--tower-units", type=int, nargs="+", help="tower hidden sizes (default: 8)")
+    parser.add_argument("--results-dir", default=None, help="where the JSON goes (default docs/results)")
     args = parser.parse_args(argv)
     overrides = {
         key: tuple(value) if isinstance(value, list) else value
@@ -97,11 +135,14 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         )
         if value is not None
     }
-    table = run(args.rows, args.seeds, args.architecture, common.fit_options(args), args.figures_dir, overrides)
-    common.print_result(
-        f"ceiling: {args.architecture} test AUC vs oracle AUC (target gap <= {TARGET_GAP})",
-        table,
-        common.figure_path("ceiling", args.figures_dir),
-        {"rows": args.rows, "split": "random 80/10/10 per seed", "model_overrides": overrides or "common sizes"},
+    table = run(
+        args.rows,
+        args.seeds,
+        args.architecture,
+        common.fit_options(args),
+        args.figures_dir,
+        overrides,
+        args.results_dir,
     )
+    common.print_rows(f"{NAME}: {args.architecture} test AUC vs oracle AUC (target gap <= {TARGET_GAP})", table)
     return table

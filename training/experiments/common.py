@@ -1,9 +1,10 @@
 """Shared pieces of the experiments: train-and-evaluate one architecture, aggregate seeds, print, plot.
 
 Every experiment builds its model from a ``data.Schema`` with ``Schema.model_config`` and
-``mmoe_tf.build_model``, feeds it with ``data.make_dataset``, stops early on a validation split and
-scores the test split. Metrics are per task: AUC on observed rows for binary tasks, MSE for
-regression tasks.
+``mmoe_tf.build_model``, feeds it with ``data.make_dataset``, stops early on a validation split
+(monitor ``FitOptions.monitor``, by default ``val_loss``, the measured best for the scarce task: see
+docs/results.md §1) and scores the test split. Metrics are per task: AUC on observed rows for binary tasks, MSE for
+regression tasks. :func:`fit_and_score` also reads off the test scores other monitors would have given.
 """
 
 from __future__ import annotations
@@ -28,13 +29,37 @@ FIGURES_DIR = REPO_ROOT / "docs" / "figures"
 
 @dataclasses.dataclass(frozen=True)
 class FitOptions:
-    """How one model is fitted: epochs cap, batch size, early-stopping patience, optimizer learning rate."""
+    """How one model is fitted: epochs cap, batch size, early-stopping patience and monitor, learning rate."""
 
     epochs: int = 30
     batch_size: int = 256
     patience: int = 3
     learning_rate: float = 1e-3
     verbose: int = 0
+    monitor: str = "val_loss"
+
+
+@dataclasses.dataclass
+class FitResult:
+    """One fitted model's test scores under each tracked early-stopping monitor.
+
+    Attributes:
+        model: The model with the primary monitor's best weights.
+        config: Its ``ModelConfig``.
+        scores: ``{monitor: {task: test metric}}`` (AUC for binary tasks, MSE for regression).
+        best_epochs: ``{monitor: 1-based epoch whose weights that monitor keeps}``.
+        best_values: ``{monitor: its validation value at that epoch}`` (for tuning on validation).
+        epochs_run: Epochs trained.
+        seconds: Wall time of the fit and scoring.
+    """
+
+    model: tf.keras.Model
+    config: Any
+    scores: dict[str, dict[str, float]]
+    best_epochs: dict[str, int]
+    best_values: dict[str, float]
+    epochs_run: int
+    seconds: float
 
 
 DEFAULT_FIT = FitOptions()
@@ -49,31 +74,71 @@ def limit_threads(intra: int = 2, inter: int = 1) -> None:
         pass
 
 
-def fit_model(
+def fit_and_score(
     schema: Any,
-    train: pd.DataFrame,
-    val: pd.DataFrame,
+    splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
     *,
     architecture: str,
     seed: int,
     fit: FitOptions = DEFAULT_FIT,
+    monitors: Sequence[str] = (),
     **overrides: Any,
-) -> tuple[tf.keras.Model, Any]:
-    """Build ``architecture`` for ``schema`` and fit it on ``train``, early-stopping on ``val`` loss.
+) -> FitResult:
+    """Fit ``architecture`` on ``(train, val, test)``, early-stopping on ``fit.monitor``; score the test split.
 
-    Returns the fitted model (best validation epoch restored) and its ``ModelConfig``.
+    With extra ``monitors`` the fit goes on until each of them would also have stopped, the test
+    split is scored after every epoch, and ``scores[m]`` is the test score at the epoch monitor ``m``
+    keeps (exactly what a separate run early-stopped on ``m`` would give, as the runs are identical up
+    to that point). The model has the experiments' common sizes (:func:`model_overrides`), with
+    ``overrides`` on top.
     """
     from data import feature_arrays, make_dataset
     from mmoe_tf import build_model
+    from mmoe_tf.targets import trained_targets
+    from training.callbacks import MeanTaskAUC, resolve_monitor
+    from training.experiments.selection import MonitorTracker
 
+    train, val, test = splits
+    start = time.perf_counter()
     tf.keras.utils.set_random_seed(seed)
+    overrides = {**model_overrides(architecture), **overrides}
     config = schema.model_config(architecture=architecture, seed=seed, learning_rate=fit.learning_rate, **overrides)
+    binary = [name for name, task in trained_targets(config) if task.type == "binary"]
+    watched = list(dict.fromkeys(resolve_monitor(m, binary) for m in (fit.monitor, *monitors)))
     model = build_model(config, adapt_data=feature_arrays(train, schema))
     train_ds = make_dataset(train, schema, batch_size=fit.batch_size, shuffle=True, seed=seed)
     val_ds = make_dataset(val, schema, batch_size=max(fit.batch_size, 1024))
-    stop = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=fit.patience, restore_best_weights=True)
-    model.fit(train_ds, validation_data=val_ds, epochs=fit.epochs, callbacks=[stop], verbose=fit.verbose)
-    return model, config
+    score_fn = (lambda m: task_metrics(m, config, test, schema)) if len(watched) > 1 else None
+    tracker = MonitorTracker(watched, patience=fit.patience, score_fn=score_fn)
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=fit.epochs,
+        callbacks=[MeanTaskAUC(binary), tracker],
+        verbose=fit.verbose,
+    )
+    best = {m: tracker.selected(m)[0] for m in watched}
+    if score_fn is not None:
+        scores = {m: tracker.scores[epoch] for m, epoch in best.items()}
+    else:
+        scores = {watched[0]: task_metrics(model, config, test, schema)}
+    result = FitResult(
+        model,
+        config,
+        scores,
+        {m: e + 1 for m, e in best.items()},
+        {m: tracker.values(m)[e] for m, e in best.items()},
+        len(tracker.logs),
+        time.perf_counter() - start,
+    )
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in scores[watched[0]].items())
+    print(
+        f"[{architecture} seed={seed}] {result.epochs_run} epochs (best {result.best_epochs}), "
+        f"{result.seconds:.0f}s: {shown}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return result
 
 
 def predict(model: tf.keras.Model, features: Mapping[str, np.ndarray], batch_size: int = 8192) -> dict[str, np.ndarray]:
@@ -112,23 +177,9 @@ def train_and_evaluate(
     fit: FitOptions = DEFAULT_FIT,
     **overrides: Any,
 ) -> tuple[tf.keras.Model, dict[str, float]]:
-    """Fit ``architecture`` on ``(train, val, test)`` and return the model with its per-task test metrics.
-
-    The model has the experiments' common sizes (:func:`model_overrides`), with ``overrides`` on top.
-    """
-    train, val, test = splits
-    start = time.perf_counter()
-    overrides = {**model_overrides(architecture), **overrides}
-    model, config = fit_model(schema, train, val, architecture=architecture, seed=seed, fit=fit, **overrides)
-    scores = task_metrics(model, config, test, schema)
-    epochs = len(model.history.epoch) if model.history is not None else 0
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in scores.items())
-    print(
-        f"[{architecture} seed={seed}] {epochs} epochs, {time.perf_counter() - start:.0f}s: {shown}",
-        file=sys.stderr,
-        flush=True,
-    )
-    return model, scores
+    """Fit ``architecture`` on ``(train, val, test)``; the model and its test metrics (see :func:`fit_and_score`)."""
+    result = fit_and_score(schema, splits, architecture=architecture, seed=seed, fit=fit, **overrides)
+    return result.model, next(iter(result.scores.values()))
 
 
 def aggregate(raw: pd.DataFrame, by: Sequence[str], values: Sequence[str]) -> pd.DataFrame:
@@ -177,11 +228,27 @@ def new_figure(ncols: int, width: float = 4.5, height: float = 3.5):
     return fig, list(axes[0])
 
 
-def plot_architecture_lines(ax: Any, table: pd.DataFrame, x: str, metric: str) -> None:
-    """One line per architecture: ``<metric>_mean`` (± ``<metric>_std`` error bars) against column ``x``."""
-    for arch, group in table.groupby("architecture", sort=False):
-        ax.errorbar(group[x], group[f"{metric}_mean"], yerr=group[f"{metric}_std"], marker="o", capsize=3, label=arch)
+def plot_rows(ax: Any, rows: Sequence[Mapping[str, Any]], x: str, group: str = "architecture") -> None:
+    """One line per ``group`` value: summary-row ``mean`` against ``x``, with the 95 % interval as error bars."""
+    groups: dict[Any, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row[group], []).append(row)
+    for name, part in groups.items():
+        part = sorted(part, key=lambda r: r[x])
+        means = np.array([np.nan if r["mean"] is None else r["mean"] for r in part], dtype=float)
+        low = np.array([r["ci95"][0] if r.get("ci95") else m for r, m in zip(part, means, strict=True)])
+        high = np.array([r["ci95"][1] if r.get("ci95") else m for r, m in zip(part, means, strict=True)])
+        xs = [r[x] for r in part]
+        ax.errorbar(xs, means, yerr=[means - low, high - means], marker="o", capsize=3, label=str(name))
     ax.legend()
+
+
+def print_rows(title: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Print summary rows (``training.experiments.results``) as a markdown table under ``title``."""
+    from training.experiments.results import rows_table
+
+    print(f"\n## {title}\n")
+    print(rows_table(rows))
 
 
 def save_figure(fig: Any, path: Path) -> Path:
@@ -202,12 +269,13 @@ def add_size_arguments(parser: Any, *, rows: int, seeds: int, fit: FitOptions) -
     parser.add_argument("--batch-size", type=int, default=fit.batch_size, help=f"default {fit.batch_size}")
     parser.add_argument("--patience", type=int, default=fit.patience, help=f"early stopping (default {fit.patience})")
     parser.add_argument("--learning-rate", type=float, default=fit.learning_rate, help=f"default {fit.learning_rate}")
+    parser.add_argument("--monitor", default=fit.monitor, help=f"early-stopping monitor (default {fit.monitor})")
     parser.add_argument("--figures-dir", default=None, help="where the PNG goes (default docs/figures)")
 
 
 def fit_options(args: Any) -> FitOptions:
     """``FitOptions`` from parsed ``add_size_arguments`` options."""
-    return FitOptions(args.epochs, args.batch_size, args.patience, args.learning_rate)
+    return FitOptions(args.epochs, args.batch_size, args.patience, args.learning_rate, monitor=args.monitor)
 
 
 def print_result(title: str, table: pd.DataFrame, figure: Path | None, extra: Mapping[str, Any] | None = None) -> None:
@@ -236,6 +304,28 @@ MODEL_OVERRIDES: dict[str, dict[str, Any]] = {
 def model_overrides(architecture: str) -> dict[str, Any]:
     """``ModelConfig`` overrides used for ``architecture`` in every experiment."""
     return dict(MODEL_OVERRIDES[architecture])
+
+
+def parameter_count(schema: Any, df: pd.DataFrame, architecture: str, **overrides: Any) -> int:
+    """Trainable + non-trainable parameters of ``architecture`` (common sizes, then ``overrides``) on ``schema``."""
+    from data import feature_arrays
+    from mmoe_tf import build_model
+
+    config = schema.model_config(architecture=architecture, **{**model_overrides(architecture), **overrides})
+    return int(build_model(config, adapt_data=feature_arrays(df.head(64), schema)).count_params())
+
+
+def matched_bottom_units(schema: Any, df: pd.DataFrame, target: str = "mmoe", **overrides: Any) -> int:
+    """Hidden units of a one-layer ``shared_bottom`` whose parameter count is closest to ``target``'s.
+
+    (The MMoE paper sizes its shared-bottom baseline to MMoE's parameter count.) ``overrides`` apply
+    to both models (e.g. ``tower_units``).
+    """
+    goal = parameter_count(schema, df, target, **overrides)
+    one = parameter_count(schema, df, "shared_bottom", **{**overrides, "expert_units": (1,)})
+    two = parameter_count(schema, df, "shared_bottom", **{**overrides, "expert_units": (2,)})
+    per_unit = two - one  # the count is linear in the bottom width
+    return max(1, round((goal - one) / per_unit) + 1)
 
 
 def split(df: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -18,6 +18,7 @@ import pandas as pd
 from data import feature_arrays
 from mmoe_tf import gate_model
 from training.experiments import common
+from training.experiments.results import summarize, write_results
 from training.gate_analysis import analyze_gate_weights
 
 DEFAULT_FIT = common.FitOptions(batch_size=512, learning_rate=3e-3)
@@ -32,8 +33,12 @@ def run(
     fit: common.FitOptions = DEFAULT_FIT,
     figures_dir: str | Path | None = None,
     dim: int = 16,
+    results_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Correlation × seed; return mean/std gate similarity of the two tasks and their test MSE."""
+    """Correlation × seed; return mean/std gate similarity of the two tasks and their test MSE.
+
+    Also writes ``<results_dir or docs/results>/gates_vs_relatedness.json`` (means with 95 % intervals).
+    """
     records, mean_gates = [], {}
     for p in correlations:
         for seed in range(seeds):
@@ -55,6 +60,18 @@ def run(
                 mean_gates[p] = {task: np.asarray(t["mean_weights"]) for task, t in analysis["tasks"].items()}
     raw = pd.DataFrame.from_records(records)
     values = [c for c in raw.columns if c not in ("correlation", "seed")]
+    long = [
+        {
+            "correlation": r["correlation"],
+            "seed": r["seed"],
+            "task": name[len("mse_") :] if name.startswith("mse_") else "gates",
+            "metric": "mse" if name.startswith("mse_") else name,
+            "value": r[name],
+        }
+        for r in records
+        for name in values
+    ]
+    write_results("gates_vs_relatedness", summarize(long, ["correlation"]), results_dir)
     table = common.aggregate(raw, ["correlation"], values)
     plot(table, mean_gates, common.figure_path("gates_vs_relatedness", figures_dir))
     return table
