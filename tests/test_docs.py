@@ -57,7 +57,11 @@ import requests
 from serving.testing import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+# Templates (``docs/results.template.md``) are sources of generated pages: the generated page is what runs.
+DOCS = [
+    REPO_ROOT / "README.md",
+    *sorted(p for p in (REPO_ROOT / "docs").glob("*.md") if not p.name.endswith(".template.md")),
+]
 SHELL_LANGS = ("bash", "sh", "shell")
 COPIED = ("data", "docs", "mmoe_tf", "scripts", "serving", "training", "bench", "requirements.txt", "pyproject.toml")
 MARKER_KINDS = ("illustrative", "covered-by", "background", "fresh-process")
@@ -356,7 +360,8 @@ def _redirect_repo_paths(monkeypatch: pytest.MonkeyPatch, copy: Path) -> None:
 
     from training.experiments import EXPERIMENTS
 
-    for name in ["training.experiments.common", *(f"training.experiments.{e}" for e in EXPERIMENTS)]:
+    modules = ["common", "results", "report", *EXPERIMENTS]  # results: docs/results/*.json and raw/*.jsonl
+    for name in (f"training.experiments.{m}" for m in modules):
         module = importlib.import_module(name)
         for attr, value in list(vars(module).items()):
             if isinstance(value, Path) and value != REPO_ROOT and value.is_relative_to(REPO_ROOT):
