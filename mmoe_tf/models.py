@@ -103,20 +103,27 @@ def _representations(config: ModelConfig, state: Mapping[str, Any], inputs: dict
             num_gates=num_gates,
             num_experts=config.num_experts,
             expert_units=config.expert_units,
-            expert_type=config.expert_type,
-            expert_activation=config.expert_activation,
-            expert_dropout=config.expert_dropout,
-            expert_norm=config.expert_norm,
-            cross_layers=config.cross_layers,
-            gate_hidden_units=config.gate_hidden_units,
-            gate_temperature=config.gate_temperature,
-            gate_dropout=config.gate_dropout,
+            **_expert_and_gate_options(config),
             seed=derive_seed(config.seed, 3, level),
             name=mmoe_layer_name(level),
         )
         mixed, _ = block(level_input)
         level_input = list(mixed) if num_gates > 1 else mixed[0]
     return {t.name: mixed[i if num_gates > 1 else 0] for i, t in enumerate(config.tasks)}
+
+
+def _expert_and_gate_options(config: ModelConfig) -> dict[str, Any]:
+    """The expert and gate options that MMoE/OMoE blocks and PLE (CGC) levels share, from ``config``."""
+    return {
+        "expert_type": config.expert_type,
+        "expert_activation": config.expert_activation,
+        "expert_dropout": config.expert_dropout,
+        "expert_norm": config.expert_norm,
+        "cross_layers": config.cross_layers,
+        "gate_hidden_units": config.gate_hidden_units,
+        "gate_temperature": config.gate_temperature,
+        "gate_dropout": config.gate_dropout,
+    }
 
 
 def _ple(config: ModelConfig, x: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -130,14 +137,7 @@ def _ple(config: ModelConfig, x: tf.Tensor) -> dict[str, tf.Tensor]:
             num_shared_experts=config.num_shared_experts,
             expert_units=config.expert_units,
             shared_gate=level < config.num_levels - 1,
-            expert_type=config.expert_type,
-            expert_activation=config.expert_activation,
-            expert_dropout=config.expert_dropout,
-            expert_norm=config.expert_norm,
-            cross_layers=config.cross_layers,
-            gate_hidden_units=config.gate_hidden_units,
-            gate_temperature=config.gate_temperature,
-            gate_dropout=config.gate_dropout,
+            **_expert_and_gate_options(config),
             seed=derive_seed(config.seed, 5, level),
             name=ple_layer_name(level),
         )
