@@ -188,6 +188,8 @@ def python_module_command(command: str) -> tuple[str, list[str]] | None:
         return None
     if any(set(t) <= set("();<>|&") for t in tokens):  # pipes, redirections, lists, subshells
         return None
+    if tokens[:1] == ["nice"]:  # a priority prefix (`nice -n 10 python -m ...`) changes nothing here
+        tokens = tokens[3:] if tokens[1:2] == ["-n"] else tokens[1:]
     if len(tokens) < 3 or not re.fullmatch(r"(\.venv/bin/)?python3?", tokens[0]) or tokens[1] != "-m":
         return None
     return tokens[2], tokens[3:]
@@ -446,5 +448,9 @@ def test_shell_parsing_and_shrinking() -> None:
     )
     assert python_module_command("TF_CONFIG='{}' python -m training train") is None
     assert python_module_command("python -m x | tee log") is None
+    assert python_module_command("nice -n 10 .venv/bin/python -m training.experiments census --seeds 5") == (
+        "training.experiments",
+        ["census", "--seeds", "5"],
+    )
     assert shrink("training", ["train"])[-len(TINY_TRAIN) :] == TINY_TRAIN
     assert "--figures-dir" in shrink("training.experiments", ["anything_new"])
