@@ -91,5 +91,6 @@ def test_experiment_figures_dir_is_relative(workdir, monkeypatch):
 
     monkeypatch.chdir(workdir)
     args = ["--rows", "400", "--epochs", "1", "--seeds", "1", "--correlations", "0.5", "--figures-dir", "figs"]
-    assert experiments_main(["gates_vs_relatedness", *args]) == 0
+    assert experiments_main(["gates_vs_relatedness", *args, "--results-dir", "results"]) == 0
     assert (workdir / "figs/gates_vs_relatedness.png").is_file()
+    assert (workdir / "results/gates_vs_relatedness.json").is_file()  # not the repository's docs/results

@@ -104,8 +104,11 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     common.add_size_arguments(parser, rows=8000, seeds=2, fit=DEFAULT_FIT)
     parser.add_argument("--correlations", type=float, nargs="+", default=list(CORRELATIONS))
     parser.add_argument("--dim", type=int, default=16, help="input dimension (default 16; paper: 100)")
+    parser.add_argument("--results-dir", default=None, help="where the JSON goes (default docs/results)")
     args = parser.parse_args(argv)
-    table = run(args.rows, args.correlations, args.seeds, common.fit_options(args), args.figures_dir, args.dim)
+    table = run(
+        args.rows, args.correlations, args.seeds, common.fit_options(args), args.figures_dir, args.dim, args.results_dir
+    )
     common.print_result(
         "gates_vs_relatedness: similarity of the two tasks' MMoE gates (mean ± std over seeds)",
         table,
