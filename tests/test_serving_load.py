@@ -143,8 +143,10 @@ def test_new_version_picked_up_while_serving_and_broken_version_ignored(served, 
         info = json.loads((base / "mmoe" / "2" / "assets.extra" / "export_info.json").read_text())
         assert info["version"] == 2 and info["score_weights"] == {"click": 1.0, "satisfaction": 2.0}
         assert not [p for p in (base / "mmoe").iterdir() if p.name.startswith(".tmp-")]
-        status = _wait_status(model_url, lambda s: s[0]["version"] == "2" and s[0]["state"] == "AVAILABLE")
-        assert [(s["version"], s["state"]) for s in status] == [("2", "AVAILABLE"), ("1", "END")]
+        # Version 2 becomes AVAILABLE before version 1 is unloaded (as in TF Serving): wait for both transitions.
+        swapped = [("2", "AVAILABLE"), ("1", "END")]
+        status = _wait_status(model_url, lambda s: [(v["version"], v["state"]) for v in s] == swapped)
+        assert [(s["version"], s["state"]) for s in status] == swapped
         assert requests.get(f"{model_url}/metadata", timeout=10).json()["model_spec"]["version"] == "2"
         server.wait_for("serving mmoe version 2", 10)
 
