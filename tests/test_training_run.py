@@ -366,3 +366,13 @@ def test_evaluate_bad_data_names_the_column(run_dir, repo_root, tmp_path, capsys
     assert err.startswith("error: ") and "device" in err and "Traceback" not in err
     assert main(["evaluate", "--model", str(tmp_path / "nope.keras")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_baseline_selects_on_the_same_monitor(tmp_path):
+    """The baseline is trained with the run's callbacks, the built-in val_mean_task_auc monitor included."""
+    out = tmp_path / "with-baseline"
+    assert _cli_train(out, ["train.epochs=2", "train.baseline=single_task", "gates.enabled=false"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["baseline"]["architecture"] == "single_task"
+    assert report["baseline"]["training"]["monitor"] == report["training"]["monitor"] == "val_mean_task_auc"
+    assert (out / "baseline" / "model.keras").is_file()

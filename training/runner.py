@@ -267,24 +267,12 @@ def train(
     train_ds = _dataset(parts["train"], schema, config, run_config, training=True)
     has_val = len(parts["validation"]) > 0
     val_ds = _dataset(parts["validation"], schema, config, run_config, training=False) if has_val else None
-    binary = [name for name, task in trained_targets(config) if task.type == "binary"]
-    cbs = make_callbacks(run_dir, own_dir, run_config.train, has_validation=has_val, binary_tasks=binary)
-    cbs += list(callbacks)
+    cbs = _fit_callbacks(config, run_dir, own_dir, run_config, has_val) + list(callbacks)
 
     if chief:  # written once the run can start, so a failed start leaves the folder reusable
         (run_dir / "run_config.yaml").write_text(yaml.safe_dump(run_config.to_dict(), sort_keys=False))
         schema.to_file(run_dir / "schema.yaml")
-    started = time.perf_counter()
-    history = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=run_config.train.epochs,
-        steps_per_epoch=run_config.train.steps_per_epoch,
-        callbacks=cbs,
-        verbose=run_config.train.verbose,
-    )
-    seconds = time.perf_counter() - started
-    initial_epoch = int(history.epoch[0]) if history.epoch else run_config.train.epochs
+    history, seconds, initial_epoch = _fit(model, train_ds, val_ds, cbs, run_config)
     baseline = None
     if run_config.train.baseline:
         adapt = feature_arrays(parts["train"], schema)
@@ -355,6 +343,30 @@ def train(
     return RunResult(run_dir, model, config, report, gates, history.history, initial_epoch, True)
 
 
+def _fit_callbacks(
+    config: mmoe_tf.ModelConfig, run_dir: pathlib.Path, own_dir: pathlib.Path, run_config: RunConfig, has_val: bool
+) -> list:
+    """The run's callbacks for a model of ``config`` (its binary tasks feed ``val_mean_task_auc``)."""
+    binary = [name for name, task in trained_targets(config) if task.type == "binary"]
+    return make_callbacks(run_dir, own_dir, run_config.train, has_validation=has_val, binary_tasks=binary)
+
+
+def _fit(model: tf.keras.Model, train_ds: Any, val_ds: Any, cbs: list, run_config: RunConfig) -> tuple[Any, float, int]:
+    """``model.fit`` with the run's budget; returns ``(history, seconds, initial_epoch)``."""
+    started = time.perf_counter()
+    history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=run_config.train.epochs,
+        steps_per_epoch=run_config.train.steps_per_epoch,
+        callbacks=cbs,
+        verbose=run_config.train.verbose,
+    )
+    seconds = time.perf_counter() - started
+    initial_epoch = int(history.epoch[0]) if history.epoch else run_config.train.epochs
+    return history, seconds, initial_epoch
+
+
 def _train_baseline(
     run_dir: pathlib.Path,
     own_dir: pathlib.Path,
@@ -379,19 +391,9 @@ def _train_baseline(
     tf.keras.utils.set_random_seed(run_config.train.seed)
     with strategy.scope():
         base_model = build_model(base_config, adapt_data=adapt)
-    cbs = make_callbacks(base_dir, base_own, run_config.train, has_validation=val_ds is not None)
+    cbs = _fit_callbacks(base_config, base_dir, base_own, run_config, val_ds is not None)
     LOGGER.info("baseline %s: same splits, epochs and early stopping", base_config.architecture)
-    started = time.perf_counter()
-    history = base_model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=run_config.train.epochs,
-        steps_per_epoch=run_config.train.steps_per_epoch,
-        callbacks=cbs,
-        verbose=run_config.train.verbose,
-    )
-    seconds = time.perf_counter() - started
-    initial_epoch = int(history.epoch[0]) if history.epoch else run_config.train.epochs
+    history, seconds, initial_epoch = _fit(base_model, train_ds, val_ds, cbs, run_config)
     save_model(base_model, base_own / "model.keras")
     summary = _training_summary(history, cbs, initial_epoch, seconds, strategy, run_config, base_config, base_own)
     return base_model, base_config, summary
