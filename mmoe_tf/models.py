@@ -422,7 +422,8 @@ def _optimizer(config: ModelConfig) -> tf.keras.optimizers.Optimizer:
 
 
 def compile_model(model: MultiTaskModel) -> MultiTaskModel:
-    """Compile ``model`` from its config: optimizer/learning rate, per-target losses, weighted metrics.
+    """Compile ``model`` from its config: optimizer/learning rate, per-target losses, weighted metrics,
+    ``steps_per_execution``.
 
     Metrics (weighted by the sample weights): ``<target>_auc`` for binary targets,
     ``<target>_mae`` for regression targets.
@@ -437,7 +438,13 @@ def compile_model(model: MultiTaskModel) -> MultiTaskModel:
             if task.type == "binary"
             else tf.keras.metrics.MeanAbsoluteError(name="mae")
         ]
-    model.compile(optimizer=_optimizer(config), loss=losses, loss_weights=weights, weighted_metrics=metrics)
+    model.compile(
+        optimizer=_optimizer(config),
+        loss=losses,
+        loss_weights=weights,
+        weighted_metrics=metrics,
+        steps_per_execution=config.steps_per_execution,
+    )
     return model
 
 

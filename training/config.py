@@ -601,6 +601,7 @@ MODEL_HELP = {
     "loss_balancing": "fixed (task loss_weight) | uncertainty (learned)",
     "optimizer": "Keras optimizer identifier",
     "learning_rate": "optimizer learning rate",
+    "steps_per_execution": "steps per call of Keras' compiled train/predict function (speed)",
     "seed": "weight-initialisation seed",
 }
 

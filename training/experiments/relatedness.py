@@ -26,7 +26,7 @@ from training.experiments.results import RawStore, summarize, write_results
 
 NAME = "relatedness"
 DEFAULT_FIT = common.FitOptions(epochs=80, batch_size=1024, patience=5, monitor="val_loss")
-ARCHITECTURES = ("mmoe", "omoe", "shared_bottom")
+ARCHITECTURES = ("mmoe", "omoe", "ple", "shared_bottom")
 CORRELATIONS = (0.5, 0.9, 1.0)
 LEARNING_RATES = (1e-4, 1e-3, 1e-2)
 TUNING_SEED = 1000

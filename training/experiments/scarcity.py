@@ -30,7 +30,7 @@ from training.experiments.results import RawStore, summarize, write_results
 NAME = "scarcity"
 SELECTION_NAME = "model_selection"
 DEFAULT_FIT = common.FitOptions(epochs=30, batch_size=1024, patience=3)
-ARCHITECTURES = ("single_task", "shared_bottom", "omoe", "mmoe")
+ARCHITECTURES = ("single_task", "shared_bottom", "omoe", "mmoe", "ple")
 FRACTIONS = (1.0, 0.1, 0.01, 0.003)
 MONITORS = ("val_loss", "val_mean_task_auc", "val_satisfaction_auc")  # all tracked; fit.monitor is primary
 TASK = "satisfaction"
