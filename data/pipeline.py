@@ -30,6 +30,49 @@ def finish(ds: tf.data.Dataset, with_labels: bool, targets_fn: TargetsFn | None)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def permuted_batches(
+    num_rows: int, batch_size: int, seed: int, repeat: bool = False, drop_remainder: bool = False
+) -> tf.data.Dataset:
+    """Batches of row indices ``[B]`` (int64) from a fresh random permutation of all rows every epoch.
+
+    One ``stateless_shuffle`` op per epoch instead of a whole-table shuffle buffer: the buffer
+    costs ≈ 2 µs of CPU per row (``bench/data_pipeline.py``), this a few ns. Every new iteration
+    (each ``fit`` epoch) and every repeat draws a new permutation; the sequence of permutations is
+    fixed by ``seed``.
+
+    Args:
+        num_rows: Rows N; indices are ``0 … N-1``.
+        batch_size: Indices per batch (the last one shorter unless ``drop_remainder``).
+        seed: Seed of the sequence of permutations.
+        repeat: Repeat forever, a new permutation each pass.
+        drop_remainder: Drop each pass's last partial batch.
+
+    Returns:
+        A ``tf.data.Dataset`` of int64 index vectors.
+
+    Example:
+        >>> [b.numpy().tolist() for b in permuted_batches(7, 3, seed=0)]  # doctest: +SKIP
+        [[2, 3, 6], [4, 1, 0], [5]]
+    """
+    passes = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    if not repeat:
+        passes = passes.take(1)
+    count = num_rows // batch_size if drop_remainder else -(-num_rows // batch_size)
+
+    def one_pass(pass_seed: tf.Tensor) -> tf.data.Dataset:
+        rows = tf.random.experimental.stateless_shuffle(tf.range(num_rows, dtype=tf.int64), seed=[pass_seed, 0])
+        if drop_remainder:
+            return tf.data.Dataset.range(count).map(
+                lambda i: tf.reshape(rows[i * batch_size : (i + 1) * batch_size], [batch_size])
+            )
+        return tf.data.Dataset.range(count).map(lambda i: rows[i * batch_size : (i + 1) * batch_size])
+
+    size = (
+        tf.data.INFINITE_CARDINALITY if repeat else count
+    )  # flat_map hides it; Keras needs it for steps_per_execution
+    return passes.flat_map(one_pass).apply(tf.data.experimental.assert_cardinality(size))
+
+
 def make_dataset(
     df: pd.DataFrame,
     schema: Schema,
@@ -67,12 +110,15 @@ def make_dataset(
     columns = tf.nest.map_structure(tf.convert_to_tensor, elements)
     # Shuffle and batch row indices (cheap scalars), then gather whole batches: same row order as
     # shuffling/batching the rows themselves, without per-row tensor overhead.
-    ds = tf.data.Dataset.range(len(df))
-    if shuffle:
-        ds = ds.shuffle(shuffle_buffer or max(len(df), 1), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if shuffle and (shuffle_buffer is None or shuffle_buffer >= len(df)):
+        ds = permuted_batches(len(df), batch_size, seed, repeat=repeat, drop_remainder=drop_remainder)
+    else:
+        ds = tf.data.Dataset.range(len(df))
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(
         lambda idx: tf.nest.map_structure(lambda column: tf.gather(column, idx), columns),
         num_parallel_calls=tf.data.AUTOTUNE,

@@ -15,7 +15,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import tensorflow as tf
@@ -369,6 +370,36 @@ class MultiTaskModel(tf.keras.Model):
                 f"and child labels); labels hold {sorted(y)}"
             )
 
+    @contextlib.contextmanager
+    def _one_step_per_execution_if_unsized(self, *inputs: tuple[Any, Any]) -> Iterator[None]:
+        """Run one step per execution if some ``(data, steps)`` is a dataset of unknown size without steps.
+
+        With ``steps_per_execution > 1`` Keras refuses datasets whose number of batches it cannot
+        infer (e.g. streamed TFRecords) unless the steps are given. Keras' multi-step functions read
+        ``steps_per_execution`` at run time, so all three are created first (while it is > 1) and
+        the variable is set to 1 just for this call.
+        """
+        spe = getattr(self, "_steps_per_execution", None)
+        unsized = any(
+            steps is None
+            and isinstance(x, tf.data.Dataset)
+            and int(x.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
+            for x, steps in inputs
+        )
+        unsized = unsized and spe is not None and int(spe.numpy()) > 1
+        if not unsized:
+            yield
+            return
+        self.make_train_function()
+        self.make_test_function()
+        self.make_predict_function()
+        original = int(spe.numpy())
+        spe.assign(1)
+        try:
+            yield
+        finally:
+            spe.assign(original)
+
     def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> tf.keras.callbacks.History:
         """``tf.keras.Model.fit`` after checking features (dict, DataFrame or dataset) and label keys."""
         x = self._conform_features(x)
@@ -379,17 +410,25 @@ class MultiTaskModel(tf.keras.Model):
             kwargs["validation_data"] = (self._conform_features(validation[0]), *validation[1:])
         elif validation is not None:
             kwargs["validation_data"] = self._conform_features(validation)
-        return super().fit(x, y, *args, **kwargs)
+        validation = kwargs.get("validation_data")
+        validation_x = validation[0] if isinstance(validation, (tuple, list)) else validation
+        with self._one_step_per_execution_if_unsized(
+            (x, kwargs.get("steps_per_epoch")), (validation_x, kwargs.get("validation_steps"))
+        ):
+            return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
         """``tf.keras.Model.evaluate`` after checking features and label keys."""
         x = self._conform_features(x)
         self._check_label_keys(y)
-        return super().evaluate(x, y, *args, **kwargs)
+        with self._one_step_per_execution_if_unsized((x, kwargs.get("steps"))):
+            return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         """``tf.keras.Model.predict`` after checking features (dict, DataFrame or dataset)."""
-        return super().predict(self._conform_features(x), *args, **kwargs)
+        x = self._conform_features(x)
+        with self._one_step_per_execution_if_unsized((x, kwargs.get("steps"))):
+            return super().predict(x, *args, **kwargs)
 
     # ----- checked weights files ----------------------------------------------------------------
     def save_weights(self, filepath: Any, *args: Any, **kwargs: Any) -> Any:

@@ -227,3 +227,19 @@ def test_default_sample_is_learnable_by_a_small_mmoe():
     learned, best = oracle_auc(scored, "click"), oracle_auc(test, "click")
     print(f"click AUC on 800 held-out rows: model {learned:.3f}, oracle {best:.3f}")
     assert 0.7 < learned <= best + 0.02
+
+
+def test_permuted_batches_cover_every_row_once_per_pass_and_reshuffle():
+    from data.pipeline import permuted_batches
+
+    ds = permuted_batches(10, 4, seed=3)
+    assert int(ds.cardinality()) == 3
+    passes = [np.concatenate([b.numpy() for b in ds]) for _ in range(3)]
+    for p in passes:
+        assert sorted(p) == list(range(10))
+    assert not np.array_equal(passes[0], passes[1])  # a new order every epoch
+    again = np.concatenate([b.numpy() for b in permuted_batches(10, 4, seed=3)])
+    np.testing.assert_array_equal(passes[0], again)  # fixed by the seed
+    repeated = permuted_batches(10, 4, seed=3, repeat=True, drop_remainder=True)
+    assert int(repeated.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
+    assert [b.shape[0] for b in repeated.take(6)] == [4] * 6

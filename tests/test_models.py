@@ -363,3 +363,27 @@ def test_bad_inputs_get_clear_errors(trained, toy):
         run(model, {k: v[:8] for k, v in features.items()})["click"],
         rtol=1e-6,
     )
+
+
+def test_steps_per_execution_and_datasets_of_unknown_size(toy):
+    """The default runs 16 steps per execution; a dataset Keras cannot size still trains, evaluates and predicts."""
+    features, labels, _ = toy
+    config = make_config(tasks=(TaskSpec("click"), TaskSpec("satisfaction")))
+    assert config.steps_per_execution == 16
+    model = build_model(config, adapt_data=features)
+    sized = tf.data.Dataset.from_tensor_slices((features, {k: labels[k] for k in ("click", "satisfaction")})).batch(32)
+    unsized = sized.filter(lambda x, y: True)  # same batches, cardinality unknown
+    assert int(unsized.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
+    history = model.fit(unsized, validation_data=unsized, epochs=1, verbose=0)
+    assert np.isfinite(history.history["val_loss"][0])
+    assert int(model._steps_per_execution.numpy()) == 16  # restored
+    before = int(model.optimizer.iterations)
+    model.fit(sized, epochs=1, verbose=0)  # the multi-step function still runs every step, no more
+    assert int(model.optimizer.iterations) - before == N // 32
+    features_only = unsized.map(lambda x, y: x)
+    a, b = model.predict(features_only, verbose=0), model.predict(sized.map(lambda x, y: x), verbose=0)
+    np.testing.assert_array_equal(a["click"], b["click"])
+    assert a["click"].shape == (N, 1)
+    assert model.evaluate(unsized, verbose=0, return_dict=True)["loss"] == pytest.approx(
+        model.evaluate(sized, verbose=0, return_dict=True)["loss"], rel=1e-6
+    )

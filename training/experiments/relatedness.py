@@ -97,14 +97,16 @@ def run(
     """
     store = RawStore(NAME, results_dir)
     sizes = _sizes(architectures, dim)
+    tune_set = tuple(tune_correlations or correlations)
     for lr in learning_rates:
         for arch in architectures:
-            for p in tune_correlations or correlations:
+            for p in tune_set:
                 _fit(store, "tune", p, TUNING_SEED, arch, lr, rows, dim, fit, sizes[arch])
     mine = [r for r in store.records() if r["rows"] == rows and r["dim"] == dim]
-    chosen = choose_learning_rates([r for r in mine if r["learning_rate"] in learning_rates])
+    tuned = [r for r in mine if r["learning_rate"] in learning_rates and r["correlation"] in tune_set]
+    chosen = choose_learning_rates(tuned)
     tuning = summarize(
-        [r for r in mine if r["stage"] == "tune" and r["metric"] == "val_loss"],
+        [r for r in tuned if r["stage"] == "tune" and r["metric"] == "val_loss"],
         ["architecture", "learning_rate"],
         extras=("best_epoch", "epochs_run"),
     )
