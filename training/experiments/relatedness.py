@@ -89,6 +89,7 @@ def run(
     learning_rates: Sequence[float] = LEARNING_RATES,
     results_dir: str | Path | None = None,
     tune_correlations: Sequence[float] | None = None,
+    first_seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Tune each architecture's learning rate, then sweep seed × correlation × architecture; return the rows.
 
@@ -113,7 +114,7 @@ def run(
     for row in tuning:
         row["chosen"] = chosen.get(row["architecture"]) == row["learning_rate"]
     write_results(f"{NAME}_lr", tuning, results_dir)
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         for p in correlations:
             for arch in architectures:
                 _fit(store, "main", p, seed, arch, chosen[arch], rows, dim, fit, sizes[arch])
@@ -160,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--dim", type=int, default=100, help="input dimension (default 100, as the paper)")
     parser.add_argument("--learning-rates", type=float, nargs="+", default=list(LEARNING_RATES))
     parser.add_argument("--tune-correlations", type=float, nargs="+", help="default: every --correlations value")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first_seed … first_seed+seeds-1")
     parser.add_argument("--results-dir", default=None, help="where the JSON goes (default docs/results)")
     args = parser.parse_args(argv)
     table = run(
@@ -173,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         args.learning_rates,
         args.results_dir,
         args.tune_correlations,
+        args.first_seed,
     )
     common.print_rows(f"{NAME}: test MSE per task, mean [95 % CI] over seeds; gain = paired vs {BASELINE}", table)
     return table
