@@ -2,7 +2,8 @@
 
 The tables between ``<!-- generated:begin -->`` and ``<!-- generated:end -->`` are written from
 ``docs/bench/peer_throughput.json`` (the last JSON line of ``bench/peer_throughput.py --scaling``),
-``docs/bench/peer_cpu.json``, ``docs/bench/gate_mixing.json`` and
+``docs/bench/peer_cpu.json``, ``docs/bench/gate_mixing.json``, ``docs/bench/step_overheads.json``
+(``bench/step_overheads.py``) and
 ``docs/bench/step_breakdown_{before,after}.json`` (``bench/step_breakdown.py --threads 1 --profile``
 on the code before and after the speed work), so the prose cannot drift from the measurements;
 ``tests/test_bench_docs.py`` checks that the file is up to date.
@@ -131,6 +132,41 @@ def breakdown_tables(before: dict[str, Any], after: dict[str, Any]) -> list[str]
     return lines
 
 
+def overhead_tables(overheads: dict[str, Any]) -> list[str]:
+    """``bench/step_overheads.py``: steps per execution, and the input pipeline's shuffle."""
+    lines = [
+        f"`steps_per_execution` (medians of {overheads['rounds']} alternated rounds, one epoch of `fit` on "
+        f"`make_dataset` and one `predict` over {overheads['rows']:,} rows; CPU = process CPU time, both cores):",
+        "",
+        "| batch | steps per execution | train examples/s | train CPU µs/example | predict examples/s "
+        "| predict CPU µs/example |",
+        "|---|---|---|---|---|---|",
+    ]
+    for batch, result in overheads["steps_per_execution"].items():
+        for spe, r in result["by_steps_per_execution"].items():
+            lines.append(
+                f"| {int(batch):,} | {spe} | {_n(r['train_examples_per_s'])} | {r['train_cpu_us_per_example']:.2f} | "
+                f"{_n(r['predict_examples_per_s'])} | {r['predict_cpu_us_per_example']:.2f} |"
+            )
+    lines.append("")
+    for batch, result in overheads["steps_per_execution"].items():
+        ratio = result["default_vs_1"]
+        lines.append(
+            f"Batch {int(batch):,}, the default (16) against 1: training **{ratio['train_speedup']:.2f}×** "
+            f"(CPU per example ×{ratio['train_cpu_ratio']:.2f}), prediction **{ratio['predict_speedup']:.2f}×**."
+        )
+    lines += ["", "Input pipeline alone (one pass over the batches, no model; CPU µs per row):", ""]
+    batches = list(overheads["shuffle"])
+    lines += ["| row order | " + " | ".join(f"batch {int(b):,}" for b in batches) + " |"]
+    lines += ["|---|" + "---|" * len(batches)]
+    for name in overheads["shuffle"][batches[0]]["cpu_us_per_row"]:
+        cells = " | ".join(f"{overheads['shuffle'][b]['cpu_us_per_row'][name]:.2f}" for b in batches)
+        lines.append(f"| {name} | {cells} |")
+    machine = overheads["machine"]
+    lines += ["", f"Load average at the end: {machine['load_average_end']} on {machine['cpus']} cores."]
+    return lines
+
+
 def render() -> str:
     peer = _load("peer_throughput.json")
     body = ["### Side by side with DeepCTR", "", *peer_tables(peer)]
@@ -139,6 +175,13 @@ def render() -> str:
             "",
             "### Scaling (mmoe-tf `mmoe`, batch 512 unless the axis is the batch size)",
             *scaling_tables(peer["scaling"]),
+        ]
+    if (BENCH / "step_overheads.json").exists():
+        body += [
+            "",
+            "### Steps per execution and the pipeline's shuffle",
+            "",
+            *overhead_tables(_load("step_overheads.json")),
         ]
     body += [
         "",

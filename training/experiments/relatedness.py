@@ -136,6 +136,10 @@ def _summary(store: RawStore, rows: int, dim: int, chosen: dict[str, float], res
         compare=("architecture", BASELINE, "gain_vs_baseline"),
         extras=("learning_rate", "parameters", "best_epoch", "epochs_run"),
     )
+    versus_mmoe = summarize(main, ["correlation", "architecture"], compare=("architecture", "mmoe", "gain_vs_mmoe"))
+    for row, other in zip(table, versus_mmoe, strict=True):
+        if row["architecture"] == "ple" and "gain_vs_mmoe" in other:
+            row["gain_vs_mmoe"] = other["gain_vs_mmoe"]  # PLE's paired difference to MMoE (same data sets)
     write_results(NAME, table, results_dir)
     return table
 

@@ -114,10 +114,15 @@ def summarize_store(
     versus_bottom = summarize(
         primary, ["label_fraction", "architecture"], compare=("architecture", "shared_bottom", "gain_vs_shared_bottom")
     )
-    for row, other in zip(table, versus_bottom, strict=True):
+    versus_mmoe = summarize(
+        primary, ["label_fraction", "architecture"], compare=("architecture", "mmoe", "gain_vs_mmoe")
+    )
+    for row, other, ple in zip(table, versus_bottom, versus_mmoe, strict=True):
         row["monitor"] = monitor
-        if row["architecture"] in ("omoe", "mmoe") and "gain_vs_shared_bottom" in other:
+        if row["architecture"] in ("omoe", "mmoe", "ple") and "gain_vs_shared_bottom" in other:
             row["gain_vs_shared_bottom"] = other["gain_vs_shared_bottom"]
+        if row["architecture"] == "ple" and "gain_vs_mmoe" in ple:
+            row["gain_vs_mmoe"] = ple["gain_vs_mmoe"]  # PLE's paired difference to MMoE (same seeds)
     table.sort(key=_order)
     write_results(NAME, table, results_dir)
     selection = summarize(
