@@ -167,9 +167,30 @@ def overhead_tables(overheads: dict[str, Any]) -> list[str]:
     return lines
 
 
+def peer_cpu_table(peer_cpu: dict[str, Any]) -> list[str]:
+    """``bench/peer_cpu.py``: CPU µs per training example on one TensorFlow thread, per batch size."""
+    lines = [
+        "| batch | mmoe-tf `mmoe` µs/example | DeepCTR `MMOE` µs/example | mmoe-tf speed-up | rounds | load |",
+        "|---|---|---|---|---|---|",
+    ]
+    for batch, r in peer_cpu["by_batch_size"].items():
+        us = r["us_per_example"]
+        lines.append(
+            f"| {int(batch):,} | {us['mmoe_tf/mmoe']:.2f} | {us['deepctr/MMOE']:.2f} | **{r['mmoe_tf_speedup']:.2f}×** "
+            f"| {len(r['rounds']['mmoe_tf/mmoe'])} | {r['load_average']} |"
+        )
+    return lines
+
+
 def render() -> str:
     peer = _load("peer_throughput.json")
     body = ["### Side by side with DeepCTR", "", *peer_tables(peer)]
+    body += [
+        "",
+        "### CPU time per training example, one TensorFlow thread (`bench/peer_cpu.py`)",
+        "",
+        *peer_cpu_table(_load("peer_cpu.json")),
+    ]
     if "scaling" in peer:
         body += [
             "",

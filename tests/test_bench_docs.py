@@ -50,3 +50,34 @@ def test_gate_mixing_bench_runs_and_checks_its_formulations(repo_root):
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(result["us_per_pass"]) == {"einsum", "batched_matmul", "multiply_sum (TaskGate)", "repeat_flat"}
+
+
+def _last_json(repo_root, *args):
+    done = subprocess.run([sys.executable, *args], cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_step_overheads_bench_runs_at_a_tiny_size(repo_root):
+    result = _last_json(
+        repo_root,
+        "bench/step_overheads.py",
+        "--rows",
+        "2000",
+        "--rounds",
+        "1",
+        "--values",
+        "1",
+        "16",
+        "--batch-sizes",
+        "256",
+    )
+    table = result["steps_per_execution"]["256"]["by_steps_per_execution"]
+    assert set(table) == {"1", "16"} and all(r["train_examples_per_s"] > 0 for r in table.values())
+    rows = result["shuffle"]["256"]["cpu_us_per_row"]
+    assert set(rows) == {"shuffle_buffer (before)", "permuted_batches (now)", "no shuffle"}
+
+
+def test_xla_dense_part_probe_runs_at_a_tiny_size(repo_root):
+    result = _last_json(repo_root, "bench/xla_dense_part.py", "--rows", "2000", "--rounds", "1", "--batch-size", "256")
+    assert set(result["examples_per_s"]) == {"keras", "xla_dense_part"} and result["xla_vs_keras"] > 0
