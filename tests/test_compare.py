@@ -87,6 +87,20 @@ def test_fields_of_another_architecture_are_dropped_per_fit(tmp_path):
     assert fit_run_config(base, Fit("mmoe", 0), tmp_path / "m").model["num_experts"] == 6
 
 
+def test_one_config_sets_fields_of_several_architectures(tmp_path):
+    """An mmoe config can size ple's experts for the comparison; a plain run of it still refuses them."""
+    sizes = ["model.num_shared_experts=3", "model.num_task_experts=2"]
+    with pytest.raises(RunConfigError, match="does not use num_shared_experts, num_task_experts"):
+        load_run_config(None, [*TINY, *sizes])
+    base = load_run_config(None, [*TINY, *sizes], keep_unused_model_fields=True)
+    ple = fit_run_config(base, Fit("ple", 0), tmp_path / "p")
+    assert (ple.model["num_shared_experts"], ple.model["num_task_experts"]) == (3, 2)
+    mmoe = fit_run_config(base, Fit("mmoe", 0), tmp_path / "m")
+    assert "num_shared_experts" not in mmoe.model and mmoe.model["architecture"] == "mmoe"
+    with pytest.raises(RunConfigError, match="num_shared_experts"):
+        load_run_config(None, [*TINY, "model.num_shared_experts=0"], keep_unused_model_fields=True)
+
+
 def test_bad_arguments_name_the_flag(tmp_path, capsys):
     run_config = load_run_config(None, TINY)
     with pytest.raises(RunConfigError, match="--architectures: unknown"):

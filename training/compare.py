@@ -364,7 +364,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Handler of ``python -m training compare``: run it and print ``compare.md``."""
-    run_config = load_run_config(args.config, args.overrides)
+    # One config describes every compared architecture: fields only some of them use (e.g. ple's
+    # num_shared_experts) are kept here and dropped per fit by fit_run_config.
+    run_config = load_run_config(args.config, args.overrides, keep_unused_model_fields=True)
     try:
         result = compare(
             run_config,

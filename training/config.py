@@ -170,9 +170,13 @@ class RunConfig:
         return _plain(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
-        """Validate a raw mapping; ``RunConfigError`` names the first bad key."""
-        return _build(cls, data, "")
+    def from_dict(cls, data: Mapping[str, Any], keep_unused_model_fields: bool = False) -> RunConfig:
+        """Validate a raw mapping; ``RunConfigError`` names the first bad key.
+
+        ``keep_unused_model_fields`` keeps (instead of refusing) model fields the configured architecture does not
+        use, for configs that describe several architectures (``python -m training compare``).
+        """
+        return _build(cls, data, "", keep_unused_model_fields)
 
     def model_overrides(self) -> dict[str, Any]:
         """``model`` without ``tasks``: keyword arguments for ``Schema.model_config``."""
@@ -243,7 +247,7 @@ def _unknown_key(path: str, key: Any, known: Iterable[str]) -> RunConfigError:
     return RunConfigError(f"{path}{key}: unknown key{hint} (known keys: {known})")
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def _build(cls: type, data: Any, prefix: str, keep_unused_model_fields: bool = False) -> Any:
     where = prefix.rstrip(".") or "run config"
     if data is None:
         data = {}
@@ -261,7 +265,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         if dataclasses.is_dataclass(tp):
             values[key] = _build(tp, value, path + ".")
         elif key == "model" and cls is RunConfig:
-            values[key] = resolve_model_section(value or {}, path)
+            values[key] = resolve_model_section(value or {}, path, keep_unused_model_fields)
         else:
             if not _conforms(value, tp):
                 raise RunConfigError(f"{path}: expected {_type_name(tp)}, got {_describe(value)}")
@@ -359,16 +363,19 @@ def unused_model_fields(architecture: str, expert_type: str = "mlp") -> tuple[st
     return (*unused, "cross_layers") if expert_type != "cross" else unused
 
 
-def resolve_model_section(section: Any, path: str = "model") -> dict[str, Any]:
+def resolve_model_section(section: Any, path: str = "model", keep_unused: bool = False) -> dict[str, Any]:
     """Validate a ``model`` section and fill in every field the architecture uses.
 
     Args:
         section: The raw mapping (ModelConfig fields plus ``tasks``).
         path: Dotted key for messages.
+        keep_unused: Keep every field, also those the architecture ignores, instead of refusing non-default ones
+            (a section shared by several architectures, as in ``python -m training compare``).
 
     Returns:
         ``{field: value}`` for every ModelConfig field the architecture uses (built-in defaults where not set, lists
-        for sequences), plus ``tasks`` (validated per-task overrides). Fields the architecture ignores are left out.
+        for sequences), plus ``tasks`` (validated per-task overrides). Fields the architecture ignores are left out
+        unless ``keep_unused``.
 
     Raises:
         RunConfigError: a bad key or value, or a field set to a non-default value that the architecture does not use
@@ -394,6 +401,8 @@ def resolve_model_section(section: Any, path: str = "model") -> dict[str, Any]:
     merged = {**defaults, **given}
     architecture = merged["architecture"]
     unused = unused_model_fields(architecture, merged["expert_type"])
+    if keep_unused:  # several architectures share this section: each fit drops what it does not use
+        unused = ()
     refused = sorted(k for k in given if k in unused and given[k] != defaults[k])
     if refused:
         raise RunConfigError(
@@ -537,12 +546,15 @@ def read_config_file(path: str | pathlib.Path) -> dict[str, Any]:
     return data
 
 
-def load_run_config(path: str | pathlib.Path | None = None, overrides: Iterable[str] = ()) -> RunConfig:
+def load_run_config(
+    path: str | pathlib.Path | None = None, overrides: Iterable[str] = (), keep_unused_model_fields: bool = False
+) -> RunConfig:
     """Read, override and validate a run config.
 
     Args:
         path: YAML/TOML file; ``None`` starts from the built-in defaults.
         overrides: ``a.b=c`` strings applied after the file.
+        keep_unused_model_fields: Keep model fields the architecture does not use (see ``RunConfig.from_dict``).
 
     Returns:
         The validated :class:`RunConfig`.
@@ -551,7 +563,7 @@ def load_run_config(path: str | pathlib.Path | None = None, overrides: Iterable[
         RunConfigError: naming the dotted key at fault.
     """
     raw = read_config_file(path) if path is not None else {}
-    return RunConfig.from_dict(apply_overrides(raw, overrides))
+    return RunConfig.from_dict(apply_overrides(raw, overrides), keep_unused_model_fields)
 
 
 KEY_HELP = {
