@@ -1,4 +1,7 @@
-"""MMoE building blocks: expert banks (MLP and DCN-v2 cross), task gates, the MMoE block and the PLE (CGC) level."""
+"""MMoE building blocks: expert banks (MLP and DCN-v2 cross), task gates, the MMoE block and the PLE (CGC) level.
+
+Both blocks derive from ``mixture.MixtureOfExperts``, which holds the expert and gate options they share.
+"""
 
 from mmoe_tf.layers.cross_expert_bank import CrossExpertBank
 from mmoe_tf.layers.expert_bank import ExpertBank

@@ -7,15 +7,12 @@ from typing import Any
 
 import tensorflow as tf
 
-from mmoe_tf.config import EXPERT_TYPES
 from mmoe_tf.layers import _common as c
-from mmoe_tf.layers.cross_expert_bank import CrossExpertBank
-from mmoe_tf.layers.expert_bank import ExpertBank
-from mmoe_tf.layers.task_gate import TaskGate
+from mmoe_tf.layers.mixture import MixtureOfExperts
 
 
 @tf.keras.utils.register_keras_serializable(package="mmoe_tf")
-class MMoE(tf.keras.layers.Layer):
+class MMoE(MixtureOfExperts):
     """Multi-gate Mixture-of-Experts block (Ma et al., KDD 2018).
 
     One expert bank (``ExpertBank`` for ``expert_type="mlp"``, ``CrossExpertBank`` for ``"cross"``)
@@ -70,49 +67,27 @@ class MMoE(tf.keras.layers.Layer):
         implementation: str = "auto",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            expert_units,
+            expert_type=expert_type,
+            expert_activation=expert_activation,
+            expert_dropout=expert_dropout,
+            expert_norm=expert_norm,
+            cross_layers=cross_layers,
+            gate_hidden_units=gate_hidden_units,
+            gate_activation=gate_activation,
+            gate_temperature=gate_temperature,
+            gate_dropout=gate_dropout,
+            seed=seed,
+            implementation=implementation,
+            **kwargs,
+        )
         self.num_gates = c.check_int("num_gates", num_gates, 1)
         self.num_experts = c.check_int("num_experts", num_experts, 1)
-        self.expert_units = c.check_units("expert_units", expert_units)
-        if expert_type not in EXPERT_TYPES:
-            raise ValueError(f"expert_type must be one of {EXPERT_TYPES}, got {expert_type!r}")
-        self.expert_type = expert_type
-        self.expert_activation = tf.keras.activations.get(expert_activation)
-        self.expert_dropout = c.check_rate("expert_dropout", expert_dropout)
-        self.expert_norm = c.check_normalization("expert_norm", expert_norm)
-        self.cross_layers = c.check_int("cross_layers", cross_layers, 1)
-        self.gate_hidden_units = c.check_units("gate_hidden_units", gate_hidden_units, allow_empty=True)
-        self.gate_activation = tf.keras.activations.get(gate_activation)
-        self.gate_temperature = c.check_positive("gate_temperature", gate_temperature)
-        self.gate_dropout = c.check_rate("gate_dropout", gate_dropout)
-        self.seed = c.check_seed("seed", seed)
-        self.implementation = implementation  # validated by the expert bank below
-        base = c.resolve_seed(seed)
-        common = dict(
-            activation=self.expert_activation,
-            dropout=self.expert_dropout,
-            normalization=self.expert_norm,
-            seed=c.derive_seed(base, 0),
-            implementation=implementation,
-            name="experts",
-        )
-        if expert_type == "mlp":
-            self.experts = ExpertBank(self.num_experts, self.expert_units, **common)
-        else:
-            self.experts = CrossExpertBank(
-                self.num_experts, self.expert_units, num_cross_layers=self.cross_layers, **common
-            )
+        base = self._base_seed
+        self.experts = self._bank(self.num_experts, c.derive_seed(base, 0), "experts")
         self.gates = [
-            TaskGate(
-                self.num_experts,
-                hidden_units=self.gate_hidden_units,
-                activation=self.gate_activation,
-                temperature=self.gate_temperature,
-                dropout=self.gate_dropout,
-                seed=c.derive_seed(base, 1 + g),
-                name=f"gate_{g}",
-            )
-            for g in range(self.num_gates)
+            self._gate(self.num_experts, c.derive_seed(base, 1 + g), f"gate_{g}") for g in range(self.num_gates)
         ]
 
     def _split_shapes(self, input_shape: Any) -> tuple[tf.TensorShape, list[tf.TensorShape]]:
@@ -164,21 +139,4 @@ class MMoE(tf.keras.layers.Layer):
         )
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            num_gates=self.num_gates,
-            num_experts=self.num_experts,
-            expert_units=list(self.expert_units),
-            expert_type=self.expert_type,
-            expert_activation=tf.keras.activations.serialize(self.expert_activation),
-            expert_dropout=self.expert_dropout,
-            expert_norm=self.expert_norm,
-            cross_layers=self.cross_layers,
-            gate_hidden_units=list(self.gate_hidden_units),
-            gate_activation=tf.keras.activations.serialize(self.gate_activation),
-            gate_temperature=self.gate_temperature,
-            gate_dropout=self.gate_dropout,
-            seed=self.seed,
-            implementation=self.implementation,
-        )
-        return config
+        return {**super().get_config(), "num_gates": self.num_gates, "num_experts": self.num_experts}

@@ -11,15 +11,12 @@ from typing import Any
 
 import tensorflow as tf
 
-from mmoe_tf.config import EXPERT_TYPES
 from mmoe_tf.layers import _common as c
-from mmoe_tf.layers.cross_expert_bank import CrossExpertBank
-from mmoe_tf.layers.expert_bank import ExpertBank
-from mmoe_tf.layers.task_gate import TaskGate
+from mmoe_tf.layers.mixture import MixtureOfExperts
 
 
 @tf.keras.utils.register_keras_serializable(package="mmoe_tf")
-class CGC(tf.keras.layers.Layer):
+class CGC(MixtureOfExperts):
     """One PLE extraction level: per-task expert banks, one shared bank, per-task (and a shared) gate.
 
     Task t owns ``num_task_experts`` experts; ``num_shared_experts`` experts are shared. Gate t
@@ -84,56 +81,32 @@ class CGC(tf.keras.layers.Layer):
         implementation: str = "auto",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            expert_units,
+            expert_type=expert_type,
+            expert_activation=expert_activation,
+            expert_dropout=expert_dropout,
+            expert_norm=expert_norm,
+            cross_layers=cross_layers,
+            gate_hidden_units=gate_hidden_units,
+            gate_activation=gate_activation,
+            gate_temperature=gate_temperature,
+            gate_dropout=gate_dropout,
+            seed=seed,
+            implementation=implementation,
+            **kwargs,
+        )
         self.num_tasks = c.check_int("num_tasks", num_tasks, 1)
         self.num_task_experts = c.check_int("num_task_experts", num_task_experts, 1)
         self.num_shared_experts = c.check_int("num_shared_experts", num_shared_experts, 1)
-        self.expert_units = c.check_units("expert_units", expert_units)
         self.shared_gate = bool(shared_gate)
-        if expert_type not in EXPERT_TYPES:
-            raise ValueError(f"expert_type must be one of {EXPERT_TYPES}, got {expert_type!r}")
-        self.expert_type = expert_type
-        self.expert_activation = tf.keras.activations.get(expert_activation)
-        self.expert_dropout = c.check_rate("expert_dropout", expert_dropout)
-        self.expert_norm = c.check_normalization("expert_norm", expert_norm)
-        self.cross_layers = c.check_int("cross_layers", cross_layers, 1)
-        self.gate_hidden_units = c.check_units("gate_hidden_units", gate_hidden_units, allow_empty=True)
-        self.gate_activation = tf.keras.activations.get(gate_activation)
-        self.gate_temperature = c.check_positive("gate_temperature", gate_temperature)
-        self.gate_dropout = c.check_rate("gate_dropout", gate_dropout)
-        self.seed = c.check_seed("seed", seed)
-        self.implementation = implementation  # validated by the expert banks below
-        base = c.resolve_seed(seed)
+        base = self._base_seed
         t, own, shared = self.num_tasks, self.num_task_experts, self.num_shared_experts
         self.task_experts = [self._bank(own, c.derive_seed(base, 0, i), f"experts_task_{i}") for i in range(t)]
         self.shared_experts = self._bank(shared, c.derive_seed(base, 1), "experts_shared")
         self.gates = [self._gate(own + shared, c.derive_seed(base, 2, i), f"gate_{i}") for i in range(t)]
         self.shared_gate_layer = (
             self._gate(t * own + shared, c.derive_seed(base, 3), "gate_shared") if self.shared_gate else None
-        )
-
-    def _bank(self, num_experts: int, seed: int, name: str) -> tf.keras.layers.Layer:
-        common = dict(
-            activation=self.expert_activation,
-            dropout=self.expert_dropout,
-            normalization=self.expert_norm,
-            seed=seed,
-            implementation=self.implementation,
-            name=name,
-        )
-        if self.expert_type == "mlp":
-            return ExpertBank(num_experts, self.expert_units, **common)
-        return CrossExpertBank(num_experts, self.expert_units, num_cross_layers=self.cross_layers, **common)
-
-    def _gate(self, num_experts: int, seed: int, name: str) -> TaskGate:
-        return TaskGate(
-            num_experts,
-            hidden_units=self.gate_hidden_units,
-            activation=self.gate_activation,
-            temperature=self.gate_temperature,
-            dropout=self.gate_dropout,
-            seed=seed,
-            name=name,
         )
 
     def _split_shapes(self, input_shape: Any) -> list[tf.TensorShape]:
@@ -197,23 +170,10 @@ class CGC(tf.keras.layers.Layer):
         return mixed, weights
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            num_tasks=self.num_tasks,
-            num_task_experts=self.num_task_experts,
-            num_shared_experts=self.num_shared_experts,
-            expert_units=list(self.expert_units),
-            shared_gate=self.shared_gate,
-            expert_type=self.expert_type,
-            expert_activation=tf.keras.activations.serialize(self.expert_activation),
-            expert_dropout=self.expert_dropout,
-            expert_norm=self.expert_norm,
-            cross_layers=self.cross_layers,
-            gate_hidden_units=list(self.gate_hidden_units),
-            gate_activation=tf.keras.activations.serialize(self.gate_activation),
-            gate_temperature=self.gate_temperature,
-            gate_dropout=self.gate_dropout,
-            seed=self.seed,
-            implementation=self.implementation,
-        )
-        return config
+        return {
+            **super().get_config(),
+            "num_tasks": self.num_tasks,
+            "num_task_experts": self.num_task_experts,
+            "num_shared_experts": self.num_shared_experts,
+            "shared_gate": self.shared_gate,
+        }
