@@ -162,6 +162,11 @@ def overhead_tables(overheads: dict[str, Any]) -> list[str]:
     for name in overheads["shuffle"][batches[0]]["cpu_us_per_row"]:
         cells = " | ".join(f"{overheads['shuffle'][b]['cpu_us_per_row'][name]:.2f}" for b in batches)
         lines.append(f"| {name} | {cells} |")
+    for batch in batches:
+        lines.append(
+            f"\nBatch {int(batch):,}: the pipeline now costs **{overheads['shuffle'][batch]['now_vs_before']:.2f}×** "
+            "the CPU per row it did before."
+        )
     machine = overheads["machine"]
     lines += ["", f"Load average at the end: {machine['load_average_end']} on {machine['cpus']} cores."]
     return lines

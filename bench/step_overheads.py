@@ -8,8 +8,10 @@ medians reported:
    ``--batch-sizes`` value: one epoch of ``fit`` on ``data.make_dataset`` (shuffled) and one
    ``predict``, as wall-clock examples/s and process CPU µs per example.
 2. One pass over ``make_dataset``'s batches (no model): the whole-table shuffle buffer the pipeline
-   used before (``Dataset.range(n).shuffle(n)`` then ``batch``), the per-epoch permutation it uses
-   now (``data.pipeline.permuted_batches``), and no shuffle; CPU µs per row.
+   used before (``Dataset.range(n).shuffle(n)`` then ``batch``, one gather per column), the per-epoch
+   permutation (``data.pipeline.permuted_batches``) with one gather per column and with one gather
+   per dtype (``data.pipeline.row_gatherer``, what ``make_dataset`` does now), and no shuffle; CPU µs
+   per row. ``--skip-steps`` runs only this part (keeping the first part of an existing ``--out``).
 
 Usage: ``.venv/bin/python bench/step_overheads.py [--rows 100000] [--rounds 5] [--out docs/bench/step_overheads.json]``.
 The last printed line is one JSON object with the figures and ratios.
@@ -37,7 +39,7 @@ import mmoe_tf  # noqa: E402
 from data import feature_arrays, make_dataset  # noqa: E402
 from data.arrays import typed_feature_arrays, typed_labels_and_weights  # noqa: E402
 from data.generators import simulate_ctr_table  # noqa: E402
-from data.pipeline import permuted_batches  # noqa: E402
+from data.pipeline import permuted_batches, row_gatherer  # noqa: E402
 
 
 def measured(fn: Any, examples: int) -> tuple[float, float]:
@@ -111,19 +113,26 @@ def shuffle_cost(df: Any, schema: Any, batch: int, rounds: int) -> dict[str, Any
             lambda idx: tf.nest.map_structure(lambda c: tf.gather(c, idx), columns), num_parallel_calls=tf.data.AUTOTUNE
         ).prefetch(tf.data.AUTOTUNE)
 
+    elements = (typed_feature_arrays(df, schema), *typed_labels_and_weights(df, schema))
     contenders = {
-        "shuffle_buffer (before)": gathered(tf.data.Dataset.range(n).shuffle(n, seed=0).batch(batch)),
-        "permuted_batches (now)": gathered(permuted_batches(n, batch, seed=0)),
-        "no shuffle": gathered(tf.data.Dataset.range(n).batch(batch)),
+        "shuffle buffer, gather per column (before)": gathered(
+            tf.data.Dataset.range(n).shuffle(n, seed=0).batch(batch)
+        ),
+        "permuted_batches, gather per column": gathered(permuted_batches(n, batch, seed=0)),
+        "permuted_batches, gather per dtype (now)": permuted_batches(n, batch, seed=0)
+        .map(row_gatherer(elements), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE),
+        "no shuffle, gather per column": gathered(tf.data.Dataset.range(n).batch(batch)),
     }
     cpu: dict[str, list[float]] = {k: [] for k in contenders}
     for _ in range(rounds):
         for name, ds in contenders.items():
             cpu[name].append(measured(lambda ds=ds: [None for _ in ds], n)[1])
     table = {k: round(statistics.median(v), 3) for k, v in cpu.items()}
+    before = table["shuffle buffer, gather per column (before)"]
     return {
         "cpu_us_per_row": table,
-        "permuted_vs_buffer": round(table["permuted_batches (now)"] / table["shuffle_buffer (before)"], 3),
+        "now_vs_before": round(table["permuted_batches, gather per dtype (now)"] / before, 3),
     }
 
 
@@ -133,14 +142,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[512, 2048])
     p.add_argument("--values", type=int, nargs="+", default=[1, 4, 16, 64], help="steps_per_execution values")
+    p.add_argument("--skip-steps", action="store_true", help="only the input-pipeline part")
     p.add_argument("--out", default=None, help="also write the JSON here (e.g. docs/bench/step_overheads.json)")
     args = p.parse_args(argv)
     tf.keras.utils.set_random_seed(0)
     df, schema = simulate_ctr_table(n_rows=args.rows, seed=0)
     result: dict[str, Any] = {"benchmark": "step_overheads", "rows": args.rows, "rounds": args.rounds}
-    result["steps_per_execution"] = {
-        str(b): steps_per_execution(df, schema, b, args.values, args.rounds) for b in args.batch_sizes
-    }
+    if args.skip_steps and args.out and Path(args.out).exists():  # keep the steps part of an earlier run
+        result["steps_per_execution"] = json.loads(Path(args.out).read_text())["steps_per_execution"]
+    elif not args.skip_steps:
+        result["steps_per_execution"] = {
+            str(b): steps_per_execution(df, schema, b, args.values, args.rounds) for b in args.batch_sizes
+        }
     result["shuffle"] = {str(b): shuffle_cost(df, schema, b, args.rounds) for b in args.batch_sizes}
     result["machine"] = {
         "cpus": os.cpu_count(),

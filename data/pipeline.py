@@ -12,7 +12,9 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -28,6 +30,41 @@ def finish(ds: tf.data.Dataset, with_labels: bool, targets_fn: TargetsFn | None)
     if with_labels and targets_fn is not None:
         ds = ds.map(lambda f, y, w: (f, *targets_fn(y, w)), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def row_gatherer(elements: Any) -> Callable[[tf.Tensor], Any]:
+    """A function ``indices [B] -> elements' rows`` that gathers all columns of one dtype at once.
+
+    Columns (the numpy leaves of ``elements``, one value per row) of the same dtype are stacked into
+    one ``[N, k]`` tensor; a batch is one ``tf.gather`` per dtype and one ``unstack``, instead of one
+    gather per column: ≈ 0.7× the CPU per row at batch 512 and ≈ 0.5× at 2,048 for 16 numeric + 4
+    categorical features with two tasks (``bench/step_overheads.py``).
+
+    Args:
+        elements: Nested structure (dicts/tuples) of equal-length 1-D numpy arrays.
+
+    Returns:
+        The gather function, for ``Dataset.map`` over batches of row indices.
+    """
+    flat = tf.nest.flatten(elements)
+    groups: dict[str, list[int]] = {}
+    for i, column in enumerate(flat):
+        groups.setdefault(column.dtype.str, []).append(i)
+    matrices = {
+        key: tf.convert_to_tensor(flat[idx[0]] if len(idx) == 1 else np.stack([flat[i] for i in idx], axis=1))
+        for key, idx in groups.items()
+    }
+
+    def gather(rows: tf.Tensor) -> Any:
+        out: list[Any] = [None] * len(flat)
+        for key, idx in groups.items():
+            block = tf.gather(matrices[key], rows)
+            parts = [block] if len(idx) == 1 else tf.unstack(block, num=len(idx), axis=1)
+            for i, part in zip(idx, parts, strict=True):
+                out[i] = part
+        return tf.nest.pack_sequence_as(elements, out)
+
+    return gather
 
 
 def permuted_batches(
@@ -107,7 +144,7 @@ def make_dataset(
     df = ensure_validated(df, schema, with_labels=with_labels)
     features = typed_feature_arrays(df, schema)
     elements = (features, *typed_labels_and_weights(df, schema)) if with_labels else features
-    columns = tf.nest.map_structure(tf.convert_to_tensor, elements)
+    gather_rows = row_gatherer(elements)
     # Shuffle and batch row indices (cheap scalars), then gather whole batches: same row order as
     # shuffling/batching the rows themselves, without per-row tensor overhead.
     if shuffle and (shuffle_buffer is None or shuffle_buffer >= len(df)):
@@ -120,7 +157,7 @@ def make_dataset(
             ds = ds.repeat()
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(
-        lambda idx: tf.nest.map_structure(lambda column: tf.gather(column, idx), columns),
+        gather_rows,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
