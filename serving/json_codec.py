@@ -5,7 +5,11 @@ error, strings may be ``{"b64": ...}``, floats accept the ``NaN``/``Infinity`` t
 Responses: float32 values are written as the shortest text that reads back to the same float32; NaN and
 infinities as the bare tokens ``NaN``/``Infinity``/``-Infinity``; outputs named ``*_bytes`` as ``{"b64": ...}``.
 
-Imports only numpy and the standard library: an exported model is served without ``mmoe_tf``.
+Imports numpy, ``orjson`` and the standard library: an exported model is served without ``mmoe_tf``.
+``orjson`` (C, float32 printed at its shortest round-trip text like the encoder below) parses request
+bodies and writes numeric responses; bodies it rejects (``NaN``/``Infinity`` tokens, integers beyond
+64 bits) and responses holding non-finite values or strings take the standard-library path, so the
+answers are the same either way (``docs/serving.md``: ≈ 300 µs less per batch-64 request).
 
 Example:
     >>> decode_tensor([[1, 2], [3, 4]], "int64", "ids").shape
@@ -20,17 +24,28 @@ import base64
 import binascii
 import functools
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import orjson
 
 from serving.errors import RequestError
 
-__all__ = ["RequestError", "decode_request", "decode_tensor", "encode_json", "encode_predictions", "loads_request"]
+__all__ = [
+    "RequestError",
+    "decode_request",
+    "decode_tensor",
+    "encode_json",
+    "encode_predictions",
+    "loads_request",
+    "predictions_json",
+]
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 MAX_RANK = 32
+_LONG_NUMBER = re.compile(rb"\d{19}")  # 19+ digits: may not fit in 64 bits
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 
@@ -40,15 +55,25 @@ def loads_request(body: bytes | str) -> dict[str, Any]:
     Raises:
         RequestError: the body is not valid JSON or not an object.
     """
+    if _LONG_NUMBER.search(body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")):
+        data = _stdlib_loads(body)  # orjson reads integers beyond 64 bits as floats; keep them exact
+    else:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:  # NaN/Infinity tokens, or really invalid: the standard parser decides
+            data = _stdlib_loads(body)
+    if not isinstance(data, dict):
+        raise RequestError(f"JSON Value: {_short(data)} Is not an object: the request body must be a JSON object")
+    return data
+
+
+def _stdlib_loads(body: bytes | str) -> Any:
     try:
-        data = json.loads(body)
+        return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RequestError(f"JSON Parse error: {err}") from None
     except RecursionError:
         raise RequestError("JSON Parse error: the document is nested too deeply") from None
-    if not isinstance(data, dict):
-        raise RequestError(f"JSON Value: {_short(data)} Is not an object: the request body must be a JSON object")
-    return data
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -316,6 +341,40 @@ def encode_predictions(outputs: Mapping[str, np.ndarray], fmt: str) -> dict[str,
     columns = {n: to_jsonable(outputs[n], n) for n in names}
     batch = next(iter(sizes.values()))
     return {"predictions": [{n: columns[n][i] for n in names} for i in range(batch)]}
+
+
+def _plain_numbers(array: Any) -> bool:
+    """Whether ``array`` is a numeric numpy array of finite values (what orjson writes exactly as we would)."""
+    if (
+        not isinstance(array, np.ndarray)
+        or array.ndim == 0
+        or array.dtype.kind not in "fiub"
+        or array.dtype == np.float16
+    ):
+        return False
+    return array.dtype.kind != "f" or bool(np.isfinite(array).all())
+
+
+def predictions_json(outputs: Mapping[str, np.ndarray], fmt: str) -> bytes:
+    """``encode_json(encode_predictions(outputs, fmt))`` as UTF-8 bytes, written by orjson when it can be.
+
+    Raises:
+        RequestError: as :func:`encode_predictions`.
+    """
+    arrays = {n: np.ascontiguousarray(v) for n, v in outputs.items()}
+    if not all(_plain_numbers(a) for a in arrays.values()):
+        return encode_json(encode_predictions(outputs, fmt)).encode()
+    names = list(arrays)
+    if fmt == "columnar":
+        body: Any = {"outputs": arrays[names[0]] if len(names) == 1 else arrays}
+    elif len(names) == 1:
+        body = {"predictions": arrays[names[0]]}
+    else:
+        sizes = {n: (a.shape[0] if a.ndim else None) for n, a in arrays.items()}
+        if len(set(sizes.values())) != 1 or None in sizes.values():
+            raise RequestError(f"Output tensors must have the same batch dimension in row format; got sizes {sizes}")
+        body = {"predictions": [{n: arrays[n][i] for n in names} for i in range(next(iter(sizes.values())))]}
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def encode_json(body: Any) -> str:

@@ -34,7 +34,7 @@ from aiohttp import web
 from serving.batching import BatchingOptions
 from serving.errors import RequestError, ServingError
 from serving.inference import Inference
-from serving.json_codec import decode_request, encode_json, encode_predictions, loads_request
+from serving.json_codec import decode_request, encode_json, loads_request, predictions_json
 from serving.model_store import DEFAULT_SIGNATURE, ModelSource, ModelStore
 
 log = logging.getLogger("serving")
@@ -165,7 +165,7 @@ class RestApi:
         fmt, inputs, _ = decode_request(data, input_dtypes)
         servable.check_shapes(signature, inputs)
         outputs = await self.inference.predict(servable, signature, inputs)
-        return _json_response(encode_predictions(outputs, fmt))
+        return web.Response(body=predictions_json(outputs, fmt), content_type="application/json")
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self.config.max_body_bytes

@@ -367,3 +367,40 @@ def test_batching_parameters_file_reads_tf_servings_format(repo_root, tmp_path):
             read_batching_parameters(path)
     with pytest.raises(ValueError, match="No such file"):
         read_batching_parameters(tmp_path / "absent.txt")
+
+
+@pytest.mark.parametrize("fmt", ["row", "columnar"])
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        {"click": np.array([[0.1], [0.25]], np.float32), "satisfaction": np.array([[1e-5], [3.4e38]], np.float32)},
+        {"score": np.array([0.5, 0.123456789], np.float32)},
+        {"ids": np.array([[1, 2], [3, 4]], np.int64), "p": np.array([0.5, 0.75], np.float64)},
+        {"click": np.array([[np.nan], [np.inf]], np.float32), "p": np.array([[0.5], [1.0]], np.float32)},
+        {"label": np.array([b"a", b"\xff"], object), "p": np.array([0.5, 1.0], np.float32)},
+    ],
+)
+def test_fast_response_encoding_gives_the_standard_answer(outputs, fmt):
+    from serving.json_codec import encode_json, encode_predictions, predictions_json
+
+    expected = encode_json(encode_predictions(outputs, fmt))
+    got = predictions_json(outputs, fmt).decode()
+    nan_safe = {"NaN": 0, "Infinity": 1, "-Infinity": 2}
+    assert json.loads(got, parse_constant=nan_safe.get) == json.loads(expected, parse_constant=nan_safe.get)
+    if any(np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all() for v in outputs.values()):
+        assert got == expected  # non-finite values keep TF Serving's bare tokens
+
+
+def test_fast_response_encoding_checks_row_batch_sizes():
+    from serving.json_codec import predictions_json
+
+    with pytest.raises(RequestError, match="same batch dimension"):
+        predictions_json({"a": np.zeros([2, 1], np.float32), "b": np.zeros([3, 1], np.float32)}, "row")
+
+
+def test_request_parsing_keeps_tokens_and_exact_big_integers():
+    assert loads_request(b'{"instances": [NaN, Infinity]}')["instances"][0] != 0  # NaN read as a float
+    assert loads_request(b'{"instances": [' + str(2**70).encode() + b"]}")["instances"] == [2**70]
+    assert loads_request('{"instances": [1, 2.5]}') == {"instances": [1, 2.5]}
+    with pytest.raises(RequestError, match="JSON Parse error"):
+        loads_request(b'{"instances": [1,')
