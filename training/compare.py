@@ -285,6 +285,9 @@ def compare(
     from tqdm.auto import tqdm
 
     archs = _check_architectures(architectures)
+    # Every model field filled in (defaults for fields the config's own architecture ignores), so a comparison
+    # resumes the same whether its config was read for one architecture or for several (the CLI's way).
+    run_config = RunConfig.from_dict(run_config.to_dict(), keep_unused_model_fields=True)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
         raise RunConfigError(f"--seeds: need at least 2 seeds for intervals, got {seeds!r}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
