@@ -118,7 +118,8 @@ def run(
         for p in correlations:
             for arch in architectures:
                 _fit(store, "main", p, seed, arch, chosen[arch], rows, dim, fit, sizes[arch])
-            table = _summary(store, rows, dim, chosen, results_dir)
+            _summary(store, rows, dim, chosen, results_dir)  # kept current as fits finish
+    table = _summary(store, rows, dim, chosen, results_dir)  # also with --seeds 0: summarise what is recorded
     plot(table, common.figure_path(NAME, figures_dir))
     return table
 
