@@ -80,12 +80,9 @@ def run(
     for row in table:
         if row["metric"] == "gap":
             row["within_target"] = bool(row["mean"] <= TARGET_GAP)
-    write_results(NAME if not overrides else f"{NAME}_{_slug(overrides)}", table, results_dir)
-    plot(
-        [r for r in table if r["monitor"] == fit.monitor],
-        architecture,
-        common.figure_path(NAME, figures_dir),
-    )
+    name = NAME if not overrides else f"{NAME}_{_slug(overrides)}"  # a variant never overwrites the default's files
+    write_results(name, table, results_dir)
+    plot([r for r in table if r["monitor"] == fit.monitor], architecture, common.figure_path(name, figures_dir))
     return table
 
 
