@@ -104,16 +104,14 @@ def steps_per_execution(df: Any, schema: Any, batch: int, values: list[int], rou
 def shuffle_cost(df: Any, schema: Any, batch: int, rounds: int) -> dict[str, Any]:
     """CPU µs per row of one pass over the pipeline's batches with each way of ordering the rows."""
     n = len(df)
-    columns = tf.nest.map_structure(
-        tf.convert_to_tensor, (typed_feature_arrays(df, schema), *typed_labels_and_weights(df, schema))
-    )
+    elements = (typed_feature_arrays(df, schema), *typed_labels_and_weights(df, schema))
+    columns = tf.nest.map_structure(tf.convert_to_tensor, elements)
 
     def gathered(indices: tf.data.Dataset) -> tf.data.Dataset:
         return indices.map(
             lambda idx: tf.nest.map_structure(lambda c: tf.gather(c, idx), columns), num_parallel_calls=tf.data.AUTOTUNE
         ).prefetch(tf.data.AUTOTUNE)
 
-    elements = (typed_feature_arrays(df, schema), *typed_labels_and_weights(df, schema))
     contenders = {
         "shuffle buffer, gather per column (before)": gathered(
             tf.data.Dataset.range(n).shuffle(n, seed=0).batch(batch)

@@ -323,6 +323,14 @@ def _text_leaf(v: Any, name: str) -> Any:
     return {"b64": base64.b64encode(v).decode("ascii")}
 
 
+def _row_batch_size(outputs: Mapping[str, Any]) -> int:
+    """The batch dimension every output shares (row format); ``RequestError`` when they differ or one is a scalar."""
+    sizes = {n: (np.shape(v)[0] if np.ndim(v) else None) for n, v in outputs.items()}
+    if len(set(sizes.values())) != 1 or None in sizes.values():
+        raise RequestError(f"Output tensors must have the same batch dimension in row format; got sizes {sizes}")
+    return next(iter(sizes.values()))
+
+
 def encode_predictions(outputs: Mapping[str, np.ndarray], fmt: str) -> dict[str, Any]:
     """The predict response body for ``outputs`` in the request's format.
 
@@ -339,11 +347,8 @@ def encode_predictions(outputs: Mapping[str, np.ndarray], fmt: str) -> dict[str,
         return {"outputs": {n: to_jsonable(outputs[n], n) for n in names}}
     if len(names) == 1:
         return {"predictions": to_jsonable(outputs[names[0]], names[0])}
-    sizes = {n: (np.shape(outputs[n])[0] if np.ndim(outputs[n]) else None) for n in names}
-    if len(set(sizes.values())) != 1 or None in sizes.values():
-        raise RequestError(f"Output tensors must have the same batch dimension in row format; got sizes {sizes}")
+    batch = _row_batch_size(outputs)
     columns = {n: to_jsonable(outputs[n], n) for n in names}
-    batch = next(iter(sizes.values()))
     return {"predictions": [{n: columns[n][i] for n in names} for i in range(batch)]}
 
 
@@ -374,10 +379,7 @@ def predictions_json(outputs: Mapping[str, np.ndarray], fmt: str) -> bytes:
     elif len(names) == 1:
         body = {"predictions": arrays[names[0]]}
     else:
-        sizes = {n: (a.shape[0] if a.ndim else None) for n, a in arrays.items()}
-        if len(set(sizes.values())) != 1 or None in sizes.values():
-            raise RequestError(f"Output tensors must have the same batch dimension in row format; got sizes {sizes}")
-        body = {"predictions": [{n: arrays[n][i] for n in names} for i in range(next(iter(sizes.values())))]}
+        body = {"predictions": [{n: arrays[n][i] for n in names} for i in range(_row_batch_size(arrays))]}
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
