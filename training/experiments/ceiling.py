@@ -43,7 +43,8 @@ def run(
     ``overrides`` are ``ModelConfig`` fields replacing the experiments' common sizes (e.g. larger experts).
     """
     store = RawStore(NAME, results_dir)
-    variant = json.dumps(overrides or {}, sort_keys=True)
+    variant_fields = {**(overrides or {}), **_fit_changes(fit)}
+    variant = json.dumps(variant_fields, sort_keys=True)
     for seed in range(seeds):
         key = {"rows": rows, "architecture": architecture, "variant": variant, "seed": seed}
         if store.has(**key, monitor=fit.monitor):
@@ -80,10 +81,16 @@ def run(
     for row in table:
         if row["metric"] == "gap":
             row["within_target"] = bool(row["mean"] <= TARGET_GAP)
-    name = NAME if not overrides else f"{NAME}_{_slug(overrides)}"  # a variant never overwrites the default's files
+    name = NAME if not variant_fields else f"{NAME}_{_slug(variant_fields)}"  # a variant never overwrites the default's
     write_results(name, table, results_dir)
     plot([r for r in table if r["monitor"] == fit.monitor], architecture, common.figure_path(name, figures_dir))
     return table
+
+
+def _fit_changes(fit: common.FitOptions) -> dict[str, Any]:
+    """Fit options that differ from ``DEFAULT_FIT``: part of a variant's key (not the monitor: all are tracked)."""
+    keys = ("epochs", "batch_size", "patience", "learning_rate")
+    return {k: getattr(fit, k) for k in keys if getattr(fit, k) != getattr(DEFAULT_FIT, k)}
 
 
 def _slug(overrides: dict) -> str:
@@ -121,6 +128,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--num-experts", type=int, help="experts (default: the experiments' common 8)")
     parser.add_argument("--expert-units", type=int, nargs="+", help="expert hidden sizes (default: 16)")
     parser.add_argument("--tower-units", type=int, nargs="+", help="tower hidden sizes (default: 8)")
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any other ModelConfig field, value as JSON (e.g. --set expert_dropout=0.1); repeatable",
+    )
     parser.add_argument("--results-dir", default=None, help="where the JSON goes (default docs/results)")
     args = parser.parse_args(argv)
     overrides = {
@@ -132,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         )
         if value is not None
     }
+    overrides.update(_parse_settings(parser, args.settings))
     table = run(
         args.rows,
         args.seeds,
@@ -143,3 +159,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     )
     common.print_rows(f"{NAME}: {args.architecture} test AUC vs oracle AUC (target gap <= {TARGET_GAP})", table)
     return table
+
+
+def _parse_settings(parser: argparse.ArgumentParser, settings: Sequence[str]) -> dict[str, Any]:
+    """``FIELD=VALUE`` pairs (JSON values; lists become tuples) as ``ModelConfig`` overrides."""
+    parsed = {}
+    for item in settings:
+        field, sep, raw = item.partition("=")
+        if not sep or not field:
+            parser.error(f"--set expects FIELD=VALUE, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        parsed[field] = tuple(value) if isinstance(value, list) else value
+    return parsed
