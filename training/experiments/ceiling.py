@@ -15,6 +15,7 @@ rows (metrics ``auc``, ``oracle_auc``, ``gap``) to ``docs/results/ceiling.json``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,19 +38,30 @@ def run(
     figures_dir: str | Path | None = None,
     overrides: dict | None = None,
     results_dir: str | Path | None = None,
+    feature_changes: dict[str, dict[str, Any]] | None = None,
+    loss_weights: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Per monitor and task: mean test AUC of the model, of the oracle, and their gap (95 % intervals over seeds).
 
-    ``overrides`` are ``ModelConfig`` fields replacing the experiments' common sizes (e.g. larger experts).
+    ``overrides`` are ``ModelConfig`` fields replacing the experiments' common sizes (e.g. larger experts);
+    ``feature_changes`` ``{feature: {FeatureSpec field: value}}`` (e.g. more hash bins) and ``loss_weights``
+    ``{task: λ}`` change the simulator's schema. All of them, and fit options other than the default, make a
+    variant with its own raw records and result file.
     """
     store = RawStore(NAME, results_dir)
-    variant_fields = {**(overrides or {}), **_fit_changes(fit)}
+    schema_changes = {"features": feature_changes or {}, "loss_weights": loss_weights or {}}
+    variant_fields = {
+        **(overrides or {}),
+        **_fit_changes(fit),
+        **{k: v for k, v in schema_changes.items() if v},
+    }
     variant = json.dumps(variant_fields, sort_keys=True)
     for seed in range(seeds):
         key = {"rows": rows, "architecture": architecture, "variant": variant, "seed": seed}
         if store.has(**key, monitor=fit.monitor):
             continue
         df, schema = common.impressions_data(rows, seed)
+        schema = _changed_schema(schema, feature_changes or {}, loss_weights or {})
         splits = common.split(df, seed)
         result = common.fit_and_score(
             schema,
@@ -87,14 +99,32 @@ def run(
     return table
 
 
+def _changed_schema(schema: Any, feature_changes: dict[str, dict[str, Any]], loss_weights: dict[str, float]) -> Any:
+    unknown = sorted(set(feature_changes) - {f.name for f in schema.features})
+    unknown += sorted(set(loss_weights) - {t.name for t in schema.tasks})
+    if unknown:
+        raise ValueError(f"ceiling: no feature or task named {unknown} in the simulator's schema")
+    return schema.replace(
+        features=tuple(dataclasses.replace(f, **feature_changes.get(f.name, {})) for f in schema.features),
+        tasks=tuple(dataclasses.replace(t, loss_weight=loss_weights.get(t.name, t.loss_weight)) for t in schema.tasks),
+    )
+
+
 def _fit_changes(fit: common.FitOptions) -> dict[str, Any]:
     """Fit options that differ from ``DEFAULT_FIT``: part of a variant's key (not the monitor: all are tracked)."""
     keys = ("epochs", "batch_size", "patience", "learning_rate")
     return {k: getattr(fit, k) for k in keys if getattr(fit, k) != getattr(DEFAULT_FIT, k)}
 
 
-def _slug(overrides: dict) -> str:
-    return "_".join(f"{k}{'x'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in sorted(overrides.items()))
+def _slug(fields: dict) -> str:
+    """File-name part of a variant: ``expert_units64_tower_units32``, ``features_user_id_num_bins16384``."""
+
+    def parts(prefix: str, value: Any) -> list[str]:
+        if isinstance(value, dict):
+            return [p for key, v in sorted(value.items()) for p in parts(f"{prefix}_{key}" if prefix else key, v)]
+        return [f"{prefix}{'x'.join(map(str, value)) if isinstance(value, (tuple, list)) else value}"]
+
+    return "_".join(parts("", fields))
 
 
 def plot(rows: list[dict[str, Any]], architecture: str, path: Path) -> Path:
@@ -136,6 +166,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         metavar="FIELD=VALUE",
         help="any other ModelConfig field, value as JSON (e.g. --set expert_dropout=0.1); repeatable",
     )
+    parser.add_argument(
+        "--feature-set",
+        action="append",
+        default=[],
+        metavar="FEATURE.FIELD=VALUE",
+        help="change a FeatureSpec of the simulator's schema (e.g. user_id.num_bins=16384); repeatable",
+    )
+    parser.add_argument(
+        "--loss-weight", action="append", default=[], metavar="TASK=WEIGHT", help="a task's loss weight; repeatable"
+    )
     parser.add_argument("--results-dir", default=None, help="where the JSON goes (default docs/results)")
     args = parser.parse_args(argv)
     overrides = {
@@ -156,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         args.figures_dir,
         overrides,
         args.results_dir,
+        _parse_feature_settings(parser, args.feature_set),
+        {task: float(weight) for task, weight in _parse_settings(parser, args.loss_weight).items()},
     )
     common.print_rows(f"{NAME}: {args.architecture} test AUC vs oracle AUC (target gap <= {TARGET_GAP})", table)
     return table
@@ -174,3 +216,14 @@ def _parse_settings(parser: argparse.ArgumentParser, settings: Sequence[str]) ->
             value = raw
         parsed[field] = tuple(value) if isinstance(value, list) else value
     return parsed
+
+
+def _parse_feature_settings(parser: argparse.ArgumentParser, settings: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``FEATURE.FIELD=VALUE`` pairs as ``{feature: {field: value}}``."""
+    changes: dict[str, dict[str, Any]] = {}
+    for key, value in _parse_settings(parser, settings).items():
+        feature, dot, field = key.partition(".")
+        if not dot or not feature or not field:
+            parser.error(f"--feature-set expects FEATURE.FIELD=VALUE, got {key!r}")
+        changes.setdefault(feature, {})[field] = value
+    return changes
