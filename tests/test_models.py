@@ -8,7 +8,7 @@ import tensorflow as tf
 from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
 from mmoe_tf.gates import gate_model
 from mmoe_tf.losses import UncertaintyWeighting, current_loss_weights
-from mmoe_tf.models import build_model
+from mmoe_tf.models import MultiTaskModel, build_model
 from mmoe_tf.saving import config_of, load_model, save_model
 from mmoe_tf.targets import add_joint_targets
 
@@ -151,6 +151,40 @@ def test_save_load_round_trip_is_exact(trained, toy, tmp_path, arch):
     assert sorted(expected) == sorted(got)
     for name in expected:
         np.testing.assert_array_equal(got[name].numpy(), expected[name].numpy())
+
+
+def test_dependency_lookup_answers_as_keras_functional_lookup(trained, tmp_path):
+    model = trained["mmoe"][0]
+    functional = next(c for c in type(model).__mro__ if c.__name__ == "Functional")
+    names = ["layer-0", "layer-3", "layer_with_weights-0", "layer_with_weights-2", "optimizer", "train_function"]
+    names += ["_random_generator", "loss_tracker", "no_such_dependency"]
+    for name in names:
+        assert model._lookup_dependency(name) is functional._lookup_dependency(model, name), name
+    children = model._trackable_children()
+    for name in names:
+        assert model._lookup_dependency(name, children) is children.get(name), name
+    assert model._lookup_dependency("layer_with_weights-0") is not None
+    # a weights-only checkpoint (restored through these lookups) round-trips exactly
+    model.save_weights(str(tmp_path / "ckpt"))
+    clone = MultiTaskModel(config_of(model), model.feature_state)
+    clone.load_weights(str(tmp_path / "ckpt")).assert_existing_objects_matched()
+    for a, b in zip(model.weights, clone.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_metrics_list_is_keras_list(toy):
+    features, labels, weights = toy
+    model = build_model(make_config("mmoe"), adapt_data=features)
+
+    def keras_list():
+        own = [model.loss_tracker, *model.target_loss_trackers]
+        return own + [m for m in tf.keras.Model.metrics.fget(model) if all(m is not o for o in own)]
+
+    assert [id(m) for m in model.metrics] == [id(m) for m in keras_list()]
+    model.fit(tf.data.Dataset.from_tensor_slices((features, labels, weights)).batch(256), verbose=0)
+    names = [m.name for m in model.metrics]
+    assert [id(m) for m in model.metrics] == [id(m) for m in keras_list()]
+    assert names[:2] == ["loss", "click_loss"] and "click_auc" in names, names
 
 
 def test_esmm_joint_is_product_of_heads(trained, toy):
