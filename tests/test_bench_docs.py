@@ -81,3 +81,27 @@ def test_step_overheads_bench_runs_at_a_tiny_size(repo_root):
 def test_xla_dense_part_probe_runs_at_a_tiny_size(repo_root):
     result = _last_json(repo_root, "bench/xla_dense_part.py", "--rows", "2000", "--rounds", "1", "--batch-size", "256")
     assert set(result["examples_per_s"]) == {"keras", "xla_dense_part"} and result["xla_vs_keras"] > 0
+
+
+def test_keras_overheads_bench_runs_at_a_tiny_size(repo_root):
+    result = _last_json(
+        repo_root,
+        "bench/keras_overheads.py",
+        "--rows",
+        "2000",
+        "--predict-rows",
+        "1000",
+        "--batch-size",
+        "256",
+        "--rounds",
+        "1",
+    )
+    assert set(result["ms_per_call"]) == {"mmoe_tf", "keras lookup (before)"}
+    assert result["fit_cpu_ratio"] > 0 and result["predict_cpu_ratio"] > 0
+
+
+def test_signature_call_bench_runs_and_checks_the_outputs_agree(repo_root, export):
+    result = _last_json(
+        repo_root, "bench/signature_call.py", "--export", str(export.version_dir), "--rounds", "1", "--calls", "3"
+    )
+    assert result["batch1"]["session_over_signature"] > 0 and result["batch64"]["session_over_signature"] > 0

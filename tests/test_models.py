@@ -172,21 +172,6 @@ def test_dependency_lookup_answers_as_keras_functional_lookup(trained, tmp_path)
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_metrics_list_is_keras_list(toy):
-    features, labels, weights = toy
-    model = build_model(make_config("mmoe"), adapt_data=features)
-
-    def keras_list():
-        own = [model.loss_tracker, *model.target_loss_trackers]
-        return own + [m for m in tf.keras.Model.metrics.fget(model) if all(m is not o for o in own)]
-
-    assert [id(m) for m in model.metrics] == [id(m) for m in keras_list()]
-    model.fit(tf.data.Dataset.from_tensor_slices((features, labels, weights)).batch(256), verbose=0)
-    names = [m.name for m in model.metrics]
-    assert [id(m) for m in model.metrics] == [id(m) for m in keras_list()]
-    assert names[:2] == ["loss", "click_loss"] and "click_auc" in names, names
-
-
 def test_esmm_joint_is_product_of_heads(trained, toy):
     features, _, _ = toy
     out = run(trained["mmoe"][0], features)
