@@ -41,7 +41,12 @@ def peer_tables(peer: dict[str, Any]) -> list[str]:
         rows = result["contenders"]
         lines += [
             f"**Batch {int(batch):,}** (medians of {peer['settings']['rounds']} alternated rounds × "
-            f"{peer['settings']['epochs_per_round']} epochs, {peer['settings']['train_rows']:,} training rows):",
+            f"{peer['settings']['epochs_per_round']} epochs, {peer['settings']['train_rows']:,} training rows"
+            + (
+                f"; test AUC after {result['auc_epochs']} epochs, the same for every model):"
+                if "auc_epochs" in result
+                else "):"
+            ),
             "",
             "| model | train examples/s | predict examples/s | click AUC | satisfaction AUC | parameters "
             "| ops / train step |",
