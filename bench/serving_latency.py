@@ -175,6 +175,13 @@ def rest_latency(port: int, n: int) -> dict[str, dict[str, float]]:
             json.loads(data)
 
         out[f"batch{batch}"] = _timed(one, n if batch == 1 else max(n // 2, 10))
+
+    def status() -> None:  # the HTTP round trip alone: no JSON body, no TensorFlow, no thread hand-off
+        conn.request("GET", f"/v1/models/{MODEL_NAME}")
+        resp = conn.getresponse()
+        resp.read()
+
+    out["status_get"] = _timed(status, n)
     conn.close()
     return out
 

@@ -6,7 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.experiments import ceiling, census, common, gates_vs_relatedness, relatedness, scarcity
+from training.experiments import (
+    ceiling,
+    ceiling_reference,
+    census,
+    common,
+    gates_vs_relatedness,
+    relatedness,
+    scarcity,
+)
 from training.experiments.__main__ import main as dispatch
 
 TINY = common.FitOptions(epochs=1, batch_size=128, patience=1)
@@ -141,7 +149,36 @@ def test_ceiling_tiny(tmp_path):
         assert cell["gap"]["mean"] == pytest.approx(cell["oracle_auc"]["mean"] - cell["auc"]["mean"], abs=1e-5)
         assert cell["gap"]["within_target"] == (cell["gap"]["mean"] <= ceiling.TARGET_GAP)
     assert {r["monitor"] for r in rows} == {"val_mean_task_auc", "val_loss", "val_satisfaction_auc"}
-    assert (tmp_path / "ceiling.png").stat().st_size > 0
+    assert (tmp_path / "ceiling_batch_size128_epochs1_patience1.png").stat().st_size > 0  # non-default fit: a variant
+
+
+def test_ceiling_variants_keep_their_own_records_and_files(tmp_path):
+    argv = ["--rows", "3000", "--seeds", "1", "--epochs", "1", "--batch-size", "256", "--patience", "1"]
+    argv += ["--results-dir", str(tmp_path), "--figures-dir", str(tmp_path)]
+    changes = ["--set", "expert_dropout=0.1", "--feature-set", "user_id.embedding_dim=2"]
+    changes += ["--loss-weight", "satisfaction=2"]
+    ceiling.main(argv)
+    ceiling.main([*argv, *changes])
+    slug = "batch_size256_epochs1_expert_dropout0.1_features_user_id_embedding_dim2"
+    slug += "_loss_weights_satisfaction2.0_patience1"
+    assert (tmp_path / f"ceiling_{slug}.json").exists() and (tmp_path / f"ceiling_{slug}.png").exists()
+    variants = {r["variant"] for r in ceiling.RawStore("ceiling", tmp_path).records()}
+    assert len(variants) == 2
+    table = ceiling.summarize_variants(rows=3000, results_dir=tmp_path)
+    assert {r["slug"] for r in table} == {"batch_size256_epochs1_patience1", slug}
+    assert {r["seeds_used"] for r in table} == {"0-2"} and {r["metric"] for r in table} == {"gap"}
+    with pytest.raises(ValueError, match="no feature or task named"):
+        ceiling.main([*argv, "--feature-set", "nope.embedding_dim=2"])
+    with pytest.raises(SystemExit):
+        ceiling.main([*argv, "--feature-set", "user_id=2"])
+
+
+def test_ceiling_reference_is_close_to_the_oracle_on_enough_rows(tmp_path):
+    rows = ceiling_reference.run(rows=20_000, seeds=1, results_dir=tmp_path)
+    gaps = {r["task"]: r["mean"] for r in rows if r["metric"] == "gap"}
+    assert set(gaps) == {"click", "satisfaction"}
+    assert 0 <= gaps["click"] < 0.02 and -0.01 < gaps["satisfaction"] < 0.05, gaps
+    assert (tmp_path / "ceiling_reference.json").exists()
 
 
 def test_aggregate_and_markdown():
