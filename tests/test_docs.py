@@ -104,6 +104,7 @@ SHRINK: dict[tuple[str, ...], list[str]] = {
         "mmoe",
     ],
     ("training.experiments", "ceiling"): [*EXPERIMENT_SIZES, "--rows", "1500"],
+    ("training.experiments", "ceiling_reference"): ["--rows", "3000", "--seeds", "1"],
     ("training.experiments", "gates_vs_relatedness"): [*EXPERIMENT_SIZES, "--rows", "600", "--correlations", "0.5"],
     ("training.experiments",): [*EXPERIMENT_SIZES, "--rows", "600"],
 }
