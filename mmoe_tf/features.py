@@ -179,6 +179,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
         state: Adapted preprocessing state from :func:`adapt_state` (or :meth:`adapt`); ``None``
             when nothing needs adapting or when :meth:`adapt` is called before first use.
         seed: Base seed of the embedding initialisers.
+        embedding_l2: L2 penalty ``λ · Σ w²`` on each embedding table (a layer loss; ``0``: none).
 
     Example:
         >>> enc = FeatureEncoder([FeatureSpec("city", "hashed", num_bins=8, embedding_dim=3)])
@@ -191,13 +192,17 @@ class FeatureEncoder(tf.keras.layers.Layer):
         features: Sequence[FeatureSpec | Mapping[str, Any]],
         state: Mapping[str, Mapping[str, Any]] | None = None,
         seed: int = 0,
+        embedding_l2: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.specs = _as_specs(features)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"FeatureEncoder: field 'seed' must be an integer >= 0, got {seed!r}")
+        if isinstance(embedding_l2, bool) or not isinstance(embedding_l2, (int, float)) or not embedding_l2 >= 0:
+            raise ValueError(f"FeatureEncoder: field 'embedding_l2' must be a number >= 0, got {embedding_l2!r}")
         self.seed = seed
+        self.embedding_l2 = float(embedding_l2)
         self.state: dict[str, dict[str, Any]] | None = None
         self._preprocessors: list[tf.keras.layers.Layer | None] = []
         self._embeddings: list[tf.keras.layers.Layer | None] = []
@@ -247,6 +252,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
             size,
             spec.embedding_dim,
             embeddings_initializer=tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=self.seed * 7919 + index),
+            embeddings_regularizer=tf.keras.regularizers.L2(self.embedding_l2) if self.embedding_l2 > 0 else None,
             name=f"embed_{spec.name}",
         )
         return pre, emb
@@ -291,7 +297,12 @@ class FeatureEncoder(tf.keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(features=[s.to_dict() for s in self.specs], state=plain_copy(self.state), seed=self.seed)
+        config.update(
+            features=[s.to_dict() for s in self.specs],
+            state=plain_copy(self.state),
+            seed=self.seed,
+            embedding_l2=self.embedding_l2,
+        )
         return config
 
 

@@ -86,11 +86,17 @@ def _representations(config: ModelConfig, state: Mapping[str, Any], inputs: dict
         reps = {}
         for i, task in enumerate(config.tasks):
             encoder = FeatureEncoder(
-                config.features, state, seed=derive_seed(config.seed, 1, i), name=f"features_{task.name}"
+                config.features,
+                state,
+                seed=derive_seed(config.seed, 1, i),
+                embedding_l2=config.embedding_l2,
+                name=f"features_{task.name}",
             )
             reps[task.name] = _bottom(config, derive_seed(config.seed, 2, i), f"bottom_{task.name}")(encoder(inputs))
         return reps
-    x = FeatureEncoder(config.features, state, seed=derive_seed(config.seed, 1), name="features")(inputs)
+    x = FeatureEncoder(
+        config.features, state, seed=derive_seed(config.seed, 1), embedding_l2=config.embedding_l2, name="features"
+    )(inputs)
     if arch == "shared_bottom":
         h = _bottom(config, derive_seed(config.seed, 2), "bottom")(x)
         return {t.name: h for t in config.tasks}

@@ -172,6 +172,22 @@ def test_dependency_lookup_answers_as_keras_functional_lookup(trained, tmp_path)
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+@pytest.mark.parametrize("arch", ["mmoe", "single_task"])
+def test_embedding_l2_adds_exactly_its_penalty_to_the_loss(toy, tmp_path, arch):
+    features, labels, weights = toy
+    plain = build_model(make_config(arch), adapt_data=features)
+    penalised = build_model(make_config(arch, embedding_l2=1e-3), adapt_data=features)
+    assert not plain.losses and len(penalised.losses) > 0
+    tables = [w for w in penalised.trainable_weights if "embed_" in w.name]
+    assert tables and len(penalised.losses) == len(tables)
+    penalty = 1e-3 * sum(float(tf.reduce_sum(tf.square(t))) for t in tables)
+    assert float(tf.add_n(penalised.losses)) == pytest.approx(penalty, rel=1e-5)
+    difference = loss_of(penalised, features, labels, weights) - loss_of(plain, features, labels, weights)
+    assert difference == pytest.approx(penalty, abs=2e-7)  # same seed and data: only the penalty differs (float32)
+    loaded = load_model(save_model(penalised, tmp_path / "l2.keras"))
+    assert config_of(loaded).embedding_l2 == 1e-3 and len(loaded.losses) == len(tables)
+
+
 def test_esmm_joint_is_product_of_heads(trained, toy):
     features, _, _ = toy
     out = run(trained["mmoe"][0], features)
@@ -350,6 +366,8 @@ def test_oov_and_missing_inputs_give_finite_outputs(trained):
         (lambda: ModelConfig(features=(FeatureSpec("x", "bucketized"),)), "kind"),
         (lambda: make_config(architecture="transformer"), "architecture"),
         (lambda: make_config(num_levels=0), "num_levels"),
+        (lambda: make_config(embedding_l2=-1e-5), "embedding_l2"),
+        (lambda: make_config(embedding_l2="small"), "embedding_l2"),
         (lambda: build_model(make_config(), adapt_data=None), "x1"),
         (lambda: build_model(make_config(), adapt_data={"x1": np.zeros(3)}), "x2"),
         (
