@@ -168,10 +168,13 @@ def overhead_tables(overheads: dict[str, Any]) -> list[str]:
         cells = " | ".join(f"{overheads['shuffle'][b]['cpu_us_per_row'][name]:.2f}" for b in batches)
         lines.append(f"| {name} | {cells} |")
     for batch in batches:
-        lines.append(
-            f"\nBatch {int(batch):,}: the pipeline now costs **{overheads['shuffle'][batch]['now_vs_before']:.2f}×** "
-            "the CPU per row it did before."
-        )
+        result = overheads["shuffle"][batch]
+        line = f"\nBatch {int(batch):,}: the pipeline now costs **{result['now_vs_before']:.2f}×** the CPU per row"
+        line += " it did before"
+        if "table_order_now_vs_before" in result:
+            ratio = result["table_order_now_vs_before"]
+            line += f" (shuffled), **{ratio:.2f}×** in table order (evaluation, prediction)"
+        lines.append(line + ".")
     machine = overheads["machine"]
     lines += ["", f"Load average at the end: {machine['load_average_end']} on {machine['cpus']} cores."]
     return lines

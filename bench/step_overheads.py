@@ -10,7 +10,8 @@ medians reported:
 2. One pass over ``make_dataset``'s batches (no model): the whole-table shuffle buffer the pipeline
    used before (``Dataset.range(n).shuffle(n)`` then ``batch``, one gather per column), the per-epoch
    permutation (``data.pipeline.permuted_batches``) with one gather per column and with one gather
-   per dtype (``data.pipeline.row_gatherer``, what ``make_dataset`` does now), and no shuffle; CPU µs
+   per dtype (``data.pipeline.row_gatherer``, what ``make_dataset`` does now), and no shuffle (table
+   order: batched indices with one gather per column before, contiguous slices per dtype now); CPU µs
    per row. ``--skip-steps`` runs only this part (keeping the first part of an existing ``--out``).
 
 Usage: ``.venv/bin/python bench/step_overheads.py [--rows 100000] [--rounds 5] [--out docs/bench/step_overheads.json]``.
@@ -39,7 +40,7 @@ import mmoe_tf  # noqa: E402
 from data import feature_arrays, make_dataset  # noqa: E402
 from data.arrays import typed_feature_arrays, typed_labels_and_weights  # noqa: E402
 from data.generators import simulate_ctr_table  # noqa: E402
-from data.pipeline import permuted_batches, row_gatherer  # noqa: E402
+from data.pipeline import permuted_batches, row_gatherer, row_slicer  # noqa: E402
 
 
 def measured(fn: Any, examples: int) -> tuple[float, float]:
@@ -121,6 +122,9 @@ def shuffle_cost(df: Any, schema: Any, batch: int, rounds: int) -> dict[str, Any
         .map(row_gatherer(elements), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE),
         "no shuffle, gather per column": gathered(tf.data.Dataset.range(n).batch(batch)),
+        "no shuffle, slice per dtype (now)": tf.data.Dataset.range(-(-n // batch))
+        .map(row_slicer(elements, batch), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE),
     }
     cpu: dict[str, list[float]] = {k: [] for k in contenders}
     for _ in range(rounds):
@@ -131,6 +135,9 @@ def shuffle_cost(df: Any, schema: Any, batch: int, rounds: int) -> dict[str, Any
     return {
         "cpu_us_per_row": table,
         "now_vs_before": round(table["permuted_batches, gather per dtype (now)"] / before, 3),
+        "table_order_now_vs_before": round(
+            table["no shuffle, slice per dtype (now)"] / table["no shuffle, gather per column"], 3
+        ),
     }
 
 

@@ -32,6 +32,28 @@ def finish(ds: tf.data.Dataset, with_labels: bool, targets_fn: TargetsFn | None)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _grouped_columns(elements: Any) -> tuple[list[Any], dict[str, list[int]], dict[str, tf.Tensor]]:
+    """The numpy leaves of ``elements``, their positions grouped by dtype, and one ``[N, k]`` tensor per dtype."""
+    flat = tf.nest.flatten(elements)
+    groups: dict[str, list[int]] = {}
+    for i, column in enumerate(flat):
+        groups.setdefault(column.dtype.str, []).append(i)
+    matrices = {
+        key: tf.convert_to_tensor(flat[idx[0]] if len(idx) == 1 else np.stack([flat[i] for i in idx], axis=1))
+        for key, idx in groups.items()
+    }
+    return flat, groups, matrices
+
+
+def _unpack(elements: Any, flat: list[Any], groups: dict[str, list[int]], blocks: dict[str, tf.Tensor]) -> Any:
+    out: list[Any] = [None] * len(flat)
+    for key, idx in groups.items():
+        parts = [blocks[key]] if len(idx) == 1 else tf.unstack(blocks[key], num=len(idx), axis=1)
+        for i, part in zip(idx, parts, strict=True):
+            out[i] = part
+    return tf.nest.pack_sequence_as(elements, out)
+
+
 def row_gatherer(elements: Any) -> Callable[[tf.Tensor], Any]:
     """A function ``indices [B] -> elements' rows`` that gathers all columns of one dtype at once.
 
@@ -46,25 +68,42 @@ def row_gatherer(elements: Any) -> Callable[[tf.Tensor], Any]:
     Returns:
         The gather function, for ``Dataset.map`` over batches of row indices.
     """
-    flat = tf.nest.flatten(elements)
-    groups: dict[str, list[int]] = {}
-    for i, column in enumerate(flat):
-        groups.setdefault(column.dtype.str, []).append(i)
-    matrices = {
-        key: tf.convert_to_tensor(flat[idx[0]] if len(idx) == 1 else np.stack([flat[i] for i in idx], axis=1))
-        for key, idx in groups.items()
-    }
+    flat, groups, matrices = _grouped_columns(elements)
 
     def gather(rows: tf.Tensor) -> Any:
-        out: list[Any] = [None] * len(flat)
-        for key, idx in groups.items():
-            block = tf.gather(matrices[key], rows)
-            parts = [block] if len(idx) == 1 else tf.unstack(block, num=len(idx), axis=1)
-            for i, part in zip(idx, parts, strict=True):
-                out[i] = part
-        return tf.nest.pack_sequence_as(elements, out)
+        return _unpack(elements, flat, groups, {key: tf.gather(m, rows) for key, m in matrices.items()})
 
     return gather
+
+
+def row_slicer(elements: Any, batch_size: int, full_batches_only: bool = False) -> Callable[[tf.Tensor], Any]:
+    """A function ``batch number i -> rows [i·B, (i+1)·B)`` of ``elements`` (the last batch may be shorter).
+
+    For batches in table order (no shuffling: evaluation, prediction, validation): a contiguous slice
+    per dtype instead of a gather, fed by ``Dataset.range(number of batches)`` instead of batching N
+    scalar row indices. 0.67 → 0.38 µs of CPU per row at batch 2,048 for 20 float and 4 int columns
+    (one pass, 160,000 rows).
+
+    Args:
+        elements: Nested structure (dicts/tuples) of equal-length 1-D numpy arrays.
+        batch_size: Rows per batch B.
+        full_batches_only: Every batch is a whole one (``drop_remainder``): its size B is static.
+
+    Returns:
+        The slice function, for ``Dataset.map`` over ``Dataset.range(number of batches)``.
+    """
+    flat, groups, matrices = _grouped_columns(elements)
+    num_rows = len(flat[0]) if flat else 0
+
+    def rows(batch: tf.Tensor) -> Any:
+        start = batch * batch_size
+        stop = start + batch_size if full_batches_only else tf.minimum(start + batch_size, num_rows)
+        blocks = {key: m[start:stop] for key, m in matrices.items()}
+        if full_batches_only:
+            blocks = {key: tf.ensure_shape(b, [batch_size, *matrices[key].shape[1:]]) for key, b in blocks.items()}
+        return _unpack(elements, flat, groups, blocks)
+
+    return rows
 
 
 def permuted_batches(
@@ -147,21 +186,22 @@ def make_dataset(
     df = ensure_validated(df, schema, with_labels=with_labels)
     features = typed_feature_arrays(df, schema)
     elements = (features, *typed_labels_and_weights(df, schema)) if with_labels else features
-    gather_rows = row_gatherer(elements)
-    # Shuffle and batch row indices (cheap scalars), then gather whole batches: same row order as
-    # shuffling/batching the rows themselves, without per-row tensor overhead.
-    if shuffle and (shuffle_buffer is None or shuffle_buffer >= len(df)):
-        ds = permuted_batches(len(df), batch_size, seed, repeat=repeat, drop_remainder=drop_remainder)
-    else:
-        ds = tf.data.Dataset.range(len(df))
-        if shuffle:
-            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if not shuffle:  # table order: contiguous slices of batch numbers
+        count = len(df) // batch_size if drop_remainder else -(-len(df) // batch_size)
+        ds = tf.data.Dataset.range(count)
         if repeat:
             ds = ds.repeat()
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(
-        gather_rows,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
+        read_rows = row_slicer(elements, batch_size, full_batches_only=drop_remainder)
+    else:
+        # Shuffle and batch row indices (cheap scalars), then gather whole batches: same row order as
+        # shuffling/batching the rows themselves, without per-row tensor overhead.
+        if shuffle_buffer is None or shuffle_buffer >= len(df):
+            ds = permuted_batches(len(df), batch_size, seed, repeat=repeat, drop_remainder=drop_remainder)
+        else:
+            ds = tf.data.Dataset.range(len(df)).shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+            if repeat:
+                ds = ds.repeat()
+            ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        read_rows = row_gatherer(elements)
+    ds = ds.map(read_rows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return finish(ds, with_labels, targets_fn)

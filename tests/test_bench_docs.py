@@ -75,7 +75,7 @@ def test_step_overheads_bench_runs_at_a_tiny_size(repo_root):
     table = result["steps_per_execution"]["256"]["by_steps_per_execution"]
     assert set(table) == {"1", "16"} and all(r["train_examples_per_s"] > 0 for r in table.values())
     rows = result["shuffle"]["256"]["cpu_us_per_row"]
-    assert len(rows) == 4 and result["shuffle"]["256"]["now_vs_before"] > 0
+    assert len(rows) == 5 and result["shuffle"]["256"]["now_vs_before"] > 0
 
 
 def test_xla_dense_part_probe_runs_at_a_tiny_size(repo_root):

@@ -243,3 +243,26 @@ def test_permuted_batches_cover_every_row_once_per_pass_and_reshuffle():
     repeated = permuted_batches(10, 4, seed=3, repeat=True, drop_remainder=True)
     assert int(repeated.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
     assert [b.shape[0] for b in repeated.take(6)] == [4] * 6
+
+
+@pytest.mark.parametrize("drop_remainder", [False, True])
+def test_table_order_batches_are_slices_of_the_gathered_rows(sample, drop_remainder):
+    from data.arrays import typed_feature_arrays, typed_labels_and_weights
+    from data.pipeline import row_gatherer
+
+    df, schema = sample
+    sliced = _rows(make_dataset(df, schema, batch_size=128, drop_remainder=drop_remainder))
+    elements = (typed_feature_arrays(df, schema), *typed_labels_and_weights(df, schema))
+    gather = row_gatherer(elements)
+    count = len(df) // 128 if drop_remainder else -(-len(df) // 128)
+    gathered = [
+        tf.nest.map_structure(
+            lambda t: t.numpy(), gather(tf.range(i * 128, min((i + 1) * 128, len(df)), dtype=tf.int64))
+        )
+        for i in range(count)
+    ]
+    _assert_same_batches(sliced, gathered)
+    spec = make_dataset(df, schema, batch_size=128, drop_remainder=drop_remainder).element_spec[0]["item_price"]
+    assert spec.shape.as_list() == ([128] if drop_remainder else [None])
+    repeated = make_dataset(df, schema, batch_size=128, repeat=True, drop_remainder=drop_remainder)
+    _assert_same_batches(_rows(repeated.take(count + 1))[count:], sliced[:1])  # the second pass starts over
