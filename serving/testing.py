@@ -77,7 +77,13 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, wait: bool = True) -> ServerProcess:
-        """Launch the server; with ``wait`` block until it serves a model version."""
+        """Launch the server; with ``wait`` block until it serves a model version.
+
+        Starting a server that already runs does nothing (``with server.start():`` used to launch a second
+        process and leave the first one running after the block).
+        """
+        if self.alive():
+            return self
         cmd = [sys.executable, "-m", "serving", "serve", *self.args]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, cwd=self.cwd

@@ -221,7 +221,7 @@ def test_export_gates_signature_and_local_server(tmp_path):
     expected = gate_model(model)({k: v[:4] for k, v in features.items()})
     predictions = model({k: v[:4] for k, v in features.items()})
     rows = [{"x1": float(features["x1"][i]), "device": str(features["device"][i])} for i in range(4)]
-    with ServerProcess(["--base-path", str(tmp_path / "base"), "--model-name", "ple"]).start() as server:
+    with ServerProcess(["--base-path", str(tmp_path / "base"), "--model-name", "ple"]) as server:
         url = f"{server.url}/v1/models/ple:predict"
         gates = requests.post(url, json={"signature_name": "gates", "instances": rows}, timeout=60).json()
         scores = requests.post(url, json={"instances": rows}, timeout=60).json()

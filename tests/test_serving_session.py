@@ -70,3 +70,13 @@ def test_servable_signatures_specs_and_op_errors(export):
         servable.run("serving_default", bad, validate=False)
     assert caught.value.code == "INVALID_ARGUMENT"
     assert str(caught.value).startswith("ConcatOp : Dimension 0 in both shapes must be equal"), str(caught.value)
+
+
+def test_server_process_starts_once_and_stops_at_the_end_of_its_block(export):
+    from serving.testing import MODEL_NAME, ServerProcess
+
+    server = ServerProcess(["--base-path", str(export.base_path), "--model-name", MODEL_NAME, "--no-grpc"])
+    with server.start() as same:  # start() then __enter__: still one process
+        first = server.proc.pid
+        assert same is server and server.start().proc.pid == first
+    assert not server.alive()
