@@ -53,13 +53,23 @@ def _body(batch: int) -> bytes:
     return json.dumps({"instances": _rows(batch)}).encode()
 
 
-def _grpc_request(batch: int) -> predict_pb2.PredictRequest:
+def _columns(batch: int) -> dict[str, np.ndarray]:
+    """The request rows of ``batch`` as one numpy array per input (strings as bytes)."""
     rows = _rows(batch)
+    return {
+        "price": np.array([r["price"] for r in rows], np.float32),
+        "device": np.array([r["device"].encode() for r in rows], dtype=object),
+        "category": np.array([r["category"] for r in rows], np.int64),
+    }
+
+
+def _grpc_request(batch: int) -> predict_pb2.PredictRequest:
+    columns = _columns(batch)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL_NAME
-    request.inputs["price"].CopyFrom(from_ndarray(np.array([r["price"] for r in rows], np.float32), content=True))
-    request.inputs["device"].CopyFrom(from_ndarray(np.array([r["device"] for r in rows], object)))
-    request.inputs["category"].CopyFrom(from_ndarray(np.array([r["category"] for r in rows], np.int64), content=True))
+    request.inputs["price"].CopyFrom(from_ndarray(columns["price"], content=True))
+    request.inputs["device"].CopyFrom(from_ndarray(columns["device"]))
+    request.inputs["category"].CopyFrom(from_ndarray(columns["category"], content=True))
     return request
 
 
@@ -92,12 +102,7 @@ def in_process(version_dir: Path, n: int) -> dict[str, dict[str, float]]:
     fn = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     out = {}
     for batch in BATCHES:
-        rows = _rows(batch)
-        feats = {
-            "price": tf.constant([r["price"] for r in rows], tf.float32),
-            "device": tf.constant([r["device"] for r in rows]),
-            "category": tf.constant([r["category"] for r in rows], tf.int64),
-        }
+        feats = {k: tf.constant(v) for k, v in _columns(batch).items()}
         out[f"batch{batch}"] = _timed(lambda f=feats: {k: v.numpy() for k, v in fn(**f).items()}, n)
     return out
 
@@ -109,13 +114,8 @@ def in_process_session(version_dir: Path, n: int) -> dict[str, dict[str, float]]
     runner = SessionRunner(version_dir)
     out = {}
     for batch in BATCHES:
-        rows = _rows(batch)
-        feats = {
-            "price": np.array([r["price"] for r in rows], np.float32),
-            "device": np.array([r["device"].encode() for r in rows], dtype=object),
-            "category": np.array([r["category"] for r in rows], np.int64),
-        }
-        out[f"batch{batch}"] = _timed(lambda f=feats: runner.run("serving_default", f), n)
+        columns = _columns(batch)
+        out[f"batch{batch}"] = _timed(lambda f=columns: runner.run("serving_default", f), n)
     runner.close()
     return out
 

@@ -332,10 +332,9 @@ class ModelConfig:
             value = getattr(self, field)
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 _fail(owner, field, f"must be a rate in [0, 1), got {value!r}")
-        if isinstance(self.embedding_l2, bool) or not isinstance(self.embedding_l2, (int, float)):
-            _fail(owner, "embedding_l2", f"must be a number >= 0, got {self.embedding_l2!r}")
-        if not math.isfinite(self.embedding_l2) or self.embedding_l2 < 0:
-            _fail(owner, "embedding_l2", f"must be a number >= 0, got {self.embedding_l2!r}")
+        l2 = self.embedding_l2
+        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not (math.isfinite(l2) and l2 >= 0):
+            _fail(owner, "embedding_l2", f"must be a finite number >= 0, got {l2!r}")
         object.__setattr__(self, "embedding_l2", float(self.embedding_l2))
         if not isinstance(self.gate_temperature, (int, float)) or self.gate_temperature <= 0:
             _fail(owner, "gate_temperature", f"must be > 0, got {self.gate_temperature!r}")

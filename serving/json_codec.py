@@ -300,10 +300,8 @@ def _uniform_column(values: list[Any], kinds: set[type], dtype: str) -> np.ndarr
     converted by numpy round exactly as ``float(v)`` stored into the array does.)
     """
     try:
-        if dtype in FLOAT_DTYPES and kinds <= {float, int}:
-            return np.array(values, dtype=numpy_dtype(dtype))
-        if dtype in INT_DTYPES and kinds == {int}:
-            return np.array(values, dtype=numpy_dtype(dtype))  # out of range: OverflowError
+        if (dtype in FLOAT_DTYPES and kinds <= {float, int}) or (dtype in INT_DTYPES and kinds == {int}):
+            return np.array(values, dtype=numpy_dtype(dtype))  # an integer out of range: OverflowError
         if dtype == "string" and kinds == {str}:
             array = np.empty(len(values), dtype=object)
             array[:] = [v.encode("utf-8") for v in values]

@@ -5,9 +5,8 @@ TF Serving loads a version as a ``SavedModelBundle`` (the MetaGraph tagged ``ser
 :class:`SessionRunner` does the same from Python: a callable per signature (``Session.make_callable``,
 feeds and fetches fixed once), called with numpy arrays: no eager tensors, no structured-argument
 handling, the same numbers. Side by side with ``tf.saved_model.load(...).signatures[name](**tensors)``
-(one op thread, alternated, 300 calls × 7 rounds, load 3–4), a call took 0.78–0.83× the time at batch
-1 and 0.71–0.94× at batch 64 on the quick start's export; ``bench/serving_latency.py`` reports both
-floors.
+(``bench/signature_call.py`` on the quick start's export, one op thread, 7 alternated rounds of 300
+calls), a call took 0.77× the time at batch 1 and 0.76× at batch 64 (``docs/bench/signature_call.json``).
 
 Imports only TensorFlow, numpy and the standard library (never ``mmoe_tf``).
 

@@ -24,6 +24,18 @@ def test_default_yaml_and_overrides(repo_root):
     assert RunConfig.from_dict(cfg.to_dict()) == cfg  # round-trips through run_config.yaml
 
 
+def test_exponent_floats_are_numbers_in_overrides_and_yaml_files(repo_root, tmp_path):
+    import yaml
+
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  learning_rate: 5e-4\n  embedding_l2: 1E-5\n")
+    cfg = load_run_config(path, ["model.gate_dropout=1e-1"])
+    assert cfg.model["learning_rate"] == 5e-4 and cfg.model["embedding_l2"] == 1e-5 and cfg.model["gate_dropout"] == 0.1
+    cfg = load_run_config(repo_root / "training/configs/default.yaml", ["model.learning_rate=1e-3"])
+    assert cfg.model["learning_rate"] == 1e-3
+    assert yaml.safe_load("1e-3") == "1e-3"  # PyYAML's own loader is left as it is
+
+
 def test_toml_config(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text('[model]\narchitecture = "omoe"\n[train]\nepochs = 2\n[train.early_stopping]\npatience = 0\n')

@@ -29,6 +29,7 @@ import dataclasses
 import difflib
 import json
 import pathlib
+import re
 import tomllib
 import types
 import typing
@@ -492,6 +493,22 @@ def resolved_for(run_config: RunConfig, config: ModelConfig) -> RunConfig:
     return dataclasses.replace(run_config, data=data, model={**run_config.model, "tasks": tasks}, output_dir=output_dir)
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, also reading ``1e-3`` as a float (YAML 1.2; PyYAML's 1.1 rules need a dot: ``1.0e-3``)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text as Python values (safe loader; ``1e-3`` is the float 0.001, not the string ``"1e-3"``)."""
+    return yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Parse ``a.b.c=value`` (value read as YAML: ``8``, ``[64, 32]``, ``null``, ``click``).
 
@@ -505,7 +522,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(parts):
         raise RunConfigError(f"--set {text!r}: bad key {key!r}; expected dotted names like train.epochs")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise RunConfigError(f"{key}: cannot parse value {raw!r}: {err}") from None
     return parts, value
@@ -536,7 +553,7 @@ def read_config_file(path: str | pathlib.Path) -> dict[str, Any]:
         raise RunConfigError(f"--config: file not found: {path}")
     text = path.read_text()
     try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        data = tomllib.loads(text) if path.suffix == ".toml" else load_yaml(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as err:
         raise RunConfigError(f"--config {path}: cannot parse: {err}") from None
     if data is None:

@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="any other ModelConfig field, value as JSON (e.g. --set expert_dropout=0.1); repeatable",
+        help="any other ModelConfig field, value as YAML (e.g. --set expert_dropout=0.1); repeatable",
     )
     parser.add_argument(
         "--feature-set",
@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         )
         if value is not None
     }
-    overrides.update(_parse_settings(parser, args.settings))
+    overrides.update({field: value for (field,), value in _parse_settings(parser, "--set", args.settings).items()})
     table = run(
         args.rows,
         args.seeds,
@@ -223,34 +223,35 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         args.figures_dir,
         overrides,
         args.results_dir,
-        _parse_feature_settings(parser, args.feature_set),
-        {task: float(weight) for task, weight in _parse_settings(parser, args.loss_weight).items()},
+        _feature_changes(_parse_settings(parser, "--feature-set", args.feature_set, depth=2)),
+        {task: float(weight) for (task,), weight in _parse_settings(parser, "--loss-weight", args.loss_weight).items()},
     )
     common.print_rows(f"{NAME}: {args.architecture} test AUC vs oracle AUC (target gap <= {TARGET_GAP})", table)
     return table
 
 
-def _parse_settings(parser: argparse.ArgumentParser, settings: Sequence[str]) -> dict[str, Any]:
-    """``FIELD=VALUE`` pairs (JSON values; lists become tuples) as ``ModelConfig`` overrides."""
+def _parse_settings(
+    parser: argparse.ArgumentParser, option: str, settings: Sequence[str], depth: int = 1
+) -> dict[tuple[str, ...], Any]:
+    """``KEY=VALUE`` pairs read as the training CLI reads ``--set`` (:func:`training.config.parse_override`:
+    values as YAML, lists become tuples), keyed by the ``depth`` dotted names of the key."""
+    from training.config import RunConfigError, parse_override
+
     parsed = {}
     for item in settings:
-        field, sep, raw = item.partition("=")
-        if not sep or not field:
-            parser.error(f"--set expects FIELD=VALUE, got {item!r}")
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        parsed[field] = tuple(value) if isinstance(value, list) else value
+            parts, value = parse_override(item)
+        except RunConfigError as err:
+            parser.error(f"{option}: {err}")
+        if len(parts) != depth:
+            parser.error(f"{option} expects {'.'.join(['NAME'] * depth)}=VALUE, got {item!r}")
+        parsed[tuple(parts)] = tuple(value) if isinstance(value, list) else value
     return parsed
 
 
-def _parse_feature_settings(parser: argparse.ArgumentParser, settings: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``FEATURE.FIELD=VALUE`` pairs as ``{feature: {field: value}}``."""
+def _feature_changes(settings: dict[tuple[str, ...], Any]) -> dict[str, dict[str, Any]]:
+    """``{(feature, field): value}`` as ``{feature: {field: value}}``."""
     changes: dict[str, dict[str, Any]] = {}
-    for key, value in _parse_settings(parser, settings).items():
-        feature, dot, field = key.partition(".")
-        if not dot or not feature or not field:
-            parser.error(f"--feature-set expects FEATURE.FIELD=VALUE, got {key!r}")
+    for (feature, field), value in settings.items():
         changes.setdefault(feature, {})[field] = value
     return changes
