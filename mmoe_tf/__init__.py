@@ -11,6 +11,7 @@ ensure_legacy_keras()
 
 from mmoe_tf.config import (  # noqa: E402
     ARCHITECTURES,
+    FeatureCross,
     FeatureSpec,
     ModelConfig,
     TaskSpec,
@@ -34,6 +35,7 @@ __all__ = [
     "MLP",
     "CrossExpertBank",
     "ExpertBank",
+    "FeatureCross",
     "FeatureEncoder",
     "FeatureSpec",
     "KerasVersionError",

@@ -140,6 +140,82 @@ class FeatureSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class FeatureCross:
+    """A crossed feature: each row's combination of two or more categorical/hashed features' values.
+
+    The combination is hashed into ``num_bins`` buckets (``tf.keras.layers.HashedCrossing``) and
+    embedded, inside the model: the crossed columns of Wide & Deep (Cheng et al., 2016). It lets
+    the network look up an interaction (e.g. user segment × item category) instead of having to
+    learn it from the two separate embeddings. The model's inputs do not change.
+
+    Args:
+        features: Names of the crossed features (categorical or hashed, at least two, distinct).
+        num_bins: Hash buckets of the combination.
+        embedding_dim: Embedding width of the cross.
+
+    Example:
+        >>> FeatureCross.from_dict(["user_segment", "item_category"]).name
+        'user_segment_x_item_category'
+    """
+
+    features: tuple[str, ...]
+    num_bins: int = 1024
+    embedding_dim: int = 8
+
+    def __post_init__(self) -> None:
+        features = (self.features,) if isinstance(self.features, str) else tuple(self.features)
+        object.__setattr__(self, "features", features)
+        owner = f"FeatureCross {list(features)!r}"
+        if len(features) < 2 or len(set(features)) != len(features):
+            _fail(owner, "features", "must name at least two distinct features")
+        if not all(isinstance(f, str) and f for f in features):
+            _fail(owner, "features", "must hold feature names (non-empty strings)")
+        for field in ("num_bins", "embedding_dim"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                _fail(owner, field, f"must be a positive integer, got {value!r}")
+
+    @property
+    def name(self) -> str:
+        """``<a>_x_<b>...``: names the cross's layers."""
+        return "_x_".join(self.features)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form suitable for JSON/YAML."""
+        return {"features": list(self.features), "num_bins": self.num_bins, "embedding_dim": self.embedding_dim}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | Sequence[str] | FeatureCross) -> FeatureCross:
+        """From :meth:`to_dict`'s mapping, or a plain list of feature names (default sizes)."""
+        if isinstance(data, FeatureCross):
+            return data
+        if isinstance(data, Sequence) and not isinstance(data, str):
+            return cls(features=tuple(data))
+        return _from_mapping(cls, data, "feature_crosses entry")
+
+
+def check_crosses(crosses: Sequence[FeatureCross], features: Sequence[FeatureSpec], owner: str) -> None:
+    """Raise ``ValueError`` unless every cross names existing non-numeric features, each cross once."""
+    kinds = {f.name: f.kind for f in features}
+    seen = set()
+    for cross in crosses:
+        unknown = [n for n in cross.features if n not in kinds]
+        if unknown:
+            _fail(owner, "feature_crosses", f"cross {cross.name!r} names unknown features {unknown}")
+        numeric = [n for n in cross.features if kinds[n] == "numeric"]
+        if numeric:
+            _fail(
+                owner,
+                "feature_crosses",
+                f"cross {cross.name!r} names numeric features {numeric}; "
+                "only categorical and hashed features can be crossed",
+            )
+        if cross.name in seen:
+            _fail(owner, "feature_crosses", f"lists the cross {cross.name!r} twice")
+        seen.add(cross.name)
+
+
+@dataclasses.dataclass(frozen=True)
 class TaskSpec:
     """One prediction task (one model output, named after the task).
 
@@ -231,6 +307,8 @@ class ModelConfig:
         tower_units: Default hidden sizes of each task tower.
         tower_activation: Activation of tower hidden layers.
         tower_dropout: Dropout rate after each tower hidden layer.
+        feature_crosses: Crossed features (:class:`FeatureCross`, or plain lists of feature names),
+            each hashed and embedded next to the features' own embeddings (default: none).
         embedding_l2: L2 penalty ``λ · Σ w²`` on every embedding table, added to the loss (``0``:
             none). It shrinks the per-id vectors of rare users and items towards 0; DeepCTR's
             models default to ``1e-5``.
@@ -264,6 +342,7 @@ class ModelConfig:
     tower_units: tuple[int, ...] = (32,)
     tower_activation: str = "relu"
     tower_dropout: float = 0.0
+    feature_crosses: tuple[FeatureCross, ...] = ()
     embedding_l2: float = 0.0
     loss_balancing: str = "fixed"
     optimizer: str = "adam"
@@ -297,6 +376,9 @@ class ModelConfig:
                     "tasks",
                     f"task {task.name!r} has conditional_on={parent!r}, which is not another binary task",
                 )
+        crosses = tuple(FeatureCross.from_dict(c) for c in self.feature_crosses)
+        object.__setattr__(self, "feature_crosses", crosses)
+        check_crosses(crosses, features, owner)
         clash = sorted({f.name for f in features} & set(self.output_names))
         if clash:
             _fail(owner, "tasks", f"output names {clash} clash with feature names")
@@ -373,6 +455,7 @@ class ModelConfig:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["features"] = [f.to_dict() for f in self.features]
         data["tasks"] = [t.to_dict() for t in self.tasks]
+        data["feature_crosses"] = [c.to_dict() for c in self.feature_crosses]
         for key in ("expert_units", "gate_hidden_units", "tower_units"):
             data[key] = list(data[key])
         return data

@@ -11,6 +11,9 @@ only TensorFlow ops (so an exported SavedModel needs no Python preprocessing):
   A string ``""`` is "missing": it becomes ``default`` when there is one, otherwise OOV.
   ``int64`` features have no in-band missing marker (the data layer fills them).
 * ``hashed``: ``Hashing(num_bins)`` then ``Embedding``; ``""`` becomes ``default`` if set.
+* crosses (:class:`~mmoe_tf.config.FeatureCross`): the combination of several categorical/hashed
+  features' raw values (after the same missing-value defaults), ``HashedCrossing(num_bins)`` then
+  ``Embedding``; their columns come after all the features'.
 
 The adapted state (vocabularies, means, variances) is part of the layer config, so a saved model
 is rebuilt without re-adapting.
@@ -33,7 +36,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from mmoe_tf.config import FeatureSpec
+from mmoe_tf.config import FeatureCross, FeatureSpec, check_crosses
 
 INPUT_DTYPES = {"float32": tf.float32, "string": tf.string, "int64": tf.int64}
 
@@ -180,6 +183,8 @@ class FeatureEncoder(tf.keras.layers.Layer):
             when nothing needs adapting or when :meth:`adapt` is called before first use.
         seed: Base seed of the embedding initialisers.
         embedding_l2: L2 penalty ``λ · Σ w²`` on each embedding table (a layer loss; ``0``: none).
+        crosses: Crossed features (``FeatureCross``, its dict, or a list of feature names), each
+            hashed and embedded; their columns follow the features'.
 
     Example:
         >>> enc = FeatureEncoder([FeatureSpec("city", "hashed", num_bins=8, embedding_dim=3)])
@@ -193,10 +198,13 @@ class FeatureEncoder(tf.keras.layers.Layer):
         state: Mapping[str, Mapping[str, Any]] | None = None,
         seed: int = 0,
         embedding_l2: float = 0.0,
+        crosses: Sequence[FeatureCross | Mapping[str, Any] | Sequence[str]] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.specs = _as_specs(features)
+        self.crosses = tuple(FeatureCross.from_dict(c) for c in crosses)
+        check_crosses(self.crosses, self.specs, "FeatureEncoder")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"FeatureEncoder: field 'seed' must be an integer >= 0, got {seed!r}")
         if isinstance(embedding_l2, bool) or not isinstance(embedding_l2, (int, float)) or not embedding_l2 >= 0:
@@ -214,7 +222,8 @@ class FeatureEncoder(tf.keras.layers.Layer):
     @property
     def output_dim(self) -> int:
         """Width D of the encoded vector."""
-        return sum(1 if s.kind == "numeric" else s.embedding_dim for s in self.specs)
+        own = sum(1 if s.kind == "numeric" else s.embedding_dim for s in self.specs)
+        return own + sum(c.embedding_dim for c in self.crosses)
 
     def adapt(self, data: Mapping[str, Any] | Any) -> None:
         """Adapt normalisers and vocabularies from ``data`` (dict of arrays / DataFrame by feature name)."""
@@ -232,8 +241,18 @@ class FeatureEncoder(tf.keras.layers.Layer):
             pre, emb = self._make_layers(spec, self.state[spec.name], i)
             self._preprocessors.append(pre)
             self._embeddings.append(emb)
+        # Assigned after the features' layers, and only when there are crosses, so that models without
+        # crosses keep exactly the weight layout (and .keras files) they had before crosses existed.
+        if self.crosses:
+            self._crossings = [
+                tf.keras.layers.HashedCrossing(num_bins=c.num_bins, name=f"cross_{c.name}") for c in self.crosses
+            ]
+            self._cross_embeddings = [
+                self._embedding(c.num_bins, c.embedding_dim, len(self.specs) + j, f"embed_cross_{c.name}")
+                for j, c in enumerate(self.crosses)
+            ]
         self._numeric = _NumericGroup(self.specs, self.state)
-        self._column_order = _column_order(self.specs)
+        self._column_order = _column_order(self.specs, sum(c.embedding_dim for c in self.crosses))
 
     def _make_layers(self, spec: FeatureSpec, state: Mapping[str, Any], index: int) -> tuple[Any, Any]:
         if spec.kind == "numeric":
@@ -248,14 +267,16 @@ class FeatureEncoder(tf.keras.layers.Layer):
         else:
             pre = tf.keras.layers.Hashing(num_bins=spec.num_bins, name=f"hash_{spec.name}")
             size = spec.num_bins
-        emb = tf.keras.layers.Embedding(
+        return pre, self._embedding(size, spec.embedding_dim, index, f"embed_{spec.name}")
+
+    def _embedding(self, size: int, dim: int, index: int, name: str) -> tf.keras.layers.Embedding:
+        return tf.keras.layers.Embedding(
             size,
-            spec.embedding_dim,
+            dim,
             embeddings_initializer=tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=self.seed * 7919 + index),
             embeddings_regularizer=tf.keras.regularizers.L2(self.embedding_l2) if self.embedding_l2 > 0 else None,
-            name=f"embed_{spec.name}",
+            name=name,
         )
-        return pre, emb
 
     def build(self, input_shape: Any) -> None:
         if self.state is None:
@@ -283,11 +304,16 @@ class FeatureEncoder(tf.keras.layers.Layer):
         if absent:
             raise ValueError(f"FeatureEncoder: inputs lack features {absent}")
         parts = [self._numeric(inputs)] if self._numeric.names else []
+        values = {}
         for spec, pre, emb in zip(self.specs, self._preprocessors, self._embeddings, strict=True):
             if spec.kind != "numeric":
-                parts.append(emb(pre(self._missing_to_default(spec, _flat(inputs[spec.name])))))
+                values[spec.name] = self._missing_to_default(spec, _flat(inputs[spec.name]))
+                parts.append(emb(pre(values[spec.name])))
+        if self.crosses:
+            for cross, crossing, emb in zip(self.crosses, self._crossings, self._cross_embeddings, strict=True):
+                parts.append(emb(crossing(tuple(values[name] for name in cross.features))))
         x = parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
-        # Grouped layout [numeric block, embeddings...] back to the features' order (one gather, or none).
+        # Grouped layout [numeric block, embeddings..., crosses...] back to the features' order (one gather, or none).
         return x if self._column_order is None else tf.gather(x, self._column_order, axis=1)
 
     def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
@@ -302,6 +328,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
             state=plain_copy(self.state),
             seed=self.seed,
             embedding_l2=self.embedding_l2,
+            crosses=[c.to_dict() for c in self.crosses],
         )
         return config
 
@@ -333,8 +360,9 @@ class _NumericGroup:
         return (x - tf.constant(self.mean, tf.float32)) / std
 
 
-def _column_order(specs: Sequence[FeatureSpec]) -> tuple[int, ...] | None:
-    """Columns of the grouped layout ``[numeric..., embeddings...]`` in the specs' order; ``None`` if equal."""
+def _column_order(specs: Sequence[FeatureSpec], tail: int = 0) -> tuple[int, ...] | None:
+    """Columns of the grouped layout ``[numeric..., embeddings..., tail]`` in the specs' order (the ``tail``
+    columns, the crosses', stay last); ``None`` if that is the grouped order already."""
     widths = [1 if s.kind == "numeric" else s.embedding_dim for s in specs]
     numeric = [i for i, s in enumerate(specs) if s.kind == "numeric"]
     grouped = numeric + [i for i, s in enumerate(specs) if s.kind != "numeric"]
@@ -343,6 +371,7 @@ def _column_order(specs: Sequence[FeatureSpec]) -> tuple[int, ...] | None:
         offsets[i] = start
         start += widths[i]
     order = [offsets[i] + j for i in range(len(specs)) for j in range(widths[i])]
+    order += list(range(start, start + tail))
     return None if order == list(range(len(order))) else tuple(order)
 
 

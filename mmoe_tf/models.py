@@ -90,12 +90,18 @@ def _representations(config: ModelConfig, state: Mapping[str, Any], inputs: dict
                 state,
                 seed=derive_seed(config.seed, 1, i),
                 embedding_l2=config.embedding_l2,
+                crosses=config.feature_crosses,
                 name=f"features_{task.name}",
             )
             reps[task.name] = _bottom(config, derive_seed(config.seed, 2, i), f"bottom_{task.name}")(encoder(inputs))
         return reps
     x = FeatureEncoder(
-        config.features, state, seed=derive_seed(config.seed, 1), embedding_l2=config.embedding_l2, name="features"
+        config.features,
+        state,
+        seed=derive_seed(config.seed, 1),
+        embedding_l2=config.embedding_l2,
+        crosses=config.feature_crosses,
+        name="features",
     )(inputs)
     if arch == "shared_bottom":
         h = _bottom(config, derive_seed(config.seed, 2), "bottom")(x)

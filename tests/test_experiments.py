@@ -195,3 +195,10 @@ def test_aggregate_and_markdown():
 def test_dispatch_rejects_unknown_name(capsys):
     assert dispatch(["nope"]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_variant_slug_flattens_nested_lists():
+    from training.experiments.ceiling import _slug
+
+    fields = {"feature_crosses": [["a", "b"], ["c", "d"]], "expert_units": [64, 32]}
+    assert _slug(fields) == "expert_units64x32_feature_crossesaxb_cxd"

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from mmoe_tf.config import FeatureSpec
+from mmoe_tf.config import FeatureCross, FeatureSpec, ModelConfig
 from mmoe_tf.features import FeatureEncoder, adapt_state, make_inputs, plain_copy, to_model_inputs
 from mmoe_tf.towers import MLP, Tower
 
@@ -248,3 +248,49 @@ def test_output_keeps_the_features_order_when_numeric_features_are_interleaved(a
     device_a = interleaved(values)[:, :3]
     device_b = tf.gather(numeric_first._embeddings[2].embeddings, numeric_first._preprocessors[2](values["device"]))
     assert device_a.shape == device_b.shape
+
+
+def test_crossed_features_embed_each_combination_after_the_missing_value_defaults(adapt_data):
+    crosses = (("country", "city"), FeatureCross(("device", "item"), num_bins=4096, embedding_dim=5))
+    enc = FeatureEncoder(SPECS, state=adapt_state(SPECS, adapt_data), seed=3, crosses=crosses)
+    plain = FeatureEncoder(SPECS, state=adapt_state(SPECS, adapt_data), seed=3)
+    assert enc.output_dim == WIDTH + 8 + 5
+    values = batch(
+        price=[1.0] * 4, age=[1.0] * 4, device=["ios", "ios", "web", "ios"], country=["fr", "", "fr", "de"],
+        item=[7, 7, 7, 3], city=["rome"] * 4,
+    )  # fmt: skip
+    x = enc(values).numpy()
+    np.testing.assert_array_equal(x[:, :WIDTH], plain(values).numpy())  # the features' columns do not move
+    country_x_city, device_x_item = x[:, WIDTH : WIDTH + 8], x[:, WIDTH + 8 :]
+    np.testing.assert_array_equal(country_x_city[0], country_x_city[1])  # "" is country's default "fr"
+    assert not np.array_equal(country_x_city[0], country_x_city[3])
+    assert len({tuple(row) for row in device_x_item}) == 3  # (ios,7) twice, (web,7), (ios,3)
+    np.testing.assert_array_equal(device_x_item[0], device_x_item[1])
+    clone = FeatureEncoder.from_config(enc.get_config())
+    clone(values)
+    clone.set_weights(enc.get_weights())
+    np.testing.assert_array_equal(clone(values).numpy(), x)
+    assert clone.crosses == enc.crosses == (FeatureCross(("country", "city")), crosses[1])
+
+
+@pytest.mark.parametrize(
+    "crosses, message",
+    [
+        ([["device", "price"]], "names numeric features ['price']"),
+        ([["device", "nope"]], "names unknown features ['nope']"),
+        ([["device"]], "at least two distinct features"),
+        ([["device", "device"]], "at least two distinct features"),
+        ([["device", "city"], ["device", "city"]], "lists the cross 'device_x_city' twice"),
+        ([{"features": ["device", "city"], "num_bins": 0}], "'num_bins' must be a positive integer"),
+        ([{"features": ["device", "city"], "bins": 8}], "unknown key(s) ['bins']"),
+    ],
+)
+def test_bad_feature_crosses_are_refused_by_name(crosses, message):
+    with pytest.raises(ValueError) as err:
+        ModelConfig(features=SPECS, feature_crosses=crosses)
+    assert message in str(err.value)
+    config = ModelConfig(features=SPECS, feature_crosses=[["device", "city"]])
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert config.to_dict()["feature_crosses"] == [
+        {"features": ["device", "city"], "num_bins": 1024, "embedding_dim": 8}
+    ]

@@ -35,6 +35,7 @@ CONFIG = ModelConfig(
     num_experts=3,
     expert_units=(8,),
     tower_units=(4,),
+    feature_crosses=(("device", "city"), {"features": ("item", "device"), "num_bins": 32, "embedding_dim": 2}),
     loss_balancing="uncertainty",
     learning_rate=0.02,
     seed=3,

@@ -64,6 +64,12 @@ def test_toml_config(tmp_path):
         ("model.tasks.satisfaction.weight=2", r"^model\.tasks\.satisfaction\.weight: unknown key"),
         ("model.tasks.click.loss_weight=heavy", r"^model\.tasks\.click\.loss_weight: expected a number"),
         ("model.features=[]", r"^model\.features: features come from the data schema"),
+        ("model.feature_crosses=3", r"^model\.feature_crosses: expected a list of FeatureCross"),
+        ("model.feature_crosses=[[a]]", r"^model\.feature_crosses: FeatureCross \['a'\]: field 'features' must name"),
+        (
+            "model.feature_crosses=[{features: [a, b], bins: 8}]",
+            r"^model\.feature_crosses: .*unknown key\(s\) \['bins'\]",
+        ),
         ("train=3", r"^train: expected a mapping"),
     ],
 )

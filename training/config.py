@@ -39,7 +39,7 @@ from typing import Any, Union
 import yaml
 
 from data.loading import NAN_POLICIES
-from mmoe_tf.config import ARCHITECTURES, FeatureSpec, ModelConfig, TaskSpec
+from mmoe_tf.config import ARCHITECTURES, FeatureCross, FeatureSpec, ModelConfig, TaskSpec
 
 DISTRIBUTE_KINDS = ("none", "mirrored", "multi_worker")
 SPLIT_METHODS = ("random", "time")
@@ -210,6 +210,8 @@ def _type_name(tp: Any) -> str:
         return f"a list of {_type_name(args[0])}"
     if origin is dict:
         return "a mapping"
+    if hasattr(tp, "from_dict"):  # e.g. FeatureCross: its from_dict reads the accepted forms
+        return f"{tp.__name__} (a mapping or a list)"
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
         tp, getattr(tp, "__name__", str(tp))
     )
@@ -238,6 +240,8 @@ def _conforms(value: Any, tp: Any) -> bool:
         return all(_conforms(v, item) for v in value)
     if origin is dict:
         return isinstance(value, Mapping)
+    if hasattr(tp, "from_dict"):  # its from_dict and the ModelConfig checks name what is wrong inside
+        return isinstance(value, (tp, Mapping, list, tuple))
     return isinstance(value, tp) if isinstance(tp, type) else True
 
 
@@ -413,8 +417,13 @@ def resolve_model_section(section: Any, path: str = "model", keep_unused: bool =
         )
     resolved = {k: v for k, v in merged.items() if k not in unused}
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in resolved.items()}
+    for cross in kwargs.get("feature_crosses", ()):  # their form here; their names meet the schema's features later
+        try:
+            FeatureCross.from_dict(cross)
+        except ValueError as err:
+            raise RunConfigError(f"{path}.feature_crosses: {err}") from None
     try:  # reuse ModelConfig's checks (architecture names, ranges, ...) with a placeholder feature
-        ModelConfig(features=(_DUMMY_FEATURE,), **kwargs)
+        ModelConfig(features=(_DUMMY_FEATURE,), **{**kwargs, "feature_crosses": ()})
     except ValueError as err:
         field = next((k for k in kwargs if f"'{k}'" in str(err)), None)
         raise RunConfigError(f"{path}.{field}: {err}" if field else f"{path}: {err}") from None

@@ -137,10 +137,16 @@ def _fit_changes(fit: common.FitOptions) -> dict[str, Any]:
 def _slug(fields: dict) -> str:
     """File-name part of a variant: ``expert_units64_tower_units32``, ``features_user_id_num_bins16384``."""
 
+    def text(value: Any) -> str:  # [64, 32] -> 64x32; [[a, b], [c, d]] -> axb_cxd
+        if not isinstance(value, (tuple, list)):
+            return str(value)
+        nested = any(isinstance(v, (tuple, list)) for v in value)
+        return ("_" if nested else "x").join(map(text, value))
+
     def parts(prefix: str, value: Any) -> list[str]:
         if isinstance(value, dict):
             return [p for key, v in sorted(value.items()) for p in parts(f"{prefix}_{key}" if prefix else key, v)]
-        return [f"{prefix}{'x'.join(map(str, value)) if isinstance(value, (tuple, list)) else value}"]
+        return [f"{prefix}{text(value)}"]
 
     return "_".join(parts("", fields))
 
