@@ -5,11 +5,12 @@ servers (without and with server-side batching, each with REST and gRPC) and, in
 measures for each server and transport: latency p50/p99 of sequential requests at batch 1 and 64, and throughput
 (requests/s, batch 1) at concurrency 1/8/32. Figures are medians over rounds. Clients are lean so that the server is
 what is measured: ``http.client`` keep-alive for REST latency, a minimal asyncio HTTP/1.1 keep-alive load generator
-for REST throughput (one connection per concurrent client, like ``wrk``), grpcio's sync stub for gRPC latency and its
-asyncio stub for gRPC throughput; ``requests.Session`` latency is printed too for comparison with older runs. Each
-throughput point also reports the server's CPU time per answered request (independent of other load on the machine).
-A server-side stage breakdown (JSON parse, decode, tensor build + signature call, encode; in-process) is printed
-first. Loopback only; about 2 minutes. The last printed line is one JSON object with all figures and ratios.
+for REST throughput (one connection per concurrent client, like ``wrk``; on uvloop when installed, as the server),
+grpcio's sync stub for gRPC latency and its asyncio stub for gRPC throughput; ``requests.Session`` latency is printed
+too for comparison with older runs. Each throughput point also reports the server's CPU time per answered request
+(independent of other load on the machine). A server-side stage breakdown (JSON parse, decode, tensor build +
+signature call, encode; in-process) is printed first. Loopback only; about 2 minutes. The last printed line is one
+JSON object with all figures and ratios.
 
 Usage: .venv/bin/python bench/serving_latency.py [--base-path BASE] [--seconds 2] [--requests 200] [--rounds 3]
 """
@@ -36,6 +37,7 @@ import psutil
 import requests
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from serving.event_loop import run_on
 from serving.model_store import numeric_versions
 from serving.tensor_proto import from_ndarray
 from serving.testing import MODEL_NAME, ServerProcess, cached_export, sample_frame, to_instances
@@ -319,11 +321,11 @@ def one_round(server: ServerProcess, args: argparse.Namespace) -> dict:
         "rest_requests_session_batch1": requests_latency(server.url, args.requests),
     }
     out["rest"]["throughput"] = {
-        f"c{c}": _with_server_cpu(server, lambda c=c: asyncio.run(rest_throughput(port, c, args.seconds)))
+        f"c{c}": _with_server_cpu(server, lambda c=c: run_on(rest_throughput(port, c, args.seconds)))
         for c in CONCURRENCY
     }
     out["grpc"]["throughput"] = {
-        f"c{c}": _with_server_cpu(server, lambda c=c: asyncio.run(grpc_throughput(server.grpc_target, c, args.seconds)))
+        f"c{c}": _with_server_cpu(server, lambda c=c: run_on(grpc_throughput(server.grpc_target, c, args.seconds)))
         for c in CONCURRENCY
     }
     return out

@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from serving.event_loop import EVENT_LOOPS
+
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -64,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--num-threads", type=_positive_int, default=2, help="inference threads")
     srv.add_argument("--intra-op-threads", type=int, default=1, help="TF intra-op threads (0 = all cores)")
     srv.add_argument("--inter-op-threads", type=int, default=1, help="TF inter-op threads (0 = all cores)")
+    srv.add_argument(
+        "--event-loop", choices=EVENT_LOOPS, default="auto", help="auto = uvloop when installed (faster), else asyncio"
+    )
     srv.add_argument("--poll-seconds", type=float, default=1.0, help="scan interval for new versions")
     srv.add_argument("--rest-timeout-seconds", type=float, default=30.0)
 
@@ -140,6 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
         rest_timeout_seconds=args.rest_timeout_seconds,
         intra_op_threads=args.intra_op_threads,
         inter_op_threads=args.inter_op_threads,
+        event_loop=args.event_loop,
     )
     return main(sources, config)
 

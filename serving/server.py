@@ -33,6 +33,7 @@ from aiohttp import web
 
 from serving.batching import BatchingOptions
 from serving.errors import RequestError, ServingError
+from serving.event_loop import loop_factory, loop_name, run_on
 from serving.inference import Inference
 from serving.json_codec import decode_request, encode_json, loads_request, predictions_json
 from serving.model_store import DEFAULT_SIGNATURE, ModelSource, ModelStore
@@ -66,6 +67,7 @@ class ServerConfig:
             0 = TensorFlow's choice, all cores). 1 by default: small ranking models run faster without handing
             work between threads, and ``num_threads`` already runs requests in parallel.
         inter_op_threads: Threads running independent ops (``--tensorflow_inter_op_parallelism``; 0 = all cores).
+        event_loop: ``auto`` (uvloop when installed), ``uvloop`` or ``asyncio`` (``serving.event_loop``).
     """
 
     host: str = "127.0.0.1"
@@ -79,8 +81,10 @@ class ServerConfig:
     rest_timeout_seconds: float = 30.0
     intra_op_threads: int = 1
     inter_op_threads: int = 1
+    event_loop: str = "auto"
 
     def __post_init__(self) -> None:
+        loop_factory(self.event_loop)  # an unknown name, or uvloop asked for but missing, fails here
         if self.grpc_max_message_bytes < 1:
             raise ValueError(
                 f"ServerConfig: field 'grpc_max_message_bytes' must be >= 1, got {self.grpc_max_message_bytes}"
@@ -228,7 +232,7 @@ async def serve(sources: list[ModelSource], config: ServerConfig, ready: asyncio
             store, inference, config.host, config.grpc_port, config.grpc_max_message_bytes
         )
         where += f" and grpc {config.host}:{grpc_port}"
-    print(f"listening at {where} for models {store.model_names()}", flush=True)
+    print(f"listening at {where} for models {store.model_names()} ({loop_name(loop)} event loop)", flush=True)
     _announce(store, initial, where)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -257,5 +261,5 @@ async def serve(sources: list[ModelSource], config: ServerConfig, ready: asyncio
 def main(sources: list[ModelSource], config: ServerConfig) -> int:
     """Run :func:`serve` with logging to stderr; returns the process exit code."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-    asyncio.run(serve(sources, config))
+    run_on(serve(sources, config), config.event_loop)
     return 0

@@ -9,6 +9,7 @@ model (export it with ``serving.testing.cached_export``) as ``$TF_SERVING_MODEL`
 
 import base64
 import dataclasses
+import importlib.util
 import json
 import os
 import subprocess
@@ -73,6 +74,8 @@ def local_server(tmp_path_factory):
         server.start(wait=False)  # starts (imports TensorFlow) while the model is exported, then picks it up
         cached_export(root)
         server.wait_for("serving mmoe version 1", 120)
+        uvloop = importlib.util.find_spec("uvloop") is not None  # the default event loop: uvloop when installed
+        assert any(f"({'uvloop' if uvloop else 'asyncio'} event loop)" in ln for ln in server.lines), server.lines[-5:]
         yield server
         assert server.alive(), "\n".join(server.lines[-20:])
     finally:

@@ -30,7 +30,10 @@ TOL = 1e-6
 def served(export, tmp_path_factory):
     base = tmp_path_factory.mktemp("serving-load") / "base"
     shutil.copytree(export.version_dir, base / "mmoe" / "1")
-    with ServerProcess(["--base-path", str(base), "--model-name", "mmoe", "--poll-seconds", "0.3"]) as server:
+    # the standard asyncio loop here; the contract tests' server runs on the default (uvloop)
+    args = ["--base-path", str(base), "--model-name", "mmoe", "--poll-seconds", "0.3", "--event-loop", "asyncio"]
+    with ServerProcess(args) as server:
+        assert any("(asyncio event loop)" in line for line in server.lines), server.lines[-5:]
         yield server, base
         assert server.alive(), "\n".join(server.lines[-20:])
 

@@ -1,0 +1,116 @@
+"""The local server on uvloop against the standard asyncio event loop: REST latency and throughput, side by side.
+
+Starts four servers on the small test export (``serving.testing``): without and with server-side batching, each on
+``--event-loop asyncio`` and ``--event-loop uvloop``, and in ``--rounds`` alternating rounds measures each with the
+clients of ``bench/serving_latency.py`` (the same clients for every server): REST p50 at batch 1 and 64, requests/s at
+concurrency 1 and 32 (batch 1) with the server's CPU (all threads, and the event loop's) per request, and the batching
+server's gRPC requests/s at concurrency 32 (uvloop must carry grpc.aio too). Medians over rounds; the last line is one
+JSON object with the figures and the uvloop / asyncio ratios.
+
+Usage: .venv/bin/python bench/serving_event_loop.py [--rounds 5] [--seconds 2] [--requests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import serving_latency as clients
+
+from serving.event_loop import run_on
+from serving.testing import MODEL_NAME, ServerProcess, cached_export
+
+LOOPS = ("asyncio", "uvloop")
+BATCHING = ["--enable-batching", "--max-batch-size", "64", "--batch-timeout-micros", "2000"]
+
+
+def one_round(server: ServerProcess, args: argparse.Namespace, batching: bool) -> dict[str, float]:
+    port = int(server.url.rsplit(":", 1)[1])
+    latency = clients.rest_latency(port, args.requests)
+    out = {"rest_p50_ms_batch1": latency["batch1"]["p50_ms"], "rest_p50_ms_batch64": latency["batch64"]["p50_ms"]}
+    for c in (1, 32):
+        point = clients._with_server_cpu(server, lambda c=c: run_on(clients.rest_throughput(port, c, args.seconds)))
+        out[f"rest_rps_c{c}"] = point["rps"]
+        out[f"rest_server_cpu_us_c{c}"] = point["server_cpu_us_per_request"]
+        out[f"rest_event_loop_cpu_us_c{c}"] = point["event_loop_cpu_us_per_request"]
+        out[f"rest_errors_c{c}"] = point["errors"]
+    if batching:
+        point = clients._with_server_cpu(
+            server, lambda: run_on(clients.grpc_throughput(server.grpc_target, 32, args.seconds))
+        )
+        out["grpc_rps_c32"], out["grpc_errors_c32"] = point["rps"], point["errors"]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0, help="duration of each throughput point")
+    parser.add_argument("--requests", type=int, default=200, help="sequential requests per latency point")
+    args = parser.parse_args()
+    started, load_before = time.perf_counter(), round(os.getloadavg()[0], 2)
+    with tempfile.TemporaryDirectory(prefix="mmoe-bench-") as tmp:
+        base = cached_export(Path(tmp) / "export").base_path
+        cli = ["--base-path", str(base), "--model-name", MODEL_NAME]
+        servers = {
+            (mode, loop): ServerProcess(cli + (BATCHING if mode == "batching" else []) + ["--event-loop", loop])
+            for mode in ("no_batching", "batching")
+            for loop in LOOPS
+        }
+        rounds: dict[tuple[str, str], list[dict[str, float]]] = {key: [] for key in servers}
+        try:
+            for server in servers.values():
+                server.start()
+            for r in range(args.rounds):
+                for key in list(servers) if r % 2 == 0 else list(reversed(servers)):
+                    rounds[key].append(one_round(servers[key], args, key[0] == "batching"))
+                    print(f"round {r + 1} {key}: {json.dumps(rounds[key][-1])}", flush=True)
+        finally:
+            for server in servers.values():
+                server.stop()
+    medians = {
+        mode: {loop: {m: statistics.median(o[m] for o in rounds[(mode, loop)]) for m in rounds[(mode, loop)][0]}
+               for loop in LOOPS}
+        for mode in ("no_batching", "batching")
+    }  # fmt: skip
+    metrics = ("rest_p50_ms_batch1", "rest_p50_ms_batch64", "rest_rps_c1", "rest_rps_c32", "rest_server_cpu_us_c32")
+    ratios = {
+        f"{mode}_{m}_uvloop_over_asyncio": round(medians[mode]["uvloop"][m] / medians[mode]["asyncio"][m], 3)
+        for mode in medians
+        for m in metrics
+    }
+    for loop in LOOPS:
+        ratios[f"{loop}_batching_over_no_batching_rps_c32"] = round(
+            medians["batching"][loop]["rest_rps_c32"] / medians["no_batching"][loop]["rest_rps_c32"], 3
+        )
+    for name, value in ratios.items():
+        print(f"{name}: {value}")
+    print(
+        json.dumps(
+            {
+                "benchmark": "serving_event_loop",
+                **medians,
+                "ratios": ratios,
+                "rounds": args.rounds,
+                "cpu_count": os.cpu_count(),
+                "load_average_1m_before": load_before,
+                "load_average_1m_after": round(os.getloadavg()[0], 2),
+                "wall_seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
