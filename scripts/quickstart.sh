@@ -20,7 +20,9 @@ model_name="mmoe"
 
 bash scripts/setup_env.sh
 py="$repo/.venv/bin/python"
-export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+# 3 hides TensorFlow's C++ ERROR-level notices too (oneDNN's DT_INT32 notice at the first training step); failures
+# still raise Python errors. --verbose keeps 2, as before.
+if [ -n "$verbose" ]; then export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"; else export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"; fi
 # TensorFlow's C++ runtime logs before TF_CPP_MIN_LOG_LEVEL applies (absl pre-init notice, oneDNN, CUDA probing on
 # a CPU-only machine); `python -m training` hides it itself, the other steps go through this filter.
 tf_noise='^(WARNING: All log messages before absl::InitializeLog\(\) is called|[IWE][0-9]{4} [0-9:. ]+[0-9]+ [a-z_]+\.cc:[0-9]+\])'

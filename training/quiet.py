@@ -4,7 +4,9 @@ TensorFlow's C++ runtime prints to stderr before its own log level applies — `
 machines, oneDNN and CPU-instruction notices, "Could not find cuda drivers" — and its Python logger warns about
 slow callbacks and retracing. :func:`quiet_startup` imports TensorFlow (through ``mmoe_tf``, so ``tf.keras`` is
 Keras 2) and lists the devices with stderr captured, then restores stderr: later errors still show. If the import
-itself fails, the captured text is replayed so nothing is lost.
+itself fails, the captured text is replayed so nothing is lost. It also sets ``TF_CPP_MIN_LOG_LEVEL=3`` (unless
+set): oneDNN logs "supports DT_INT32 only on platforms with AVX-512" at ERROR level when the first training step's
+graph is rewritten, long after start-up; an actual failure still raises a Python exception with its message.
 
 Example:
     >>> with quiet_startup(enabled=True):  # doctest: +SKIP
@@ -31,7 +33,7 @@ def quiet_startup(enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as sink:
