@@ -283,9 +283,7 @@ def timed(fn: Any) -> float:
     return time.perf_counter() - start
 
 
-def serving_paths_rate(
-    contender: Contender, frames: dict, schema: Any, batch: int, args: argparse.Namespace
-) -> dict[str, float]:
+def serving_paths_rate(contender: Contender, frames: dict, schema: Any, batch: int, passes: int) -> dict[str, float]:
     """examples/s of ``training.evaluation``'s prediction and of the exported ``serving_default``."""
     import tensorflow as tf
 
@@ -297,7 +295,6 @@ def serving_paths_rate(
     rates = {}
     features = feature_arrays(test, schema)
     predict_outputs(contender.model, features, batch_size=batch)
-    passes = args.predict_passes
     rates["training_evaluate_predict"] = (
         passes
         * len(test)
@@ -337,11 +334,11 @@ def run_batch_size(frames: dict, schema: Any, batch: int, args: argparse.Namespa
         return {t.name: round(auc(frames["test"][t.name], np.ravel(preds[t.name])), 4) for t in schema.tasks}
 
     quality: dict[str, dict[str, float]] = {}
+    passes = args.predict_passes
     for r in range(args.rounds):
         for c in contenders:
             c.train_rates.append(args.epochs * n_train / timed(lambda c=c: c.fit_epochs(args.epochs)))
-            passes = args.predict_passes
-            c.predict_rates.append(passes * n_test / timed(lambda c=c, k=passes: [c.predict() for _ in range(k)]))
+            c.predict_rates.append(passes * n_test / timed(lambda c=c: [c.predict() for _ in range(passes)]))
             print(
                 f"[b={batch}] round {r + 1} {c.name}: train {c.train_rates[-1]:,.0f}/s, "
                 f"predict {c.predict_rates[-1]:,.0f}/s (load {os.getloadavg()[0]:.1f})",
@@ -362,7 +359,9 @@ def run_batch_size(frames: dict, schema: Any, batch: int, args: argparse.Namespa
             "ops_per_train_step": ops.get(c.name),
         }
     main = next(c for c in contenders if c.name == "mmoe_tf/mmoe")
-    result["prediction_paths"] = {k: round(v) for k, v in serving_paths_rate(main, frames, schema, batch, args).items()}
+    result["prediction_paths"] = {
+        k: round(v) for k, v in serving_paths_rate(main, frames, schema, batch, passes).items()
+    }
     rows = result["contenders"]
     result["pipeline_vs_cached"] = round(
         rows["mmoe_tf/mmoe"]["train_examples_per_s"] / rows["mmoe_tf/mmoe@cached"]["train_examples_per_s"], 3

@@ -101,11 +101,7 @@ def main() -> int:
                 "benchmark": "serving_event_loop",
                 **medians,
                 "ratios": ratios,
-                "rounds": args.rounds,
-                "cpu_count": os.cpu_count(),
-                "load_average_1m_before": load_before,
-                "load_average_1m_after": round(os.getloadavg()[0], 2),
-                "wall_seconds": round(time.perf_counter() - started, 1),
+                **clients.run_facts(args.rounds, load_before, started),
             }
         )
     )

@@ -341,6 +341,17 @@ def _median_tree(rounds: list) -> dict:
     return round(float(statistics.median(rounds)), 3)
 
 
+def run_facts(rounds: int, load_before: float, started: float) -> dict[str, float]:
+    """The fields every serving benchmark's JSON line ends with: rounds, cores, load before/after, wall time."""
+    return {
+        "rounds": rounds,
+        "cpu_count": os.cpu_count(),
+        "load_average_1m_before": load_before,
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base-path", type=Path, default=None, help="existing export base (holds mmoe/<version>)")
@@ -408,11 +419,7 @@ def main() -> int:
         "in_process_session": session_floor,
         **results,
         "ratios": ratios,
-        "rounds": args.rounds,
-        "cpu_count": os.cpu_count(),
-        "load_average_1m_before": load_before,
-        "load_average_1m_after": round(os.getloadavg()[0], 2),
-        "wall_seconds": round(time.perf_counter() - started, 1),
+        **run_facts(args.rounds, load_before, started),
     }
     print(json.dumps(summary))
     return 0

@@ -79,30 +79,28 @@ def _bottom(config: ModelConfig, seed: int, name: str) -> tf.keras.layers.Layer:
     )
 
 
+def _encoder(config: ModelConfig, state: Mapping[str, Any], seed: int, name: str) -> FeatureEncoder:
+    """The config's feature encoder (features, crosses, embedding L2) with its seed and layer name."""
+    return FeatureEncoder(
+        config.features,
+        state,
+        seed=seed,
+        embedding_l2=config.embedding_l2,
+        crosses=config.feature_crosses,
+        name=name,
+    )
+
+
 def _representations(config: ModelConfig, state: Mapping[str, Any], inputs: dict) -> dict[str, tf.Tensor]:
     """The input of each task's tower, keyed by task name."""
     arch = config.architecture
     if arch == "single_task":
         reps = {}
         for i, task in enumerate(config.tasks):
-            encoder = FeatureEncoder(
-                config.features,
-                state,
-                seed=derive_seed(config.seed, 1, i),
-                embedding_l2=config.embedding_l2,
-                crosses=config.feature_crosses,
-                name=f"features_{task.name}",
-            )
+            encoder = _encoder(config, state, derive_seed(config.seed, 1, i), f"features_{task.name}")
             reps[task.name] = _bottom(config, derive_seed(config.seed, 2, i), f"bottom_{task.name}")(encoder(inputs))
         return reps
-    x = FeatureEncoder(
-        config.features,
-        state,
-        seed=derive_seed(config.seed, 1),
-        embedding_l2=config.embedding_l2,
-        crosses=config.feature_crosses,
-        name="features",
-    )(inputs)
+    x = _encoder(config, state, derive_seed(config.seed, 1), "features")(inputs)
     if arch == "shared_bottom":
         h = _bottom(config, derive_seed(config.seed, 2), "bottom")(x)
         return {t.name: h for t in config.tasks}
