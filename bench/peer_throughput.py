@@ -32,6 +32,10 @@ DeepCTR is a benchmark-only dependency: this script builds its own virtual envir
 repository (``~/.cache/mmoe-tf/bench-deepctr-<hash>``: the project's pinned requirements plus
 ``deepctr==0.9.4``) on first use and re-runs itself there.
 
+Threads: every contender runs in this one process with the same TensorFlow thread pools, by default one
+thread per op (``--intra-op-threads 1``, what mmoe-tf's CLI sets; faster for DeepCTR's models too on
+2 cores); ``--intra-op-threads 0`` measures TensorFlow's default (every op split over all cores).
+
 Usage:
     python3 bench/peer_throughput.py                                  # the full comparison
     python3 bench/peer_throughput.py --scaling                        # + experts/batch/categorical tables
@@ -100,6 +104,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-experts", type=int, default=8)
     p.add_argument("--expert-units", type=int, default=64)
     p.add_argument("--tower-units", type=int, default=32)
+    p.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=1,
+        help="TF threads per op for every contender (default 1, what mmoe-tf's CLI uses; 0 = TF's default)",
+    )
+    p.add_argument("--inter-op-threads", type=int, default=0, help="TF threads running ops at once (0: all cores)")
     p.add_argument("--skip-deepctr", action="store_true", help="mmoe-tf contenders only (no bench venv)")
     p.add_argument("--scaling", action="store_true", help="also measure mmoe-tf against experts/batch/categoricals")
     p.add_argument("--scaling-rows", type=int, default=100_000, help="training rows of each scaling point")
@@ -435,8 +446,11 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tf.keras = tf-keras (Keras 2), as mmoe_tf and DeepCTR need
     import tensorflow as tf
 
+    import mmoe_tf
     from data.generators import simulate_ctr_table
 
+    # Process-wide, so every contender (DeepCTR too) trains with the same thread pools.
+    threads = mmoe_tf.configure_cpu_threads(args.intra_op_threads, args.inter_op_threads)
     tf.keras.utils.set_random_seed(0)
     df, schema = simulate_ctr_table(n_rows=args.rows, seed=0)
     cut = int(0.8 * len(df))
@@ -462,6 +476,8 @@ def main(argv: list[str] | None = None) -> dict:
         "expert_units": args.expert_units,
         "tower_units": args.tower_units,
         "cpus": os.cpu_count(),
+        "intra_op_threads": threads[0],
+        "inter_op_threads": threads[1],
         "load_average_end": round(os.getloadavg()[0], 2),
         "tensorflow": tf.__version__,
         "python": platform.python_version(),

@@ -3,7 +3,7 @@
 The tables between ``<!-- generated:begin -->`` and ``<!-- generated:end -->`` are written from
 ``docs/bench/peer_throughput.json`` (the last JSON line of ``bench/peer_throughput.py --scaling``),
 ``docs/bench/peer_cpu.json``, ``docs/bench/gate_mixing.json``, ``docs/bench/step_overheads.json``
-(``bench/step_overheads.py``) and
+(``bench/step_overheads.py``), ``docs/bench/thread_pools.json``, ``docs/bench/pipeline_autotune.json`` and
 ``docs/bench/step_breakdown_{before,after}.json`` (``bench/step_breakdown.py --threads 1 --profile``
 on the code before and after the speed work), so the prose cannot drift from the measurements;
 ``tests/test_bench_docs.py`` checks that the file is up to date.
@@ -82,10 +82,18 @@ def peer_tables(peer: dict[str, Any]) -> list[str]:
             f"{_n(paths['saved_model_serving_default'])}/s.",
             "",
         ]
+    settings = peer["settings"]
+    intra = settings.get("intra_op_threads", 0)
+    inter = settings.get("inter_op_threads", 0)
+    threads = (
+        "TensorFlow's default thread pools"
+        if intra == 0 and inter == 0
+        else f"TensorFlow threads for every contender: {intra} per op, {inter} ops at once (0 = all cores)"
+    )
     lines.append(
-        f"Machine: {peer['settings']['cpus']} cores shared with other jobs (load average at the end "
-        f"{peer['settings']['load_average_end']}); TensorFlow {peer['settings']['tensorflow']}, DeepCTR "
-        f"{peer['settings']['deepctr']}."
+        f"Machine: {settings['cpus']} cores shared with other jobs (load average at the end "
+        f"{settings['load_average_end']}); {threads}; TensorFlow {settings['tensorflow']}, DeepCTR "
+        f"{settings['deepctr']}."
     )
     return lines
 
@@ -195,6 +203,50 @@ def peer_cpu_table(peer_cpu: dict[str, Any]) -> list[str]:
     return lines
 
 
+def thread_pool_table(pools: dict[str, Any]) -> list[str]:
+    """``bench/thread_pools.py``: training examples/s under TensorFlow's default pools and one thread per op."""
+    lines = [
+        "| model @ batch | TensorFlow's default pools | one thread per op | ratio |",
+        "|---|---|---|---|",
+    ]
+    rates = pools["examples_per_s"]
+    for key, ratio in pools["one_thread_per_op_vs_default"].items():
+        lines.append(
+            f"| {key} | {_n(rates['tensorflow_default'][key])} | {_n(rates['one_thread_per_op'][key])} | "
+            f"**{ratio:.2f}×** |"
+        )
+    rounds = len(pools["rounds"]["one_thread_per_op"])
+    lines += ["", f"{rounds} alternated rounds × {pools['epochs_per_round']} epochs, load {pools['load_average']}."]
+    return lines
+
+
+def pipeline_autotune_table(pipe: dict[str, Any]) -> list[str]:
+    """``bench/pipeline_autotune.py``: training through make_dataset with and without the autotuner."""
+    labels = {
+        "cached": "cached",
+        "make_dataset": "`make_dataset` (in order, prefetch 2, no autotuner)",
+        "make_dataset_autotuned": "previous: autotuned parallel map and prefetch",
+        "make_dataset_parallel2": "2 gathers in flight, prefetch 2, no autotuner",
+    }
+    batches = list(pipe["by_batch_size"])
+    lines = [
+        "| input | " + " | ".join(f"batch {int(b):,}: examples/s (× cached)" for b in batches) + " |",
+        "|---|" + "---|" * len(batches),
+    ]
+    for key, label in labels.items():
+        if key not in pipe["by_batch_size"][batches[0]]["examples_per_s"]:
+            continue
+        cells = []
+        for b in batches:
+            r = pipe["by_batch_size"][b]
+            cells.append(f"{_n(r['examples_per_s'][key])} ({r['ratio_to_cached'][key]:.2f}×)")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    rounds = len(pipe["by_batch_size"][batches[0]]["rounds"]["cached"])
+    load = pipe["load_average"]
+    lines += ["", f"Training examples/s, {rounds} alternated rounds × {pipe['epochs_per_round']} epochs, load {load}."]
+    return lines
+
+
 def render() -> str:
     peer = _load("peer_throughput.json")
     body = ["### Side by side with DeepCTR", "", *peer_tables(peer)]
@@ -209,6 +261,20 @@ def render() -> str:
             "",
             "### Scaling (mmoe-tf `mmoe`, batch 512 unless the axis is the batch size)",
             *scaling_tables(peer["scaling"]),
+        ]
+    if (BENCH / "thread_pools.json").exists():
+        body += [
+            "",
+            "### Thread pools (`bench/thread_pools.py`, one process per setting and round)",
+            "",
+            *thread_pool_table(_load("thread_pools.json")),
+        ]
+    if (BENCH / "pipeline_autotune.json").exists():
+        body += [
+            "",
+            "### The input pipeline with and without tf.data's autotuner (`bench/pipeline_autotune.py`)",
+            "",
+            *pipeline_autotune_table(_load("pipeline_autotune.json")),
         ]
     if (BENCH / "step_overheads.json").exists():
         body += [

@@ -25,11 +25,27 @@ from data.schema import Schema
 TargetsFn = Callable[[dict, dict], tuple[dict, dict]]
 
 
-def finish(ds: tf.data.Dataset, with_labels: bool, targets_fn: TargetsFn | None) -> tf.data.Dataset:
-    """The tail shared with :func:`data.tfrecords.tfrecord_dataset`: per-batch ``targets_fn``, then prefetch."""
+IN_MEMORY_PREFETCH = 2  # batches ready ahead of the step
+
+
+def finish(
+    ds: tf.data.Dataset, with_labels: bool, targets_fn: TargetsFn | None, autotune: bool = True
+) -> tf.data.Dataset:
+    """The tail shared with :func:`data.tfrecords.tfrecord_dataset`: per-batch ``targets_fn``, then prefetch.
+
+    With ``autotune=False`` (the in-memory table) the map runs in order on one thread, ``IN_MEMORY_PREFETCH``
+    batches are prefetched and tf.data's autotuner is off: a batch here is one gather per dtype, far
+    cheaper than a training step, and on 2 cores the autotuner's own thread and buffer resizing made
+    training slower and more erratic (``docs/performance.md``, "Fifth round").
+    """
+    parallel = tf.data.AUTOTUNE if autotune else None
     if with_labels and targets_fn is not None:
-        ds = ds.map(lambda f, y, w: (f, *targets_fn(y, w)), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+        ds = ds.map(lambda f, y, w: (f, *targets_fn(y, w)), num_parallel_calls=parallel)
+    if autotune:
+        return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(IN_MEMORY_PREFETCH).with_options(options)
 
 
 def _grouped_columns(elements: Any) -> tuple[list[Any], dict[str, list[int]], dict[str, tf.Tensor]]:
@@ -203,5 +219,4 @@ def make_dataset(
                 ds = ds.repeat()
             ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         read_rows = row_gatherer(elements)
-    ds = ds.map(read_rows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return finish(ds, with_labels, targets_fn)
+    return finish(ds.map(read_rows), with_labels, targets_fn, autotune=False)

@@ -25,6 +25,7 @@ from mmoe_tf.losses import UncertaintyWeighting, current_loss_weights  # noqa: E
 from mmoe_tf.models import MultiTaskModel, build_model, compile_model  # noqa: E402
 from mmoe_tf.saving import config_of, load_model, save_model  # noqa: E402
 from mmoe_tf.targets import add_joint_targets  # noqa: E402
+from mmoe_tf.threads import configure_cpu_threads  # noqa: E402
 from mmoe_tf.towers import MLP, Tower  # noqa: E402
 
 __version__ = "0.1.0"
@@ -50,6 +51,7 @@ __all__ = [
     "build_model",
     "compile_model",
     "config_of",
+    "configure_cpu_threads",
     "current_loss_weights",
     "default_tasks",
     "gate_model",

@@ -105,3 +105,19 @@ def test_signature_call_bench_runs_and_checks_the_outputs_agree(repo_root, expor
         repo_root, "bench/signature_call.py", "--export", str(export.version_dir), "--rounds", "1", "--calls", "3"
     )
     assert result["batch1"]["session_over_signature"] > 0 and result["batch64"]["session_over_signature"] > 0
+
+
+def test_readme_and_targets_prose_quote_the_current_peer_run(repo_root):
+    """The speed figures in README's Speed section and performance.md's reading of the targets are the JSON's."""
+    peer = json.loads((repo_root / "docs/bench/peer_throughput.json").read_text())
+    readme = (repo_root / "README.md").read_text()
+    speed = readme[readme.index("## Speed") : readme.index("## Experiments and results")]
+    doc = (repo_root / "docs/performance.md").read_text()
+    targets = doc[doc.index("## Where this leaves the targets of issue 9") : doc.index("## Measured")]
+    for key in ("train_speedup_vs_deepctr_mmoe", "predict_speedup_vs_deepctr_mmoe"):
+        for batch in ("512", "2048"):
+            figure = f"{peer[key][batch]:.2f}×"
+            assert figure in speed, (key, batch, figure)
+            assert figure in targets, (key, batch, figure)
+    for batch in ("512", "2048"):
+        assert f"{peer['by_batch_size'][batch]['pipeline_vs_cached']:.2f}×" in targets

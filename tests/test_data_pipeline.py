@@ -90,6 +90,15 @@ def test_make_dataset_shuffle_is_seeded_and_complete(sample):
     assert sorted(first) == sorted(df["user_id"].str.encode("utf-8"))
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_in_memory_dataset_runs_without_the_autotuner(sample, shuffle):
+    """A fixed prefetch and tf.data's autotuner off (docs/performance.md, fifth round); TFRecords keep it."""
+    df, schema = sample
+    ds = make_dataset(df, schema, 100, shuffle=shuffle)
+    assert ds.options().autotune.enabled is False
+    assert sum(len(b[0]["user_id"]) for b in _rows(ds)) == len(df)
+
+
 def test_targets_fn_applied_per_batch(sample):
     df, schema = sample
     task = schema.task("satisfaction")

@@ -8,7 +8,8 @@ import sys
 
 
 def _python(code: str, repo_root) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    unset = ("TF_USE_LEGACY_KERAS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     return subprocess.run(
         [sys.executable, "-c", code], cwd=repo_root, env=env, capture_output=True, text=True, timeout=300
@@ -29,3 +30,47 @@ def test_env_guard_cases_in_fresh_processes(repo_root):
     assert keras3_bound.returncode != 0
     assert "KerasVersionError" in keras3_bound.stderr
     assert "TF_USE_LEGACY_KERAS=1" in keras3_bound.stderr and "import mmoe_tf first" in keras3_bound.stderr
+
+
+def test_configure_cpu_threads_before_and_after_tensorflow_starts(repo_root):
+    """Defaults to one thread per op, reads the environment, and refuses clearly once the runtime has started."""
+    code = """
+import mmoe_tf, tensorflow as tf
+print(mmoe_tf.configure_cpu_threads())
+print(tf.config.threading.get_intra_op_parallelism_threads(), tf.config.threading.get_inter_op_parallelism_threads())
+tf.constant(1.0) + 1.0
+print(mmoe_tf.configure_cpu_threads())  # unchanged settings: nothing to do
+try:
+    mmoe_tf.configure_cpu_threads(intra_op_threads=2)
+except RuntimeError as err:
+    print("refused:", err)
+"""
+    result = _python(code, repo_root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[:3] == ["(1, 0)", "1 0", "(1, 0)"]
+    assert lines[3].startswith("refused:") and "already started" in lines[3] and "TF_NUM_INTRAOP_THREADS" in lines[3]
+
+    from_env = subprocess.run(
+        [sys.executable, "-c", "import mmoe_tf; print(mmoe_tf.configure_cpu_threads())"],
+        cwd=repo_root,
+        env={**os.environ, "TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert from_env.returncode == 0, from_env.stderr[-2000:]
+    assert from_env.stdout.strip() == "(2, 1)"
+
+
+def test_configure_cpu_threads_rejects_bad_counts(monkeypatch):
+    import pytest
+
+    import mmoe_tf
+
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="intra_op_threads must be a whole number"):
+            mmoe_tf.configure_cpu_threads(intra_op_threads=bad)
+    monkeypatch.setenv("TF_NUM_INTEROP_THREADS", "many")
+    with pytest.raises(ValueError, match="TF_NUM_INTEROP_THREADS='many'"):
+        mmoe_tf.configure_cpu_threads()

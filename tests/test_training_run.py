@@ -247,6 +247,20 @@ def test_bad_config_is_one_line_error(tmp_path, capsys):
     assert err.startswith("error: model.architecture:") and "Traceback" not in err
 
 
+def test_thread_flags_are_checked_and_explicit_ones_must_apply(tmp_path, capsys):
+    """Bad counts are one-line errors; explicit flags the already-started runtime cannot take are too
+    (the defaults are skipped then: this test process has run TensorFlow)."""
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1.0  # the runtime has started
+    out = str(tmp_path / "x")
+    assert main(["train", "--intra-op-threads", "-1", "--output-dir", out]) == 2
+    assert "intra_op_threads must be a whole number" in capsys.readouterr().err
+    assert main(["train", "--inter-op-threads", "7", "--output-dir", out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --intra-op-threads/--inter-op-threads:") and "already started" in err
+
+
 def test_esmm_with_uncertainty_weights(tmp_path):
     cfg = load_run_config(
         "training/configs/default.yaml",

@@ -138,6 +138,21 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_parser(sub)
     for command in sub.choices.values():
         command.add_argument(
+            "--intra-op-threads",
+            type=int,
+            default=None,
+            metavar="N",
+            help="threads one TensorFlow op may use (default: $TF_NUM_INTRAOP_THREADS, else 1: fastest for "
+            "models of small ops, docs/performance.md; 0 = TensorFlow's default, all cores)",
+        )
+        command.add_argument(
+            "--inter-op-threads",
+            type=int,
+            default=None,
+            metavar="N",
+            help="threads running independent ops (default: $TF_NUM_INTEROP_THREADS, else 0 = all cores)",
+        )
+        command.add_argument(
             "--verbose",
             action="store_true",
             help="show TensorFlow's start-up log (CUDA probing, CPU-instruction notices; hidden by default)",
@@ -214,6 +229,21 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_threads(args: argparse.Namespace) -> None:
+    """Apply ``--intra-op-threads`` / ``--inter-op-threads`` (defaults: ``mmoe_tf.configure_cpu_threads``).
+
+    Called in-process after TensorFlow has run (a notebook, a test), the defaults are skipped; explicit
+    flags that can no longer apply are an error.
+    """
+    from mmoe_tf import configure_cpu_threads
+
+    try:
+        configure_cpu_threads(args.intra_op_threads, args.inter_op_threads)
+    except RuntimeError as err:
+        if args.intra_op_threads is not None or args.inter_op_threads is not None:
+            raise ValueError(f"--intra-op-threads/--inter-op-threads: {err}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit code (2 for bad config/input, with a one-line error)."""
     parser = build_parser()
@@ -222,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("training").setLevel(args.log_level)
     handlers = {"train": _train, "evaluate": _evaluate, "gates": _gates, "compare": compare.main}
     try:
+        _configure_threads(args)
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
         # config, data validation (DataValidationError is a ValueError) and file problems: no stack trace
