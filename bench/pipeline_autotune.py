@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     from data import feature_arrays, make_dataset
     from data.arrays import ensure_validated, typed_feature_arrays, typed_labels_and_weights
     from data.generators import simulate_ctr_table
-    from data.pipeline import permuted_batches, row_gatherer
+    from data.pipeline import finish, permuted_batches, row_gatherer
 
     tf.keras.utils.set_random_seed(0)
     df, schema = simulate_ctr_table(n_rows=args.rows, seed=0)
@@ -63,18 +63,20 @@ def main(argv: list[str] | None = None) -> dict:
         cached = make_dataset(df, schema, batch_size=batch).cache()
         for _ in cached:  # fill the cache
             pass
-        autotuned = (
-            permuted_batches(len(df), batch, seed=0)
-            .map(row_gatherer(elements), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(tf.data.AUTOTUNE)
+        autotuned = finish(  # the previous tail: parallel map and prefetch sized by the autotuner
+            permuted_batches(len(df), batch, seed=0).map(
+                row_gatherer(elements), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            ),
+            with_labels=True,
+            targets_fn=None,
         )
-        fixed = tf.data.Options()
-        fixed.autotune.enabled = False
-        parallel2 = (
-            permuted_batches(len(df), batch, seed=0)
-            .map(row_gatherer(elements), num_parallel_calls=2, deterministic=True)
-            .prefetch(2)
-            .with_options(fixed)
+        parallel2 = finish(
+            permuted_batches(len(df), batch, seed=0).map(
+                row_gatherer(elements), num_parallel_calls=2, deterministic=True
+            ),
+            with_labels=True,
+            targets_fn=None,
+            autotune=False,
         )
         datasets = {
             "cached": cached,

@@ -60,17 +60,12 @@ def configure_cpu_threads(intra_op_threads: int | None = None, inter_op_threads:
     """
     intra = _count("intra_op_threads", intra_op_threads, INTRA_OP_ENV, DEFAULT_INTRA_OP_THREADS)
     inter = _count("inter_op_threads", inter_op_threads, INTER_OP_ENV, 0)
-    if (
-        tf.config.threading.get_intra_op_parallelism_threads(),
-        tf.config.threading.get_inter_op_parallelism_threads(),
-    ) == (
-        intra,
-        inter,
-    ):
-        return intra, inter
+    threading = tf.config.threading
+    if (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()) == (intra, inter):
+        return intra, inter  # already so: also fine after start-up (TensorFlow refuses even a no-op 0 then)
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
+        threading.set_intra_op_parallelism_threads(intra)
+        threading.set_inter_op_parallelism_threads(inter)
     except RuntimeError:
         raise RuntimeError(
             "configure_cpu_threads: TensorFlow's runtime has already started in this process, so its thread "
