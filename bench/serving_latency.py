@@ -3,7 +3,9 @@
 Exports the small test MMoE (``serving.testing``) unless ``--base-path`` points at an existing export, starts two
 servers (without and with server-side batching, each with REST and gRPC) and, in ``--rounds`` alternating rounds,
 measures for each server and transport: latency p50/p99 of sequential requests at batch 1 and 64, and throughput
-(requests/s, batch 1) at concurrency 1/8/32. Figures are medians over rounds. Clients are lean so that the server is
+(requests/s, batch 1) at concurrency 1/8/32. The latencies of a round, the in-process floors included, are taken in
+alternating blocks of 20 calls (``interleaved``), so that a ratio to the floor compares calls made under the same
+machine state. Figures are medians over rounds. Clients are lean so that the server is
 what is measured: ``http.client`` keep-alive for REST latency, a minimal asyncio HTTP/1.1 keep-alive load generator
 for REST throughput (one connection per concurrent client, like ``wrk``; on uvloop when installed, as the server),
 grpcio's sync stub for gRPC latency and its asyncio stub for gRPC throughput; ``requests.Session`` latency is printed
@@ -26,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -96,30 +99,23 @@ def _timed(fn, n: int, warmup: int = 10) -> dict[str, float]:
 # --- in process -------------------------------------------------------------------------------------------------
 
 
-def in_process(version_dir: Path, n: int) -> dict[str, dict[str, float]]:
-    """Latency of calling ``serving_default`` directly on the loaded SavedModel (no transport, no JSON), with the
-    server's TensorFlow thread settings (set in :func:`main`)."""
+def in_process_calls(version_dir: Path) -> dict[str, Callable[[], object]]:
+    """``serving_default`` called directly on the loaded SavedModel (no transport, no JSON), at batch 1 and 64, with
+    the server's TensorFlow thread settings (set in :func:`main`): the floor."""
     import tensorflow as tf
 
     fn = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
-    out = {}
+    calls = {}
     for batch in BATCHES:
         feats = {k: tf.constant(v) for k, v in _columns(batch).items()}
-        out[f"batch{batch}"] = _timed(lambda f=feats: {k: v.numpy() for k, v in fn(**f).items()}, n)
-    return out
+        calls[f"batch{batch}"] = lambda f=feats: {k: v.numpy() for k, v in fn(**f).items()}
+    return calls
 
 
-def in_process_session(version_dir: Path, n: int) -> dict[str, dict[str, float]]:
-    """Latency of the same call through :class:`serving.session_runner.SessionRunner` (what the server runs)."""
-    from serving.session_runner import SessionRunner
-
-    runner = SessionRunner(version_dir)
-    out = {}
-    for batch in BATCHES:
-        columns = _columns(batch)
-        out[f"batch{batch}"] = _timed(lambda f=columns: runner.run("serving_default", f), n)
-    runner.close()
-    return out
+def session_calls(runner) -> dict[str, Callable[[], object]]:
+    """The same call through :class:`serving.session_runner.SessionRunner` (what the server runs)."""
+    columns = {batch: _columns(batch) for batch in BATCHES}
+    return {f"batch{b}": (lambda f=columns[b]: runner.run("serving_default", f)) for b in BATCHES}
 
 
 def breakdown(version_dir: Path, n: int) -> dict[str, dict[str, float]]:
@@ -160,32 +156,35 @@ def breakdown(version_dir: Path, n: int) -> dict[str, dict[str, float]]:
 # --- clients ----------------------------------------------------------------------------------------------------
 
 
-def rest_latency(port: int, n: int) -> dict[str, dict[str, float]]:
-    """Sequential request latency at batch 1 and 64 (``http.client``, one keep-alive connection)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def rest_calls(conn: http.client.HTTPConnection) -> dict[str, Callable[[], object]]:
+    """Sequential requests on one keep-alive ``http.client`` connection: predict at batch 1 and 64, and a bare
+    ``GET`` of the model status (the HTTP round trip alone: no JSON body, no TensorFlow, no thread hand-off)."""
     headers = {"Content-Type": "application/json"}
-    out = {}
-    for batch in BATCHES:
-        body = _body(batch)
 
-        def one(b: bytes = body) -> None:
-            conn.request("POST", PATH, b, headers)
-            resp = conn.getresponse()
-            data = resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"{resp.status}: {data[:200]!r}")
-            json.loads(data)
-
-        out[f"batch{batch}"] = _timed(one, n if batch == 1 else max(n // 2, 10))
-
-    def status() -> None:  # the HTTP round trip alone: no JSON body, no TensorFlow, no thread hand-off
-        conn.request("GET", f"/v1/models/{MODEL_NAME}")
+    def predict(body: bytes) -> object:
+        conn.request("POST", PATH, body, headers)
         resp = conn.getresponse()
-        resp.read()
+        data = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"{resp.status}: {data[:200]!r}")
+        return json.loads(data)
 
-    out["status_get"] = _timed(status, n)
-    conn.close()
-    return out
+    def status() -> None:
+        conn.request("GET", f"/v1/models/{MODEL_NAME}")
+        conn.getresponse().read()
+
+    bodies = {batch: _body(batch) for batch in BATCHES}
+    calls = {f"batch{b}": (lambda body=bodies[b]: predict(body)) for b in BATCHES}
+    return {**calls, "status_get": status}
+
+
+def rest_latency(port: int, n: int) -> dict[str, dict[str, float]]:
+    """p50/p99 of :func:`rest_calls`, one after the other (``n`` requests each, half at batch 64)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        return {k: _timed(fn, max(n // 2, 10) if k == "batch64" else n) for k, fn in rest_calls(conn).items()}
+    finally:
+        conn.close()
 
 
 def requests_latency(url: str, n: int) -> dict[str, float]:
@@ -195,17 +194,30 @@ def requests_latency(url: str, n: int) -> dict[str, float]:
         return _timed(lambda: session.post(url + PATH, data=body, timeout=30).raise_for_status(), n)
 
 
-def grpc_latency(target: str, n: int) -> dict[str, dict[str, float]]:
-    """Sequential ``Predict`` latency at batch 1 and 64 (grpcio sync stub, one channel)."""
-    with grpc.insecure_channel(target) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        out = {}
-        for batch in BATCHES:
-            request = _grpc_request(batch)
-            out[f"batch{batch}"] = _timed(
-                lambda r=request: stub.Predict(r, timeout=30), n if batch == 1 else max(n // 2, 10)
-            )
-        return out
+def grpc_calls(channel: grpc.Channel) -> dict[str, Callable[[], object]]:
+    """Sequential ``Predict`` calls at batch 1 and 64 (grpcio sync stub on ``channel``)."""
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    requests_ = {batch: _grpc_request(batch) for batch in BATCHES}
+    return {f"batch{b}": (lambda r=requests_[b]: stub.Predict(r, timeout=30)) for b in BATCHES}
+
+
+def interleaved(calls: dict[str, Callable[[], object]], n: int, block: int = 20) -> dict[str, dict[str, float]]:
+    """p50/p99 (ms) of every call in ``calls``, measured in alternating blocks of ``block`` calls (the order
+    reversed every other block) until each has ``n`` timings: the floor and the servers see the same machine
+    state, which on a shared VM drifts within seconds."""
+    for fn in calls.values():
+        for _ in range(10):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    names = list(calls)
+    for i in range(-(-n // block)):
+        for name in names if i % 2 == 0 else reversed(names):
+            fn = calls[name]
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return {k: _percentiles(v) for k, v in times.items()}
 
 
 class _HttpLoad(asyncio.Protocol):
@@ -313,22 +325,52 @@ def _with_server_cpu(server: ServerProcess, measure) -> dict[str, float]:
     return point
 
 
-def one_round(server: ServerProcess, args: argparse.Namespace) -> dict:
+def latency_round(floor_calls: dict, servers: dict[str, ServerProcess], n: int) -> dict:
+    """One round of sequential latency for the floors and every server and transport, interleaved."""
+    calls = {("in_process", k): fn for k, fn in floor_calls["in_process"].items()}
+    calls.update({("in_process_session", k): fn for k, fn in floor_calls["in_process_session"].items()})
+    conns, channels = [], []
+    for mode, server in servers.items():
+        conns.append(http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=30))
+        channels.append(grpc.insecure_channel(server.grpc_target))
+        calls.update({(mode, "rest", k): fn for k, fn in rest_calls(conns[-1]).items()})
+        calls.update({(mode, "grpc", k): fn for k, fn in grpc_calls(channels[-1]).items()})
+    try:
+        measured = interleaved(calls, n)
+    finally:
+        for conn in conns:
+            conn.close()
+        for channel in channels:
+            channel.close()
+    out: dict = {"in_process": {}, "in_process_session": {}}
+    for key, value in measured.items():
+        if len(key) == 2:
+            out[key[0]][key[1]] = value
+        else:
+            out.setdefault(key[0], {}).setdefault(key[1], {}).setdefault("latency", {})[key[2]] = value
+    return out
+
+
+def throughput_round(server: ServerProcess, args: argparse.Namespace) -> dict:
+    """One round of throughput points (REST and gRPC, each concurrency) and ``requests`` latency for a server."""
     port = int(server.url.rsplit(":", 1)[1])
-    out = {
-        "rest": {"latency": rest_latency(port, args.requests)},
-        "grpc": {"latency": grpc_latency(server.grpc_target, args.requests)},
+    return {
+        "rest": {
+            "throughput": {
+                f"c{c}": _with_server_cpu(server, lambda c=c: run_on(rest_throughput(port, c, args.seconds)))
+                for c in CONCURRENCY
+            }
+        },
+        "grpc": {
+            "throughput": {
+                f"c{c}": _with_server_cpu(
+                    server, lambda c=c: run_on(grpc_throughput(server.grpc_target, c, args.seconds))
+                )
+                for c in CONCURRENCY
+            }
+        },
         "rest_requests_session_batch1": requests_latency(server.url, args.requests),
     }
-    out["rest"]["throughput"] = {
-        f"c{c}": _with_server_cpu(server, lambda c=c: run_on(rest_throughput(port, c, args.seconds)))
-        for c in CONCURRENCY
-    }
-    out["grpc"]["throughput"] = {
-        f"c{c}": _with_server_cpu(server, lambda c=c: run_on(grpc_throughput(server.grpc_target, c, args.seconds)))
-        for c in CONCURRENCY
-    }
-    return out
 
 
 def _median_tree(rounds: list) -> dict:
@@ -375,14 +417,24 @@ def main() -> int:
         try:
             for server in servers.values():
                 server.start()
+            from serving.session_runner import SessionRunner
+
+            runner = SessionRunner(version_dir)
+            floor_calls = {"in_process": in_process_calls(version_dir), "in_process_session": session_calls(runner)}
             floors, session_floors, rounds = [], [], {mode: [] for mode in servers}
             for r in range(args.rounds):
-                floors.append(in_process(version_dir, args.requests))
-                session_floors.append(in_process_session(version_dir, args.requests))
+                latency = latency_round(floor_calls, servers, args.requests)
+                floors.append(latency["in_process"])
+                session_floors.append(latency["in_process_session"])
+                print(f"round {r + 1} latency: {json.dumps(latency)}", flush=True)
                 order = list(servers) if r % 2 == 0 else list(reversed(servers))
                 for mode in order:
-                    rounds[mode].append(one_round(servers[mode], args))
-                    print(f"round {r + 1} {mode}: {json.dumps(rounds[mode][-1])}", flush=True)
+                    point = throughput_round(servers[mode], args)
+                    for transport in ("rest", "grpc"):
+                        point[transport]["latency"] = latency[mode][transport]["latency"]
+                    rounds[mode].append(point)
+                    print(f"round {r + 1} {mode}: {json.dumps(point)}", flush=True)
+            runner.close()
         finally:
             for server in servers.values():
                 server.stop()
@@ -403,6 +455,15 @@ def main() -> int:
             )
             ratios[f"{transport}_over_inprocess_session_p50_{key}"] = ratio(
                 nb[transport]["latency"][key]["p50_ms"], session_floor[key]["p50_ms"]
+            )
+            # paired: each round's latency over the floor measured just before it, median over rounds (the
+            # machine's speed drifts between rounds; both sides of a pair see the same drift)
+            ratios[f"{transport}_over_inprocess_p50_{key}_paired"] = round(
+                statistics.median(
+                    rs[transport]["latency"][key]["p50_ms"] / f[key]["p50_ms"]
+                    for rs, f in zip(rounds["no_batching"], floors, strict=True)
+                ),
+                2,
             )
         for c in CONCURRENCY:
             ratios[f"{transport}_batching_over_no_batching_rps_c{c}"] = ratio(

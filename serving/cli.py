@@ -65,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.add_argument("--num-threads", type=_positive_int, default=2, help="inference threads")
     srv.add_argument("--intra-op-threads", type=int, default=1, help="TF intra-op threads (0 = all cores)")
-    srv.add_argument("--inter-op-threads", type=int, default=1, help="TF inter-op threads (0 = all cores)")
+    srv.add_argument(
+        "--inter-op-threads",
+        type=int,
+        default=-1,
+        help="TF inter-op threads (0 = all cores; -1 = run a request's ops in the thread that calls the model)",
+    )
     srv.add_argument(
         "--event-loop", choices=EVENT_LOOPS, default="auto", help="auto = uvloop when installed (faster), else asyncio"
     )

@@ -48,6 +48,7 @@ MAX_RANK = 32
 # (one translate and one substring search: 4 µs against 62 µs for a regular expression over a 4 kB body).
 _DIGIT_MASK = bytes(0x39 if 0x30 <= c <= 0x39 else 0x20 for c in range(256))
 _LONG_RUN = b"9" * 19
+SCALAR_ROWS_MIN_BATCH = 16  # row-format responses of 1-D outputs this long are written by _scalar_rows_json
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 
@@ -399,9 +400,21 @@ def predictions_json(outputs: Mapping[str, np.ndarray], fmt: str) -> bytes:
         body: Any = {"outputs": arrays[names[0]] if len(names) == 1 else arrays}
     elif len(names) == 1:
         body = {"predictions": arrays[names[0]]}
+    elif all(a.ndim == 1 for a in arrays.values()) and _row_batch_size(arrays) >= SCALAR_ROWS_MIN_BATCH:
+        return _scalar_rows_json(arrays)
     else:
         body = {"predictions": [{n: arrays[n][i] for n in names} for i in range(_row_batch_size(arrays))]}
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _scalar_rows_json(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """``{"predictions": [{name: value, ...}, ...]}`` for 1-D outputs: each output written by orjson once and
+    split at its commas (numbers hold none), then one row template per row. Two float32 outputs: 0.61× the time of
+    a dict per row at 64 rows (20.7 against 33.8 µs), 0.91× at 16, but 1.28× at 1 row (9.1 against 7.1 µs), hence
+    ``SCALAR_ROWS_MIN_BATCH``."""
+    columns = [orjson.dumps(a, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",") for a in arrays.values()]
+    row = b"{" + b",".join(orjson.dumps(name) + b":%b" for name in arrays) + b"}"
+    return b'{"predictions":[' + b",".join([row % values for values in zip(*columns, strict=True)]) + b"]}"
 
 
 def encode_json(body: Any) -> str:

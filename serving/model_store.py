@@ -79,6 +79,10 @@ class Servable:
         self.input_dtypes = {
             sig: {k: s.dtype.name for k, s in specs.items()} for sig, specs in self.input_specs.items()
         }
+        self._input_dims = {  # (input, declared dims or None for any shape) per signature, for check_shapes
+            sig: [(k, None if s.shape.rank is None else tuple(s.shape.as_list())) for k, s in specs.items()]
+            for sig, specs in self.input_specs.items()
+        }
         self.metadata = signature_def_json(self.signature_defs)
         self.warmup_count = self._replay_warmup() if warmup else 0
 
@@ -105,12 +109,15 @@ class Servable:
 
     def check_shapes(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> None:
         """``RequestError`` naming the input when a value's rank or fixed dims differ from the signature's."""
-        for key, spec in self.input_specs[signature_name].items():
+        for key, dims in self._input_dims[signature_name]:  # plain tuples: TensorShape checks cost ≈ 10 µs each
             got = inputs[key].shape
-            if not spec.shape.is_compatible_with(got):
+            if dims is not None and (
+                len(got) != len(dims) or any(d is not None and d != g for d, g in zip(dims, got, strict=True))
+            ):
+                declared = _dims(self.input_specs[signature_name][key].shape)
                 raise RequestError(
                     f"Input '{key}' has shape {list(got)} but signature '{signature_name}' declares "
-                    f"{_dims(spec.shape)} (send one bare value per example for a [-1] input)"
+                    f"{declared} (send one bare value per example for a [-1] input)"
                 )
 
     def run(

@@ -36,7 +36,8 @@ class SessionRunner:
         path: The version directory (holding ``saved_model.pb`` and ``variables/``).
         intra_op_threads: Threads one op may use (0: TensorFlow's default); default: the process's
             current ``tf.config.threading`` setting.
-        inter_op_threads: Threads running independent ops (0: default); default as above.
+        inter_op_threads: Threads running independent ops (0: default; -1: every op runs in the thread that
+            calls :meth:`run`, no hand-off to a pool); default as above.
 
     Attributes:
         meta_graph: The loaded ``MetaGraphDef`` (its ``signature_def`` map describes every signature).

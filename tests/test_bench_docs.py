@@ -121,3 +121,22 @@ def test_readme_and_targets_prose_quote_the_current_peer_run(repo_root):
             assert figure in targets, (key, batch, figure)
     for batch in ("512", "2048"):
         assert f"{peer['by_batch_size'][batch]['pipeline_vs_cached']:.2f}×" in targets
+
+
+def test_serving_doc_table_quotes_the_recorded_latency_run(repo_root):
+    """docs/serving.md's measured table and target reading carry the figures of docs/bench/serving_latency.json."""
+    run = json.loads((repo_root / "docs/bench/serving_latency.json").read_text())
+    doc = (repo_root / "docs/serving.md").read_text()
+    table = doc[doc.index("| | in-process floor | REST |") :]
+    table = table[: table.index("\n\n")]
+    floor, rest = run["in_process"], run["no_batching"]["rest"]["latency"]
+    ratios = run["ratios"]
+    for batch in ("batch1", "batch64"):
+        assert f"{floor[batch]['p50_ms']:.3f} ms" in table
+        assert f"{rest[batch]['p50_ms']:.3f} ms ({ratios[f'rest_over_inprocess_p50_{batch}']:.2f}×)" in table
+    batched = run["batching"]["rest"]["throughput"]["c32"]["rps"]
+    assert f"{round(batched):,} ({ratios['rest_batching_over_no_batching_rps_c32']:.2f}× unbatched)" in table
+    reading = doc[doc.index("Against the issue's targets, in this run:") :][:1200]
+    assert f"**{ratios['rest_over_inprocess_p50_batch64']:.2f}×**" in reading
+    assert f"{ratios['rest_over_inprocess_p50_batch64_paired']:.2f}× paired" in reading
+    assert f"{round(ratios['rest_batching_over_no_batching_rps_c1'] * 100)} %" in reading

@@ -428,11 +428,34 @@ def test_fast_response_encoding_gives_the_standard_answer(outputs, fmt):
         assert got == expected  # non-finite values keep TF Serving's bare tokens
 
 
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        {"click": np.array([0.1, 1e-5, -0.0, 3.4e38], np.float32), "satisfaction": np.arange(4, dtype=np.float32)},
+        {"big": np.array([2**63 - 1, -(2**63), 0], np.int64), "flag": np.array([True, False, True])},
+        {'quote"d': np.array([7], np.uint8), "p": np.array([0.123456789], np.float64)},
+        {"a": np.zeros([0], np.float32), "b": np.zeros([0], np.int64)},
+    ],
+)
+def test_scalar_row_outputs_are_written_exactly_as_one_dict_per_row(outputs):
+    import orjson
+
+    from serving.json_codec import SCALAR_ROWS_MIN_BATCH, predictions_json
+
+    for repeat in (1, SCALAR_ROWS_MIN_BATCH):  # below and above the batch size of the template writer
+        tiled = {n: np.tile(a, repeat) for n, a in outputs.items()}
+        rows = [{n: a[i] for n, a in tiled.items()} for i in range(len(next(iter(tiled.values()))))]
+        expected = orjson.dumps({"predictions": rows}, option=orjson.OPT_SERIALIZE_NUMPY)
+        assert predictions_json(tiled, "row") == expected
+
+
 def test_fast_response_encoding_checks_row_batch_sizes():
     from serving.json_codec import predictions_json
 
     with pytest.raises(RequestError, match="same batch dimension"):
         predictions_json({"a": np.zeros([2, 1], np.float32), "b": np.zeros([3, 1], np.float32)}, "row")
+    with pytest.raises(RequestError, match="same batch dimension"):
+        predictions_json({"a": np.zeros([20], np.float32), "b": np.zeros([30], np.float32)}, "row")
 
 
 def test_request_parsing_keeps_tokens_and_exact_big_integers():

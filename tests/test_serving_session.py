@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving.errors import ServingError
+from serving.errors import RequestError, ServingError
 from serving.model_store import Servable
 from serving.session_runner import SessionRunner
 from serving.testing import sample_frame
@@ -58,6 +60,34 @@ def test_numbers_are_converted_to_the_signature_dtype(runner):
         np.testing.assert_array_equal(runner.run("serving_default", wider)[key], value)
 
 
+def test_caller_thread_sessions_answer_the_same_from_concurrent_threads(runner, export):
+    """inter_op_threads=-1 (the server's default) runs every op in the calling thread: same numbers, thread-safe."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    inline = SessionRunner(export.version_dir, intra_op_threads=1, inter_op_threads=-1)
+    try:
+        batches = [_columns(sample_frame(rows=rows, seed=rows), "str") for rows in (6, 7, 64, 7, 6, 64)]
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            answers = list(pool.map(lambda cols: inline.run("serving_default", cols), batches))
+        for cols, got in zip(batches, answers, strict=True):
+            expected = runner.run("serving_default", cols)
+            assert sorted(got) == sorted(expected)
+            for key, value in expected.items():
+                np.testing.assert_array_equal(got[key], value, err_msg=key)
+    finally:
+        inline.close()
+
+
+def test_server_config_thread_counts_are_checked():
+    from serving.server import ServerConfig
+
+    assert ServerConfig().inter_op_threads == -1 and ServerConfig().intra_op_threads == 1
+    with pytest.raises(ValueError, match="'inter_op_threads' must be >= -1, got -2"):
+        ServerConfig(inter_op_threads=-2)
+    with pytest.raises(ValueError, match="'intra_op_threads' must be >= 0, got -1"):
+        ServerConfig(intra_op_threads=-1)
+
+
 def test_servable_signatures_specs_and_op_errors(export):
     servable = Servable("mmoe", 1, export.version_dir, warmup=False)
     assert "__saved_model_init_op" not in servable.signatures
@@ -65,6 +95,10 @@ def test_servable_signatures_specs_and_op_errors(export):
     spec = servable.input_specs["serving_default"]["price"]
     assert spec.dtype == tf.float32 and spec.shape.as_list() == [None]
     three = {k: v[:3] for k, v in _columns(sample_frame(rows=8), "str").items()}
+    servable.check_shapes("serving_default", three)
+    for shape in ([3, 1], []):
+        with pytest.raises(RequestError, match=re.escape(f"Input 'price' has shape {shape} but signature")):
+            servable.check_shapes("serving_default", {**three, "price": np.zeros(shape, np.float32)})
     bad = {**three, "category": np.array([1, 2], np.int64)}  # 2 rows against 3
     with pytest.raises(ServingError) as caught:
         servable.run("serving_default", bad, validate=False)

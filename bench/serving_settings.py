@@ -1,13 +1,16 @@
-"""The local server on uvloop against the standard asyncio event loop: REST latency and throughput, side by side.
+"""One server setting, two values, side by side: REST latency and throughput of the local server.
 
-Starts four servers on the small test export (``serving.testing``): without and with server-side batching, each on
-``--event-loop asyncio`` and ``--event-loop uvloop``, and in ``--rounds`` alternating rounds measures each with the
-clients of ``bench/serving_latency.py`` (the same clients for every server): REST p50 at batch 1 and 64, requests/s at
-concurrency 1 and 32 (batch 1) with the server's CPU (all threads, and the event loop's) per request, and the batching
-server's gRPC requests/s at concurrency 32 (uvloop must carry grpc.aio too). Medians over rounds; the last line is one
-JSON object with the figures and the uvloop / asyncio ratios.
+``--setting event-loop`` compares ``--event-loop asyncio`` with ``uvloop``; ``--setting inter-op-threads`` compares
+TensorFlow's inter-op pool of one thread (``--inter-op-threads 1``, ops handed to the pool) with ``-1`` (every op in
+the inference thread that calls the session). Starts four servers on the small test export (``serving.testing``):
+without and with server-side batching, each with both values, and in ``--rounds`` alternating rounds measures each
+with the clients of ``bench/serving_latency.py`` (the same clients for every server): REST p50 at batch 1 and 64,
+requests/s at concurrency 1 and 32 (batch 1) with the server's CPU (all threads, and the event loop's) per request,
+and the batching server's gRPC requests/s at concurrency 32. Medians over rounds; the last line is one JSON object
+with the figures and the second value / first value ratios.
 
-Usage: .venv/bin/python bench/serving_event_loop.py [--rounds 5] [--seconds 2] [--requests 200]
+Usage: .venv/bin/python bench/serving_settings.py --setting {event-loop,inter-op-threads} [--rounds 5] [--seconds 2]
+    [--requests 200]
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ import serving_latency as clients
 from serving.event_loop import run_on
 from serving.testing import MODEL_NAME, ServerProcess, cached_export
 
-LOOPS = ("asyncio", "uvloop")
+SETTINGS = {  # --setting: (server flag, the value before, the value compared with it)
+    "event-loop": ("--event-loop", "asyncio", "uvloop"),
+    "inter-op-threads": ("--inter-op-threads", "1", "-1"),
+}
 BATCHING = ["--enable-batching", "--max-batch-size", "64", "--batch-timeout-micros", "2000"]
 
 
@@ -54,18 +60,21 @@ def one_round(server: ServerProcess, args: argparse.Namespace, batching: bool) -
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--setting", choices=SETTINGS, required=True, help="the server flag to compare")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=2.0, help="duration of each throughput point")
     parser.add_argument("--requests", type=int, default=200, help="sequential requests per latency point")
     args = parser.parse_args()
     started, load_before = time.perf_counter(), round(os.getloadavg()[0], 2)
+    flag, before, after = SETTINGS[args.setting]
+    values = (before, after)
     with tempfile.TemporaryDirectory(prefix="mmoe-bench-") as tmp:
         base = cached_export(Path(tmp) / "export").base_path
         cli = ["--base-path", str(base), "--model-name", MODEL_NAME]
         servers = {
-            (mode, loop): ServerProcess(cli + (BATCHING if mode == "batching" else []) + ["--event-loop", loop])
+            (mode, value): ServerProcess(cli + (BATCHING if mode == "batching" else []) + [flag, value])
             for mode in ("no_batching", "batching")
-            for loop in LOOPS
+            for value in values
         }
         rounds: dict[tuple[str, str], list[dict[str, float]]] = {key: [] for key in servers}
         try:
@@ -79,26 +88,27 @@ def main() -> int:
             for server in servers.values():
                 server.stop()
     medians = {
-        mode: {loop: {m: statistics.median(o[m] for o in rounds[(mode, loop)]) for m in rounds[(mode, loop)][0]}
-               for loop in LOOPS}
+        mode: {value: {m: statistics.median(o[m] for o in rounds[(mode, value)]) for m in rounds[(mode, value)][0]}
+               for value in values}
         for mode in ("no_batching", "batching")
     }  # fmt: skip
     metrics = ("rest_p50_ms_batch1", "rest_p50_ms_batch64", "rest_rps_c1", "rest_rps_c32", "rest_server_cpu_us_c32")
     ratios = {
-        f"{mode}_{m}_uvloop_over_asyncio": round(medians[mode]["uvloop"][m] / medians[mode]["asyncio"][m], 3)
+        f"{mode}_{m}_{after}_over_{before}": round(medians[mode][after][m] / medians[mode][before][m], 3)
         for mode in medians
         for m in metrics
     }
-    for loop in LOOPS:
-        ratios[f"{loop}_batching_over_no_batching_rps_c32"] = round(
-            medians["batching"][loop]["rest_rps_c32"] / medians["no_batching"][loop]["rest_rps_c32"], 3
+    for value in values:
+        ratios[f"{value}_batching_over_no_batching_rps_c32"] = round(
+            medians["batching"][value]["rest_rps_c32"] / medians["no_batching"][value]["rest_rps_c32"], 3
         )
     for name, value in ratios.items():
         print(f"{name}: {value}")
     print(
         json.dumps(
             {
-                "benchmark": "serving_event_loop",
+                "benchmark": "serving_" + args.setting.replace("-", "_"),
+                "setting": flag,
                 **medians,
                 "ratios": ratios,
                 **clients.run_facts(args.rounds, load_before, started),
