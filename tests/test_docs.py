@@ -27,8 +27,9 @@ appears in the real repository.
 
 **Sizes are shrunk, commands are not** (appended options win, see :data:`SHRINK`): ``python -m training train``
 gets ``data.max_rows=600``, one epoch, no progress output; ``python -m training.experiments NAME`` its smallest
-rows/epochs/seeds and one point of its grid, its figures in the copy; a further command of an experiment already run
-for the same file only has its options parsed (its ``run`` is not called); ports 8501 (REST) and 8500 (gRPC) become
+rows/epochs/seeds and one point of its grid, its figures in the copy; a further command of an experiment (or of
+``training compare``) already run for the same file only has its options parsed (its ``run`` / ``compare`` is not
+called); ports 8501 (REST) and 8500 (gRPC) become
 free ports. Experiments in
 :data:`NEEDS_SHARED_DATA` run only when ``../shared/data`` exists (otherwise that command alone is left out and
 listed as "not run" in the test's output; the rest of the file still runs).
@@ -102,6 +103,10 @@ SHRINK: dict[tuple[str, ...], list[str]] = {
         "1",
         "--architectures",
         "mmoe",
+        "--learning-rates",
+        "1e-3",
+        "--widths",
+        "1",
     ],
     ("training.experiments", "ceiling"): [*EXPERIMENT_SIZES, "--rows", "1500"],
     ("training.experiments", "ceiling_reference"): ["--rows", "3000", "--seeds", "1"],
@@ -273,25 +278,31 @@ class DocRun:
 
     @contextlib.contextmanager
     def parse_only_if_repeated(self, module: str, args: list[str]):
-        """A second command of an experiment already run for this file: parse its options, skip the training."""
-        name = args[0] if module == "training.experiments" and args else None
+        """A second command of an experiment, or of ``training compare``, already run for this file: parse its
+        options (and, for ``compare``, load its run config), skip the training."""
+        if module == "training.experiments" and args:
+            name, target, attribute = args[0], f"training.experiments.{args[0]}", "run"
+        elif module == "training" and args[:1] == ["compare"]:
+            name, target, attribute = "training compare", "training.compare", "compare"
+        else:
+            name = None
         if name is None or name not in self.experiments_run:
             self.experiments_run.add(name)
             yield
             return
         import importlib
 
-        experiment = importlib.import_module(f"training.experiments.{name}")
-        original = experiment.run
+        owner = importlib.import_module(target)
+        original = getattr(owner, attribute)
 
         def parsed(*_args: object, **_kwargs: object) -> None:
             raise _ParsedOnlyError
 
-        experiment.run = parsed
+        setattr(owner, attribute, parsed)
         try:
             yield
         finally:
-            experiment.run = original
+            setattr(owner, attribute, original)
 
     def bash(self, command: str, block: Block) -> None:
         proc = subprocess.run(
