@@ -410,7 +410,7 @@ def predictions_json(outputs: Mapping[str, np.ndarray], fmt: str) -> bytes:
 def _scalar_rows_json(arrays: Mapping[str, np.ndarray]) -> bytes:
     """``{"predictions": [{name: value, ...}, ...]}`` for 1-D outputs: each output written by orjson once and
     split at its commas (numbers hold none), then one row template per row. Two float32 outputs: 0.61× the time of
-    a dict per row at 64 rows (20.7 against 33.8 µs), 0.91× at 16, but 1.28× at 1 row (9.1 against 7.1 µs), hence
+    a dict per row at 64 rows (20.7 against 33.8 µs), 0.90× at 16, but 1.28× at 1 row (9.1 against 7.1 µs), hence
     ``SCALAR_ROWS_MIN_BATCH``."""
     columns = [orjson.dumps(a, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",") for a in arrays.values()]
     row = b"{" + b",".join(orjson.dumps(name) + b":%b" for name in arrays) + b"}"
