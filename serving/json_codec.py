@@ -400,10 +400,11 @@ def predictions_json(outputs: Mapping[str, np.ndarray], fmt: str) -> bytes:
         body: Any = {"outputs": arrays[names[0]] if len(names) == 1 else arrays}
     elif len(names) == 1:
         body = {"predictions": arrays[names[0]]}
-    elif all(a.ndim == 1 for a in arrays.values()) and _row_batch_size(arrays) >= SCALAR_ROWS_MIN_BATCH:
-        return _scalar_rows_json(arrays)
     else:
-        body = {"predictions": [{n: arrays[n][i] for n in names} for i in range(_row_batch_size(arrays))]}
+        rows = _row_batch_size(arrays)
+        if rows >= SCALAR_ROWS_MIN_BATCH and all(a.ndim == 1 for a in arrays.values()):
+            return _scalar_rows_json(arrays)
+        body = {"predictions": [{n: arrays[n][i] for n in names} for i in range(rows)]}
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 

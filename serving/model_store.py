@@ -53,6 +53,14 @@ def _tensor_spec(info: Any) -> tf.TensorSpec:
     return tf.TensorSpec(shape, tf.as_dtype(info.dtype))
 
 
+def shape_fits(dims: tuple[int | None, ...] | None, shape: tuple[int, ...]) -> bool:
+    """Whether ``shape`` fits declared ``dims`` (``None`` = any shape; a ``None`` dim = any size): what
+    ``TensorShape.is_compatible_with`` answers, on plain tuples (≈ 10 µs less per input of a request)."""
+    if dims is None:
+        return True
+    return len(shape) == len(dims) and all(d is None or d == s for d, s in zip(dims, shape, strict=True))
+
+
 def _dims(shape: tf.TensorShape) -> list[int]:
     return [-1 if d is None else int(d) for d in shape.as_list()] if shape.rank is not None else []
 
@@ -109,11 +117,9 @@ class Servable:
 
     def check_shapes(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> None:
         """``RequestError`` naming the input when a value's rank or fixed dims differ from the signature's."""
-        for key, dims in self._input_dims[signature_name]:  # plain tuples: TensorShape checks cost ≈ 10 µs each
+        for key, dims in self._input_dims[signature_name]:
             got = inputs[key].shape
-            if dims is not None and (
-                len(got) != len(dims) or any(d is not None and d != g for d, g in zip(dims, got, strict=True))
-            ):
+            if not shape_fits(dims, got):
                 declared = _dims(self.input_specs[signature_name][key].shape)
                 raise RequestError(
                     f"Input '{key}' has shape {list(got)} but signature '{signature_name}' declares "

@@ -218,7 +218,7 @@ class DocRun:
         self.namespace: dict[str, object] = {"__name__": "__docs__"}
         self.servers: list[subprocess.Popen] = []
         self.not_run: list[str] = []
-        self.experiments_run: set[str | None] = set()
+        self.commands_run: set[str | None] = set()
         self.env = {
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -286,8 +286,8 @@ class DocRun:
             name, target, attribute = "training compare", "training.compare", "compare"
         else:
             name = None
-        if name is None or name not in self.experiments_run:
-            self.experiments_run.add(name)
+        if name is None or name not in self.commands_run:
+            self.commands_run.add(name)
             yield
             return
         import importlib

@@ -88,6 +88,15 @@ def test_server_config_thread_counts_are_checked():
         ServerConfig(intra_op_threads=-1)
 
 
+@pytest.mark.parametrize("dims", [None, (), (None,), (None, 3), (2, None), (2, 3)])
+@pytest.mark.parametrize("shape", [(), (2,), (5,), (2, 3), (5, 3), (2, 4), (2, 3, 1)])
+def test_shape_fits_answers_as_tensorshape_compatibility(dims, shape):
+    from serving.model_store import shape_fits
+
+    declared = tf.TensorShape(None if dims is None else list(dims))
+    assert shape_fits(dims, shape) == declared.is_compatible_with(shape)
+
+
 def test_servable_signatures_specs_and_op_errors(export):
     servable = Servable("mmoe", 1, export.version_dir, warmup=False)
     assert "__saved_model_init_op" not in servable.signatures
