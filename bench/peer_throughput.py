@@ -7,7 +7,8 @@ Sizes (issue 9): 8 experts × 64 units, linear gates, towers 32, embeddings 8, A
 Contenders:
 - ``mmoe_tf/mmoe`` and ``mmoe_tf/shared_bottom``: ``mmoe_tf.build_model`` exactly as it comes (its
   compiled metrics, its in-model preprocessing of the raw columns), fed by ``data.make_dataset``
-  (the CLI's input path, shuffled); ``mmoe_tf/ple`` too when the architecture exists.
+  the way ``python -m training`` feeds it (shuffled and repeated, ``steps_per_epoch`` one pass:
+  ``data.batches_per_pass``); ``mmoe_tf/ple`` too when the architecture exists.
 - ``mmoe_tf/mmoe@cached``: the same config fed from a cached in-memory ``tf.data`` dataset of the
   same batches (the ceiling for the input pipeline: issue 9 item 5).
 - ``deepctr/MMOE``, ``deepctr/SharedBottom`` (and ``deepctr/PLE`` beside ``mmoe_tf/ple``): DeepCTR's
@@ -18,7 +19,8 @@ Contenders:
   favours DeepCTR).
 
 Per batch size (``--batch-sizes``): every model is built and warmed up (one untimed epoch traces
-the train, predict and evaluate functions), then ``--rounds`` rounds alternate the contenders, each
+the train, predict and evaluate functions), then ``--rounds`` rounds alternate the contenders (in reversed
+order every other round, so no contender always runs first or after the same one), each
 timing ``--epochs`` epochs of ``fit`` and ``--predict-passes`` back-to-back ``predict`` calls over the test rows
 (one pass over 40,000 rows lasts ~0.1 s at batch 2,048, too short to time on a shared machine). Medians over rounds.
 Also measured once per batch size: prediction through ``training.evaluation`` (what
@@ -218,12 +220,14 @@ def make_contenders(frames: dict, schema: Any, batch: int, args: argparse.Namesp
     import numpy as np
     import tensorflow as tf
 
-    from data import feature_arrays, make_dataset
+    from data import batches_per_pass, feature_arrays, make_dataset
     from mmoe_tf.config import ARCHITECTURES
 
     train, test = frames["train"], frames["test"]
     adapt = feature_arrays(train, schema)
-    pipeline = make_dataset(train, schema, batch_size=batch, shuffle=True, seed=0)
+    # The CLI's training input (training.runner): shuffled, repeated, one pass per epoch.
+    pipeline = make_dataset(train, schema, batch_size=batch, shuffle=True, seed=0, repeat=True)
+    steps = batches_per_pass(len(train), batch)
     cached = make_dataset(train, schema, batch_size=batch).cache()
     for _ in cached:  # fill the cache before timing
         pass
@@ -232,10 +236,11 @@ def make_contenders(frames: dict, schema: Any, batch: int, args: argparse.Namesp
 
     def mmoe_tf_contender(name: str, architecture: str, dataset: Any) -> Contender:
         model = mmoe_tf_model(schema, architecture, adapt, args)
+        steps_per_epoch = steps if dataset is pipeline else None
         return Contender(
             name,
             model,
-            lambda e: model.fit(dataset, epochs=e, verbose=0),
+            lambda e: model.fit(dataset, epochs=e, steps_per_epoch=steps_per_epoch, verbose=0),
             lambda: model.predict(test_features, verbose=0),
             cached.take(1),
         )
@@ -347,7 +352,7 @@ def run_batch_size(frames: dict, schema: Any, batch: int, args: argparse.Namespa
     quality: dict[str, dict[str, float]] = {}
     passes = args.predict_passes
     for r in range(args.rounds):
-        for c in contenders:
+        for c in contenders if r % 2 == 0 else contenders[::-1]:
             c.train_rates.append(args.epochs * n_train / timed(lambda c=c: c.fit_epochs(args.epochs)))
             c.predict_rates.append(passes * n_test / timed(lambda c=c: [c.predict() for _ in range(passes)]))
             print(

@@ -3,7 +3,8 @@
 The tables between ``<!-- generated:begin -->`` and ``<!-- generated:end -->`` are written from
 ``docs/bench/peer_throughput.json`` (the last JSON line of ``bench/peer_throughput.py --scaling``),
 ``docs/bench/peer_cpu.json``, ``docs/bench/gate_mixing.json``, ``docs/bench/step_overheads.json``
-(``bench/step_overheads.py``), ``docs/bench/thread_pools.json``, ``docs/bench/pipeline_autotune.json`` and
+(``bench/step_overheads.py``), ``docs/bench/thread_pools.json``, ``docs/bench/pipeline_autotune.json``,
+``docs/bench/repeated_pipeline.json`` (``bench/repeated_pipeline.py``) and
 ``docs/bench/step_breakdown_{before,after}.json`` (``bench/step_breakdown.py --threads 1 --profile``
 on the code before and after the speed work), so the prose cannot drift from the measurements;
 ``tests/test_bench_docs.py`` checks that the file is up to date.
@@ -247,6 +248,44 @@ def pipeline_autotune_table(pipe: dict[str, Any]) -> list[str]:
     return lines
 
 
+def repeated_pipeline_table(rep: dict[str, Any]) -> list[str]:
+    """``bench/repeated_pipeline.py``: a finite dataset (a new iterator per epoch) against a repeated one."""
+    labels = {
+        "cached": "cached",
+        "finite": "finite: `fit(ds, epochs)` (previous CLI path)",
+        "repeated": "repeated: `repeat=True`, `steps_per_epoch` one pass (the CLI)",
+    }
+    batches = list(rep["by_batch_size"])
+    lines = [
+        "| input | " + " | ".join(f"batch {int(b):,}: examples/s (× cached)" for b in batches) + " |",
+        "|---|" + "---|" * len(batches),
+    ]
+    for key, label in labels.items():
+        cells = []
+        for b in batches:
+            r = rep["by_batch_size"][b]
+            cells.append(f"{_n(r['examples_per_s'][key])} ({r['ratio_to_cached'][key]:.2f}×)")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    paired = ", ".join(
+        f"batch {int(b):,}: **{r['repeated_vs_finite_paired']:.3f}×** (rounds "
+        + ", ".join(f"{x:.2f}" for x in r["repeated_vs_finite_rounds"])
+        + ")"
+        for b, r in rep["by_batch_size"].items()
+    )
+    first = "; ".join(
+        f"batch {int(b):,}: " + ", ".join(f"{k} {v} ms" for k, v in r["iterator_first_batch_ms"].items())
+        for b, r in rep["by_batch_size"].items()
+    )
+    rounds = len(rep["by_batch_size"][batches[0]]["rounds"]["cached"])
+    lines += [
+        "",
+        f"Training examples/s, {rounds} rounds × {rep['epochs_per_round']} epochs in alternating order, "
+        f"load {rep['load_average']}. Repeated against finite, median of the per-round ratios: {paired}. "
+        f"Creating an iterator and taking its first batch: {first}.",
+    ]
+    return lines
+
+
 def render() -> str:
     peer = _load("peer_throughput.json")
     body = ["### Side by side with DeepCTR", "", *peer_tables(peer)]
@@ -275,6 +314,13 @@ def render() -> str:
             "### The input pipeline with and without tf.data's autotuner (`bench/pipeline_autotune.py`)",
             "",
             *pipeline_autotune_table(_load("pipeline_autotune.json")),
+        ]
+    if (BENCH / "repeated_pipeline.json").exists():
+        body += [
+            "",
+            "### A finite or a repeated training dataset (`bench/repeated_pipeline.py`)",
+            "",
+            *repeated_pipeline_table(_load("repeated_pipeline.json")),
         ]
     if (BENCH / "step_overheads.json").exists():
         body += [

@@ -10,7 +10,7 @@ from data.arrays import feature_arrays, labels_and_weights
 from data.errors import DataValidationError
 from data.labels import label_report
 from data.loading import iter_table_chunks, load_table, validate_frame
-from data.pipeline import make_dataset
+from data.pipeline import batches_per_pass, make_dataset
 from data.schema import Schema
 from data.splits import random_split, time_split
 from data.tfrecords import read_manifest, tfrecord_dataset, write_tfrecords
@@ -18,6 +18,7 @@ from data.tfrecords import read_manifest, tfrecord_dataset, write_tfrecords
 __all__ = [
     "DataValidationError",
     "Schema",
+    "batches_per_pass",
     "feature_arrays",
     "iter_table_chunks",
     "label_report",

@@ -5,8 +5,8 @@ scalar per row (the model's raw inputs), batched to ``[B]``. For data larger tha
 :mod:`data.tfrecords`, which yields identical batches.
 
 Example:
-    >>> ds = make_dataset(df, schema, batch_size=256, shuffle=True, seed=1)  # doctest: +SKIP
-    >>> model.fit(ds, epochs=3)                                            # doctest: +SKIP
+    >>> ds = make_dataset(df, schema, batch_size=256, shuffle=True, seed=1, repeat=True)  # doctest: +SKIP
+    >>> model.fit(ds, epochs=3, steps_per_epoch=batches_per_pass(len(df), 256))        # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -122,6 +122,32 @@ def row_slicer(elements: Any, batch_size: int, full_batches_only: bool = False) 
     return rows
 
 
+def batches_per_pass(num_rows: int, batch_size: int, drop_remainder: bool = False) -> int:
+    """Batches in one pass over ``num_rows`` rows: ``fit``'s ``steps_per_epoch`` for a repeated dataset.
+
+    ``model.fit`` creates a new iterator for every epoch of a finite dataset, and creating one costs
+    ≈ 25 ms for a shuffled :func:`make_dataset` (tf.data instantiates and optimises its functions, and the
+    first batch waits for the permutation) while the step waits. A dataset made with ``repeat=True`` and
+    fitted with ``steps_per_epoch=batches_per_pass(...)`` keeps one iterator for the whole ``fit``, so the
+    next epoch's first batches are prefetched like any other: the same batches per epoch, one permutation
+    per pass (``docs/performance.md``, "Seventh round").
+
+    Args:
+        num_rows: Rows N in the table.
+        batch_size: Rows per batch B.
+        drop_remainder: Whether the last partial batch is dropped.
+
+    Returns:
+        ``N // B`` if ``drop_remainder`` else ``ceil(N / B)``.
+
+    Example:
+        >>> batches_per_pass(10, 4), batches_per_pass(10, 4, drop_remainder=True)
+        (3, 2)
+    """
+    check_positive_int("batch_size", batch_size)
+    return num_rows // batch_size if drop_remainder else -(-num_rows // batch_size)
+
+
 def permuted_batches(
     num_rows: int, batch_size: int, seed: int, repeat: bool = False, drop_remainder: bool = False
 ) -> tf.data.Dataset:
@@ -151,7 +177,7 @@ def permuted_batches(
         passes = passes.take(1)
     full = num_rows // batch_size
     rest = 0 if drop_remainder else num_rows % batch_size
-    count = full + (1 if rest else 0)
+    count = batches_per_pass(num_rows, batch_size, drop_remainder)
 
     def one_pass(pass_seed: tf.Tensor) -> tf.data.Dataset:
         rows = tf.random.experimental.stateless_shuffle(tf.range(num_rows, dtype=tf.int64), seed=[pass_seed, 0])
@@ -188,7 +214,10 @@ def make_dataset(
         batch_size: Rows per batch.
         shuffle: Shuffle rows (reshuffled every epoch, reproducibly from ``seed``).
         seed: Shuffle seed.
-        repeat: Repeat forever (then pass ``steps_per_epoch`` to ``fit``).
+        repeat: Repeat forever, a new permutation each pass when shuffled; pass
+            ``steps_per_epoch=batches_per_pass(len(df), batch_size, drop_remainder)`` to ``fit``. Faster
+            than a finite dataset for more than one epoch: one iterator for the whole ``fit``
+            (see :func:`batches_per_pass`).
         targets_fn: ``targets_fn(labels, weights) -> (labels, weights)`` applied per batch, e.g.
             ``functools.partial(mmoe_tf.add_joint_targets, config)`` for ESMM tasks.
         drop_remainder: Drop the last partial batch.
@@ -203,8 +232,7 @@ def make_dataset(
     features = typed_feature_arrays(df, schema)
     elements = (features, *typed_labels_and_weights(df, schema)) if with_labels else features
     if not shuffle:  # table order: contiguous slices of batch numbers
-        count = len(df) // batch_size if drop_remainder else -(-len(df) // batch_size)
-        ds = tf.data.Dataset.range(count)
+        ds = tf.data.Dataset.range(batches_per_pass(len(df), batch_size, drop_remainder))
         if repeat:
             ds = ds.repeat()
         read_rows = row_slicer(elements, batch_size, full_batches_only=drop_remainder)

@@ -141,18 +141,26 @@ def targets_fn_for(config: mmoe_tf.ModelConfig) -> Callable | None:
     return functools.partial(add_joint_targets, config)
 
 
+def _steps_per_epoch(num_train_rows: int, run_config: RunConfig) -> int:
+    """``train.steps_per_epoch``, else the batches of one pass over the training rows."""
+    from data import batches_per_pass
+
+    return run_config.train.steps_per_epoch or batches_per_pass(num_train_rows, run_config.train.batch_size)
+
+
 def _dataset(df: pd.DataFrame, schema: Any, config: mmoe_tf.ModelConfig, run_config: RunConfig, training: bool):
     from data import make_dataset
 
     train = run_config.train
-    repeat = training and train.steps_per_epoch is not None
+    # Training data repeats (fit gets steps_per_epoch, one pass by default: _steps_per_epoch): one iterator for
+    # the whole fit instead of one per epoch, ≈ 25 ms of waiting saved per epoch (data.batches_per_pass).
     ds = make_dataset(
         df,
         schema,
         batch_size=train.batch_size,
         shuffle=training,
         seed=train.seed,
-        repeat=repeat,
+        repeat=training,
         targets_fn=targets_fn_for(config),
     )
     options = tf.data.Options()  # in-memory data: shard by element across workers (no files to shard)
@@ -272,11 +280,12 @@ def train(
     if chief:  # written once the run can start, so a failed start leaves the folder reusable
         (run_dir / "run_config.yaml").write_text(yaml.safe_dump(run_config.to_dict(), sort_keys=False))
         schema.to_file(run_dir / "schema.yaml")
-    history, seconds, initial_epoch = _fit(model, train_ds, val_ds, cbs, run_config)
+    steps = _steps_per_epoch(len(parts["train"]), run_config)
+    history, seconds, initial_epoch = _fit(model, train_ds, val_ds, cbs, run_config, steps)
     baseline = None
     if run_config.train.baseline:
         adapt = feature_arrays(parts["train"], schema)
-        baseline = _train_baseline(run_dir, own_dir, config, adapt, train_ds, val_ds, strategy, run_config)
+        baseline = _train_baseline(run_dir, own_dir, config, adapt, (train_ds, steps), val_ds, strategy, run_config)
     model_path = own_dir / "model.keras"
     save_model(model, model_path)  # every worker saves (collective reads); only the chief's is kept
     if not chief:
@@ -351,14 +360,20 @@ def _fit_callbacks(
     return make_callbacks(run_dir, own_dir, run_config.train, has_validation=has_val, binary_tasks=binary)
 
 
-def _fit(model: tf.keras.Model, train_ds: Any, val_ds: Any, cbs: list, run_config: RunConfig) -> tuple[Any, float, int]:
-    """``model.fit`` with the run's budget; returns ``(history, seconds, initial_epoch)``."""
+def _fit(
+    model: tf.keras.Model, train_ds: Any, val_ds: Any, cbs: list, run_config: RunConfig, steps_per_epoch: int
+) -> tuple[Any, float, int]:
+    """``model.fit`` of the repeated ``train_ds`` with the run's budget.
+
+    Returns:
+        ``(history, seconds, initial_epoch)``.
+    """
     started = time.perf_counter()
     history = model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=run_config.train.epochs,
-        steps_per_epoch=run_config.train.steps_per_epoch,
+        steps_per_epoch=steps_per_epoch,
         callbacks=cbs,
         verbose=run_config.train.verbose,
     )
@@ -372,12 +387,14 @@ def _train_baseline(
     own_dir: pathlib.Path,
     config: mmoe_tf.ModelConfig,
     adapt: Mapping[str, np.ndarray],
-    train_ds: tf.data.Dataset,
+    train: tuple[tf.data.Dataset, int],
     val_ds: tf.data.Dataset | None,
     strategy: Any,
     run_config: RunConfig,
 ) -> tuple[tf.keras.Model, mmoe_tf.ModelConfig, dict[str, Any]]:
     """Train ``train.baseline`` on the same datasets with the same budget and model selection (``run_dir/baseline``).
+
+    ``train`` is the repeated training dataset and its steps per epoch.
 
     Returns:
         ``(model, its config, training summary)``; the model is also saved as ``baseline/model.keras``.
@@ -393,7 +410,8 @@ def _train_baseline(
         base_model = build_model(base_config, adapt_data=adapt)
     cbs = _fit_callbacks(base_config, base_dir, base_own, run_config, val_ds is not None)
     LOGGER.info("baseline %s: same splits, epochs and early stopping", base_config.architecture)
-    history, seconds, initial_epoch = _fit(base_model, train_ds, val_ds, cbs, run_config)
+    train_ds, steps_per_epoch = train
+    history, seconds, initial_epoch = _fit(base_model, train_ds, val_ds, cbs, run_config, steps_per_epoch)
     save_model(base_model, base_own / "model.keras")
     summary = _training_summary(history, cbs, initial_epoch, seconds, strategy, run_config, base_config, base_own)
     return base_model, base_config, summary

@@ -1,0 +1,125 @@
+"""Training through ``data.make_dataset`` as a finite dataset (a new iterator per epoch) or a repeated one.
+
+``model.fit`` creates a new iterator at every epoch of a finite dataset; for a shuffled ``make_dataset`` that
+costs tens of ms (tf.data instantiates and optimises the pipeline's functions, then the first batch waits for the
+epoch's permutation) while the training step waits. A repeated dataset with ``steps_per_epoch`` keeps one iterator
+for the whole ``fit``: the same batches per epoch, the next epoch's first batches prefetched like any other.
+``python -m training`` now trains this way. Contenders, the same mmoe-tf ``mmoe`` model and sizes as
+``bench/peer_throughput.py`` on ``--rows`` rows, one model each, after one untimed epoch, each round running them
+in alternating order (forward, then reversed):
+
+- ``cached``: the table-order batches of ``make_dataset``, cached in memory (the ceiling);
+- ``finite``: ``make_dataset(shuffle=True)`` fitted for ``--epochs`` epochs (the previous CLI path);
+- ``repeated``: ``make_dataset(shuffle=True, repeat=True)`` with ``steps_per_epoch=batches_per_pass(...)`` (the CLI).
+
+Also printed: the time to create an iterator and get its first batch, per dataset. One thread per op
+(``mmoe_tf.configure_cpu_threads``, as the CLI runs). Medians of wall-clock examples/s, process CPU µs per example,
+and the per-round ratio ``repeated / finite``.
+
+Usage:
+    .venv/bin/python bench/repeated_pipeline.py [--rounds 7] [--batch-sizes 512 2048] [--epochs 3]
+
+The last printed line is one JSON object with the figures and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def first_batch_ms(dataset: object, repeats: int = 9) -> float:
+    """Median time to create an iterator of ``dataset`` and take its first element, in ms."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        next(iter(dataset))
+        times.append(1e3 * (time.perf_counter() - start))
+    return round(statistics.median(times), 2)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, default=160_000)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[512, 2048])
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--intra-op-threads", type=int, default=1)
+    args = p.parse_args(argv)
+    import mmoe_tf
+
+    mmoe_tf.configure_cpu_threads(args.intra_op_threads)
+    import peer_throughput as peer
+    import tensorflow as tf
+
+    from data import batches_per_pass, feature_arrays, make_dataset
+    from data.arrays import ensure_validated
+    from data.generators import simulate_ctr_table
+
+    tf.keras.utils.set_random_seed(0)
+    df, schema = simulate_ctr_table(n_rows=args.rows, seed=0)
+    df = ensure_validated(df, schema, with_labels=True)
+    sizes = peer.parse_args([])
+    result: dict = {"benchmark": "repeated_pipeline", "by_batch_size": {}}
+    for batch in args.batch_sizes:
+        cached = make_dataset(df, schema, batch_size=batch).cache()
+        for _ in cached:  # fill the cache
+            pass
+        steps = batches_per_pass(len(df), batch)
+        datasets = {
+            "cached": (cached, None),
+            "finite": (make_dataset(df, schema, batch_size=batch, shuffle=True, seed=0), None),
+            "repeated": (make_dataset(df, schema, batch_size=batch, shuffle=True, seed=0, repeat=True), steps),
+        }
+        first = {name: first_batch_ms(ds) for name, (ds, _) in datasets.items()}
+        print(f"[b={batch}] iterator + first batch: " + ", ".join(f"{n} {v} ms" for n, v in first.items()))
+        models = {}
+        for name, (ds, steps_per_epoch) in datasets.items():
+            models[name] = peer.mmoe_tf_model(schema, "mmoe", feature_arrays(df, schema), sizes)
+            models[name].fit(ds, steps_per_epoch=steps_per_epoch, verbose=0)
+        rate: dict[str, list[float]] = {n: [] for n in datasets}
+        cpu: dict[str, list[float]] = {n: [] for n in datasets}
+        for r in range(args.rounds):
+            order = list(datasets) if r % 2 == 0 else list(reversed(datasets))
+            for name in order:
+                ds, steps_per_epoch = datasets[name]
+                wall, proc = time.perf_counter(), time.process_time()
+                models[name].fit(ds, epochs=args.epochs, steps_per_epoch=steps_per_epoch, verbose=0)
+                rate[name].append(args.epochs * len(df) / (time.perf_counter() - wall))
+                cpu[name].append(1e6 * (time.process_time() - proc) / (args.epochs * len(df)))
+            print(
+                f"[b={batch}] round {r + 1}: " + ", ".join(f"{n} {v[-1]:,.0f}/s" for n, v in rate.items()), flush=True
+            )
+        median = {n: statistics.median(v) for n, v in rate.items()}
+        paired = [a / b for a, b in zip(rate["repeated"], rate["finite"], strict=True)]
+        result["by_batch_size"][str(batch)] = {
+            "examples_per_s": {n: round(v) for n, v in median.items()},
+            "cpu_us_per_example": {n: round(statistics.median(v), 2) for n, v in cpu.items()},
+            "rounds": {n: [round(x) for x in v] for n, v in rate.items()},
+            "ratio_to_cached": {n: round(v / median["cached"], 3) for n, v in median.items()},
+            "repeated_vs_finite_paired": round(statistics.median(paired), 3),
+            "repeated_vs_finite_rounds": [round(x, 3) for x in paired],
+            "iterator_first_batch_ms": first,
+        }
+    result.update(
+        rows=args.rows,
+        epochs_per_round=args.epochs,
+        intra_op_threads=args.intra_op_threads,
+        cpus=os.cpu_count(),
+        load_average=round(os.getloadavg()[0], 2),
+    )
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
