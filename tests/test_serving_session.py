@@ -52,6 +52,23 @@ def test_every_signature_matches_the_loaded_signature_exactly(runner, loaded, de
             assert got[key].dtype == value.numpy().dtype
 
 
+def test_a_call_skips_the_python_session_run(export, monkeypatch):
+    """Each call goes straight to the C-API callable: Session.run's per-call Python feed handling cost ≈ 350 µs."""
+    runner = SessionRunner(export.version_dir)
+    try:
+        inputs = _columns(sample_frame(rows=5, seed=2), "str")
+        expected = runner.run("serving_default", inputs)
+
+        def no_run(*args, **kwargs):
+            raise AssertionError("Session.run called per request")
+
+        monkeypatch.setattr(tf.compat.v1.Session, "run", no_run)
+        for key, value in runner.run("serving_default", inputs).items():
+            np.testing.assert_array_equal(value, expected[key])
+    finally:
+        runner.close()
+
+
 def test_numbers_are_converted_to_the_signature_dtype(runner):
     frame = sample_frame(rows=8, seed=1)
     inputs = _columns(frame, "str")
