@@ -12,20 +12,26 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import tensorflow as tf
 
 from data.arrays import ensure_validated, typed_feature_arrays, typed_labels_and_weights
 from data.loading import check_positive_int
 from data.schema import Schema
+from mmoe_tf.batches import IN_MEMORY_PREFETCH, batches_per_pass, row_gatherer, row_slicer
+
+__all__ = [  # the batching primitives live in mmoe_tf.batches (model.predict uses them too)
+    "IN_MEMORY_PREFETCH",
+    "batches_per_pass",
+    "finish",
+    "make_dataset",
+    "permuted_batches",
+    "row_gatherer",
+    "row_slicer",
+]
 
 TargetsFn = Callable[[dict, dict], tuple[dict, dict]]
-
-
-IN_MEMORY_PREFETCH = 2  # batches ready ahead of the step
 
 
 def finish(
@@ -46,106 +52,6 @@ def finish(
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(IN_MEMORY_PREFETCH).with_options(options)
-
-
-def _grouped_columns(elements: Any) -> tuple[list[Any], dict[str, list[int]], dict[str, tf.Tensor]]:
-    """The numpy leaves of ``elements``, their positions grouped by dtype, and one ``[N, k]`` tensor per dtype."""
-    flat = tf.nest.flatten(elements)
-    groups: dict[str, list[int]] = {}
-    for i, column in enumerate(flat):
-        groups.setdefault(column.dtype.str, []).append(i)
-    matrices = {
-        key: tf.convert_to_tensor(flat[idx[0]] if len(idx) == 1 else np.stack([flat[i] for i in idx], axis=1))
-        for key, idx in groups.items()
-    }
-    return flat, groups, matrices
-
-
-def _unpack(elements: Any, flat: list[Any], groups: dict[str, list[int]], blocks: dict[str, tf.Tensor]) -> Any:
-    out: list[Any] = [None] * len(flat)
-    for key, idx in groups.items():
-        parts = [blocks[key]] if len(idx) == 1 else tf.unstack(blocks[key], num=len(idx), axis=1)
-        for i, part in zip(idx, parts, strict=True):
-            out[i] = part
-    return tf.nest.pack_sequence_as(elements, out)
-
-
-def row_gatherer(elements: Any) -> Callable[[tf.Tensor], Any]:
-    """A function ``indices [B] -> elements' rows`` that gathers all columns of one dtype at once.
-
-    Columns (the numpy leaves of ``elements``, one value per row) of the same dtype are stacked into
-    one ``[N, k]`` tensor; a batch is one ``tf.gather`` per dtype and one ``unstack``, instead of one
-    gather per column: ≈ 0.7× the CPU per row at batch 512 and ≈ 0.5× at 2,048 for 16 numeric + 4
-    categorical features with two tasks (``bench/step_overheads.py``).
-
-    Args:
-        elements: Nested structure (dicts/tuples) of equal-length 1-D numpy arrays.
-
-    Returns:
-        The gather function, for ``Dataset.map`` over batches of row indices.
-    """
-    flat, groups, matrices = _grouped_columns(elements)
-
-    def gather(rows: tf.Tensor) -> Any:
-        return _unpack(elements, flat, groups, {key: tf.gather(m, rows) for key, m in matrices.items()})
-
-    return gather
-
-
-def row_slicer(elements: Any, batch_size: int, full_batches_only: bool = False) -> Callable[[tf.Tensor], Any]:
-    """A function ``batch number i -> rows [i·B, (i+1)·B)`` of ``elements`` (the last batch may be shorter).
-
-    For batches in table order (no shuffling: evaluation, prediction, validation): a contiguous slice
-    per dtype instead of a gather, fed by ``Dataset.range(number of batches)`` instead of batching N
-    scalar row indices: 1.07 → 0.51 µs of CPU per row at batch 2,048 against batched indices with one
-    gather per column (``bench/step_overheads.py``, table order).
-
-    Args:
-        elements: Nested structure (dicts/tuples) of equal-length 1-D numpy arrays.
-        batch_size: Rows per batch B.
-        full_batches_only: Every batch is a whole one (``drop_remainder``): its size B is static.
-
-    Returns:
-        The slice function, for ``Dataset.map`` over ``Dataset.range(number of batches)``.
-    """
-    flat, groups, matrices = _grouped_columns(elements)
-    num_rows = len(flat[0]) if flat else 0
-
-    def rows(batch: tf.Tensor) -> Any:
-        start = batch * batch_size
-        stop = start + batch_size if full_batches_only else tf.minimum(start + batch_size, num_rows)
-        blocks = {key: m[start:stop] for key, m in matrices.items()}
-        if full_batches_only:
-            blocks = {key: tf.ensure_shape(b, [batch_size, *matrices[key].shape[1:]]) for key, b in blocks.items()}
-        return _unpack(elements, flat, groups, blocks)
-
-    return rows
-
-
-def batches_per_pass(num_rows: int, batch_size: int, drop_remainder: bool = False) -> int:
-    """Batches in one pass over ``num_rows`` rows: ``fit``'s ``steps_per_epoch`` for a repeated dataset.
-
-    ``model.fit`` creates a new iterator for every epoch of a finite dataset, and creating one costs
-    ≈ 25 ms for a shuffled :func:`make_dataset` (tf.data instantiates and optimises its functions, and the
-    first batch waits for the permutation) while the step waits. A dataset made with ``repeat=True`` and
-    fitted with ``steps_per_epoch=batches_per_pass(...)`` keeps one iterator for the whole ``fit``, so the
-    next epoch's first batches are prefetched like any other: the same batches per epoch, one permutation
-    per pass (``docs/performance.md``, "Seventh round").
-
-    Args:
-        num_rows: Rows N in the table.
-        batch_size: Rows per batch B.
-        drop_remainder: Whether the last partial batch is dropped.
-
-    Returns:
-        ``N // B`` if ``drop_remainder`` else ``ceil(N / B)``.
-
-    Example:
-        >>> batches_per_pass(10, 4), batches_per_pass(10, 4, drop_remainder=True)
-        (3, 2)
-    """
-    check_positive_int("batch_size", batch_size)
-    return num_rows // batch_size if drop_remainder else -(-num_rows // batch_size)
 
 
 def permuted_batches(

@@ -426,6 +426,35 @@ def test_steps_per_execution_and_datasets_of_unknown_size(toy):
     )
 
 
+def test_predict_on_columns_cuts_the_same_batches_as_keras(trained, toy, monkeypatch):
+    """Dicts and DataFrames go through table-order slices, with Keras' batching, so the outputs are Keras' own."""
+    import mmoe_tf.models as models
+    from mmoe_tf import batches
+    from mmoe_tf.features import to_model_inputs
+
+    features, _, _ = toy
+    model = trained["mmoe"][0]
+    inputs = to_model_inputs(model._mmoe_config.features, features)
+    for kwargs in ({}, {"batch_size": 50}, {"batch_size": N + 7}):
+        expected = tf.keras.Model.predict(model, inputs, verbose=0, **kwargs)  # Keras' numpy adapter
+        for given in (features, pd.DataFrame(features)):
+            got = model.predict(given, verbose=0, **kwargs)
+            assert sorted(got) == sorted(expected)
+            for key in expected:
+                np.testing.assert_array_equal(got[key], expected[key], err_msg=f"{kwargs} {key}")
+    cut = []
+
+    def recording(columns, batch_size):
+        cut.append(batch_size)
+        return batches.table_order_batches(columns, batch_size)
+
+    monkeypatch.setattr(models, "table_order_batches", recording)
+    model.predict(features, verbose=0)
+    model.predict(features, verbose=0, batch_size=64)
+    model.predict(features, verbose=0, steps=2)  # Keras' own path: a step count over numpy
+    assert cut == [32, 64]
+
+
 @pytest.mark.parametrize("arch", ["mmoe", "omoe", "ple", "shared_bottom", "single_task"])
 def test_feature_crosses_in_every_architecture_round_trip(toy, tmp_path, arch):
     features, labels, weights = toy
