@@ -454,7 +454,7 @@ class MultiTaskModel(tf.keras.Model):
 
         Columns (a dict or DataFrame) are cut into batches of ``batch_size`` rows (Keras' default, 32, when not
         given) by :func:`mmoe_tf.batches.table_order_batches`: the same batches as Keras' numpy adapter, so the
-        same outputs, at ≈ 0.75× the time.
+        same outputs, at 0.75–0.88× the time (``docs/performance.md``, "Seventh round").
         """
         x = self._conform_features(x)
         if not args and kwargs.get("steps") is None and _plain_columns(x):

@@ -117,7 +117,8 @@ class TrainConfig:
             (``MultiWorkerMirroredStrategy`` driven by ``TF_CONFIG``).
         logical_cpus: Split the CPU into this many logical devices before TensorFlow starts (for
             trying ``mirrored`` on a CPU-only machine); ``None`` leaves devices alone.
-        steps_per_epoch: Batches per epoch (the training data then repeats); ``None`` = one pass.
+        steps_per_epoch: Batches per epoch; ``None`` = one pass. The training data repeats either way, so one
+            iterator serves the whole ``fit``.
         verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
         baseline: Also train this architecture (e.g. ``single_task``) on the same splits with the same budget and
             report its metrics next to the model's; ``None`` trains no baseline.
@@ -609,7 +610,7 @@ KEY_HELP = {
     "train.early_stopping.min_delta": "minimum change counted as an improvement",
     "train.distribute": "none | mirrored | multi_worker (TF_CONFIG)",
     "train.logical_cpus": "split the CPU into N logical devices first (fresh process only)",
-    "train.steps_per_epoch": "batches per epoch (training data repeats); null = one pass",
+    "train.steps_per_epoch": "batches per epoch; null = one pass (training data repeats either way)",
     "train.verbose": "0 silent | 1 progress bar | 2 one line per epoch",
     "train.baseline": "also train this architecture (e.g. single_task) with the same data and budget; null = none",
     "gates.enabled": "run gate analysis after training",
