@@ -21,34 +21,26 @@ The last printed line is one JSON object with the figures and the ratios to ``ca
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
-import statistics
 import sys
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import fit_rounds
+
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rows", type=int, default=160_000)
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[512, 2048])
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--intra-op-threads", type=int, default=1)
-    args = p.parse_args(argv)
+    args = fit_rounds.parse_args(__doc__.split("\n")[0], epochs=2, argv=argv)
     import mmoe_tf
 
     mmoe_tf.configure_cpu_threads(args.intra_op_threads)
-    import peer_throughput as peer
     import tensorflow as tf
 
-    from data import feature_arrays, make_dataset
+    from data import make_dataset
     from data.arrays import ensure_validated, typed_feature_arrays, typed_labels_and_weights
     from data.generators import simulate_ctr_table
     from data.pipeline import finish, permuted_batches, row_gatherer
@@ -57,12 +49,8 @@ def main(argv: list[str] | None = None) -> dict:
     df, schema = simulate_ctr_table(n_rows=args.rows, seed=0)
     df = ensure_validated(df, schema, with_labels=True)
     elements = (typed_feature_arrays(df, schema), *typed_labels_and_weights(df, schema))
-    sizes = peer.parse_args([])
     result: dict = {"benchmark": "pipeline_autotune", "by_batch_size": {}}
     for batch in args.batch_sizes:
-        cached = make_dataset(df, schema, batch_size=batch).cache()
-        for _ in cached:  # fill the cache
-            pass
         autotuned = finish(  # the previous tail: parallel map and prefetch sized by the autotuner
             permuted_batches(len(df), batch, seed=0).map(
                 row_gatherer(elements), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
@@ -79,38 +67,15 @@ def main(argv: list[str] | None = None) -> dict:
             autotune=False,
         )
         datasets = {
-            "cached": cached,
-            "make_dataset": make_dataset(df, schema, batch_size=batch, shuffle=True, seed=0),
-            "make_dataset_autotuned": autotuned,
-            "make_dataset_parallel2": parallel2,
+            "cached": (fit_rounds.cached_batches(df, schema, batch), None),
+            "make_dataset": (make_dataset(df, schema, batch_size=batch, shuffle=True, seed=0), None),
+            "make_dataset_autotuned": (autotuned, None),
+            "make_dataset_parallel2": (parallel2, None),
         }
-        models = {}
-        for name, ds in datasets.items():
-            models[name] = peer.mmoe_tf_model(schema, "mmoe", feature_arrays(df, schema), sizes)
-            models[name].fit(ds, verbose=0)
-        rate: dict[str, list[float]] = {n: [] for n in datasets}
-        cpu: dict[str, list[float]] = {n: [] for n in datasets}
-        for r in range(args.rounds):
-            for name, ds in datasets.items():
-                wall, proc = time.perf_counter(), time.process_time()
-                models[name].fit(ds, epochs=args.epochs, verbose=0)
-                rate[name].append(args.epochs * len(df) / (time.perf_counter() - wall))
-                cpu[name].append(1e6 * (time.process_time() - proc) / (args.epochs * len(df)))
-            print(f"[b={batch}] round {r + 1}: " + ", ".join(f"{n} {v[-1]:,.0f}/s" for n, v in rate.items()))
-        median = {n: statistics.median(v) for n, v in rate.items()}
-        result["by_batch_size"][str(batch)] = {
-            "examples_per_s": {n: round(v) for n, v in median.items()},
-            "cpu_us_per_example": {n: round(statistics.median(v), 2) for n, v in cpu.items()},
-            "rounds": {n: [round(x) for x in v] for n, v in rate.items()},
-            "ratio_to_cached": {n: round(v / median["cached"], 3) for n, v in median.items()},
-        }
-    result.update(
-        rows=args.rows,
-        epochs_per_round=args.epochs,
-        intra_op_threads=args.intra_op_threads,
-        cpus=os.cpu_count(),
-        load_average=round(os.getloadavg()[0], 2),
-    )
+        result["by_batch_size"][str(batch)], _ = fit_rounds.time_fits(
+            datasets, df, schema, args, batch, alternate=False
+        )
+    result.update(fit_rounds.settings(args))
     print(json.dumps(result))
     return result
 

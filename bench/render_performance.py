@@ -221,6 +221,24 @@ def thread_pool_table(pools: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _against_cached_rows(bench: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    """A table of examples/s (× cached) per input and batch size, for the input-pipeline benchmarks' JSON."""
+    batches = list(bench["by_batch_size"])
+    lines = [
+        "| input | " + " | ".join(f"batch {int(b):,}: examples/s (× cached)" for b in batches) + " |",
+        "|---|" + "---|" * len(batches),
+    ]
+    for key, label in labels.items():
+        if key not in bench["by_batch_size"][batches[0]]["examples_per_s"]:
+            continue
+        cells = []
+        for b in batches:
+            r = bench["by_batch_size"][b]
+            cells.append(f"{_n(r['examples_per_s'][key])} ({r['ratio_to_cached'][key]:.2f}×)")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def pipeline_autotune_table(pipe: dict[str, Any]) -> list[str]:
     """``bench/pipeline_autotune.py``: training through make_dataset with and without the autotuner."""
     labels = {
@@ -229,20 +247,8 @@ def pipeline_autotune_table(pipe: dict[str, Any]) -> list[str]:
         "make_dataset_autotuned": "previous: autotuned parallel map and prefetch",
         "make_dataset_parallel2": "2 gathers in flight, prefetch 2, no autotuner",
     }
-    batches = list(pipe["by_batch_size"])
-    lines = [
-        "| input | " + " | ".join(f"batch {int(b):,}: examples/s (× cached)" for b in batches) + " |",
-        "|---|" + "---|" * len(batches),
-    ]
-    for key, label in labels.items():
-        if key not in pipe["by_batch_size"][batches[0]]["examples_per_s"]:
-            continue
-        cells = []
-        for b in batches:
-            r = pipe["by_batch_size"][b]
-            cells.append(f"{_n(r['examples_per_s'][key])} ({r['ratio_to_cached'][key]:.2f}×)")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    rounds = len(pipe["by_batch_size"][batches[0]]["rounds"]["cached"])
+    lines = _against_cached_rows(pipe, labels)
+    rounds = len(next(iter(pipe["by_batch_size"].values()))["rounds"]["cached"])
     load = pipe["load_average"]
     lines += ["", f"Training examples/s, {rounds} alternated rounds × {pipe['epochs_per_round']} epochs, load {load}."]
     return lines
@@ -255,17 +261,7 @@ def repeated_pipeline_table(rep: dict[str, Any]) -> list[str]:
         "finite": "finite: `fit(ds, epochs)` (previous CLI path)",
         "repeated": "repeated: `repeat=True`, `steps_per_epoch` one pass (the CLI)",
     }
-    batches = list(rep["by_batch_size"])
-    lines = [
-        "| input | " + " | ".join(f"batch {int(b):,}: examples/s (× cached)" for b in batches) + " |",
-        "|---|" + "---|" * len(batches),
-    ]
-    for key, label in labels.items():
-        cells = []
-        for b in batches:
-            r = rep["by_batch_size"][b]
-            cells.append(f"{_n(r['examples_per_s'][key])} ({r['ratio_to_cached'][key]:.2f}×)")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines = _against_cached_rows(rep, labels)
     paired = ", ".join(
         f"batch {int(b):,}: **{r['repeated_vs_finite_paired']:.3f}×** (rounds "
         + ", ".join(f"{x:.2f}" for x in r["repeated_vs_finite_rounds"])
@@ -276,7 +272,7 @@ def repeated_pipeline_table(rep: dict[str, Any]) -> list[str]:
         f"batch {int(b):,}: " + ", ".join(f"{k} {v} ms" for k, v in r["iterator_first_batch_ms"].items())
         for b, r in rep["by_batch_size"].items()
     )
-    rounds = len(rep["by_batch_size"][batches[0]]["rounds"]["cached"])
+    rounds = len(next(iter(rep["by_batch_size"].values()))["rounds"]["cached"])
     lines += [
         "",
         f"Training examples/s, {rounds} rounds × {rep['epochs_per_round']} epochs in alternating order, "

@@ -24,7 +24,6 @@ The last printed line is one JSON object with the figures and the ratios.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -35,6 +34,8 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import fit_rounds
 
 
 def first_batch_ms(dataset: object, repeats: int = 9) -> float:
@@ -48,75 +49,38 @@ def first_batch_ms(dataset: object, repeats: int = 9) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rows", type=int, default=160_000)
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[512, 2048])
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--intra-op-threads", type=int, default=1)
-    args = p.parse_args(argv)
+    args = fit_rounds.parse_args(__doc__.split("\n")[0], epochs=3, argv=argv)
     import mmoe_tf
 
     mmoe_tf.configure_cpu_threads(args.intra_op_threads)
-    import peer_throughput as peer
     import tensorflow as tf
 
-    from data import batches_per_pass, feature_arrays, make_dataset
+    from data import batches_per_pass, make_dataset
     from data.arrays import ensure_validated
     from data.generators import simulate_ctr_table
 
     tf.keras.utils.set_random_seed(0)
     df, schema = simulate_ctr_table(n_rows=args.rows, seed=0)
     df = ensure_validated(df, schema, with_labels=True)
-    sizes = peer.parse_args([])
     result: dict = {"benchmark": "repeated_pipeline", "by_batch_size": {}}
     for batch in args.batch_sizes:
-        cached = make_dataset(df, schema, batch_size=batch).cache()
-        for _ in cached:  # fill the cache
-            pass
         steps = batches_per_pass(len(df), batch)
         datasets = {
-            "cached": (cached, None),
+            "cached": (fit_rounds.cached_batches(df, schema, batch), None),
             "finite": (make_dataset(df, schema, batch_size=batch, shuffle=True, seed=0), None),
             "repeated": (make_dataset(df, schema, batch_size=batch, shuffle=True, seed=0, repeat=True), steps),
         }
         first = {name: first_batch_ms(ds) for name, (ds, _) in datasets.items()}
         print(f"[b={batch}] iterator + first batch: " + ", ".join(f"{n} {v} ms" for n, v in first.items()))
-        models = {}
-        for name, (ds, steps_per_epoch) in datasets.items():
-            models[name] = peer.mmoe_tf_model(schema, "mmoe", feature_arrays(df, schema), sizes)
-            models[name].fit(ds, steps_per_epoch=steps_per_epoch, verbose=0)
-        rate: dict[str, list[float]] = {n: [] for n in datasets}
-        cpu: dict[str, list[float]] = {n: [] for n in datasets}
-        for r in range(args.rounds):
-            order = list(datasets) if r % 2 == 0 else list(reversed(datasets))
-            for name in order:
-                ds, steps_per_epoch = datasets[name]
-                wall, proc = time.perf_counter(), time.process_time()
-                models[name].fit(ds, epochs=args.epochs, steps_per_epoch=steps_per_epoch, verbose=0)
-                rate[name].append(args.epochs * len(df) / (time.perf_counter() - wall))
-                cpu[name].append(1e6 * (time.process_time() - proc) / (args.epochs * len(df)))
-            print(
-                f"[b={batch}] round {r + 1}: " + ", ".join(f"{n} {v[-1]:,.0f}/s" for n, v in rate.items()), flush=True
-            )
-        median = {n: statistics.median(v) for n, v in rate.items()}
+        block, rate = fit_rounds.time_fits(datasets, df, schema, args, batch, alternate=True)
         paired = [a / b for a, b in zip(rate["repeated"], rate["finite"], strict=True)]
         result["by_batch_size"][str(batch)] = {
-            "examples_per_s": {n: round(v) for n, v in median.items()},
-            "cpu_us_per_example": {n: round(statistics.median(v), 2) for n, v in cpu.items()},
-            "rounds": {n: [round(x) for x in v] for n, v in rate.items()},
-            "ratio_to_cached": {n: round(v / median["cached"], 3) for n, v in median.items()},
+            **block,
             "repeated_vs_finite_paired": round(statistics.median(paired), 3),
             "repeated_vs_finite_rounds": [round(x, 3) for x in paired],
             "iterator_first_batch_ms": first,
         }
-    result.update(
-        rows=args.rows,
-        epochs_per_round=args.epochs,
-        intra_op_threads=args.intra_op_threads,
-        cpus=os.cpu_count(),
-        load_average=round(os.getloadavg()[0], 2),
-    )
+    result.update(fit_rounds.settings(args))
     print(json.dumps(result))
     return result
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 from data.arrays import ensure_validated, typed_feature_arrays, typed_labels_and_weights
 from data.loading import check_positive_int
 from data.schema import Schema
-from mmoe_tf.batches import IN_MEMORY_PREFETCH, batches_per_pass, row_gatherer, row_slicer
+from mmoe_tf.batches import IN_MEMORY_PREFETCH, batches_per_pass, prefetched_in_order, row_gatherer, row_slicer
 
 __all__ = [  # the batching primitives live in mmoe_tf.batches (model.predict uses them too)
     "IN_MEMORY_PREFETCH",
@@ -47,11 +47,7 @@ def finish(
     parallel = tf.data.AUTOTUNE if autotune else None
     if with_labels and targets_fn is not None:
         ds = ds.map(lambda f, y, w: (f, *targets_fn(y, w)), num_parallel_calls=parallel)
-    if autotune:
-        return ds.prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return ds.prefetch(IN_MEMORY_PREFETCH).with_options(options)
+    return ds.prefetch(tf.data.AUTOTUNE) if autotune else prefetched_in_order(ds)
 
 
 def permuted_batches(

@@ -98,7 +98,7 @@ def batches_per_pass(num_rows: int, batch_size: int, drop_remainder: bool = Fals
     """Batches in one pass over ``num_rows`` rows: ``fit``'s ``steps_per_epoch`` for a repeated dataset.
 
     ``model.fit`` creates a new iterator for every epoch of a finite dataset, and creating one costs
-    ≈ 25 ms for a shuffled :func:`make_dataset` (tf.data instantiates and optimises its functions, and the
+    26–37 ms for a shuffled :func:`make_dataset` (tf.data instantiates and optimises its functions, and the
     first batch waits for the permutation) while the step waits. A dataset made with ``repeat=True`` and
     fitted with ``steps_per_epoch=batches_per_pass(...)`` keeps one iterator for the whole ``fit``, so the
     next epoch's first batches are prefetched like any other: the same batches per epoch, one permutation
@@ -121,6 +121,15 @@ def batches_per_pass(num_rows: int, batch_size: int, drop_remainder: bool = Fals
     return num_rows // batch_size if drop_remainder else -(-num_rows // batch_size)
 
 
+def prefetched_in_order(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """``ds`` with ``IN_MEMORY_PREFETCH`` batches prefetched and tf.data's autotuner off (in-memory batches are one
+    gather or slice per dtype, far cheaper than a step; on 2 cores the autotuner's thread and buffer resizing made
+    training slower: ``docs/performance.md``, "Fifth round")."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(IN_MEMORY_PREFETCH).with_options(options)
+
+
 def table_order_batches(arrays: Mapping[str, np.ndarray], batch_size: int) -> tf.data.Dataset:
     """Batches of equal-length 1-D ``arrays`` in table order: contiguous slices per dtype, 2 batches prefetched.
 
@@ -137,7 +146,6 @@ def table_order_batches(arrays: Mapping[str, np.ndarray], batch_size: int) -> tf
     """
     columns = dict(arrays)
     num_rows = len(next(iter(columns.values()))) if columns else 0
-    ds = tf.data.Dataset.range(batches_per_pass(num_rows, batch_size)).map(row_slicer(columns, batch_size))
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return ds.prefetch(IN_MEMORY_PREFETCH).with_options(options)
+    return prefetched_in_order(
+        tf.data.Dataset.range(batches_per_pass(num_rows, batch_size)).map(row_slicer(columns, batch_size))
+    )

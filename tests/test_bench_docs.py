@@ -140,3 +140,8 @@ def test_serving_doc_table_quotes_the_recorded_latency_run(repo_root):
     assert f"**{ratios['rest_over_inprocess_p50_batch64']:.2f}×**" in reading
     assert f"{ratios['rest_over_inprocess_p50_batch64_paired']:.2f}× paired" in reading
     assert f"{round(ratios['rest_batching_over_no_batching_rps_c1'] * 100)} %" in reading
+    stages = doc[doc.index("| stage | batch 1 | batch 64 |") :]
+    call = stages[stages.index("| the signature call") :].split("\n", 1)[0]
+    session = run["server_stages_us"]
+    assert f"| {round(session['batch1']['tensors_and_signature_call'])} |" in call
+    assert f"| {round(session['batch64']['tensors_and_signature_call'])} ¹ |" in call
