@@ -1,7 +1,8 @@
-"""What the input-pipeline benchmarks share: their options, the cached ceiling, and timed ``fit`` rounds.
+"""What the training-path benchmarks share: their options, the cached ceiling, and timed ``fit`` rounds.
 
-Used by ``bench/pipeline_autotune.py`` and ``bench/repeated_pipeline.py``: the same mmoe-tf ``mmoe`` model and sizes
-as ``bench/peer_throughput.py``, one model per input, one untimed epoch each, then rounds of ``--epochs`` epochs.
+Used by ``bench/pipeline_autotune.py``, ``bench/repeated_pipeline.py`` and ``bench/split_step.py``: the same mmoe-tf
+``mmoe`` model and sizes as ``bench/peer_throughput.py``, one model per contender, one untimed epoch each, then rounds
+of ``--epochs`` epochs.
 """
 
 from __future__ import annotations
@@ -13,15 +14,36 @@ import time
 from typing import Any
 
 
-def parse_args(description: str, epochs: int, argv: list[str] | None = None) -> argparse.Namespace:
-    """``--rows``, ``--batch-sizes``, ``--rounds``, ``--epochs`` (default ``epochs``) and ``--intra-op-threads``."""
+def parse_args(
+    description: str,
+    epochs: int,
+    argv: list[str] | None = None,
+    batch_sizes: tuple[int, ...] = (512, 2048),
+    inter_op_option: bool = False,
+) -> argparse.Namespace:
+    """``--rows``, ``--batch-sizes``, ``--rounds``, ``--epochs`` (default ``epochs``), ``--intra-op-threads`` and,
+    with ``inter_op_option``, ``--inter-op-threads`` (0: all cores)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--rows", type=int, default=160_000)
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[512, 2048])
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=list(batch_sizes))
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--intra-op-threads", type=int, default=1)
+    if inter_op_option:
+        p.add_argument("--inter-op-threads", type=int, default=0)
     return p.parse_args(argv)
+
+
+def benchmark_table(rows: int) -> tuple[Any, Any]:
+    """The peer benchmark's simulated table of ``rows`` rows (seed 0), validated, and its schema; seeds Keras."""
+    import tensorflow as tf
+
+    from data.arrays import ensure_validated
+    from data.generators import simulate_ctr_table
+
+    tf.keras.utils.set_random_seed(0)
+    df, schema = simulate_ctr_table(n_rows=rows, seed=0)
+    return ensure_validated(df, schema, with_labels=True), schema
 
 
 def cached_batches(df: Any, schema: Any, batch: int) -> Any:
@@ -41,12 +63,14 @@ def time_fits(
     args: argparse.Namespace,
     batch: int,
     alternate: bool,
+    model_overrides: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Examples/s and process CPU µs per example of ``fit`` on each ``(dataset, steps_per_epoch)``, over rounds.
 
     Args:
-        datasets: Contenders by name; ``"cached"`` is the reference of ``ratio_to_cached``.
+        datasets: Contenders by name; ``"cached"``, when present, is the reference of ``ratio_to_cached``.
         alternate: Run the contenders in reversed order every other round.
+        model_overrides: ``ModelConfig`` fields by contender name (default: the model as ``build_model`` makes it).
 
     Returns:
         The batch size's JSON block (medians, rounds, ratios to cached) and the per-round rates.
@@ -58,7 +82,8 @@ def time_fits(
     sizes = peer.parse_args([])
     models = {}
     for name, (ds, steps_per_epoch) in datasets.items():
-        models[name] = peer.mmoe_tf_model(schema, "mmoe", feature_arrays(df, schema), sizes)
+        overrides = (model_overrides or {}).get(name, {})
+        models[name] = peer.mmoe_tf_model(schema, "mmoe", feature_arrays(df, schema), sizes, **overrides)
         models[name].fit(ds, steps_per_epoch=steps_per_epoch, verbose=0)
     rate: dict[str, list[float]] = {n: [] for n in datasets}
     cpu: dict[str, list[float]] = {n: [] for n in datasets}
@@ -76,8 +101,9 @@ def time_fits(
         "examples_per_s": {n: round(v) for n, v in median.items()},
         "cpu_us_per_example": {n: round(statistics.median(v), 2) for n, v in cpu.items()},
         "rounds": {n: [round(x) for x in v] for n, v in rate.items()},
-        "ratio_to_cached": {n: round(v / median["cached"], 3) for n, v in median.items()},
     }
+    if "cached" in median:
+        block["ratio_to_cached"] = {n: round(v / median["cached"], 3) for n, v in median.items()}
     return block, rate
 
 

@@ -41,13 +41,10 @@ def main(argv: list[str] | None = None) -> dict:
     import tensorflow as tf
 
     from data import make_dataset
-    from data.arrays import ensure_validated, typed_feature_arrays, typed_labels_and_weights
-    from data.generators import simulate_ctr_table
+    from data.arrays import typed_feature_arrays, typed_labels_and_weights
     from data.pipeline import finish, permuted_batches, row_gatherer
 
-    tf.keras.utils.set_random_seed(0)
-    df, schema = simulate_ctr_table(n_rows=args.rows, seed=0)
-    df = ensure_validated(df, schema, with_labels=True)
+    df, schema = fit_rounds.benchmark_table(args.rows)
     elements = (typed_feature_arrays(df, schema), *typed_labels_and_weights(df, schema))
     result: dict = {"benchmark": "pipeline_autotune", "by_batch_size": {}}
     for batch in args.batch_sizes:

@@ -4,7 +4,8 @@ The tables between ``<!-- generated:begin -->`` and ``<!-- generated:end -->`` a
 ``docs/bench/peer_throughput.json`` (the last JSON line of ``bench/peer_throughput.py --scaling``),
 ``docs/bench/peer_cpu.json``, ``docs/bench/gate_mixing.json``, ``docs/bench/step_overheads.json``
 (``bench/step_overheads.py``), ``docs/bench/thread_pools.json``, ``docs/bench/pipeline_autotune.json``,
-``docs/bench/repeated_pipeline.json`` (``bench/repeated_pipeline.py``) and
+``docs/bench/repeated_pipeline.json`` (``bench/repeated_pipeline.py``),
+``docs/bench/split_step{,_inter_op_1}.json`` (``bench/split_step.py``, with two and one inter-op threads) and
 ``docs/bench/step_breakdown_{before,after}.json`` (``bench/step_breakdown.py --threads 1 --profile``
 on the code before and after the speed work), so the prose cannot drift from the measurements;
 ``tests/test_bench_docs.py`` checks that the file is up to date.
@@ -282,6 +283,36 @@ def repeated_pipeline_table(rep: dict[str, Any]) -> list[str]:
     return lines
 
 
+def split_step_table(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """``bench/split_step.py``: batches trained as two halves side by side against whole, per inter-op setting."""
+    lines = [
+        "| inter-op threads | batch | whole: examples/s | split: examples/s | split / whole, paired "
+        "(rounds) | CPU µs per example, whole → split |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, run in runs.items():
+        for b, r in run["by_batch_size"].items():
+            rate, cpu = r["examples_per_s"], r["cpu_us_per_example"]
+            rounds = ", ".join(f"{x:.2f}" for x in r["split_vs_whole_rounds"])
+            lines.append(
+                f"| {label} | {int(b):,} | {_n(rate['whole'])} | {_n(rate['split'])} | "
+                f"**{r['split_vs_whole_paired']:.3f}×** ({rounds}) | {cpu['whole']:.2f} → {cpu['split']:.2f} |"
+            )
+    first = next(iter(runs.values()))
+    runs_text = "; ".join(
+        f"{label}: {len(next(iter(run['by_batch_size'].values()))['rounds']['whole'])} rounds, load "
+        f"{run['load_average']}"
+        for label, run in runs.items()
+    )
+    lines += [
+        "",
+        f"Training through `make_dataset(repeat=True)`, rounds of {first['epochs_per_round']} epochs of "
+        f"{first['rows']:,} rows in alternating order, one thread per op (inter-op threads {runs_text}); `split` is "
+        "`train_split_rows=1024`, which below 1,024 rows runs the whole batch and an empty second call.",
+    ]
+    return lines
+
+
 def render() -> str:
     peer = _load("peer_throughput.json")
     body = ["### Side by side with DeepCTR", "", *peer_tables(peer)]
@@ -317,6 +348,16 @@ def render() -> str:
             "### A finite or a repeated training dataset (`bench/repeated_pipeline.py`)",
             "",
             *repeated_pipeline_table(_load("repeated_pipeline.json")),
+        ]
+    if (BENCH / "split_step.json").exists():
+        runs = {"all cores": _load("split_step.json")}
+        if (BENCH / "split_step_inter_op_1.json").exists():
+            runs["1"] = _load("split_step_inter_op_1.json")
+        body += [
+            "",
+            "### Large batches as two halves side by side (`bench/split_step.py`)",
+            "",
+            *split_step_table(runs),
         ]
     if (BENCH / "step_overheads.json").exists():
         body += [

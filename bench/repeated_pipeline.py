@@ -53,15 +53,10 @@ def main(argv: list[str] | None = None) -> dict:
     import mmoe_tf
 
     mmoe_tf.configure_cpu_threads(args.intra_op_threads)
-    import tensorflow as tf
 
     from data import batches_per_pass, make_dataset
-    from data.arrays import ensure_validated
-    from data.generators import simulate_ctr_table
 
-    tf.keras.utils.set_random_seed(0)
-    df, schema = simulate_ctr_table(n_rows=args.rows, seed=0)
-    df = ensure_validated(df, schema, with_labels=True)
+    df, schema = fit_rounds.benchmark_table(args.rows)
     result: dict = {"benchmark": "repeated_pipeline", "by_batch_size": {}}
     for batch in args.batch_sizes:
         steps = batches_per_pass(len(df), batch)

@@ -320,6 +320,16 @@ class ModelConfig:
             compiled function. Batch-level callbacks fire every this many steps; epoch-level ones
             are unaffected. The default, 16, measured 1.5–2.6× the examples/s of 1 at batch 512
             on a 2-core CPU (``docs/performance.md``).
+        train_split_rows: ``0`` (the default) trains every batch in one forward pass. ``N > 0``: a
+            training batch of at least ``N`` rows runs forward and backward as two halves, independent
+            chains of ops that TensorFlow's inter-op threads run side by side; the loss, gradient and
+            metrics stay the whole batch's (up to float rounding), and a smaller batch runs whole next
+            to an empty call. On a 2-core CPU with ``N = 1024``, training through ``make_dataset``
+            measured 1.09× / 1.15× the examples/s at batches of 2,048 / 4,096 rows, 1.01× at 1,024, and
+            0.84–0.95× below the threshold (``docs/performance.md``, "Eighth round"), so it is opt-in:
+            set it at or below the batch size of large-batch training. Not applied when a GPU is
+            visible or the model holds batch normalisation (two halves would have their own batch
+            statistics).
         seed: Seed for weight initialisation.
     """
 
@@ -348,6 +358,7 @@ class ModelConfig:
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     steps_per_execution: int = 16
+    train_split_rows: int = 0
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -399,10 +410,11 @@ class ModelConfig:
             "num_levels",
             "cross_layers",
             "steps_per_execution",
+            "train_split_rows",
             "seed",
         ):
             value = getattr(self, field)
-            minimum = 0 if field == "seed" else 1
+            minimum = 0 if field in ("seed", "train_split_rows") else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 _fail(owner, field, f"must be an integer >= {minimum}, got {value!r}")
         object.__setattr__(self, "expert_units", _positive_units(owner, "expert_units", self.expert_units, False))

@@ -145,3 +145,41 @@ def test_serving_doc_table_quotes_the_recorded_latency_run(repo_root):
     session = run["server_stages_us"]
     assert f"| {round(session['batch1']['tensors_and_signature_call'])} |" in call
     assert f"| {round(session['batch64']['tensors_and_signature_call'])} ¹ |" in call
+
+
+def test_split_step_bench_runs_at_a_tiny_size(repo_root):
+    result = _last_json(
+        repo_root, "bench/split_step.py", "--rows", "3000", "--rounds", "1", "--epochs", "1", "--batch-sizes", "1024"
+    )
+    block = result["by_batch_size"]["1024"]
+    assert set(block["examples_per_s"]) == {"whole", "split"} and block["split_vs_whole_paired"] > 0
+
+
+def test_split_step_prose_quotes_its_runs(repo_root):
+    """performance.md's eighth round quotes bench/split_step.py's runs and the peer run made with the split on."""
+    doc = (repo_root / "docs/performance.md").read_text()
+    prose = doc[doc.index("## Eighth round") : doc.index("## Where this leaves the targets of issue 9")]
+    both = json.loads((repo_root / "docs/bench/split_step.json").read_text())["by_batch_size"]
+    one = json.loads((repo_root / "docs/bench/split_step_inter_op_1.json").read_text())["by_batch_size"]
+    for batch in ("256", "512", "1024", "2048", "4096"):
+        assert f"{both[batch]['split_vs_whole_paired']:.3f}×" in prose, batch
+    for batch in ("2048", "4096"):
+        cpu = both[batch]["cpu_us_per_example"]
+        assert f"{cpu['whole']:.2f} → {cpu['split']:.2f} µs" in prose, batch
+    assert ", ".join(f"{one[b]['split_vs_whole_paired']:.2f}×" for b in ("1024", "2048")) in prose
+    split_on = json.loads((repo_root / "docs/bench/peer_throughput_split_on.json").read_text())["by_batch_size"]["2048"]
+    assert f"**{split_on['pipeline_vs_cached']:.2f}× of cached**" in prose
+    cached = split_on["contenders"]["mmoe_tf/mmoe@cached"]["train_examples_per_s"]
+    real = split_on["contenders"]["mmoe_tf/mmoe"]["train_examples_per_s"]
+    assert f"{round(cached / 1000)}k examples/s at batch 2,048" in prose and f"stayed at {round(real / 1000)}k" in prose
+
+
+def test_the_eighth_round_peer_run_is_quoted_as_measured(repo_root):
+    run = json.loads((repo_root / "docs/bench/peer_throughput_run4.json").read_text())
+    pair = " / ".join(f"{run['train_speedup_vs_deepctr_mmoe'][b]:.2f}×" for b in ("512", "2048"))
+    readme = (repo_root / "README.md").read_text()
+    doc = (repo_root / "docs/performance.md").read_text()
+    assert f"the eighth round's run {pair}" in readme
+    assert f"gave **{pair}**" in doc
+    real = run["by_batch_size"]["2048"]["contenders"]["mmoe_tf/mmoe"]["train_examples_per_s"]
+    assert f"real path ran at {round(real / 1000)}k examples/s at batch 2,048" in doc

@@ -469,3 +469,42 @@ def test_feature_crosses_in_every_architecture_round_trip(toy, tmp_path, arch):
     assert config_of(loaded).feature_crosses == config_of(model).feature_crosses
     for name, value in run(model, features).items():
         np.testing.assert_array_equal(run(loaded, features)[name], value)
+
+
+def test_a_split_training_step_updates_like_the_whole_batch(toy):
+    """train_split_rows only changes how the step runs: the same loss, weights and metrics as one whole forward.
+
+    At 64 rows, ``train_split_rows=64`` runs two halves of 32 rows; ``128`` runs the whole batch and an empty one.
+    """
+    features, labels, weights = toy
+    batch = 64
+    rows = {k: v[:batch] for k, v in features.items()}
+    targets = {k: labels[k][:batch] for k in ("click", "satisfaction")}
+    sample_weights = {k: weights[k][:batch] for k in ("click", "satisfaction")}
+    results = {}
+    for split_rows in (0, 64, 128):
+        model = build_model(make_config(train_split_rows=split_rows), adapt_data=features)
+        assert model._splits_training_batches() == (split_rows > 0)
+        logs = model.fit(rows, targets, sample_weight=sample_weights, batch_size=batch, epochs=1, verbose=0)
+        results[split_rows] = (model.get_weights(), logs.history)
+    whole, whole_logs = results[0]
+    for split_rows in (64, 128):
+        split, split_logs = results[split_rows]
+        for a, b in zip(whole, split, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        for key, values in whole_logs.items():
+            np.testing.assert_allclose(values, split_logs[key], rtol=1e-5, err_msg=key)
+
+
+def test_training_batches_are_not_split_with_batch_normalisation_or_when_off(toy):
+    features, _, _ = toy
+    split = {"train_split_rows": 1024}
+    assert not build_model(make_config(expert_norm="batch", **split), adapt_data=features)._splits_training_batches()
+    assert not build_model(make_config(), adapt_data=features)._splits_training_batches()  # off by default
+    assert build_model(make_config(expert_norm="layer", **split), adapt_data=features)._splits_training_batches()
+    with pytest.raises(ValueError, match=r"train_split_rows.*>= 0"):
+        make_config(train_split_rows=-1)
+    data = make_config(**split).to_dict()
+    assert ModelConfig.from_dict(data).train_split_rows == 1024
+    del data["train_split_rows"]  # a config written before the field existed
+    assert ModelConfig.from_dict(data).train_split_rows == 0

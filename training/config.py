@@ -641,6 +641,7 @@ MODEL_HELP = {
     "optimizer": "Keras optimizer identifier",
     "learning_rate": "optimizer learning rate",
     "steps_per_execution": "steps per call of Keras' compiled train/predict function (speed)",
+    "train_split_rows": "0 = off; N: batches of >= N rows train as two halves side by side (large-batch CPU speed)",
     "seed": "weight-initialisation seed",
 }
 
