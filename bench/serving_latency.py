@@ -469,6 +469,13 @@ def main() -> int:
             ratios[f"{transport}_batching_over_no_batching_rps_c{c}"] = ratio(
                 b[transport]["throughput"][f"c{c}"]["rps"], nb[transport]["throughput"][f"c{c}"]["rps"]
             )
+            # paired: the two servers' points of one round were measured back to back (order alternated)
+            per_round = [
+                rb[transport]["throughput"][f"c{c}"]["rps"] / rn[transport]["throughput"][f"c{c}"]["rps"]
+                for rb, rn in zip(rounds["batching"], rounds["no_batching"], strict=True)
+            ]
+            ratios[f"{transport}_batching_over_no_batching_rps_c{c}_paired"] = round(statistics.median(per_round), 2)
+            ratios[f"{transport}_batching_over_no_batching_rps_c{c}_rounds"] = [round(x, 2) for x in per_round]
     ratios["rest_batching_rps_c32"] = b["rest"]["throughput"]["c32"]["rps"]
     ratios["grpc_batching_rps_c32"] = b["grpc"]["throughput"]["c32"]["rps"]
     for name, value in ratios.items():

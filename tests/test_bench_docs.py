@@ -183,3 +183,17 @@ def test_the_eighth_round_peer_run_is_quoted_as_measured(repo_root):
     assert f"gave **{pair}**" in doc
     real = run["by_batch_size"]["2048"]["contenders"]["mmoe_tf/mmoe"]["train_examples_per_s"]
     assert f"real path ran at {round(real / 1000)}k examples/s at batch 2,048" in doc
+
+
+def test_serving_doc_quotes_the_eighth_round_latency_run(repo_root):
+    run = json.loads((repo_root / "docs/bench/serving_latency_round8.json").read_text())
+    ratios = run["ratios"]
+    doc = (repo_root / "docs/serving.md").read_text()
+    text = doc[doc.index("Eighth round, the same serving code") : doc.index("Sixth round, for comparison")]
+    assert f"REST p50 **{ratios['rest_over_inprocess_p50_batch1']:.2f}×** / **" in text
+    c32 = f"**{run['batching']['rest']['throughput']['c32']['rps']:,.0f} requests/s = "
+    assert c32 + f"{ratios['rest_batching_over_no_batching_rps_c32']:.2f}×** unbatched" in text
+    assert f"**{round(ratios['rest_batching_over_no_batching_rps_c1'] * 100)} %**" in text
+    loop = run["batching"]["rest"]["throughput"]["c32"]["event_loop_cpu_us_per_request"]
+    cap = 1e6 / loop / run["no_batching"]["rest"]["throughput"]["c32"]["rps"]
+    assert f"1 / {loop} µs = {1e6 / loop:,.0f} requests/s = {cap:.2f}× unbatched in this one" in text
