@@ -222,6 +222,11 @@ def thread_pool_table(pools: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _round_count(bench: dict[str, Any], contender: str) -> int:
+    """Timed rounds of ``contender`` in a ``fit_rounds``-style JSON (the same for every batch size)."""
+    return len(next(iter(bench["by_batch_size"].values()))["rounds"][contender])
+
+
 def _against_cached_rows(bench: dict[str, Any], labels: dict[str, str]) -> list[str]:
     """A table of examples/s (× cached) per input and batch size, for the input-pipeline benchmarks' JSON."""
     batches = list(bench["by_batch_size"])
@@ -249,7 +254,7 @@ def pipeline_autotune_table(pipe: dict[str, Any]) -> list[str]:
         "make_dataset_parallel2": "2 gathers in flight, prefetch 2, no autotuner",
     }
     lines = _against_cached_rows(pipe, labels)
-    rounds = len(next(iter(pipe["by_batch_size"].values()))["rounds"]["cached"])
+    rounds = _round_count(pipe, "cached")
     load = pipe["load_average"]
     lines += ["", f"Training examples/s, {rounds} alternated rounds × {pipe['epochs_per_round']} epochs, load {load}."]
     return lines
@@ -273,7 +278,7 @@ def repeated_pipeline_table(rep: dict[str, Any]) -> list[str]:
         f"batch {int(b):,}: " + ", ".join(f"{k} {v} ms" for k, v in r["iterator_first_batch_ms"].items())
         for b, r in rep["by_batch_size"].items()
     )
-    rounds = len(next(iter(rep["by_batch_size"].values()))["rounds"]["cached"])
+    rounds = _round_count(rep, "cached")
     lines += [
         "",
         f"Training examples/s, {rounds} rounds × {rep['epochs_per_round']} epochs in alternating order, "
@@ -300,9 +305,7 @@ def split_step_table(runs: dict[str, dict[str, Any]]) -> list[str]:
             )
     first = next(iter(runs.values()))
     runs_text = "; ".join(
-        f"{label}: {len(next(iter(run['by_batch_size'].values()))['rounds']['whole'])} rounds, load "
-        f"{run['load_average']}"
-        for label, run in runs.items()
+        f"{label}: {_round_count(run, 'whole')} rounds, load {run['load_average']}" for label, run in runs.items()
     )
     lines += [
         "",

@@ -1,6 +1,6 @@
 """Batches of in-memory columns as a ``tf.data.Dataset``: one gather or one slice per dtype, not per column.
 
-Shared by :func:`data.make_dataset` (training and evaluation tables) and ``MMoEModel.predict`` (dicts and
+Shared by :func:`data.make_dataset` (training and evaluation tables) and ``MultiTaskModel.predict`` (dicts and
 DataFrames of raw columns), so that both cut their batches the same cheap way.
 
 Example:
