@@ -310,18 +310,22 @@ async def grpc_throughput(target: str, concurrency: int, seconds: float) -> dict
 
 def _with_server_cpu(server: ServerProcess, measure) -> dict[str, float]:
     """Run a throughput point and add the server process's CPU time per answered request (µs): a figure that,
-    unlike requests/s on a shared machine, does not depend on what else runs."""
+    unlike requests/s on a shared machine, does not depend on what else runs; and the CPU the benchmark's own
+    process (the load generator) spent per request, which shares the machine's cores with the server."""
     proc = psutil.Process(server.proc.pid)
 
     def main_thread_seconds() -> float:
         return next((t.user_time + t.system_time for t in proc.threads() if t.id == proc.pid), float("nan"))
 
     before, main_before = sum(proc.cpu_times()[:2]), main_thread_seconds()
+    load_before = time.process_time()
     point = measure()
     spent, main_spent = sum(proc.cpu_times()[:2]) - before, main_thread_seconds() - main_before
+    load_spent = time.process_time() - load_before
     answered = point["rps"] * point.pop("seconds")
     point["server_cpu_us_per_request"] = round(spent / answered * 1e6, 1) if answered else float("nan")
     point["event_loop_cpu_us_per_request"] = round(main_spent / answered * 1e6, 1) if answered else float("nan")
+    point["load_generator_cpu_us_per_request"] = round(load_spent / answered * 1e6, 1) if answered else float("nan")
     return point
 
 

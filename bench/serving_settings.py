@@ -2,14 +2,15 @@
 
 ``--setting event-loop`` compares ``--event-loop asyncio`` with ``uvloop``; ``--setting inter-op-threads`` compares
 TensorFlow's inter-op pool of one thread (``--inter-op-threads 1``, ops handed to the pool) with ``-1`` (every op in
-the inference thread that calls the session). Starts four servers on the small test export (``serving.testing``):
+the inference thread that calls the session); ``--setting batch-timeout`` compares the batching window of 2,000 µs
+with 500 µs (the unbatched servers ignore it). Starts four servers on the small test export (``serving.testing``):
 without and with server-side batching, each with both values, and in ``--rounds`` alternating rounds measures each
 with the clients of ``bench/serving_latency.py`` (the same clients for every server): REST p50 at batch 1 and 64,
 requests/s at concurrency 1 and 32 (batch 1) with the server's CPU (all threads, and the event loop's) per request,
 and the batching server's gRPC requests/s at concurrency 32. Medians over rounds; the last line is one JSON object
 with the figures and the second value / first value ratios.
 
-Usage: .venv/bin/python bench/serving_settings.py --setting {event-loop,inter-op-threads} [--rounds 5] [--seconds 2]
+Usage: .venv/bin/python bench/serving_settings.py --setting {event-loop,inter-op-threads,batch-timeout} [--rounds 5] [--seconds 2]
     [--requests 200]
 """
 
@@ -36,6 +37,7 @@ from serving.testing import MODEL_NAME, ServerProcess, cached_export
 SETTINGS = {  # --setting: (server flag, the value before, the value compared with it)
     "event-loop": ("--event-loop", "asyncio", "uvloop"),
     "inter-op-threads": ("--inter-op-threads", "1", "-1"),
+    "batch-timeout": ("--batch-timeout-micros", "2000", "500"),
 }
 BATCHING = ["--enable-batching", "--max-batch-size", "64", "--batch-timeout-micros", "2000"]
 

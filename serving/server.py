@@ -1,4 +1,4 @@
-"""The local model server: TF Serving's REST API (aiohttp) and gRPC API (grpcio) for exported models.
+"""The local model server: TF Serving's REST API (``serving.http_server``) and gRPC API (grpcio) for exported models.
 
 Endpoints (paths matched case-insensitively, as TF Serving does):
 ``GET /v1/models/{name}[/versions/{v}|/labels/{l}]`` (status), ``.../metadata`` (SignatureDefs as proto-JSON),
@@ -29,11 +29,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aiohttp import web
-
 from serving.batching import BatchingOptions
 from serving.errors import RequestError, ServingError
 from serving.event_loop import loop_factory, loop_name, run_on
+from serving.http_server import HttpRequest, start_http_server
 from serving.inference import Inference
 from serving.json_codec import decode_request, encode_json, loads_request, predictions_json
 from serving.model_store import DEFAULT_SIGNATURE, ModelSource, ModelStore
@@ -103,8 +102,8 @@ class ServerConfig:
             raise ValueError(f"ServerConfig: field 'poll_seconds' must be > 0, got {self.poll_seconds}")
 
 
-def _json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(text=encode_json(body), status=status, content_type="application/json")
+def _json_response(body: Any, status: int = 200) -> tuple[int, bytes]:
+    return status, encode_json(body).encode()
 
 
 class RestApi:
@@ -121,14 +120,12 @@ class RestApi:
         self.config = config
         self.inference = inference
 
-    def app(self) -> web.Application:
-        """The aiohttp application (one catch-all route, so every error gets a JSON body)."""
-        app = web.Application(client_max_size=self.config.max_body_bytes)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        return app
+    async def handle(self, request: HttpRequest) -> tuple[int, bytes]:
+        """Dispatch by URL and method; every failure becomes ``{"error": ...}`` with its HTTP status.
 
-    async def handle(self, request: web.Request) -> web.Response:
-        """Dispatch by URL and method; every failure becomes ``{"error": ...}`` with its HTTP status."""
+        Returns:
+            The HTTP status and the JSON body.
+        """
         try:
             async with asyncio.timeout(self.config.rest_timeout_seconds):  # no extra task, unlike wait_for
                 return await self._dispatch(request)
@@ -140,7 +137,7 @@ class RestApi:
             log.exception("internal error on %s %s", request.method, request.path)
             return _json_response({"error": f"Internal error: {type(err).__name__}: {err}"}, 500)
 
-    async def _dispatch(self, request: web.Request) -> web.Response:
+    async def _dispatch(self, request: HttpRequest) -> tuple[int, bytes]:
         match = URL_PATTERN.match(request.path)
         suffix = (match["suffix"] or "").lower() if match else ""
         expected_method = "GET" if suffix in ("", "/metadata") else "POST"  # status/metadata vs predict & co.
@@ -158,7 +155,7 @@ class RestApi:
                     "metadata": {"signature_def": servable.metadata},
                 }
             )
-        data = loads_request(await self._read_body(request))
+        data = loads_request(request.body)
         signature = data.pop("signature_name", DEFAULT_SIGNATURE)
         if not isinstance(signature, str):
             raise RequestError(f"'signature_name' must be a string; got {signature!r}")
@@ -172,17 +169,7 @@ class RestApi:
         fmt, inputs, _ = decode_request(data, input_dtypes)
         servable.check_shapes(signature, inputs)
         outputs = await self.inference.predict(servable, signature, inputs)
-        return web.Response(body=predictions_json(outputs, fmt), content_type="application/json")
-
-    async def _read_body(self, request: web.Request) -> bytes:
-        limit = self.config.max_body_bytes
-        too_large = f"Request body is larger than the limit of {limit} bytes"
-        if request.content_length is not None and request.content_length > limit:
-            raise ServingError("INVALID_ARGUMENT", too_large, http_status=413)
-        try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise ServingError("INVALID_ARGUMENT", too_large, http_status=413) from None
+        return 200, predictions_json(outputs, fmt)
 
 
 def configure_tensorflow(config: ServerConfig) -> None:
@@ -221,12 +208,9 @@ async def serve(sources: list[ModelSource], config: ServerConfig, ready: asyncio
     loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader")
     initial = await loop.run_in_executor(loader, store.poll)
     inference = Inference(config.num_threads, config.batching)
-    runner = web.AppRunner(RestApi(store, config, inference).app(), access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    where = f"http://{host}:{port}"
+    api = RestApi(store, config, inference)
+    http_server = await start_http_server(api.handle, config.host, config.port, config.max_body_bytes)
+    where = f"http://{config.host}:{http_server.port}"
     grpc_server = None
     if config.grpc_port is not None:
         from serving.grpc_server import start_grpc_server
@@ -256,7 +240,7 @@ async def serve(sources: list[ModelSource], config: ServerConfig, ready: asyncio
     finally:
         if grpc_server is not None:
             await grpc_server.stop(grace=1.0)
-        await runner.cleanup()
+        await http_server.close(timeout=2.0)
         inference.close()
         loader.shutdown(wait=False, cancel_futures=True)
 

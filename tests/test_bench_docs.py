@@ -197,3 +197,53 @@ def test_serving_doc_quotes_the_eighth_round_latency_run(repo_root):
     loop = run["batching"]["rest"]["throughput"]["c32"]["event_loop_cpu_us_per_request"]
     cap = 1e6 / loop / run["no_batching"]["rest"]["throughput"]["c32"]["rps"]
     assert f"1 / {loop} µs = {1e6 / loop:,.0f} requests/s = {cap:.2f}× unbatched in this one" in text
+
+
+def test_serving_code_ab_pairs_its_rounds():
+    from bench.serving_code_ab import summarise
+
+    def point(rps, loop_us):
+        return {
+            "rps": rps,
+            "p50_ms": 1.0,
+            "server_cpu_us_per_request": 2 * loop_us,
+            "event_loop_cpu_us_per_request": loop_us,
+            "load_generator_cpu_us_per_request": 50.0,
+        }
+
+    points = {
+        (tree, mode): [{"c1": point(1000 * k, 100), "c32": point(rps, loop)} for rps, loop in rounds]
+        for tree, k in (("new", 1.0), ("baseline", 0.5))
+        for mode, rounds in (
+            ("no_batching", [(2000, 200), (1000, 200), (2000, 200)]),
+            ("batching", [(6000, 100), (4000, 100), (5000, 100)] if tree == "new" else [(4000, 150)] * 3),
+        )
+    }
+    out = summarise(points)
+    assert out["new"]["batching_over_unbatched_c32_paired"] == 3.0  # rounds 3, 4, 2.5: the median, not 5000 / 2000
+    assert out["baseline"]["batching_over_unbatched_c32_paired"] == 2.0
+    assert out["new_over_baseline_paired"]["batching_c32_rps"] == 1.25
+    assert out["new_over_baseline_paired"]["batching_c32_event_loop_cpu_us_per_request"] == 0.667
+    assert out["new"]["batching"]["c32"]["rps"] == 5000
+
+
+def test_serving_doc_quotes_the_ninth_round_runs(repo_root):
+    doc = (repo_root / "docs/serving.md").read_text()
+    run = json.loads((repo_root / "docs/bench/serving_latency_round9.json").read_text())
+    ratios, batched = run["ratios"], run["batching"]["rest"]["throughput"]["c32"]
+    unbatched = run["no_batching"]["rest"]["throughput"]["c32"]
+    text = doc[doc.index("Ninth round, the HTTP layer") : doc.index("Sixth round, for comparison")]
+    assert f"REST p50\n**{ratios['rest_over_inprocess_p50_batch1']:.2f}×** / **" in text
+    assert (
+        f"**{batched['rps']:,.0f} requests/s = {ratios['rest_batching_over_no_batching_rps_c32']:.2f}×** unbatched"
+        in text
+    )
+    assert f"**{round(ratios['rest_batching_over_no_batching_rps_c1'] * 100)} %**" in text
+    loop = batched["event_loop_cpu_us_per_request"]
+    assert f"1 / {loop} µs =\n{1e6 / loop:,.0f} requests/s = {1e6 / loop / unbatched['rps']:.2f}× unbatched" in text
+    assert f"spent {batched['server_cpu_us_per_request']} µs of CPU per batched request against" in text
+    ab = json.loads((repo_root / "docs/bench/serving_code_ab_httptools.json").read_text())
+    row = doc[doc.index("| **Ninth round: HTTP/1.1 on httptools**") :].split("\n", 1)[0]
+    for mode in ("no_batching", "batching"):
+        assert f"**{ab['new_over_baseline_paired'][f'{mode}_c32_rps']:.2f}×**" in row
+    assert f"{ab['new']['batching_over_unbatched_c32_paired']:.2f}× after" in row

@@ -358,21 +358,20 @@ class _FakeStore:
 
 
 def test_rest_api_timeout_internal_error_and_success_in_process():
-    from aiohttp.test_utils import TestClient, TestServer
-
+    from serving.http_server import HttpRequest
     from serving.inference import Inference
     from serving.server import RestApi, ServerConfig
 
     async def main():
         inference = Inference(num_threads=2)
         api = RestApi(_FakeStore(), ServerConfig(rest_timeout_seconds=0.3), inference)
-        async with TestClient(TestServer(api.app())) as client:
-            out = {}
-            for key, x in (("slow", 1.0), ("boom", -1.0), ("ok", 0.0)):
-                resp = await client.post("/v1/models/m:predict", data=json.dumps({"instances": [x]}))
-                out[key] = (resp.status, await resp.json())
-            resp = await client.post("/v1/models/other:predict", data="{}")
-            out["missing"] = (resp.status, await resp.json())
+        out = {}
+        for key, x in (("slow", 1.0), ("boom", -1.0), ("ok", 0.0)):
+            body = json.dumps({"instances": [x]}).encode()
+            status, answer = await api.handle(HttpRequest("POST", "/v1/models/m:predict", body))
+            out[key] = (status, json.loads(answer))
+        status, answer = await api.handle(HttpRequest("POST", "/v1/models/other:predict", b"{}"))
+        out["missing"] = (status, json.loads(answer))
         inference.close()
         return out
 
