@@ -10,8 +10,8 @@ requests/s at concurrency 1 and 32 (batch 1) with the server's CPU (all threads,
 and the batching server's gRPC requests/s at concurrency 32. Medians over rounds; the last line is one JSON object
 with the figures and the second value / first value ratios.
 
-Usage: .venv/bin/python bench/serving_settings.py --setting {event-loop,inter-op-threads,batch-timeout} [--rounds 5] [--seconds 2]
-    [--requests 200]
+Usage: .venv/bin/python bench/serving_settings.py --setting {event-loop,inter-op-threads,batch-timeout} [--rounds 5]
+    [--seconds 2] [--requests 200]
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ handler at concurrency 32, ``docs/serving.md``), and the event loop's CPU per re
 server. What this module owns, and tests (``tests/test_serving_http.py``): keep-alive and ``Connection: close``
 (HTTP/1.0 included), pipelined requests answered in order, chunked request bodies, ``Expect: 100-continue``, a body
 limit (413 from the declared length or while a chunked body arrives, then the connection closes), malformed requests
-(400, then close), ``HEAD`` answered without a body, and back-pressure (reading pauses while answers wait to be
-written or too many requests are queued). Bodies are read whole before the handler runs.
+(400, then close), ``HEAD`` answered without a body, back-pressure (reading pauses while answers wait to be
+written or too many requests are queued), and idle keep-alive connections closed after ``idle_timeout`` seconds.
+Bodies are read whole before the handler runs.
 
 Example:
     >>> async def handler(request: HttpRequest) -> tuple[int, bytes]:
@@ -33,6 +34,7 @@ log = logging.getLogger("serving")
 
 MAX_URL_BYTES = 8190  # as aiohttp's default request-line limit
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
+IDLE_TIMEOUT_SECONDS = 75.0  # an idle keep-alive connection is closed after this long (aiohttp's default)
 MAX_QUEUED_REQUESTS = 32  # pipelined requests read ahead of the one being answered, before reading pauses
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -95,6 +97,8 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
+        self._loop = asyncio.get_running_loop()
+        self._last_active = self._loop.time()
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._queue: deque[_Pending] = deque()
@@ -104,7 +108,7 @@ class _Connection(asyncio.Protocol):
         self._closing = False  # answer what is queued, then close
         self._broken = False  # the parser stopped: nothing more is read
         self._head_bytes = 0  # bytes read while a request's line and headers were incomplete
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task | None = None  # the request with the handler (a reference keeps it alive)
         self._continue_when_idle = False
         self._reset()
 
@@ -178,6 +182,7 @@ class _Connection(asyncio.Protocol):
         self._server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        self._last_active = self._loop.time()
         if self._broken:
             return
         if self._in_headers:  # a head still incomplete after this many bytes is refused (a body may share a read)
@@ -257,6 +262,7 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return
+        self._last_active = self._loop.time()
         keep_alive = pending.keep_alive and not (self._closing and not self._queue)
         if pending.request is not None and pending.request.method == "HEAD":
             transport.write(_head(status, len(body), keep_alive, pending.http_10))
@@ -267,6 +273,13 @@ class _Connection(asyncio.Protocol):
             transport.close()
             return
         self._next()
+
+    def idle_seconds(self, now: float) -> float:
+        """Seconds since the connection last read or wrote, or 0 while a request is being answered (a client stalled
+        part-way through sending a request counts as idle)."""
+        if self._busy or self._queue:
+            return 0.0
+        return now - self._last_active
 
     def shut_down(self) -> None:
         """Close now if idle, else after the requests already read."""
@@ -288,17 +301,31 @@ class HttpServer:
         port: The bound port (the one the OS chose when asked for port 0).
     """
 
-    def __init__(self, handler: Handler, max_body_bytes: int) -> None:
+    def __init__(self, handler: Handler, max_body_bytes: int, idle_timeout: float = IDLE_TIMEOUT_SECONDS) -> None:
         self.handler = handler
         self.max_body_bytes = max_body_bytes
+        self.idle_timeout = idle_timeout
         self.connections: set[_Connection] = set()
         self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task | None = None
         self.port = 0
+
+    async def _close_idle_connections(self) -> None:
+        """Every quarter of ``idle_timeout``, close the keep-alive connections idle for longer than it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.idle_timeout / 4)
+            now = loop.time()
+            for connection in list(self.connections):
+                if connection.idle_seconds(now) > self.idle_timeout:
+                    connection.shut_down()
 
     async def close(self, timeout: float = 2.0) -> None:
         """Stop listening, let connections finish the requests they have read (up to ``timeout`` s), then close."""
         if self._server is None:
             return
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         self._server.close()
         for connection in list(self.connections):
             connection.shut_down()
@@ -311,7 +338,9 @@ class HttpServer:
         self._server = None
 
 
-async def start_http_server(handler: Handler, host: str, port: int, max_body_bytes: int) -> HttpServer:
+async def start_http_server(
+    handler: Handler, host: str, port: int, max_body_bytes: int, idle_timeout: float = IDLE_TIMEOUT_SECONDS
+) -> HttpServer:
     """Listen on ``host:port`` and answer every request with ``await handler(request)`` → ``(status, json_body)``.
 
     Args:
@@ -319,14 +348,18 @@ async def start_http_server(handler: Handler, host: str, port: int, max_body_byt
         host: Interface to bind.
         port: Port to bind (0 = any free port; read it back from ``server.port``).
         max_body_bytes: Larger bodies are refused with 413 before the handler runs.
+        idle_timeout: Seconds after which a keep-alive connection with nothing in flight is closed.
 
     Returns:
         The running :class:`HttpServer`.
     """
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
-    server = HttpServer(handler, max_body_bytes)
+    if idle_timeout <= 0:
+        raise ValueError(f"idle_timeout must be > 0, got {idle_timeout}")
+    server = HttpServer(handler, max_body_bytes, idle_timeout)
     loop = asyncio.get_running_loop()
     server._server = await loop.create_server(lambda: _Connection(server), host, port, reuse_address=True)
     server.port = server._server.sockets[0].getsockname()[1]
+    server._sweeper = loop.create_task(server._close_idle_connections())
     return server

@@ -42,12 +42,12 @@ def _post(path: str, body: bytes, extra: str = "") -> bytes:
     return f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
 
 
-def _run(scenario, handler=None):
+def _run(scenario, handler=None, idle_timeout=75.0):
     """Run ``scenario(port, handler)`` against a fresh server; returns its result."""
 
     async def main():
         recorder = handler or _Recorder()
-        server = await start_http_server(recorder, "127.0.0.1", 0, max_body_bytes=LIMIT)
+        server = await start_http_server(recorder, "127.0.0.1", 0, max_body_bytes=LIMIT, idle_timeout=idle_timeout)
         try:
             return await asyncio.wait_for(scenario(server, recorder), 10)
         finally:
@@ -224,3 +224,23 @@ def test_handler_errors_answer_500_and_bad_arguments_are_refused():
     assert status == 500 and json.loads(body) == {"error": "Internal error: RuntimeError"}
     with pytest.raises(ValueError, match="max_body_bytes must be >= 1, got 0"):
         asyncio.run(start_http_server(failing, "127.0.0.1", 0, max_body_bytes=0))
+    with pytest.raises(ValueError, match="idle_timeout must be > 0, got 0"):
+        asyncio.run(start_http_server(failing, "127.0.0.1", 0, max_body_bytes=1, idle_timeout=0))
+
+
+def test_idle_keep_alive_connections_are_closed_and_busy_ones_are_not():
+    async def scenario(server, recorder):
+        idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        idle_writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        await _read_answer(idle_reader)
+        busy_reader, busy_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        busy_writer.write(_post("/slow", b'{"sleep": 0.6}'))  # longer than the idle timeout, but in flight
+        closed = await asyncio.wait_for(idle_reader.read(), 1.0)
+        slow = await _read_answer(busy_reader)
+        idle_writer.close()
+        busy_writer.close()
+        return closed, slow
+
+    closed, slow = _run(scenario, idle_timeout=0.2)
+    assert closed == b""
+    assert slow[0] == 200 and json.loads(slow[2])["path"] == "/slow"
