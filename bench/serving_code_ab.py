@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -109,7 +110,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; figures are medians over them")
     parser.add_argument("--seconds", type=float, default=2.0, help="duration of each throughput point")
     args = parser.parse_args()
-    started, load_before = time.perf_counter(), round(__import__("os").getloadavg()[0], 2)
+    started, load_before = time.perf_counter(), round(os.getloadavg()[0], 2)
     commit = subprocess.run(["git", "rev-parse", args.baseline], cwd=REPO, capture_output=True, text=True, check=True)
     with tempfile.TemporaryDirectory(prefix="mmoe-ab-") as tmp:
         worktree = Path(tmp) / "baseline"
