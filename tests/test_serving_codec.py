@@ -196,22 +196,43 @@ def test_batcher_runs_alone_when_idle_and_merges_while_busy():
     assert batches == 3
 
 
-def test_batcher_runs_at_once_only_when_idle_and_busy_batches_wait_for_the_timeout():
+def test_batcher_runs_at_once_only_when_idle_and_closes_a_busy_batch_once_the_loop_is_quiet():
     options = BatchingOptions(max_batch_size=64, batch_timeout_micros=300_000)
     started = time.perf_counter()
     results, _, calls = _run_batches(options, [1, 1, 1, 1], work_seconds=0.05)
     waited = time.perf_counter() - started
     assert calls == [1, 3] and all(isinstance(r, dict) for r in results)
-    assert waited >= 0.3  # the three that came while the first ran waited for the batch timeout
+    # the three that came while the first ran shared a batch that closed once no more requests came, not after 0.3 s
+    assert waited < 0.25
     started = time.perf_counter()
     _, _, calls = _run_batches(options, [1], work_seconds=0.0)
     assert calls == [1] and time.perf_counter() - started < 0.25  # alone on an idle server: no batch window
 
 
-def test_batcher_timeout_closes_a_batch_while_the_thread_is_busy():
-    options = BatchingOptions(max_batch_size=64, batch_timeout_micros=1000)
-    _, _, calls = _run_batches(options, [1, 1, 1], delay_between=0.03, work_seconds=0.2)
-    assert calls == [1, 1, 1]  # each later request's batch closed after 1 ms, while the first still ran
+def test_batcher_timeout_closes_a_batch_that_requests_keep_joining():
+    options = BatchingOptions(max_batch_size=100_000, batch_timeout_micros=20_000)
+    calls = []
+
+    def fn(inputs):
+        calls.append(len(inputs["x"]))
+        time.sleep(0.1 if len(calls) == 1 else 0.0)
+        return {"y": inputs["x"]}
+
+    async def main():
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(options, pool, max_running=1)
+            tasks = [asyncio.create_task(batcher.run("k", fn, {"x": np.zeros(1, np.float32)}))]
+            deadline = time.perf_counter() + 0.08
+            while time.perf_counter() < deadline:  # one more request in every loop iteration: never quiet
+                tasks.append(asyncio.create_task(batcher.run("k", fn, {"x": np.zeros(1, np.float32)})))
+                await asyncio.sleep(0)
+            await asyncio.gather(*tasks)
+            return len(tasks)
+
+    total = asyncio.run(main())
+    assert sum(calls) == total and calls[0] == 1
+    assert len(calls) >= 4  # the 80 ms trickle was cut into batches by the 20 ms timeout, not one batch per request
+    assert len(calls) <= 8
 
 
 def test_batcher_rejects_oversized_and_full_queue():
