@@ -25,7 +25,7 @@ import dataclasses
 import functools
 import re
 from collections.abc import Callable, Hashable, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +114,18 @@ class Batcher:
             RequestError: the request has more examples than ``max_batch_size``.
             ServingError: UNAVAILABLE (503) when the queue is full; errors raised by ``fn``.
         """
+        return await self.submit(key, fn, inputs)
+
+    def submit(
+        self, key: Hashable, fn: Callable[[Arrays], dict[str, np.ndarray]], inputs: Arrays
+    ) -> asyncio.Future[dict]:
+        """:meth:`run` without a coroutine: queue ``inputs`` and return the future of this request's outputs.
+
+        Must be called from the running event loop. Cancelling the future drops the request from its batch's answers.
+
+        Raises:
+            RequestError, ServingError: as :meth:`run`, at once (errors of ``fn`` arrive through the future).
+        """
         size = batch_size_of(inputs)
         if size is None:
             raise RequestError("Batching needs every input to share the same leading (batch) dimension")
@@ -125,7 +137,7 @@ class Batcher:
         item = _Pending(inputs, size, loop.create_future())
         if not self._open and self._running == 0:  # nothing queued or running: no batch window
             self._start(_Open(fn, [item], size))
-            return await item.future
+            return item.future
         full_key = (key, tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items())))
         batch = self._open.get(full_key)
         if batch is not None and batch.size + size > self.options.max_batch_size:
@@ -143,7 +155,7 @@ class Batcher:
         batch.size += size
         if batch.size >= self.options.max_batch_size:
             self._close(full_key)
-        return await item.future
+        return item.future
 
     def _close_when_quiet(self, loop: asyncio.AbstractEventLoop, key: Hashable, batch: _Open, seen: int) -> None:
         """Close ``batch`` if no request joined it since the previous check (one loop iteration ago), else check again
@@ -166,8 +178,14 @@ class Batcher:
 
     def _start(self, batch: _Open) -> None:
         self._running += 1
-        future = asyncio.get_running_loop().run_in_executor(self.executor, self._compute, batch)
-        future.add_done_callback(functools.partial(self._finish, batch))
+        loop = batch.items[0].future.get_loop()
+        done = self.executor.submit(self._compute, batch)
+        # straight back to the loop (``run_in_executor``'s asyncio future would add one more loop iteration)
+        done.add_done_callback(functools.partial(self._finish_threadsafe, loop, batch))
+
+    def _finish_threadsafe(self, loop: asyncio.AbstractEventLoop, batch: _Open, done: Future) -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(self._finish, batch, done)
 
     @staticmethod
     def _compute(batch: _Open) -> dict[str, np.ndarray]:
@@ -177,7 +195,7 @@ class Batcher:
         merged = {n: np.concatenate([p.inputs[n] for p in items]) for n in items[0].inputs}
         return batch.fn(merged)
 
-    def _finish(self, batch: _Open, done: asyncio.Future) -> None:
+    def _finish(self, batch: _Open, done: Future) -> None:
         self._running -= 1
         self.batches_run += 1
         items = batch.items

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import http
 import json
 import logging
@@ -53,7 +54,50 @@ class HttpRequest:
     body: bytes = b""
 
 
-Handler = Callable[[HttpRequest], Awaitable[tuple[int, bytes]]]
+Answer = tuple[int, bytes]
+
+
+class Reply:
+    """An answer a handler sends later, written the moment it is sent (an ``asyncio.Future`` would run the write one
+    event-loop iteration later, with a poll for I/O in between).
+
+    Example:
+        >>> reply = Reply()
+        >>> reply.when_sent(print)
+        >>> reply.send(200, b"{}")
+        (200, b'{}')
+        True
+    """
+
+    __slots__ = ("_answer", "_callback")
+
+    def __init__(self) -> None:
+        self._answer: Answer | None = None
+        self._callback: Callable[[Answer], None] | None = None
+
+    @property
+    def sent(self) -> bool:
+        return self._answer is not None
+
+    def send(self, status: int, body: bytes) -> bool:
+        """Send the answer; returns ``False`` (and sends nothing) if an answer was already sent."""
+        if self._answer is not None:
+            return False
+        self._answer = (status, body)
+        if self._callback is not None:
+            self._callback(self._answer)
+        return True
+
+    def when_sent(self, callback: Callable[[Answer], None]) -> None:
+        """Call ``callback(answer)`` when the answer is sent (now if it already was); one callback."""
+        self._callback = callback
+        if self._answer is not None:
+            callback(self._answer)
+
+
+Handler = Callable[[HttpRequest], Answer | Reply | Awaitable[Answer]]
+"""Returns the HTTP status and JSON body: at once, as a :class:`Reply` or an ``asyncio.Future`` (no task is made for
+either), or as a coroutine (run as a task)."""
 
 
 _REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
@@ -107,7 +151,7 @@ class _Connection(asyncio.Protocol):
         self._closing = False  # answer what is queued, then close
         self._broken = False  # the parser stopped: nothing more is read
         self._head_bytes = 0  # bytes read while a request's line and headers were incomplete
-        self._task: asyncio.Task | None = None  # the request with the handler (a reference keeps it alive)
+        self._task: asyncio.Future | None = None  # the request with the handler (a reference keeps it alive)
         self._continue_when_idle = False
         self._reset()
 
@@ -235,7 +279,7 @@ class _Connection(asyncio.Protocol):
                 self._write(pending, *pending.reply)
             else:
                 self._busy = True
-                self._task = self._loop.create_task(self._answer(pending))
+                self._start(pending)
             return
         if self._closing:
             self._transport.close()
@@ -247,15 +291,41 @@ class _Connection(asyncio.Protocol):
             self._continue_when_idle = False
             self._transport.write(CONTINUE)
 
-    async def _answer(self, pending: _Pending) -> None:
+    def _start(self, pending: _Pending) -> None:
+        """Hand ``pending`` to the handler; answer now if it answered at once, else when its future is done."""
         try:
-            status, body = await self._server.handler(pending.request)
+            answer = self._server.handler(pending.request)
         except Exception as err:  # the handler answers its own errors; this is a last resort
-            log.exception("internal error on %s %s", pending.request.method, pending.request.path)
-            status, body = 500, _error_body(f"Internal error: {type(err).__name__}")
+            answer = self._internal_error(pending, err)
+        if isinstance(answer, tuple):
+            self._answered(pending, answer)
+            return
+        if isinstance(answer, Reply):
+            self._task = None
+            answer.when_sent(functools.partial(self._answered, pending))
+            return
+        if not isinstance(answer, asyncio.Future):
+            answer = self._loop.create_task(answer)
+        self._task = answer
+        answer.add_done_callback(functools.partial(self._done, pending))
+
+    def _done(self, pending: _Pending, answer: asyncio.Future) -> None:
+        if answer.cancelled():
+            self._answered(pending, (503, _error_body("The server is shutting down")))
+        elif answer.exception() is not None:
+            self._answered(pending, self._internal_error(pending, answer.exception()))
+        else:
+            self._answered(pending, answer.result())
+
+    @staticmethod
+    def _internal_error(pending: _Pending, err: BaseException) -> Answer:
+        log.error("internal error on %s %s", pending.request.method, pending.request.path, exc_info=err)
+        return 500, _error_body(f"Internal error: {type(err).__name__}")
+
+    def _answered(self, pending: _Pending, answer: Answer) -> None:
         self._busy = False
         self._task = None
-        self._write(pending, status, body)
+        self._write(pending, *answer)
 
     def _write(self, pending: _Pending, status: int, body: bytes) -> None:
         transport = self._transport
@@ -339,10 +409,11 @@ class HttpServer:
 async def start_http_server(
     handler: Handler, host: str, port: int, max_body_bytes: int, idle_timeout: float = IDLE_TIMEOUT_SECONDS
 ) -> HttpServer:
-    """Listen on ``host:port`` and answer every request with ``await handler(request)`` → ``(status, json_body)``.
+    """Listen on ``host:port`` and answer every request with ``handler(request)`` → ``(status, json_body)``.
 
     Args:
-        handler: Returns the HTTP status and the JSON body; it should answer its own errors.
+        handler: Returns the HTTP status and the JSON body, at once, as a :class:`Reply`, a future or a coroutine; it
+            should answer its own errors.
         host: Interface to bind.
         port: Port to bind (0 = any free port; read it back from ``server.port``).
         max_body_bytes: Larger bodies are refused with 413 before the handler runs.

@@ -41,10 +41,19 @@ class Inference:
         Raises:
             ServingError: TensorFlow errors with their canonical code, batch limits (400) or a full queue (503).
         """
+        return await self.submit(servable, signature, inputs)
+
+    def submit(
+        self, servable: Servable, signature: str, inputs: Mapping[str, np.ndarray]
+    ) -> asyncio.Future[dict[str, np.ndarray]]:
+        """:meth:`predict` without a coroutine (no task per request): the future of the outputs.
+
+        Must be called from the running event loop; batch limits and a full queue raise at once.
+        """
         run = functools.partial(servable.run, signature, validate=False)
         if self.batcher is not None and batch_size_of(inputs) is not None:
-            return await self.batcher.run((servable.name, servable.version, signature), run, inputs)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, run, inputs)
+            return self.batcher.submit((servable.name, servable.version, signature), run, inputs)
+        return asyncio.get_running_loop().run_in_executor(self.executor, run, inputs)
 
     def close(self) -> None:
         """Stop the thread pool (queued work is cancelled)."""

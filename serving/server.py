@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import re
 import signal
@@ -32,7 +33,7 @@ from typing import Any
 from serving.batching import BatchingOptions
 from serving.errors import RequestError, ServingError
 from serving.event_loop import loop_factory, loop_name, run_on
-from serving.http_server import HttpRequest, start_http_server
+from serving.http_server import HttpRequest, Reply, start_http_server
 from serving.inference import Inference
 from serving.json_codec import decode_request, encode_json, loads_request, predictions_json
 from serving.model_store import DEFAULT_SIGNATURE, ModelSource, ModelStore
@@ -106,8 +107,16 @@ def _json_response(body: Any, status: int = 200) -> tuple[int, bytes]:
     return status, encode_json(body).encode()
 
 
+Answer = tuple[int, bytes]
+
+
 class RestApi:
     """The request handlers, bound to a :class:`ModelStore`.
+
+    A request is handled without a coroutine or task of its own: status and metadata are answered at once, a predict
+    returns a :class:`serving.http_server.Reply` that the inference future's callback sends (one timer per request
+    enforces ``rest_timeout_seconds``). Per request this saves the task, its coroutine and ``asyncio.timeout``
+    (``docs/serving.md``).
 
     Args:
         store: The served models.
@@ -120,24 +129,27 @@ class RestApi:
         self.config = config
         self.inference = inference
 
-    async def handle(self, request: HttpRequest) -> tuple[int, bytes]:
+    def handle(self, request: HttpRequest) -> Answer | Reply:
         """Dispatch by URL and method; every failure becomes ``{"error": ...}`` with its HTTP status.
 
+        Must be called from the running event loop.
+
         Returns:
-            The HTTP status and the JSON body.
+            The HTTP status and the JSON body, or (predict) a :class:`serving.http_server.Reply` sending them.
         """
         try:
-            async with asyncio.timeout(self.config.rest_timeout_seconds):  # no extra task, unlike wait_for
-                return await self._dispatch(request)
-        except ServingError as err:
-            return _json_response({"error": err.message}, err.http_status)
-        except TimeoutError:
-            return _json_response({"error": "Request timed out"}, 504)
-        except Exception as err:  # never let a request take the server down
-            log.exception("internal error on %s %s", request.method, request.path)
-            return _json_response({"error": f"Internal error: {type(err).__name__}: {err}"}, 500)
+            return self._dispatch(request)
+        except Exception as err:
+            return self._error_answer(request, err)
 
-    async def _dispatch(self, request: HttpRequest) -> tuple[int, bytes]:
+    def _error_answer(self, request: HttpRequest, err: BaseException) -> Answer:
+        if isinstance(err, ServingError):
+            return _json_response({"error": err.message}, err.http_status)
+        # never let a request take the server down
+        log.error("internal error on %s %s", request.method, request.path, exc_info=err)
+        return _json_response({"error": f"Internal error: {type(err).__name__}: {err}"}, 500)
+
+    def _dispatch(self, request: HttpRequest) -> Answer | Reply:
         match = URL_PATTERN.match(request.path)
         suffix = (match["suffix"] or "").lower() if match else ""
         expected_method = "GET" if suffix in ("", "/metadata") else "POST"  # status/metadata vs predict & co.
@@ -168,8 +180,31 @@ class RestApi:
             raise ServingError("UNIMPLEMENTED", f"{suffix[1:]} with tf.Example inputs is not supported by this server")
         fmt, inputs, _ = decode_request(data, input_dtypes)
         servable.check_shapes(signature, inputs)
-        outputs = await self.inference.predict(servable, signature, inputs)
-        return 200, predictions_json(outputs, fmt)
+        outputs = self.inference.submit(servable, signature, inputs)
+        reply = Reply()
+        timer = outputs.get_loop().call_later(self.config.rest_timeout_seconds, self._time_out, reply, outputs)
+        outputs.add_done_callback(functools.partial(self._predicted, request, fmt, reply, timer))
+        return reply
+
+    @staticmethod
+    def _time_out(reply: Reply, outputs: asyncio.Future) -> None:
+        reply.send(*_json_response({"error": "Request timed out"}, 504))
+        outputs.cancel()  # a batch drops this request's slice; a request not yet running is not run
+
+    def _predicted(
+        self, request: HttpRequest, fmt: str, reply: Reply, timer: asyncio.TimerHandle, outputs: asyncio.Future
+    ) -> None:
+        timer.cancel()
+        if reply.sent:  # timed out
+            return
+        if outputs.cancelled():
+            reply.send(*_json_response({"error": "The server is shutting down"}, 503))
+            return
+        err = outputs.exception()
+        try:
+            reply.send(*(self._error_answer(request, err) if err else (200, predictions_json(outputs.result(), fmt))))
+        except Exception as encode_err:
+            reply.send(*self._error_answer(request, encode_err))
 
 
 def configure_tensorflow(config: ServerConfig) -> None:

@@ -379,7 +379,7 @@ class _FakeStore:
 
 
 def test_rest_api_timeout_internal_error_and_success_in_process():
-    from serving.http_server import HttpRequest
+    from serving.http_server import HttpRequest, Reply
     from serving.inference import Inference
     from serving.server import RestApi, ServerConfig
 
@@ -389,9 +389,13 @@ def test_rest_api_timeout_internal_error_and_success_in_process():
         out = {}
         for key, x in (("slow", 1.0), ("boom", -1.0), ("ok", 0.0)):
             body = json.dumps({"instances": [x]}).encode()
-            status, answer = await api.handle(HttpRequest("POST", "/v1/models/m:predict", body))
+            reply = api.handle(HttpRequest("POST", "/v1/models/m:predict", body))
+            assert isinstance(reply, Reply)  # predictions are sent later, without a task
+            sent = asyncio.get_running_loop().create_future()
+            reply.when_sent(sent.set_result)
+            status, answer = await sent
             out[key] = (status, json.loads(answer))
-        status, answer = await api.handle(HttpRequest("POST", "/v1/models/other:predict", b"{}"))
+        status, answer = api.handle(HttpRequest("POST", "/v1/models/other:predict", b"{}"))  # answered at once
         out["missing"] = (status, json.loads(answer))
         inference.close()
         return out

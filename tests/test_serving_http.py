@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from serving.http_server import MAX_URL_BYTES, HttpRequest, start_http_server
+from serving.http_server import MAX_URL_BYTES, HttpRequest, Reply, start_http_server
 
 LIMIT = 1000
 
@@ -76,6 +76,52 @@ def test_keep_alive_pipelining_and_paths():
     assert all(a[0] == 200 and a[1]["content-type"] == "application/json" for a in answers)
     assert all("connection" not in a[1] for a in answers)
     assert json.loads(answers[0][2]) == {"method": "POST", "path": "/v1/models/a b:predict", "body": '{"sleep": 0.2}'}
+
+
+class _NoCoroutineHandler:
+    """Answers ``GET`` at once (a tuple), ``POST`` through a future set ``{"sleep": s}`` seconds later (a body
+    ``{"fail": true}`` fails it), and ``PUT`` through a :class:`Reply` sent ``{"sleep": s}`` seconds later, as
+    :class:`serving.server.RestApi` does."""
+
+    def __call__(self, request: HttpRequest):
+        answer = {"method": request.method, "path": request.path}
+        if request.method == "GET":
+            return 200, json.dumps(answer).encode()
+        body = json.loads(request.body)
+        if request.method == "PUT":
+            reply = Reply()
+            asyncio.get_running_loop().call_later(body["sleep"], reply.send, 202, json.dumps(answer).encode())
+            return reply
+        future = asyncio.get_running_loop().create_future()
+        if body.get("fail"):
+            future.set_exception(RuntimeError("boom"))
+        else:
+            asyncio.get_running_loop().call_later(body["sleep"], future.set_result, (201, json.dumps(answer).encode()))
+        return future
+
+
+def test_handlers_answering_at_once_or_through_a_future_keep_pipelined_order():
+    async def scenario(server, recorder):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            _post("/slow", b'{"sleep": 0.2}')
+            + b"GET /now HTTP/1.1\r\nHost: x\r\n\r\n"
+            + _post("/fast", b'{"sleep": 0}')
+            + _post("/fail", b'{"fail": true}')
+            + _post("/reply", b'{"sleep": 0.1}').replace(b"POST", b"PUT")
+            + _post("/reply-now", b'{"sleep": 0}').replace(b"POST", b"PUT")
+            + b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n" * 40  # answered at once, one after the other
+        )
+        answers = [await _read_answer(reader) for _ in range(46)]
+        writer.close()
+        return answers
+
+    answers = _run(scenario, handler=_NoCoroutineHandler())
+    assert [a[0] for a in answers[:6]] == [201, 200, 201, 500, 202, 202]
+    assert [json.loads(a[2])["path"] for a in answers[:3]] == ["/slow", "/now", "/fast"]
+    assert json.loads(answers[3][2]) == {"error": "Internal error: RuntimeError"}
+    assert [json.loads(a[2])["path"] for a in answers[4:6]] == ["/reply", "/reply-now"]
+    assert [json.loads(a[2])["path"] for a in answers[6:]] == ["/after"] * 40
 
 
 def test_http_10_closes_unless_asked_to_keep_alive_and_connection_close_is_honoured():
