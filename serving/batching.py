@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Executor, Future
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,6 +81,29 @@ class _Open:
     items: list[_Pending] = dataclasses.field(default_factory=list)
     size: int = 0
     timer: asyncio.TimerHandle | None = None
+
+
+class BatchSlice(dict):
+    """One request's outputs ``{name: array}`` cut from a merged batch, with the batch's outputs at hand, so that work
+    done once per batch (e.g. writing every row's answer) is shared by its requests.
+
+    Attributes:
+        batch: The merged batch's outputs.
+        start: This request's first row in the batch.
+        size: This request's number of rows.
+    """
+
+    __slots__ = ("_cache", "batch", "size", "start")
+
+    def __init__(self, batch: dict[str, np.ndarray], start: int, size: int, cache: dict[str, Any]) -> None:
+        super().__init__({n: a[start : start + size] for n, a in batch.items()})
+        self.batch, self.start, self.size, self._cache = batch, start, size, cache
+
+    def per_batch(self, name: str, compute: Callable[[dict[str, np.ndarray]], Any]) -> Any:
+        """``compute(batch)``, computed by the first request of the batch that asks for ``name``, shared by the rest."""
+        if name not in self._cache:
+            self._cache[name] = compute(self.batch)
+        return self._cache[name]
 
 
 class Batcher:
@@ -205,7 +229,7 @@ class Batcher:
             bad = [n for n, a in outputs.items() if np.ndim(a) == 0 or np.shape(a)[0] != batch.size]
             if bad:
                 err = ServingError("INTERNAL", f"Batched outputs {bad} do not have the batch dimension {batch.size}")
-        start = 0
+        start, cache = 0, {}
         for p in items:
             if not p.future.done():  # a request may have been cancelled (client gone, timeout)
                 if err is not None:
@@ -213,7 +237,7 @@ class Batcher:
                 elif len(items) == 1:
                     p.future.set_result(done.result())
                 else:
-                    p.future.set_result({n: a[start : start + p.size] for n, a in done.result().items()})
+                    p.future.set_result(BatchSlice(done.result(), start, p.size, cache))
             start += p.size
 
 

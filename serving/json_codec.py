@@ -414,8 +414,49 @@ def _scalar_rows_json(arrays: Mapping[str, np.ndarray]) -> bytes:
     a dict per row at 64 rows (20.7 against 33.8 µs), 0.90× at 16, but 1.28× at 1 row (9.1 against 7.1 µs), hence
     ``SCALAR_ROWS_MIN_BATCH``."""
     columns = [orjson.dumps(a, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",") for a in arrays.values()]
-    row = b"{" + b",".join(orjson.dumps(name) + b":%b" for name in arrays) + b"}"
+    row = b"{" + b",".join(_quoted(name) + b":%b" for name in arrays) + b"}"
     return b'{"predictions":[' + b",".join([row % values for values in zip(*columns, strict=True)]) + b"]}"
+
+
+def _quoted(name: str) -> bytes:
+    """``name`` as a JSON string, safe inside a ``%`` template."""
+    return orjson.dumps(name).replace(b"%", b"%%")
+
+
+def one_row_answers(outputs: Mapping[str, np.ndarray]) -> list[bytes] | None:
+    """The row-format answer of every one-instance request in a batch, for the whole batch at once.
+
+    Answer ``i`` is byte for byte ``predictions_json({n: a[i:i + 1] for n, a in outputs.items()}, "row")``, but each
+    output goes through orjson once for the batch (split at its commas) instead of once per request.
+
+    Args:
+        outputs: A batch's outputs, each of shape ``(N,)`` or ``(N, 1)``.
+
+    Returns:
+        ``N`` response bodies, or ``None`` when an output is not a finite number array of those shapes or the batch
+        sizes differ (the caller then encodes each request with :func:`predictions_json`).
+
+    Example:
+        >>> one_row_answers({"p": np.array([0.5, 0.25], np.float32)})
+        [b'{"predictions":[0.5]}', b'{"predictions":[0.25]}']
+    """
+    arrays = {n: np.ascontiguousarray(v) for n, v in outputs.items()}
+    if not arrays or not all(
+        _plain_numbers(a) and (a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1)) for a in arrays.values()
+    ):
+        return None
+    sizes = {a.shape[0] for a in arrays.values()}
+    if len(sizes) != 1 or 0 in sizes:
+        return None
+    option = orjson.OPT_SERIALIZE_NUMPY
+    columns = [orjson.dumps(a.reshape(-1), option=option)[1:-1].split(b",") for a in arrays.values()]
+    values = [b"[%b]" if a.ndim == 2 else b"%b" for a in arrays.values()]
+    if len(arrays) == 1:
+        row = values[0]
+    else:
+        row = b"{" + b",".join(_quoted(n) + b":" + v for n, v in zip(arrays, values, strict=True)) + b"}"
+    answer = b'{"predictions":[' + row + b"]}"
+    return [answer % row_values for row_values in zip(*columns, strict=True)]
 
 
 def encode_json(body: Any) -> str:

@@ -30,12 +30,14 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from serving.batching import BatchingOptions
+import numpy as np
+
+from serving.batching import BatchingOptions, BatchSlice
 from serving.errors import RequestError, ServingError
 from serving.event_loop import loop_factory, loop_name, run_on
 from serving.http_server import HttpRequest, Reply, start_http_server
 from serving.inference import Inference
-from serving.json_codec import decode_request, encode_json, loads_request, predictions_json
+from serving.json_codec import decode_request, encode_json, loads_request, one_row_answers, predictions_json
 from serving.model_store import DEFAULT_SIGNATURE, ModelSource, ModelStore
 
 log = logging.getLogger("serving")
@@ -202,9 +204,19 @@ class RestApi:
             return
         err = outputs.exception()
         try:
-            reply.send(*(self._error_answer(request, err) if err else (200, predictions_json(outputs.result(), fmt))))
+            reply.send(*(self._error_answer(request, err) if err else (200, _answer_body(outputs.result(), fmt))))
         except Exception as encode_err:
             reply.send(*self._error_answer(request, encode_err))
+
+
+def _answer_body(outputs: dict[str, np.ndarray], fmt: str) -> bytes:
+    """The predict answer; a one-instance request of a merged batch takes its row of answers written for the whole
+    batch at once (``json_codec.one_row_answers``)."""
+    if fmt == "row" and isinstance(outputs, BatchSlice) and outputs.size == 1:
+        answers = outputs.per_batch("one_row_answers", one_row_answers)
+        if answers is not None:
+            return answers[outputs.start]
+    return predictions_json(outputs, fmt)
 
 
 def configure_tensorflow(config: ServerConfig) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.batching import Batcher, BatchingOptions
+from serving.batching import Batcher, BatchingOptions, BatchSlice
 from serving.client import PredictClient, PredictError, encode_column
 from serving.errors import RequestError, ServingError
 from serving.json_codec import decode_request, decode_tensor, encode_json, encode_predictions, loads_request
@@ -471,6 +471,55 @@ def test_scalar_row_outputs_are_written_exactly_as_one_dict_per_row(outputs):
         rows = [{n: a[i] for n, a in tiled.items()} for i in range(len(next(iter(tiled.values()))))]
         expected = orjson.dumps({"predictions": rows}, option=orjson.OPT_SERIALIZE_NUMPY)
         assert predictions_json(tiled, "row") == expected
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        {"click": np.array([0.1, 1e-5, -0.0, 3.4e38], np.float32), "satisfaction": np.arange(4, dtype=np.float32)},
+        {"score": np.array([[0.5], [0.123456789], [1.0], [2.0]], np.float32)},
+        {"score": np.array([0.5, 0.123456789, 1.0, 2.0], np.float64)},
+        {"big": np.array([2**63 - 1, -(2**63), 0, 1], np.int64), "flag": np.array([[True], [False], [True], [True]])},
+        {'quote"d': np.array([7, 8, 9, 10], np.uint8), "100%s": np.array([0.25, 0.5, 1.0, 2.0], np.float32)},
+    ],
+)
+def test_one_row_answers_are_each_requests_own_answer_byte_for_byte(outputs):
+    from serving.json_codec import one_row_answers, predictions_json
+
+    answers = one_row_answers(outputs)
+    assert answers == [predictions_json({n: a[i : i + 1] for n, a in outputs.items()}, "row") for i in range(4)]
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        {"p": np.array([0.5, np.nan], np.float32)},  # NaN is written as a bare token by the standard encoder
+        {"p": np.zeros([2, 2], np.float32)},  # more than one value per row
+        {"p": np.zeros([2], np.float32), "q": np.zeros([3], np.float32)},  # batch sizes differ
+        {"label": np.array([b"a", b"b"], object)},
+        {"p": np.zeros([0], np.float32)},
+        {},
+    ],
+)
+def test_one_row_answers_leave_other_outputs_to_the_per_request_encoder(outputs):
+    from serving.json_codec import one_row_answers
+
+    assert one_row_answers(outputs) is None
+
+
+def test_batched_requests_get_slices_that_share_work_done_once_per_batch():
+    options = BatchingOptions(max_batch_size=8, batch_timeout_micros=50_000)
+    results, _, calls = _run_batches(options, [3, 2, 1, 6])
+    assert calls == [3, 3, 6]
+    alone, first, second, last = results
+    assert not isinstance(alone, BatchSlice) and not isinstance(last, BatchSlice)  # batches of one request
+    assert isinstance(first, BatchSlice) and (first.start, first.size) == (0, 2)
+    assert (second.start, second.size) == (2, 1)
+    np.testing.assert_array_equal(first.batch["y"], np.concatenate([first["y"], second["y"]]))
+    computed = []
+    for part in (first, second):
+        assert part.per_batch("rows", lambda batch: computed.append(1) or len(batch["y"])) == 3
+    assert computed == [1]  # the second request reused the first one's result
 
 
 def test_fast_response_encoding_checks_row_batch_sizes():
