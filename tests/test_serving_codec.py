@@ -231,8 +231,9 @@ def test_batcher_timeout_closes_a_batch_that_requests_keep_joining():
 
     total = asyncio.run(main())
     assert sum(calls) == total and calls[0] == 1
-    assert len(calls) >= 4  # the 80 ms trickle was cut into batches by the 20 ms timeout, not one batch per request
-    assert len(calls) <= 8
+    # the 80 ms trickle was cut into batches by the 20 ms timeout (at least twice, even when timers fire late), and
+    # not into one batch per request or two
+    assert 3 <= len(calls) <= 10
 
 
 def test_batcher_rejects_oversized_and_full_queue():
