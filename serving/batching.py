@@ -5,10 +5,9 @@ that finds the server idle (no batch running or waiting) runs at once, alone: a 
 Otherwise it joins the open batch of its key, which closes when it reaches ``max_batch_size`` examples,
 ``batch_timeout_micros`` after its first request (as in TF Serving), or as soon as one whole event-loop iteration
 (ready callbacks, then a poll for I/O) has passed without a request joining it: the server has read every request
-that had arrived, and waiting out the window would leave the loop idle while clients wait (closed-loop clients at
-concurrency 32: 1.09–1.20× the requests/s with batches as large, ``docs/serving.md``). Starting waiting batches as
-soon as a thread frees up instead was measured: smaller batches, 40 % more CPU per request and half the throughput
-under load.
+that had arrived, and waiting out the window would leave the loop idle while clients wait (32 closed-loop clients:
+1.18× the requests/s, batches about as large, ``docs/serving.md``). Starting waiting batches as soon as a thread
+frees up instead was measured: smaller batches, 40 % more CPU per request and half the throughput under load.
 Each batch is concatenated along axis 0, run once in the thread pool, and its outputs are split back per request.
 A request larger than ``max_batch_size`` is rejected (400) and a full queue answers UNAVAILABLE (503), as TF Serving
 does.

@@ -247,3 +247,48 @@ def test_serving_doc_quotes_the_ninth_round_runs(repo_root):
     for mode in ("no_batching", "batching"):
         assert f"**{ab['new_over_baseline_paired'][f'{mode}_c32_rps']:.2f}×**" in row
     assert f"{ab['new']['batching_over_unbatched_c32_paired']:.2f}× after" in row
+
+
+def test_serving_doc_quotes_the_tenth_round_runs(repo_root):
+    doc = (repo_root / "docs/serving.md").read_text()
+    text = doc[doc.index("Tenth round, the three kept changes") : doc.index("Sixth round, for comparison")]
+    for name in ("serving_latency_round10", "serving_latency_round10_run2"):
+        run = json.loads((repo_root / f"docs/bench/{name}.json").read_text())
+        ratios, batched = run["ratios"], run["batching"]["rest"]["throughput"]["c32"]
+        assert f"REST p50\n**{ratios['rest_over_inprocess_p50_batch1']:.2f}×** / **" in text
+        c32 = (
+            f"**{batched['rps']:,.0f} requests/s = {ratios['rest_batching_over_no_batching_rps_c32']:.2f}×** unbatched"
+        )
+        assert c32 in text
+        assert f"paired per round {ratios['rest_batching_over_no_batching_rps_c32_paired']:.2f}×" in text
+        assert f"**{round(ratios['rest_batching_over_no_batching_rps_c1'] * 100)} %**" in text
+    run = json.loads((repo_root / "docs/bench/serving_latency_round10.json").read_text())
+    batched, unbatched = run["batching"]["rest"]["throughput"]["c32"], run["no_batching"]["rest"]["throughput"]["c32"]
+    loop = batched["event_loop_cpu_us_per_request"]
+    assert f"1 / {loop} µs = {1e6 / loop:,.0f} requests/s = {1e6 / loop / unbatched['rps']:.2f}× unbatched" in text
+    assert f"({batched['server_cpu_us_per_request']} against\n{unbatched['server_cpu_us_per_request']} µs)" in text
+    for name, paired in (("batch_answers", "2.77×"), ("lazy_slices_rejected", "2.56×")):
+        ab = json.loads((repo_root / f"docs/bench/serving_code_ab_{name}.json").read_text())
+        side = ab["new" if name == "batch_answers" else "baseline"]
+        assert f"{side['batching_over_unbatched_c32_paired']:.2f}×" == paired and paired in text
+
+
+def test_serving_doc_kept_rows_of_the_tenth_round_quote_their_ab_runs(repo_root):
+    doc = (repo_root / "docs/serving.md").read_text()
+    for marker, name, modes in (
+        ("| **Tenth round: a batch also closes", "idle_close", ("batching",)),
+        ("| **Tenth round: REST requests without a task.**", "no_task", ("no_batching", "batching")),
+        ("| **Tenth round: one write of the answers", "batch_answers", ("batching",)),
+    ):
+        row = doc[doc.index(marker) :].split("\n", 1)[0]
+        ab = json.loads((repo_root / f"docs/bench/serving_code_ab_{name}.json").read_text())
+        assert f"--baseline {ab['baseline_commit'][:7]}" in row
+        for mode in modes:
+            assert f"**{ab['new_over_baseline_paired'][f'{mode}_c32_rps']:.2f}×**" in row
+        before, after = (
+            ab["baseline"]["batching_over_unbatched_c32_paired"],
+            ab["new"]["batching_over_unbatched_c32_paired"],
+        )
+        assert f"{before:.2f}× → " in row and f"{after:.2f}×" in row
+    soak = json.loads((repo_root / "docs/bench/serving_soak_round10.json").read_text())
+    assert soak["passed"] and f"{soak['rest']['ok']:,} REST" in doc and f"(+{soak['rss_mb']['growth_pct']} %)" in doc
