@@ -35,7 +35,7 @@ import numpy as np
 from serving.batching import BatchingOptions, BatchSlice
 from serving.errors import RequestError, ServingError
 from serving.event_loop import loop_factory, loop_name, run_on
-from serving.http_server import HttpRequest, Reply, start_http_server
+from serving.http_server import Answer, HttpRequest, Reply, start_http_server
 from serving.inference import Inference
 from serving.json_codec import decode_request, encode_json, loads_request, one_row_answers, predictions_json
 from serving.model_store import DEFAULT_SIGNATURE, ModelSource, ModelStore
@@ -107,9 +107,6 @@ class ServerConfig:
 
 def _json_response(body: Any, status: int = 200) -> tuple[int, bytes]:
     return status, encode_json(body).encode()
-
-
-Answer = tuple[int, bytes]
 
 
 class RestApi:
@@ -204,9 +201,10 @@ class RestApi:
             return
         err = outputs.exception()
         try:
-            reply.send(*(self._error_answer(request, err) if err else (200, _answer_body(outputs.result(), fmt))))
+            answer = self._error_answer(request, err) if err else (200, _answer_body(outputs.result(), fmt))
         except Exception as encode_err:
-            reply.send(*self._error_answer(request, encode_err))
+            answer = self._error_answer(request, encode_err)
+        reply.send(*answer)
 
 
 def _answer_body(outputs: dict[str, np.ndarray], fmt: str) -> bytes:

@@ -459,6 +459,7 @@ def test_fast_response_encoding_gives_the_standard_answer(outputs, fmt):
         {"click": np.array([0.1, 1e-5, -0.0, 3.4e38], np.float32), "satisfaction": np.arange(4, dtype=np.float32)},
         {"big": np.array([2**63 - 1, -(2**63), 0], np.int64), "flag": np.array([True, False, True])},
         {'quote"d': np.array([7], np.uint8), "p": np.array([0.123456789], np.float64)},
+        {"100%s": np.array([0.5], np.float32), "%b%%": np.array([1], np.int64)},  # names are not template fields
         {"a": np.zeros([0], np.float32), "b": np.zeros([0], np.int64)},
     ],
 )
