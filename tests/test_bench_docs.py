@@ -252,7 +252,8 @@ def test_serving_doc_quotes_the_ninth_round_runs(repo_root):
 def test_serving_doc_quotes_the_tenth_round_runs(repo_root):
     doc = (repo_root / "docs/serving.md").read_text()
     text = doc[doc.index("Tenth round, the three kept changes") : doc.index("Sixth round, for comparison")]
-    for name in ("serving_latency_round10", "serving_latency_round10_run2", "serving_latency_round10_run3"):
+    runs = ("serving_latency_round10", "serving_latency_round10_run2", "serving_latency_round10_run3")
+    for name in (*runs, "serving_latency_round10_run4"):
         run = json.loads((repo_root / f"docs/bench/{name}.json").read_text())
         ratios, batched = run["ratios"], run["batching"]["rest"]["throughput"]["c32"]
         assert f"REST p50\n**{ratios['rest_over_inprocess_p50_batch1']:.2f}×** / **" in text
