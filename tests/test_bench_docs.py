@@ -291,5 +291,12 @@ def test_serving_doc_kept_rows_of_the_tenth_round_quote_their_ab_runs(repo_root)
             ab["new"]["batching_over_unbatched_c32_paired"],
         )
         assert f"{before:.2f}× → " in row and f"{after:.2f}×" in row
+    gc_freeze = json.loads((repo_root / "docs/bench/serving_code_ab_gc_freeze_rejected.json").read_text())
+    paired = gc_freeze["new_over_baseline_paired"]
+    assert f"--baseline {gc_freeze['baseline_commit'][:7]} --rounds 7" in doc
+    assert (
+        f"gave {paired['batching_c32_rps']:.2f}× paired (event-loop CPU "
+        f"{paired['batching_c32_event_loop_cpu_us_per_request']:.2f}×)" in doc
+    )
     soak = json.loads((repo_root / "docs/bench/serving_soak_round10.json").read_text())
     assert soak["passed"] and f"{soak['rest']['ok']:,} REST" in doc and f"(+{soak['rss_mb']['growth_pct']} %)" in doc
