@@ -38,8 +38,23 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str
     return status, headers, body
 
 
-def _post(path: str, body: bytes, extra: str = "") -> bytes:
-    return f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
+def _post(path: str, body: bytes, extra: str = "", method: str = "POST") -> bytes:
+    return f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
+
+
+def _get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+
+
+async def _exchange(port: int, *steps: tuple[bytes, int]) -> list[tuple[int, dict[str, str], bytes]]:
+    """On one connection, for each ``(data, count)``: write ``data``, then read ``count`` answers; all answers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answers = []
+    for data, count in steps:
+        writer.write(data)
+        answers += [await _read_answer(reader) for _ in range(count)]
+    writer.close()
+    return answers
 
 
 def _run(scenario, handler=None, idle_timeout=75.0):
@@ -58,18 +73,11 @@ def _run(scenario, handler=None, idle_timeout=75.0):
 
 def test_keep_alive_pipelining_and_paths():
     async def scenario(server, recorder):
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        # three pipelined requests in one write; the first answers last if not kept in order
-        writer.write(
-            _post("/v1/models/a%20b:predict?x=1", b'{"sleep": 0.2}')
-            + b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n"
-            + _post("/third", b'{"sleep": 0}')
-        )
-        answers = [await _read_answer(reader) for _ in range(3)]
-        writer.write(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")  # the connection stays open
-        answers.append(await _read_answer(reader))
-        writer.close()
-        return answers
+        # three pipelined requests in one write (the first answers last if not kept in order), then one more on the
+        # connection, which stays open
+        pipelined = _post("/v1/models/a%20b:predict?x=1", b'{"sleep": 0.2}') + _get("/second")
+        pipelined += _post("/third", b'{"sleep": 0}')
+        return await _exchange(server.port, (pipelined, 3), (_get("/again"), 1))
 
     answers = _run(scenario)
     assert [json.loads(a[2])["path"] for a in answers] == ["/v1/models/a b:predict", "/second", "/third", "/again"]
@@ -102,19 +110,16 @@ class _NoCoroutineHandler:
 
 def test_handlers_answering_at_once_or_through_a_future_keep_pipelined_order():
     async def scenario(server, recorder):
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(
+        pipelined = (
             _post("/slow", b'{"sleep": 0.2}')
-            + b"GET /now HTTP/1.1\r\nHost: x\r\n\r\n"
+            + _get("/now")
             + _post("/fast", b'{"sleep": 0}')
             + _post("/fail", b'{"fail": true}')
-            + _post("/reply", b'{"sleep": 0.1}').replace(b"POST", b"PUT")
-            + _post("/reply-now", b'{"sleep": 0}').replace(b"POST", b"PUT")
-            + b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n" * 40  # answered at once, one after the other
+            + _post("/reply", b'{"sleep": 0.1}', method="PUT")
+            + _post("/reply-now", b'{"sleep": 0}', method="PUT")
+            + _get("/after") * 40  # answered at once, one after the other
         )
-        answers = [await _read_answer(reader) for _ in range(46)]
-        writer.close()
-        return answers
+        return await _exchange(server.port, (pipelined, 46))
 
     answers = _run(scenario, handler=_NoCoroutineHandler())
     assert [a[0] for a in answers[:6]] == [201, 200, 201, 500, 202, 202]
@@ -199,7 +204,7 @@ def test_malformed_requests_get_400_after_earlier_pipelined_answers_and_the_conn
         out = []
         for garbage in (b"NOT-HTTP\r\n\r\n", b"GET /" + b"u" * (MAX_URL_BYTES + 10) + b" HTTP/1.1\r\n\r\n"):
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            writer.write(_post("/first", b'{"sleep": 0.05}') + garbage + b"GET /never HTTP/1.1\r\nHost: x\r\n\r\n")
+            writer.write(_post("/first", b'{"sleep": 0.05}') + garbage + _get("/never"))
             first = await _read_answer(reader)
             second = await _read_answer(reader)
             out.append(
@@ -260,11 +265,7 @@ def test_handler_errors_answer_500_and_bad_arguments_are_refused():
         raise RuntimeError("boom")
 
     async def scenario(server, recorder):
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = await _read_answer(reader)
-        writer.close()
-        return answer
+        return (await _exchange(server.port, (_get("/x"), 1)))[0]
 
     status, _, body = _run(scenario, handler=failing)
     assert status == 500 and json.loads(body) == {"error": "Internal error: RuntimeError"}
@@ -277,7 +278,7 @@ def test_handler_errors_answer_500_and_bad_arguments_are_refused():
 def test_idle_keep_alive_connections_are_closed_and_busy_ones_are_not():
     async def scenario(server, recorder):
         idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", server.port)
-        idle_writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        idle_writer.write(_get("/a"))
         await _read_answer(idle_reader)
         busy_reader, busy_writer = await asyncio.open_connection("127.0.0.1", server.port)
         busy_writer.write(_post("/slow", b'{"sleep": 0.6}'))  # longer than the idle timeout, but in flight
