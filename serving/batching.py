@@ -67,9 +67,13 @@ def batch_size_of(inputs: Arrays) -> int | None:
 
 @dataclasses.dataclass
 class _Pending:
-    inputs: Arrays
+    inputs: Arrays | dict[str, Any]  # arrays, or one example of Python scalars when ``columns`` is set
     size: int
     future: asyncio.Future
+    columns: Callable[[list[dict[str, Any]]], dict[str, np.ndarray]] | None = None
+
+    def arrays(self) -> Arrays:
+        return self.inputs if self.columns is None else self.columns([self.inputs])
 
 
 @dataclasses.dataclass
@@ -156,12 +160,40 @@ class Batcher:
             raise RequestError(
                 f"Task size {size} is larger than maximum input batch size {self.options.max_batch_size}"
             )
-        loop = asyncio.get_running_loop()
-        item = _Pending(inputs, size, loop.create_future())
+        item = _Pending(inputs, size, asyncio.get_running_loop().create_future())
         if not self._open and self._running == 0:  # nothing queued or running: no batch window
             self._start(_Open(fn, [item], size))
             return item.future
-        full_key = (key, tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items())))
+        return self._join((key, tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items()))), fn, item)
+
+    def submit_example(
+        self,
+        key: Hashable,
+        fn: Callable[[Arrays], dict[str, np.ndarray]],
+        example: dict[str, Any],
+        example_key: Hashable,
+        columns: Callable[[list[dict[str, Any]]], dict[str, np.ndarray]],
+    ) -> asyncio.Future[dict]:
+        """:meth:`submit` for one example of Python scalars, turned into arrays with the rest of its batch.
+
+        Args:
+            key: As in :meth:`submit`.
+            fn: As in :meth:`submit`.
+            example: ``{input_name: value}``, e.g. from ``json_codec.ScalarInstanceReader.read``.
+            example_key: ``tuple(sorted((name, dtype.str, ())))`` of the arrays ``columns`` makes, so that examples
+                share batches with array requests of the same inputs.
+            columns: Makes ``{input_name: [n] array}`` from a list of examples (in the inference thread).
+        """
+        item = _Pending(example, 1, asyncio.get_running_loop().create_future(), columns)
+        if not self._open and self._running == 0:
+            self._start(_Open(fn, [item], 1))
+            return item.future
+        return self._join((key, example_key), fn, item)
+
+    def _join(self, full_key: Hashable, fn: Callable[[Arrays], dict], item: _Pending) -> asyncio.Future:
+        """Add ``item`` to the open batch of ``full_key`` (opening one if needed); returns its future."""
+        loop = item.future.get_loop()
+        size = item.size
         batch = self._open.get(full_key)
         if batch is not None and batch.size + size > self.options.max_batch_size:
             self._close(full_key)
@@ -214,9 +246,12 @@ class Batcher:
     def _compute(batch: _Open) -> dict[str, np.ndarray]:
         items = batch.items
         if len(items) == 1:
-            return batch.fn(items[0].inputs)
-        merged = {n: np.concatenate([p.inputs[n] for p in items]) for n in items[0].inputs}
-        return batch.fn(merged)
+            return batch.fn(items[0].arrays())
+        columns = items[0].columns
+        if columns is not None and all(p.columns == columns for p in items):  # examples only: one array per input
+            return batch.fn(columns([p.inputs for p in items]))
+        parts = [p.arrays() for p in items]
+        return batch.fn({n: np.concatenate([p[n] for p in parts]) for n in parts[0]})
 
     def _finish(self, batch: _Open, done: Future) -> None:
         self._running -= 1

@@ -14,6 +14,7 @@ import asyncio
 import functools
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +56,20 @@ class Inference:
             return self.batcher.submit((servable.name, servable.version, signature), run, inputs)
         return asyncio.get_running_loop().run_in_executor(self.executor, run, inputs)
 
+    def submit_example(self, servable: Servable, signature: str, example: dict[str, Any]) -> asyncio.Future[dict]:
+        """:meth:`submit` for one example of Python scalars read by ``servable.instance_readers[signature]``; its
+        arrays are made in the inference thread, with the rest of its batch (no numpy work on the event loop)."""
+        run = functools.partial(servable.run, signature, validate=False)
+        reader = servable.instance_readers[signature]
+        if self.batcher is not None:
+            key = (servable.name, servable.version, signature)
+            return self.batcher.submit_example(key, run, example, reader.example_key, reader.columns)
+        return asyncio.get_running_loop().run_in_executor(self.executor, _run_examples, run, reader.columns, example)
+
     def close(self) -> None:
         """Stop the thread pool (queued work is cancelled)."""
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_examples(run: Any, columns: Any, example: dict[str, Any]) -> dict[str, np.ndarray]:
+    return run(columns([example]))

@@ -28,6 +28,7 @@ import tensorflow as tf
 from google.protobuf import json_format
 
 from serving.errors import CODE_NAMES, RequestError, ServingError, not_found
+from serving.json_codec import ScalarInstanceReader
 from serving.session_runner import SessionRunner
 
 log = logging.getLogger("serving")
@@ -90,6 +91,11 @@ class Servable:
         self._input_dims = {  # (input, declared dims or None for any shape) per signature, for check_shapes
             sig: [(k, None if s.shape.rank is None else tuple(s.shape.as_list())) for k, s in specs.items()]
             for sig, specs in self.input_specs.items()
+        }
+        self.instance_readers = {  # signatures taking one value per example for every input ([-1] or any shape)
+            sig: ScalarInstanceReader(self.input_dtypes[sig])
+            for sig, dims in self._input_dims.items()
+            if all(d in (None, (None,)) for _, d in dims)
         }
         self.metadata = signature_def_json(self.signature_defs)
         self.warmup_count = self._replay_warmup() if warmup else 0

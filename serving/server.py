@@ -177,9 +177,14 @@ class RestApi:
                 kind = "classification" if suffix == ":classify" else "regression"
                 raise RequestError(f"Expected {kind} signature method_name to be {METHOD_NAMES[suffix]}. Was: {method}")
             raise ServingError("UNIMPLEMENTED", f"{suffix[1:]} with tf.Example inputs is not supported by this server")
-        fmt, inputs, _ = decode_request(data, input_dtypes)
-        servable.check_shapes(signature, inputs)
-        outputs = self.inference.submit(servable, signature, inputs)
+        reader = servable.instance_readers.get(signature)
+        example = reader.read(data) if reader is not None else None
+        if example is not None:  # one instance of bare scalars: checked here, made into arrays with its batch
+            fmt, outputs = "row", self.inference.submit_example(servable, signature, example)
+        else:
+            fmt, inputs, _ = decode_request(data, input_dtypes)
+            servable.check_shapes(signature, inputs)
+            outputs = self.inference.submit(servable, signature, inputs)
         reply = Reply()
         timer = outputs.get_loop().call_later(self.config.rest_timeout_seconds, self._time_out, reply, outputs)
         outputs.add_done_callback(functools.partial(self._predicted, request, fmt, reply, timer))
