@@ -110,6 +110,7 @@ def profile_step(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) ->
 
     from xprof.convert import raw_to_tool_data
 
+    steps = sum(1 for _ in dataset.take(steps))  # the dataset may hold fewer batches (40,000 rows: 19 of 2,048)
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
         model.fit(dataset.take(steps), verbose=0)
@@ -128,6 +129,7 @@ def profile_step(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) ->
         by_part[part] += self_us / steps
         by_op[f"{op_type} {name}"] += self_us / steps
     return {
+        "steps_traced": steps,
         "op_self_time_us_per_step": round(sum(by_part.values()), 1),
         "by_part_us_per_step": {k: round(v, 1) for k, v in by_part.most_common()},
         "top_ops_us_per_step": {k: round(v, 1) for k, v in by_op.most_common(12)},

@@ -8,7 +8,8 @@ Otherwise it joins the open batch of its key, which closes when it reaches ``max
 that had arrived, and waiting out the window would leave the loop idle while clients wait (32 closed-loop clients:
 1.18× the requests/s, batches about as large, ``docs/serving.md``). Starting waiting batches as soon as a thread
 frees up instead was measured: smaller batches, 40 % more CPU per request and half the throughput under load.
-Each batch is concatenated along axis 0, run once in the thread pool, and its outputs are split back per request.
+Each batch is concatenated along axis 0 (one-example requests of Python scalars, :meth:`Batcher.submit_example`,
+become one array per input there), run once in the thread pool, and its outputs are split back per request.
 A request larger than ``max_batch_size`` is rejected (400) and a full queue answers UNAVAILABLE (503), as TF Serving
 does.
 

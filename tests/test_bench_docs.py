@@ -274,6 +274,64 @@ def test_serving_doc_quotes_the_tenth_round_runs(repo_root):
         assert f"{side['batching_over_unbatched_c32_paired']:.2f}×" == paired and paired in text
 
 
+def test_serving_doc_quotes_the_eleventh_round_runs(repo_root):
+    doc = (repo_root / "docs/serving.md").read_text()
+    text = " ".join(
+        doc[doc.index("Eleventh round, the example path") : doc.index("Sixth round, for comparison")].split()
+    )
+    runs = [
+        json.loads((repo_root / f"docs/bench/serving_latency_{name}.json").read_text())
+        for name in ("round11", "round11_run2", "round11_run3", "round11_run4")
+    ]
+    loops = []
+    for run in runs:
+        ratios, batched = run["ratios"], run["batching"]["rest"]["throughput"]["c32"]
+        unbatched = run["no_batching"]["rest"]["throughput"]["c32"]
+        rounds = ratios["rest_batching_over_no_batching_rps_c32_rounds"]
+        p50 = ratios["rest_over_inprocess_p50_batch1"], ratios["rest_over_inprocess_p50_batch64"]
+        assert f"**{p50[0]:.2f}×** / **{p50[1]:.2f}×**" in text
+        c32, paired = (
+            ratios["rest_batching_over_no_batching_rps_c32"],
+            ratios["rest_batching_over_no_batching_rps_c32_paired"],
+        )
+        assert (
+            f"**{batched['rps']:,.0f} requests/s = {c32:.2f}×** unbatched ({unbatched['rps']:,.0f}; paired per round "
+            f"{paired:.2f}×, rounds {min(rounds):.2f}–{max(rounds):.2f}×)" in text
+        )
+        assert (
+            ratios["rest_batching_over_no_batching_rps_c32"] >= 3
+            and ratios["rest_batching_over_no_batching_rps_c1"] >= 0.9
+        )
+        assert f"**{round(ratios['rest_batching_over_no_batching_rps_c1'] * 100)} %**" in text
+        assert f"{ratios['rest_batching_over_no_batching_rps_c1_paired']:.2f}×" in text
+        loops.append(batched["event_loop_cpu_us_per_request"])
+    assert f"the event loop spends {min(loops)}–{max(loops)} µs per batched request" in text
+    lead = " ".join(doc[doc.index("**Current code** (eleventh round") :].split("\n\n", 1)[0].split())
+    for key, unit in (
+        ("rest_over_inprocess_p50_batch1", "× the in-process floor at batch 1"),
+        ("rest_over_inprocess_p50_batch64", "× at batch 64"),
+        ("rest_batching_over_no_batching_rps_c32", "× the unbatched figure"),
+        ("rest_batching_over_no_batching_rps_c32_paired", "×);"),
+    ):
+        values = [run["ratios"][key] for run in runs]
+        assert f"{min(values):.2f}–{max(values):.2f}{unit}" in lead
+    c32 = [run["batching"]["rest"]["throughput"]["c32"]["rps"] for run in runs]
+    c1 = [round(run["ratios"]["rest_batching_over_no_batching_rps_c1"] * 100) for run in runs]
+    assert f"{min(c32):,.0f}–{max(c32):,.0f} requests/s" in lead and f"keeps {min(c1)}–{max(c1)} %" in lead
+    soak = json.loads((repo_root / "docs/bench/serving_soak_round11.json").read_text())
+    assert soak["passed"] and f"{soak['rest']['ok']:,} REST" in doc and f"(+{soak['rss_mb']['growth_pct']} %)" in doc
+    for marker, name in (("(**1.44×** / **1.32×**", "examples"), ("", "examples_run1")):
+        ab = json.loads((repo_root / f"docs/bench/serving_code_ab_{name}.json").read_text())
+        row = doc[doc.index("| **Eleventh round: one-instance requests") :].split("\n", 1)[0]
+        assert f"--baseline {ab['baseline_commit'][:7]} --rounds 7" in row and marker in row
+        paired = ab["new_over_baseline_paired"]
+        assert f"**{paired['batching_c32_rps']:.2f}×**" in row
+        assert f"**{paired['batching_c32_event_loop_cpu_us_per_request']:.2f}×**" in row
+        assert f"**{paired['no_batching_c32_rps']:.2f}×**" in row
+        before, after = (ab[side]["batching_over_unbatched_c32_paired"] for side in ("baseline", "new"))
+        assert f"{before:.2f}× → **{after:.2f}×**" in row
+
+
 def test_serving_doc_kept_rows_of_the_tenth_round_quote_their_ab_runs(repo_root):
     doc = (repo_root / "docs/serving.md").read_text()
     for marker, name, modes in (
