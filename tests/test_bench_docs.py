@@ -41,15 +41,18 @@ def test_gate_mixing_bench_runs_and_checks_its_formulations(repo_root):
             "2",
             "--rounds",
             "1",
+            "--tasks",
+            "2",
         ],
         cwd=repo_root,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]  # it checks every formulation's gradients against einsum's
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(result["us_per_pass"]) == {"einsum", "batched_matmul", "multiply_sum (TaskGate)", "repeat_flat"}
+    names = {"einsum", "batched_matmul", "multiply_sum", "repeat_flat (TaskGate)", "all_tasks_batched_matmul"}
+    assert set(result["us_per_pass"]) == names and result["shape"]["tasks"] == 2
 
 
 def _last_json(repo_root, *args):
@@ -358,3 +361,15 @@ def test_serving_doc_kept_rows_of_the_tenth_round_quote_their_ab_runs(repo_root)
     )
     soak = json.loads((repo_root / "docs/bench/serving_soak_round10.json").read_text())
     assert soak["passed"] and f"{soak['rest']['ok']:,} REST" in doc and f"(+{soak['rss_mb']['growth_pct']} %)" in doc
+
+
+def test_performance_doc_quotes_the_corrected_batch_2048_profile(repo_root):
+    doc = " ".join((repo_root / "docs/performance.md").read_text().split())
+    breakdown = json.loads((repo_root / "docs/bench/step_breakdown_2048.json").read_text())
+    profile = breakdown["profile"]
+    assert profile["steps_traced"] == 19 and breakdown["batch_size"] == 2048
+    assert f"**{profile['op_self_time_us_per_step'] / 1000:.2f} ms of op self time a step**" in doc
+    assert f"of {breakdown['stage_us_per_example']['train_step']:.2f} µs of CPU for Keras' whole step" in doc
+    mixing = json.loads((repo_root / "docs/bench/gate_mixing_two_tasks_2048.json").read_text())["us_per_pass"]
+    joint, own = mixing["all_tasks_batched_matmul"], mixing["repeat_flat (TaskGate)"]
+    assert f"{joint:,.1f} against {own:,.1f} µs per forward and backward pass ({joint / own:.2f}×)" in doc
