@@ -6,7 +6,8 @@ broadcast multiply + sum over experts, and a repeat of the weights to the
 flat ``[B, K·U]`` layout followed by a plain multiply (what ``TaskGate`` uses since the first round). With
 ``--tasks T`` every formulation mixes T gates' weights over the same experts, one task at a time as the MMoE block
 does, and one more candidate mixes all tasks at once: ``tf.matmul`` of ``[B, T, K]`` weights and ``[B, K, U]``
-experts (the experts read once for every task). Each timed call runs ``--repeats`` independent
+experts (the experts read once for every task); ``repeat_flat, XLA`` is ``TaskGate``'s formulation compiled with
+``jit_compile=True`` (XLA fuses the element-wise ops into one pass). Each timed call runs ``--repeats`` independent
 forward + backward passes inside one ``tf.function`` (so call overhead is amortised), on one
 TensorFlow thread, alternating the formulations over ``--rounds`` rounds; CPU µs per pass, medians.
 
@@ -39,6 +40,8 @@ def formulations(k: int, u: int, tasks: int) -> dict:
             tf.reshape(tf.reshape(e, [-1, k * u]) * tf.repeat(w, u, axis=1), [-1, k, u]), axis=1
         ),
     }
+    # TaskGate's formulation compiled by XLA (training only, were it taken: TF Serving's signatures must not need XLA)
+    per_task["repeat_flat, XLA"] = tf.function(per_task["repeat_flat (TaskGate)"], jit_compile=True)
     mixes = {
         name: (lambda mix: lambda w, e: tf.stack([mix(w[:, t], e) for t in range(tasks)], axis=1))(mix)
         for name, mix in per_task.items()

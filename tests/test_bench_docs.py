@@ -51,7 +51,8 @@ def test_gate_mixing_bench_runs_and_checks_its_formulations(repo_root):
     )
     assert done.returncode == 0, done.stderr[-2000:]  # it checks every formulation's gradients against einsum's
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    names = {"einsum", "batched_matmul", "multiply_sum", "repeat_flat (TaskGate)", "all_tasks_batched_matmul"}
+    names = {"einsum", "batched_matmul", "multiply_sum", "repeat_flat (TaskGate)", "repeat_flat, XLA"}
+    names.add("all_tasks_batched_matmul")
     assert set(result["us_per_pass"]) == names and result["shape"]["tasks"] == 2
 
 
@@ -372,7 +373,9 @@ def test_performance_doc_quotes_the_corrected_batch_2048_profile(repo_root):
     assert f"of {breakdown['stage_us_per_example']['train_step']:.2f} µs of CPU for Keras' whole step" in doc
     mixing = json.loads((repo_root / "docs/bench/gate_mixing_two_tasks_2048.json").read_text())["us_per_pass"]
     joint, own = mixing["all_tasks_batched_matmul"], mixing["repeat_flat (TaskGate)"]
-    assert f"{joint:,.1f} against {own:,.1f} µs per forward and backward pass ({joint / own:.2f}×)" in doc
+    assert f"{joint:,.1f} against {own:,.1f} µs per forward and backward pass ({joint / own:.2f}×;" in doc
+    xla = mixing["repeat_flat, XLA"]
+    assert f"{xla:,.1f} µs ({xla / own:.2f}×;" in doc
 
 
 def test_the_eleventh_round_peer_run_is_quoted_as_measured(repo_root):
