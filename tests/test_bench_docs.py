@@ -390,3 +390,25 @@ def test_the_eleventh_round_peer_run_is_quoted_as_measured(repo_root):
     assert f"the real path at {round(real / 1000)}k examples/s at batch 2,048" in doc
     fast = f"DeepCTR at {rounds[1] // 1000}k–{rounds[-1] // 1000}k in four rounds of five"
     assert fast in doc and fast in readme
+
+
+def test_expert_groups_probe_runs_and_is_quoted_as_measured(repo_root):
+    result = _last_json(
+        repo_root,
+        "bench/expert_groups.py",
+        "--batch-sizes",
+        "32",
+        "--groups",
+        "1",
+        "2",
+        "--steps",
+        "2",
+        "--rounds",
+        "1",
+    )
+    assert set(result["by_batch_size"]["32"]) == {"1", "2"}
+    doc = " ".join((repo_root / "docs/performance.md").read_text().split())
+    for name, batches in (("expert_groups", ("256", "512", "2048")), ("expert_groups_inter_op_1", ("256", "512"))):
+        run = json.loads((repo_root / f"docs/bench/{name}.json").read_text())["by_batch_size"]
+        quoted = ", ".join(f"{run[b]['2']['speedup_vs_one_group_paired']:.2f}×" for b in batches[:2])
+        assert quoted in doc, name
