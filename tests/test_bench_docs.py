@@ -412,3 +412,23 @@ def test_expert_groups_probe_runs_and_is_quoted_as_measured(repo_root):
         run = json.loads((repo_root / f"docs/bench/{name}.json").read_text())["by_batch_size"]
         quoted = ", ".join(f"{run[b]['2']['speedup_vs_one_group_paired']:.2f}×" for b in batches[:2])
         assert quoted in doc, name
+
+
+def test_performance_doc_quotes_the_expert_groups_runs(repo_root):
+    doc = " ".join((repo_root / "docs/performance.md").read_text().split())
+    text = doc[
+        doc.index("## Eleventh round: the experts in groups (kept)") : doc.index("## Where this leaves the targets")
+    ]
+    real = json.loads((repo_root / "docs/bench/expert_groups_real.json").read_text())["by_batch_size"]
+    assert f"**{real['2048']['speedup_paired']:.2f}× at batch 2,048**" in text
+    assert all(r > 1 for r in real["2048"]["speedup_rounds"])  # "every round ahead"
+    for batch in ("2048", "512", "256"):
+        one, auto = real[batch]["one_group"], real[batch]["groups_auto"]
+        assert auto["groups"] == 4 and one["groups"] == 1
+        assert f"{one['cpu_us_per_example']:.2f} → {auto['cpu_us_per_example']:.2f} µs" in text
+    peer = json.loads((repo_root / "docs/bench/peer_throughput_run6.json").read_text())
+    pair = " / ".join(f"{peer['train_speedup_vs_deepctr_mmoe'][b]:.2f}×" for b in ("512", "2048"))
+    real_path = peer["by_batch_size"]["2048"]["contenders"]["mmoe_tf/mmoe"]["train_examples_per_s"]
+    assert f"training **{pair}** DeepCTR" in text and f"ran at {real_path:,} examples/s at batch 2,048" in text
+    readme = " ".join((repo_root / "README.md").read_text().split())
+    assert pair in readme

@@ -223,12 +223,53 @@ def test_experts_stay_different_after_training():
             assert np.abs(out[:, i] - out[:, j]).max() > 1e-3
 
 
+@pytest.mark.parametrize(
+    ("num_experts", "units", "groups", "expected"),
+    [(8, [6], None, 4), (8, [6, 5], None, 4), (6, [6], None, 2), (4, [6], None, 2), (5, [6], None, 1), (8, [6], 2, 2)],
+)
+def test_expert_groups_compute_what_one_group_computes(num_experts, units, groups, expected):
+    """Experts in groups (independent chains for the inter-op pool): same weights, same outputs and gradients."""
+    x = _x(batch=16)
+    whole = MMoE(2, num_experts, units, seed=3, expert_groups=1)
+    grouped = MMoE(2, num_experts, units, seed=3, expert_groups=groups)
+    with tf.GradientTape(persistent=True) as tape:
+        outs = [block(x) for block in (whole, grouped)]
+        losses = [tf.add_n([tf.reduce_sum(tf.square(m)) for m in mixed]) for mixed, _ in outs]
+    assert grouped._groups() == expected and whole._groups() == 1
+    for a, b in zip(tf.nest.flatten(outs[0]), tf.nest.flatten(outs[1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # the partial mixtures add up in another order
+    grads = [
+        tape.gradient(loss, block.trainable_variables) for loss, block in zip(losses, (whole, grouped), strict=True)
+    ]
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    if expected > 1:
+        groups_out = grouped.experts(x, groups=expected)
+        assert len(groups_out) == expected and groups_out[0].shape == (16, num_experts // expected, units[-1])
+        np.testing.assert_allclose(tf.concat(groups_out, axis=1), whole.experts(x), rtol=1e-6, atol=1e-6)
+
+
+def test_expert_groups_fall_back_or_refuse_where_they_cannot_apply():
+    assert MMoE(2, 8, [4], expert_dropout=0.1)._groups() == 1  # automatic: dropout keeps one group
+    block = MMoE(2, 8, [4], expert_norm="batch", expert_groups=2)
+    with pytest.raises(ValueError, match="expert_groups=2 needs MLP experts"):
+        block(_x())
+    assert MMoE(2, 4, [4], expert_type="cross")._groups() == 1
+    with pytest.raises(ValueError, match="must divide num_experts"):
+        MMoE(2, 8, [4], expert_groups=3)
+    bank = ExpertBank(6, [4], seed=0)
+    bank(_x())
+    with pytest.raises(ValueError, match="cannot run 6 experts in 4 groups"):
+        bank(_x(), groups=4)
+
+
 # --- config, validation, saving -----------------------------------------------------------------
 
 LAYER_CASES = [
     (ExpertBank, dict(num_experts=3, units=[5, 4], activation="tanh", dropout=0.1, normalization="batch", seed=1)),
     (CrossExpertBank, dict(num_experts=2, units=[4], num_cross_layers=2, projection_dim=2, normalization="layer")),
     (MMoE, dict(num_gates=2, num_experts=3, expert_units=[4], gate_hidden_units=[3], gate_temperature=2.0)),
+    (MMoE, dict(num_gates=2, num_experts=4, expert_units=[4], expert_groups=2, seed=2)),
     (MMoE, dict(num_gates=1, num_experts=2, expert_units=4, expert_type="cross", cross_layers=1, seed=3)),
 ]
 

@@ -216,7 +216,17 @@ class ExpertBank(tf.keras.layers.Layer):
             d_in = d_out
         super().build(input_shape)
 
-    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+    @property
+    def groupable(self) -> bool:
+        """Whether :meth:`call` can compute the experts in groups: shared input, no normalisation, no dropout."""
+        return not getattr(self, "_per_expert_input", False) and self.normalization is None and not self.dropout
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None, groups: int = 1) -> tf.Tensor | list[tf.Tensor]:
+        """``[B, K, units[-1]]``, or with ``groups > 1`` a list of ``groups`` tensors ``[B, K / groups, units[-1]]``
+        (experts in order): independent chains of ops that TensorFlow's inter-op pool can run side by side, with
+        the same arithmetic (``bench/expert_groups.py``). Groups need :attr:`groupable` and ``groups`` dividing K."""
+        if groups != 1:
+            return self._call_groups(inputs, groups)
         k = self.num_experts
         if self._per_expert_input:
             x, layout = inputs, "bku"
@@ -236,6 +246,26 @@ class ExpertBank(tf.keras.layers.Layer):
             if self._dropout_layer is not None:
                 x = _elementwise(lambda t: self._dropout_layer(t, training=training), x, layout)
         return convert_layout(x, layout, "bku", k, self.units[-1])
+
+    def _call_groups(self, inputs: tf.Tensor, groups: int) -> list[tf.Tensor]:
+        if not self.groupable or groups < 1 or self.num_experts % groups:
+            raise ValueError(
+                f"ExpertBank cannot run {self.num_experts} experts in {groups} groups (groups must divide K, "
+                "and the bank needs a shared input, no normalisation and no dropout)"
+            )
+        per_group = self.num_experts // groups
+        kernels = [tf.split(kernel, groups, axis=0) for kernel in self.kernels]
+        biases = [None if bias is None else tf.split(bias, groups, axis=0) for bias in self.biases]
+        outputs = []
+        for g in range(groups):
+            x, layout = shared_input_dense(inputs, kernels[0][g], biases[0] and biases[0][g], self._first_method)
+            x = _elementwise(self.activation, x, layout)
+            for depth in range(1, len(self.units)):
+                bias = None if biases[depth] is None else biases[depth][g]
+                x, layout = per_expert_dense(x, layout, kernels[depth][g], bias, self._deep_method)
+                x = _elementwise(self.activation, x, layout)
+            outputs.append(convert_layout(x, layout, "bku", per_group, self.units[-1]))
+        return outputs
 
     def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
         return tf.TensorShape([tf.TensorShape(input_shape)[0], self.num_experts, self.units[-1]])

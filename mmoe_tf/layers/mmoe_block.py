@@ -8,6 +8,7 @@ from typing import Any
 import tensorflow as tf
 
 from mmoe_tf.layers import _common as c
+from mmoe_tf.layers.expert_bank import ExpertBank
 from mmoe_tf.layers.mixture import MixtureOfExperts
 
 
@@ -38,6 +39,11 @@ class MMoE(MixtureOfExperts):
         gate_dropout: Gate-weight dropout during training (see ``TaskGate``).
         seed: Base seed of every weight; ``None`` draws one at construction.
         implementation: ``ExpertBank`` implementation (``"auto"`` is the fastest measured).
+        expert_groups: Compute the experts (and each gate's mixing) in this many groups, independent chains of ops
+            that TensorFlow runs side by side on several cores, with the same arithmetic and weights. ``None``
+            (default): 4 groups when K is a multiple of 4 and at least 8, 2 when K is even and at least 4, else 1;
+            always 1 on a GPU and for banks that cannot be grouped (cross experts, normalisation, dropout). Measured
+            in ``docs/performance.md``.
 
     Returns (from ``call``):
         ``(mixed, weights)``: lists of ``num_gates`` tensors ``[B, expert_units[-1]]`` and ``[B, K]``.
@@ -65,6 +71,7 @@ class MMoE(MixtureOfExperts):
         gate_dropout: float = 0.0,
         seed: int | None = None,
         implementation: str = "auto",
+        expert_groups: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -84,6 +91,11 @@ class MMoE(MixtureOfExperts):
         )
         self.num_gates = c.check_int("num_gates", num_gates, 1)
         self.num_experts = c.check_int("num_experts", num_experts, 1)
+        if expert_groups is not None:
+            c.check_int("expert_groups", expert_groups, 1)
+            if self.num_experts % expert_groups:
+                raise ValueError(f"expert_groups ({expert_groups}) must divide num_experts ({self.num_experts})")
+        self.expert_groups = expert_groups
         base = self._base_seed
         self.experts = self._bank(self.num_experts, c.derive_seed(base, 0), "experts")
         self.gates = [
@@ -122,13 +134,31 @@ class MMoE(MixtureOfExperts):
         else:
             gate_inputs = [inputs] * self.num_gates
             expert_input = inputs
-        expert_outputs = self.experts(expert_input, training=training)
+        groups = self._groups()
+        if groups > 1:
+            expert_outputs = self.experts(expert_input, training=training, groups=groups)
+        else:
+            expert_outputs = self.experts(expert_input, training=training)
         mixed, weights = [], []
         for gate, gate_input in zip(self.gates, gate_inputs, strict=True):
             m, w = gate((expert_outputs, gate_input), training=training)
             mixed.append(m)
             weights.append(w)
         return mixed, weights
+
+    def _groups(self) -> int:
+        """How many expert groups this call computes (see ``expert_groups``)."""
+        groupable = isinstance(self.experts, ExpertBank) and self.experts.groupable
+        if self.expert_groups is not None:
+            if self.expert_groups > 1 and not groupable:
+                raise ValueError(
+                    f"expert_groups={self.expert_groups} needs MLP experts without normalisation or dropout"
+                )
+            return self.expert_groups
+        if not groupable or tf.config.list_physical_devices("GPU"):
+            return 1
+        k = self.num_experts
+        return 4 if k % 4 == 0 and k >= 8 else 2 if k % 2 == 0 and k >= 4 else 1
 
     def compute_output_shape(self, input_shape: Any) -> tuple[list[tf.TensorShape], list[tf.TensorShape]]:
         expert_shape, _ = self._split_shapes(input_shape)
@@ -139,4 +169,9 @@ class MMoE(MixtureOfExperts):
         )
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_gates": self.num_gates, "num_experts": self.num_experts}
+        return {
+            **super().get_config(),
+            "num_gates": self.num_gates,
+            "num_experts": self.num_experts,
+            "expert_groups": self.expert_groups,
+        }
