@@ -432,3 +432,15 @@ def test_performance_doc_quotes_the_expert_groups_runs(repo_root):
     assert f"training **{pair}** DeepCTR" in text and f"ran at {real_path:,} examples/s at batch 2,048" in text
     readme = " ".join((repo_root / "README.md").read_text().split())
     assert pair in readme
+
+
+def test_the_last_peer_run_against_deepctrs_faster_mode_is_quoted_as_measured(repo_root):
+    run = json.loads((repo_root / "docs/bench/peer_throughput_run7.json").read_text())
+    pair = " / ".join(f"{run['train_speedup_vs_deepctr_mmoe'][b]:.2f}×" for b in ("512", "2048"))
+    contenders = run["by_batch_size"]["2048"]["contenders"]
+    rounds = sorted(contenders["deepctr/MMOE"]["train_rounds"])
+    doc = " ".join((repo_root / "docs/performance.md").read_text().split())
+    readme = " ".join((repo_root / "README.md").read_text().split())
+    assert f"**{pair}**" in doc and f"and {pair} (DeepCTR in its faster mode" in readme
+    assert f"({rounds[2]:,}–{rounds[4]:,} examples/s; {rounds[0]:,} and {rounds[1]:,} in the others)" in doc
+    assert f"mmoe-tf's {contenders['mmoe_tf/mmoe']['train_examples_per_s']:,}." in doc
