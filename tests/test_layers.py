@@ -233,7 +233,7 @@ def test_expert_groups_compute_what_one_group_computes(num_experts, units, group
     whole = MMoE(2, num_experts, units, seed=3, expert_groups=1)
     grouped = MMoE(2, num_experts, units, seed=3, expert_groups=groups)
     with tf.GradientTape(persistent=True) as tape:
-        outs = [block(x) for block in (whole, grouped)]
+        outs = [block(x, training=True) for block in (whole, grouped)]
         losses = [tf.add_n([tf.reduce_sum(tf.square(m)) for m in mixed]) for mixed, _ in outs]
     assert grouped._groups() == expected and whole._groups() == 1
     for a, b in zip(tf.nest.flatten(outs[0]), tf.nest.flatten(outs[1]), strict=True):
@@ -243,6 +243,9 @@ def test_expert_groups_compute_what_one_group_computes(num_experts, units, group
     ]
     for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    inference = grouped.call(x)  # prediction and exports keep one chain: exactly the one-group outputs
+    for a, b in zip(tf.nest.flatten(inference), tf.nest.flatten(whole(x)), strict=True):
+        np.testing.assert_array_equal(a, b)
     if expected > 1:
         groups_out = grouped.experts(x, groups=expected)
         assert len(groups_out) == expected and groups_out[0].shape == (16, num_experts // expected, units[-1])

@@ -42,8 +42,9 @@ class MMoE(MixtureOfExperts):
         expert_groups: Compute the experts (and each gate's mixing) in this many groups, independent chains of ops
             that TensorFlow runs side by side on several cores, with the same arithmetic and weights. ``None``
             (default): 4 groups when K is a multiple of 4 and at least 8, 2 when K is even and at least 4, else 1;
-            always 1 on a GPU and for banks that cannot be grouped (cross experts, normalisation, dropout). Measured
-            in ``docs/performance.md``.
+            always 1 on a GPU and for banks that cannot be grouped (cross experts, normalisation, dropout). Training
+            only: prediction and exported signatures keep one group (a server that runs a request's ops in its own
+            thread gains nothing from groups and pays their extra ops). Measured in ``docs/performance.md``.
 
     Returns (from ``call``):
         ``(mixed, weights)``: lists of ``num_gates`` tensors ``[B, expert_units[-1]]`` and ``[B, K]``.
@@ -120,6 +121,7 @@ class MMoE(MixtureOfExperts):
     def build(self, input_shape: Any) -> None:
         expert_shape, gate_shapes = self._split_shapes(input_shape)
         self.experts.build(expert_shape)
+        self._groups()  # an explicit expert_groups the bank cannot run fails here, not at the first training step
         bank_shape = self.experts.compute_output_shape(expert_shape)
         for gate, shape in zip(self.gates, gate_shapes, strict=True):
             gate.build((bank_shape, shape))
@@ -134,7 +136,7 @@ class MMoE(MixtureOfExperts):
         else:
             gate_inputs = [inputs] * self.num_gates
             expert_input = inputs
-        groups = self._groups()
+        groups = self._groups() if training else 1  # inference keeps one chain (see ``expert_groups``)
         if groups > 1:
             expert_outputs = self.experts(expert_input, training=training, groups=groups)
         else:
