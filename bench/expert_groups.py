@@ -1,9 +1,11 @@
-"""Training speed of an MMoE's experts and gates computed as G independent groups of experts (a probe, not a change).
+"""Training speed of an MMoE's experts and gates computed as G groups of experts, on a stand-in of the dense part.
 
-mmoe-tf runs all K experts as one GEMM and each gate's mixing over all of them, so a training step is one chain of
-ops, and TensorFlow's inter-op pool has little to run side by side. Split the experts into G groups (each its own GEMM
-on a slice of the kernel, each gate mixing its slice of the weights, the partial mixtures added), and the groups'
-forward and backward passes become independent chains that two cores can run at once; the arithmetic is the same.
+Before this, mmoe-tf ran all K experts as one GEMM and each gate's mixing over all of them: a training step was one
+chain of ops, and TensorFlow's inter-op pool had little to run side by side. Split the experts into G groups (each its
+own GEMM on a slice of the kernel, each gate mixing its slice of the weights, the partial mixtures added), and the
+groups' forward and backward passes become independent chains that two cores can run at once; the arithmetic is the
+same. This stand-in came first; the kept change is ``MMoE(expert_groups=...)``, measured on the real model by
+``bench/expert_groups_real.py``.
 
 The model here is the benchmark's dense part alone, on cached tensors: inputs ``[B, 48]`` (16 numeric + 4 × 8
 embedding columns), 8 experts × 64 units, two linear softmax gates, towers of 32, a sigmoid cross-entropy per task and
@@ -42,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def make_step(batch: int, groups: int, steps: int) -> tuple[tf.types.experimental.GenericFunction, list]:
+def make_step(batch: int, groups: int, steps: int) -> tf.types.experimental.GenericFunction:
     """A ``tf.function`` running ``steps`` SGD steps of the dense MMoE with its experts in ``groups`` groups."""
     rng = tf.random.Generator.from_seed(0)
     x = rng.normal([batch, INPUT_DIM])
@@ -84,7 +86,7 @@ def make_step(batch: int, groups: int, steps: int) -> tuple[tf.types.experimenta
                 variable.assign_sub(1e-4 * grad)
         return value
 
-    return run, variables
+    return run
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {"benchmark": "expert_groups", "unit": "training examples/s (median of alternated rounds)"}
     by_batch = {}
     for batch in args.batch_sizes:
-        runs = {g: make_step(batch, g, args.steps)[0] for g in args.groups}
+        runs = {g: make_step(batch, g, args.steps) for g in args.groups}
         for run in runs.values():  # trace
             run()
         wall: dict[int, list[float]] = {g: [] for g in runs}

@@ -432,6 +432,14 @@ def test_performance_doc_quotes_the_expert_groups_runs(repo_root):
     assert f"training **{pair}** DeepCTR" in text and f"ran at {real_path:,} examples/s at batch 2,048" in text
     readme = " ".join((repo_root / "README.md").read_text().split())
     assert pair in readme
+    floors = [
+        json.loads((repo_root / f"docs/bench/serving_latency_{name}.json").read_text())["in_process_session"]
+        for name in ("round11", "round11_run2", "round11_run3", "round11_run4")
+    ]
+    one, many = ([f[b]["p50_ms"] for f in floors] for b in ("batch1", "batch64"))
+    assert (
+        f"against {min(one):.3f}–{max(one):.3f} / {min(many):.3f}–{max(many):.3f} ms in this round's four runs" in text
+    )
 
 
 def test_the_last_peer_run_against_deepctrs_faster_mode_is_quoted_as_measured(repo_root):

@@ -214,7 +214,7 @@ def test_scalar_instance_reader_builds_what_decode_request_builds():
     ],
 )
 def test_scalar_instance_reader_leaves_everything_else_to_decode_request(body):
-    """Whatever the reader declines, decode_request decodes or refuses exactly as before."""
+    """The reader declines these, so the server sends them through decode_request, which decodes or refuses them."""
     from serving.json_codec import ScalarInstanceReader
 
     assert ScalarInstanceReader(_READER_DTYPES).read(body) is None

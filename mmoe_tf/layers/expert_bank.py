@@ -225,12 +225,26 @@ class ExpertBank(tf.keras.layers.Layer):
         """``[B, K, units[-1]]``, or with ``groups > 1`` a list of ``groups`` tensors ``[B, K / groups, units[-1]]``
         (experts in order): independent chains of ops that TensorFlow's inter-op pool can run side by side, with
         the same arithmetic (``bench/expert_groups.py``). Groups need :attr:`groupable` and ``groups`` dividing K."""
-        if groups != 1:
-            return self._call_groups(inputs, groups)
-        k = self.num_experts
+        if groups == 1:
+            return self._forward(inputs, self.kernels, self.biases, self.num_experts, training)
+        if not self.groupable or groups < 1 or self.num_experts % groups:
+            raise ValueError(
+                f"ExpertBank cannot run {self.num_experts} experts in {groups} groups (groups must divide K, "
+                "and the bank needs a shared input, no normalisation and no dropout)"
+            )
+        kernels = [tf.split(kernel, groups, axis=0) for kernel in self.kernels]
+        biases = [[None] * groups if bias is None else tf.split(bias, groups, axis=0) for bias in self.biases]
+        per_group = self.num_experts // groups
+        return [
+            self._forward(inputs, [k[g] for k in kernels], [b[g] for b in biases], per_group, training)
+            for g in range(groups)
+        ]
+
+    def _forward(self, inputs: tf.Tensor, kernels: list, biases: list, k: int, training: bool | None) -> tf.Tensor:
+        """``[B, k, units[-1]]`` of the ``k`` experts whose weights are ``kernels`` / ``biases`` (one per depth)."""
         if self._per_expert_input:
             x, layout = inputs, "bku"
-        for depth, (kernel, bias, norm) in enumerate(zip(self.kernels, self.biases, self.norms, strict=True)):
+        for depth, (kernel, bias, norm) in enumerate(zip(kernels, biases, self.norms, strict=True)):
             if depth == 0 and not self._per_expert_input:
                 x, layout = shared_input_dense(inputs, kernel, bias, self._first_method)
             else:
@@ -246,26 +260,6 @@ class ExpertBank(tf.keras.layers.Layer):
             if self._dropout_layer is not None:
                 x = _elementwise(lambda t: self._dropout_layer(t, training=training), x, layout)
         return convert_layout(x, layout, "bku", k, self.units[-1])
-
-    def _call_groups(self, inputs: tf.Tensor, groups: int) -> list[tf.Tensor]:
-        if not self.groupable or groups < 1 or self.num_experts % groups:
-            raise ValueError(
-                f"ExpertBank cannot run {self.num_experts} experts in {groups} groups (groups must divide K, "
-                "and the bank needs a shared input, no normalisation and no dropout)"
-            )
-        per_group = self.num_experts // groups
-        kernels = [tf.split(kernel, groups, axis=0) for kernel in self.kernels]
-        biases = [None if bias is None else tf.split(bias, groups, axis=0) for bias in self.biases]
-        outputs = []
-        for g in range(groups):
-            x, layout = shared_input_dense(inputs, kernels[0][g], biases[0] and biases[0][g], self._first_method)
-            x = _elementwise(self.activation, x, layout)
-            for depth in range(1, len(self.units)):
-                bias = None if biases[depth] is None else biases[depth][g]
-                x, layout = per_expert_dense(x, layout, kernels[depth][g], bias, self._deep_method)
-                x = _elementwise(self.activation, x, layout)
-            outputs.append(convert_layout(x, layout, "bku", per_group, self.units[-1]))
-        return outputs
 
     def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
         return tf.TensorShape([tf.TensorShape(input_shape)[0], self.num_experts, self.units[-1]])
