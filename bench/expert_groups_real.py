@@ -1,14 +1,17 @@
-"""Training speed of mmoe-tf's ``mmoe`` with its experts in groups (the default) against one group, side by side.
+"""Training speed of mmoe-tf's ``mmoe`` with its experts in groups (the default) against other group counts.
 
 The model is the peer benchmark's (``bench/peer_throughput.py``: ``simulate_ctr_table``, 16 numeric + 4 categorical
 features, 8 experts × 64 units, linear gates, towers 32, Adam 1e-3) exactly as ``build_model`` returns it, trained
 through ``data.make_dataset(repeat=True)`` as the CLI trains; the only difference between the contenders is the MMoE
-block's ``expert_groups`` (``None``: the automatic choice, 4 groups for 8 experts; ``1``: one GEMM and one mixing per
-gate over all experts). TensorFlow runs one thread per op and all cores for inter-op, as in the peer benchmark. Rounds
-of ``--epochs`` epochs alternate the contenders; figures are medians, the speed-up is paired per round.
+block's ``expert_groups`` (``--groups``: ``auto`` is ``None``, the automatic choice, one group per expert for 8
+experts; ``1`` is one GEMM and one mixing per gate over all experts; ``4`` the previous automatic choice, groups of
+two experts). TensorFlow runs one thread per op and all cores for inter-op, as in the peer benchmark. Rounds of
+``--epochs`` epochs alternate the contenders (reversed every other round); figures are medians, speed-ups are paired
+per round against the first contender.
 
 Usage:
-    .venv/bin/python bench/expert_groups_real.py [--batch-sizes 256 512 2048] [--rounds 7]
+    .venv/bin/python bench/expert_groups_real.py [--batch-sizes 256 512 2048] [--groups 1 4 auto] [--rounds 7]
+    .venv/bin/python bench/expert_groups_real.py --num-experts 32 --groups 4 32 1 --batch-sizes 512 2048
 
 The last printed line is one JSON object with the figures and ratios.
 """
@@ -36,19 +39,22 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rows", type=int, default=160_000)
     p.add_argument("--epochs", type=int, default=2, help="epochs per timed round")
     p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--num-experts", type=int, default=8)
+    p.add_argument("--groups", nargs="+", default=["1", "auto"], help="contenders: group counts or 'auto'")
     args = p.parse_args(argv)
+    contenders = {_name(g): None if g == "auto" else int(g) for g in args.groups}
     threads = mmoe_tf.configure_cpu_threads(1, 0)
     df, schema = simulate_ctr_table(n_rows=args.rows, seed=0)
     adapt = feature_arrays(df, schema)
     config = schema.model_config(
-        architecture="mmoe", num_experts=8, expert_units=(64,), tower_units=(32,), learning_rate=1e-3
+        architecture="mmoe", num_experts=args.num_experts, expert_units=(64,), tower_units=(32,), learning_rate=1e-3
     )
     by_batch = {}
     for batch in args.batch_sizes:
         dataset = make_dataset(df, schema, batch_size=batch, shuffle=True, seed=0, repeat=True)
         steps = batches_per_pass(len(df), batch)
         models = {}
-        for name, groups in (("one_group", 1), ("groups_auto", None)):
+        for name, groups in contenders.items():
             model = mmoe_tf.build_model(config, adapt_data=adapt)
             block = next(layer for layer in model.layers if layer.name.startswith("mmoe"))
             block.expert_groups = groups  # read when the train step is traced
@@ -63,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
                 wall[name].append(time.perf_counter() - start)
                 cpu[name].append(time.process_time() - start_cpu)
         examples = args.epochs * steps * batch
-        rounds = [one / auto for one, auto in zip(wall["one_group"], wall["groups_auto"], strict=True)]
+        first = next(iter(models))
         row = {
             name: {
                 "groups": models[name][1],
@@ -72,19 +78,34 @@ def main(argv: list[str] | None = None) -> dict:
             }
             for name in models
         }
-        row["speedup_paired"] = round(statistics.median(rounds), 3)
-        row["speedup_rounds"] = [round(x, 2) for x in rounds]
+        for name in list(models)[1:]:
+            rounds = [a / b for a, b in zip(wall[first], wall[name], strict=True)]
+            key = "" if (first, name) == ("one_group", "groups_auto") else f"_{name}_vs_{first}"
+            row[f"speedup_paired{key}"] = round(statistics.median(rounds), 3)
+            row[f"speedup_rounds{key}"] = [round(x, 2) for x in rounds]
         print(f"batch {batch}: {row}", flush=True)
         by_batch[str(batch)] = row
     result = {
         "benchmark": "expert_groups_real",
         "unit": "training examples/s through make_dataset (median of alternated rounds)",
         "by_batch_size": by_batch,
-        "settings": {"rows": args.rows, "epochs_per_round": args.epochs, "rounds": args.rounds, "threads": threads},
+        "settings": {
+            "num_experts": args.num_experts,
+            "groups": args.groups,
+            "rows": args.rows,
+            "epochs_per_round": args.epochs,
+            "rounds": args.rounds,
+            "threads": threads,
+        },
         "load_average": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(result))
     return result
+
+
+def _name(groups: str) -> str:
+    """The contender's key in the JSON: ``groups_auto``, ``one_group`` or ``groups_<G>``."""
+    return "groups_auto" if groups == "auto" else "one_group" if groups == "1" else f"groups_{int(groups)}"
 
 
 if __name__ == "__main__":

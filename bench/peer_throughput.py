@@ -44,7 +44,8 @@ Usage:
     python3 bench/peer_throughput.py --rows 20000 --rounds 1 --epochs 1 --batch-sizes 512   # a smoke run
 
 The last printed line is one JSON object with every figure and the ratios
-``train_speedup_vs_deepctr_mmoe``, ``predict_speedup_vs_deepctr_mmoe`` and ``auc_delta_vs_deepctr_mmoe``.
+``train_speedup_vs_deepctr_mmoe``, ``predict_speedup_vs_deepctr_mmoe`` and ``auc_delta_vs_deepctr_mmoe``, plus
+``train_speedup_vs_deepctr_mmoe_fastest_round`` (mmoe-tf's median against DeepCTR's fastest round).
 """
 
 from __future__ import annotations
@@ -385,6 +386,11 @@ def run_batch_size(frames: dict, schema: Any, batch: int, args: argparse.Namespa
     if with_deepctr:
         ours, peer = rows["mmoe_tf/mmoe"], rows["deepctr/MMOE"]
         result["train_speedup_vs_deepctr_mmoe"] = round(ours["train_examples_per_s"] / peer["train_examples_per_s"], 3)
+        # DeepCTR's rounds are bimodal on 2 cores (≈ 90k or 150-200k examples/s at batch 2,048): also against its
+        # fastest round, which no median of its hides.
+        result["train_speedup_vs_deepctr_mmoe_fastest_round"] = round(
+            ours["train_examples_per_s"] / max(peer["train_rounds"]), 3
+        )
         result["predict_speedup_vs_deepctr_mmoe"] = round(
             ours["predict_examples_per_s"] / peer["predict_examples_per_s"], 3
         )
@@ -465,7 +471,12 @@ def main(argv: list[str] | None = None) -> dict:
     for batch in args.batch_sizes:
         by_batch[str(batch)] = run_batch_size(frames, schema, batch, args, with_deepctr=not args.skip_deepctr)
     result["by_batch_size"] = by_batch
-    for key in ("train_speedup_vs_deepctr_mmoe", "predict_speedup_vs_deepctr_mmoe", "auc_delta_vs_deepctr_mmoe"):
+    for key in (
+        "train_speedup_vs_deepctr_mmoe",
+        "train_speedup_vs_deepctr_mmoe_fastest_round",
+        "predict_speedup_vs_deepctr_mmoe",
+        "auc_delta_vs_deepctr_mmoe",
+    ):
         if all(key in v for v in by_batch.values()):
             result[key] = {b: v[key] for b, v in by_batch.items()}
     if args.scaling:

@@ -225,7 +225,14 @@ def test_experts_stay_different_after_training():
 
 @pytest.mark.parametrize(
     ("num_experts", "units", "groups", "expected"),
-    [(8, [6], None, 4), (8, [6, 5], None, 4), (6, [6], None, 2), (4, [6], None, 2), (5, [6], None, 1), (8, [6], 2, 2)],
+    [
+        (8, [6], None, 8),  # automatic: one group per expert
+        (8, [6, 5], None, 8),
+        (5, [6], None, 5),
+        (1, [6], None, 1),
+        (8, [6], 2, 2),  # explicit: groups of several experts (repeated weights, summed)
+        (8, [6, 5], 4, 4),
+    ],
 )
 def test_expert_groups_compute_what_one_group_computes(num_experts, units, groups, expected):
     """Experts in groups (independent chains for the inter-op pool): same weights, same outputs and gradients."""

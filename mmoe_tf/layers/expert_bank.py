@@ -77,7 +77,8 @@ def shared_input_dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor | None, 
     """
     num_experts, d_in, units = kernel.shape
     if method == "gemm":
-        y = tf.matmul(x, tf.reshape(tf.transpose(kernel, [1, 0, 2]), [d_in, num_experts * units]))
+        flat_kernel = kernel if num_experts == 1 else tf.transpose(kernel, [1, 0, 2])  # [D, K, U], expert-major
+        y = tf.matmul(x, tf.reshape(flat_kernel, [d_in, num_experts * units]))
         return (y if bias is None else tf.nn.bias_add(y, tf.reshape(bias, [-1]))), "flat"
     if method == "einsum":
         y = tf.einsum("bd,kdu->bku", x, kernel)

@@ -41,10 +41,11 @@ class MMoE(MixtureOfExperts):
         implementation: ``ExpertBank`` implementation (``"auto"`` is the fastest measured).
         expert_groups: Compute the experts (and each gate's mixing) in this many groups, independent chains of ops
             that TensorFlow runs side by side on several cores, with the same arithmetic and weights. ``None``
-            (default): 4 groups when K is a multiple of 4 and at least 8, 2 when K is even and at least 4, else 1;
-            always 1 on a GPU and for banks that cannot be grouped (cross experts, normalisation, dropout). Training
-            only: prediction and exported signatures keep one group (a server that runs a request's ops in its own
-            thread gains nothing from groups and pays their extra ops). Measured in ``docs/performance.md``.
+            (default): one group per expert (each gate then mixes an expert with a column-broadcast multiply,
+            nothing repeated or summed); 1 on a GPU and for banks that cannot be grouped (cross experts,
+            normalisation, dropout). Training only: prediction and exported signatures keep one group (a server
+            that runs a request's ops in its own thread gains nothing from groups and pays their extra ops).
+            Measured in ``docs/performance.md``.
 
     Returns (from ``call``):
         ``(mixed, weights)``: lists of ``num_gates`` tensors ``[B, expert_units[-1]]`` and ``[B, K]``.
@@ -159,8 +160,7 @@ class MMoE(MixtureOfExperts):
             return self.expert_groups
         if not groupable or tf.config.list_physical_devices("GPU"):
             return 1
-        k = self.num_experts
-        return 4 if k % 4 == 0 and k >= 8 else 2 if k % 2 == 0 and k >= 4 else 1
+        return self.num_experts  # one group per expert: K chains, and TaskGate mixes without a repeat or a sum
 
     def compute_output_shape(self, input_shape: Any) -> tuple[list[tf.TensorShape], list[tf.TensorShape]]:
         expert_shape, _ = self._split_shapes(input_shape)
