@@ -191,6 +191,22 @@ def test_performance_doc_quotes_the_one_expert_per_group_runs(repo_root):
             assert by["by_batch_size"][batch][key]["groups"] == int(experts)
             assert f"{by['by_batch_size'][batch][f'speedup_paired_{key}_vs_groups_4']:.3f}×" in text
             assert f"{by['by_batch_size'][batch]['speedup_paired_one_group_vs_groups_4']:.3f}×" in text
+    after = json.loads((repo_root / "docs/bench/step_breakdown_2048_round12.json").read_text())
+    before = json.loads((repo_root / "docs/bench/step_breakdown_2048.json").read_text())
+    for run in (after, before):
+        profile = run["profile"]
+        assert f"{profile['op_self_time_us_per_step']:,}" in text
+        assert f"{profile['by_part_us_per_step']['experts + gates']:,}" in text
+        assert f"{profile['by_part_us_per_step']['backward']:,}" in text
+        assert f"{run['stage_us_per_example']['train_step']:.3f}" in text
+    assert f"{after['ops_per_train_step']} non-constant ops per traced step ({before['ops_per_train_step']})" in text
+    cpu = json.loads((repo_root / "docs/bench/peer_cpu.json").read_text())["by_batch_size"]
+    large = cpu["2048"]["us_per_example"]
+    assert (
+        f"**{cpu['2048']['mmoe_tf_speedup']:.2f}×**" in text
+        and f"and {cpu['512']['mmoe_tf_speedup']:.2f}× at 512" in text
+    )
+    assert f"({large['deepctr/MMOE']:.2f} against {large['mmoe_tf/mmoe']:.2f} µs;" in text
     dedup = json.loads((repo_root / "docs/bench/sparse_dedup.json").read_text())["by_batch_size"]
     for batch in ("512", "2048"):
         assert f"**{dedup[batch]['cpu_ratio_dedup_over_skipped_paired']:.3f}×**" in text
