@@ -19,14 +19,16 @@ The last printed line is one JSON object with the figures and ratios.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pathlib
 import statistics
 import sys
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from fit_rounds import timed_rounds
 
 import mmoe_tf  # sets up the Keras 2 API before TensorFlow loads
 from data import batches_per_pass, feature_arrays, make_dataset
@@ -60,14 +62,11 @@ def main(argv: list[str] | None = None) -> dict:
             block.expert_groups = groups  # read when the train step is traced
             model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)  # trace and warm up
             models[name] = (model, block._groups())
-        wall: dict[str, list[float]] = {name: [] for name in models}
-        cpu: dict[str, list[float]] = {name: [] for name in models}
-        for r in range(args.rounds):
-            for name in models if r % 2 == 0 else list(models)[::-1]:
-                start, start_cpu = time.perf_counter(), time.process_time()
-                models[name][0].fit(dataset, epochs=args.epochs, steps_per_epoch=steps, verbose=0)
-                wall[name].append(time.perf_counter() - start)
-                cpu[name].append(time.process_time() - start_cpu)
+        runs = {
+            name: functools.partial(model.fit, dataset, epochs=args.epochs, steps_per_epoch=steps, verbose=0)
+            for name, (model, _) in models.items()
+        }
+        wall, cpu = timed_rounds(runs, args.rounds)
         examples = args.epochs * steps * batch
         first = next(iter(models))
         row = {

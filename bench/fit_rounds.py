@@ -2,7 +2,8 @@
 
 Used by ``bench/pipeline_autotune.py``, ``bench/repeated_pipeline.py`` and ``bench/split_step.py``: the same mmoe-tf
 ``mmoe`` model and sizes as ``bench/peer_throughput.py``, one model per contender, one untimed epoch each, then rounds
-of ``--epochs`` epochs.
+of ``--epochs`` epochs. ``timed_rounds`` (the rounds themselves) also serves ``bench/expert_groups_real.py`` and
+``bench/sparse_dedup.py``, which build their own contenders.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -56,6 +58,36 @@ def cached_batches(df: Any, schema: Any, batch: int) -> Any:
     return cached
 
 
+def timed_rounds(
+    runs: dict[str, Callable[[], Any]],
+    rounds: int,
+    alternate: bool = True,
+    on_round: Callable[[int, dict[str, list[float]]], None] | None = None,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall-clock and process-CPU seconds of every contender's run, once per round.
+
+    Args:
+        runs: The timed call of each contender, by name.
+        rounds: Rounds.
+        alternate: Run the contenders in reversed order every other round.
+        on_round: Called after each round with its index and the wall seconds so far (progress output).
+
+    Returns:
+        ``(wall, cpu)``: seconds per round, by contender.
+    """
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(rounds):
+        for name in list(runs) if not alternate or r % 2 == 0 else list(reversed(runs)):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            runs[name]()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+        if on_round is not None:
+            on_round(r, wall)
+    return wall, cpu
+
+
 def time_fits(
     datasets: dict[str, tuple[Any, int | None]],
     df: Any,
@@ -85,17 +117,21 @@ def time_fits(
         overrides = (model_overrides or {}).get(name, {})
         models[name] = peer.mmoe_tf_model(schema, "mmoe", feature_arrays(df, schema), sizes, **overrides)
         models[name].fit(ds, steps_per_epoch=steps_per_epoch, verbose=0)
-    rate: dict[str, list[float]] = {n: [] for n in datasets}
-    cpu: dict[str, list[float]] = {n: [] for n in datasets}
-    for r in range(args.rounds):
-        order = list(datasets) if not alternate or r % 2 == 0 else list(reversed(datasets))
-        for name in order:
-            ds, steps_per_epoch = datasets[name]
-            wall, proc = time.perf_counter(), time.process_time()
-            models[name].fit(ds, epochs=args.epochs, steps_per_epoch=steps_per_epoch, verbose=0)
-            rate[name].append(args.epochs * len(df) / (time.perf_counter() - wall))
-            cpu[name].append(1e6 * (time.process_time() - proc) / (args.epochs * len(df)))
-        print(f"[b={batch}] round {r + 1}: " + ", ".join(f"{n} {v[-1]:,.0f}/s" for n, v in rate.items()), flush=True)
+    examples = args.epochs * len(df)
+
+    def fit(name: str) -> Callable[[], Any]:
+        ds, steps_per_epoch = datasets[name]
+        return lambda: models[name].fit(ds, epochs=args.epochs, steps_per_epoch=steps_per_epoch, verbose=0)
+
+    def report(r: int, wall: dict[str, list[float]]) -> None:
+        print(
+            f"[b={batch}] round {r + 1}: " + ", ".join(f"{n} {examples / v[-1]:,.0f}/s" for n, v in wall.items()),
+            flush=True,
+        )
+
+    wall, seconds = timed_rounds({name: fit(name) for name in datasets}, args.rounds, alternate, report)
+    rate = {n: [examples / w for w in v] for n, v in wall.items()}
+    cpu = {n: [1e6 * c / examples for c in v] for n, v in seconds.items()}
     median = {n: statistics.median(v) for n, v in rate.items()}
     block = {
         "examples_per_s": {n: round(v) for n, v in median.items()},

@@ -17,17 +17,18 @@ The last printed line is one JSON object with the figures and the ratio (CPU wit
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pathlib
 import statistics
 import sys
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf
+from fit_rounds import timed_rounds
 
 import mmoe_tf
 from data import batches_per_pass, feature_arrays, make_dataset
@@ -71,12 +72,11 @@ def main(argv: list[str] | None = None) -> dict:
                 models[name].fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
         finally:
             FusedAdam._deduplicate_sparse_grad = shipped
-        cpu: dict[str, list[float]] = {name: [] for name in models}
-        for r in range(args.rounds):
-            for name in CONTENDERS if r % 2 == 0 else CONTENDERS[::-1]:
-                start = time.process_time()
-                models[name].fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
-                cpu[name].append(time.process_time() - start)
+        runs = {
+            name: functools.partial(model.fit, dataset, steps_per_epoch=steps, verbose=0)
+            for name, model in models.items()
+        }
+        _, cpu = timed_rounds(runs, args.rounds)
         examples = steps * batch
         ratios = [
             d / s
