@@ -14,8 +14,8 @@ of each module has its absolute imports of ``data``/``training``/``serving`` pre
 (:func:`rewrite_imports`: only the module name of an import statement changes, every line keeps its number, so
 tracebacks point at the same lines as in the repository). ``mmoe_tf_app`` is a namespace package with no code of
 its own: importing ``mmoe_tf_app.serving`` does not import ``mmoe_tf``. ``training/experiments/`` is not installed:
-it regenerates the repository's ``docs/results``. An editable install (``pip install -e .``) is not supported, as it
-would run the unrewritten code; work from the checkout instead.
+it regenerates the repository's ``docs/results``. An editable install (``pip install -e .``) is refused, as it would
+run the unrewritten code; develop in the checkout (``.venv``, ``python -m training``).
 """
 
 from __future__ import annotations
@@ -119,6 +119,14 @@ def package_layout() -> tuple[list[str], dict[str, str]]:
 
 class BuildPyWithAppImports(build_py):
     """build_py that rewrites the application packages' imports in the built copy (see :func:`rewrite_imports`)."""
+
+    def run(self) -> None:
+        if getattr(self, "editable_mode", False):
+            raise SystemExit(
+                "mmoe-tf: editable installs are not supported (the installed names differ from the checkout's); "
+                "run from the checkout (bash scripts/setup_env.sh; .venv/bin/python -m training) or pip install ."
+            )
+        super().run()
 
     def build_module(self, module: str, module_file: str, package: str | list[str]) -> tuple[str, bool]:
         outfile, copied = super().build_module(module, module_file, package)
