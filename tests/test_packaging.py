@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import importlib.metadata
+import itertools
 import runpy
 import subprocess
 import sys
@@ -192,3 +193,44 @@ def test_console_scripts_name_functions_of_installed_modules(layout: dict, pypro
         package, name = module.rsplit(".", 1)
         tree = ast.parse((folders[package] / f"{name}.py").read_text())
         assert function in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}, target
+
+
+def _leading_text(node: ast.expr) -> str | None:
+    """The literal start of a str constant or f-string, else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+        return str(node.values[0].value)
+    return None
+
+
+def _names_app_module_by_string(node: ast.AST) -> bool:
+    """``[..., "-m", "serving", ...]`` or ``import_module("training.x")``: a module named by its repository name."""
+    if isinstance(node, ast.List | ast.Tuple):
+        texts = [_leading_text(element) for element in node.elts]
+        return any(a == "-m" and b and b.split(".")[0] in APP_FOLDERS for a, b in itertools.pairwise(texts))
+    if isinstance(node, ast.Call) and node.args:
+        function = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        text = _leading_text(node.args[0])
+        return function in {"import_module", "__import__"} and bool(text) and text.split(".")[0] in APP_FOLDERS
+    return False
+
+
+def test_installed_modules_name_their_own_modules_by_package_not_by_repository_name(layout: dict) -> None:
+    """Installed, ``python -m serving`` would not find the package: such strings must come from ``__package__``."""
+
+    def flagged(source: str) -> bool:
+        return any(_names_app_module_by_string(node) for node in ast.walk(ast.parse(source)))
+
+    assert flagged('cmd = [sys.executable, "-m", "serving._verify"]')
+    assert flagged('importlib.import_module(f"training.experiments.{name}")')
+    assert not flagged('cmd = [sys.executable, "-m", f"{__package__}._verify"]')
+    assert not flagged('logging.getLogger("training")')
+    offenders = []
+    for package, folder in _installed_modules(layout).items():
+        if package.startswith("mmoe_tf_app."):
+            for path in folder.glob("*.py"):
+                for node in ast.walk(ast.parse(path.read_text())):
+                    if _names_app_module_by_string(node):
+                        offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}")
+    assert not offenders, offenders
