@@ -38,7 +38,8 @@ import mmoe_tf
 from serving.model_store import numeric_versions
 from serving.warmup import WARMUP_FILENAME, write_warmup_file
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# the folder this package is imported from (the repository root; site-packages when installed as mmoe_tf_app.serving)
+IMPORT_ROOT = Path(__file__).resolve().parents[__package__.count(".") + 1]
 EXPORT_INFO = "export_info.json"
 VERIFY_TOLERANCE = 1e-5
 
@@ -241,10 +242,10 @@ def verify_export(version_dir: str | Path, features: Mapping[str, np.ndarray], e
         npz = Path(tmp) / "samples.npz"
         _write_npz(npz, {"in": features, "out": expected["outputs"], "gate": expected.get("gates") or {}})
         weights = json.dumps(expected["score_weights"])
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT)}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(IMPORT_ROOT)}
         # the child runs in ``tmp``: hand it an absolute path, or a relative base path would point into ``tmp``
         version = str(Path(version_dir).resolve())
-        cmd = [sys.executable, "-m", "serving._verify", version, str(npz), weights, str(VERIFY_TOLERANCE)]
+        cmd = [sys.executable, "-m", f"{__package__}._verify", version, str(npz), weights, str(VERIFY_TOLERANCE)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=300)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:

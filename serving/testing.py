@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# the folder this package is imported from (REPO_ROOT; site-packages when installed as mmoe_tf_app.serving)
+IMPORT_ROOT = Path(__file__).resolve().parents[__package__.count(".") + 1]
 MODEL_NAME = "mmoe"
 SCORE_WEIGHTS = {"click": 1.0, "satisfaction": 2.0}
 
@@ -71,7 +73,7 @@ class ServerProcess:
         grpc_port = self.args[self.args.index("--grpc-port") + 1] if "--grpc-port" in self.args else None
         self.grpc_target = f"127.0.0.1:{grpc_port}" if grpc_port else None
         self.timeout = timeout
-        self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+        self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(IMPORT_ROOT), **(env or {})}
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self.proc: subprocess.Popen | None = None
@@ -84,7 +86,7 @@ class ServerProcess:
         """
         if self.alive():
             return self
-        cmd = [sys.executable, "-m", "serving", "serve", *self.args]
+        cmd = [sys.executable, "-m", __package__, "serve", *self.args]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, cwd=self.cwd
         )
