@@ -8,6 +8,16 @@ all come from those declarations. ``training/configs/default.yaml`` states every
 Every error is a :class:`RunConfigError` (a ``ValueError``) naming the dotted key, e.g.
 ``train.epochs: expected an integer, got 'three' (str)``.
 
+Adding a key is one declaration in its section class, e.g. in ``DataConfig``::
+
+    fill_missing_columns: Bool = Field(False, description="fill absent optional feature columns with their defaults")
+
+then regenerate the two rendered files (their tests name the commands): ``python -m training config --readme
+README.md`` and ``python -m training config --schema training/configs/run_config.schema.json``. A new choice of an
+existing key extends the tuple its ``Literal`` reads (e.g. ``DISTRIBUTE_KINDS``); a model key only some
+architectures use takes ``**used_by("ple")``; a check spanning keys is a ``model_validator(mode="after")`` raising
+:func:`~training.config.fields.config_error` (``field=`` names the key).
+
 Example:
     >>> cfg = load_run_config(None, ["model.num_experts=8", "train.epochs=3"])
     >>> cfg.model["num_experts"], cfg.train.epochs

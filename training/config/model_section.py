@@ -99,7 +99,13 @@ TASK_OVERRIDE_FIELDS = tuple(TaskOverrides.model_fields)
 
 
 class ModelSection(BaseModel):
-    """The run config's ``model`` section, converted to :class:`mmoe_tf.ModelConfig` with the schema's features."""
+    """The run config's ``model`` section: a pydantic view of :class:`mmoe_tf.ModelConfig`, which stays a dataclass.
+
+    ModelConfig stays a plain dataclass so that the library (and a saved model's ``get_config``) needs no pydantic;
+    this view adds what a config file needs (descriptions, strict types, training defaults, architecture marks) and
+    is converted to a ModelConfig by ``Schema.model_config(**RunConfig.model_overrides())``. Defaults are
+    ModelConfig's (:func:`library_default`) except where a training run is better served (marked below).
+    """
 
     model_config = FROZEN_SECTION
 
@@ -108,7 +114,7 @@ class ModelSection(BaseModel):
         description="`mmoe` (a gate per task), `omoe` (one shared gate), `ple` (per-task and shared experts per "
         "level), `shared_bottom` (one shared MLP) or `single_task` (a network per task)",
     )
-    num_experts: Int = Field(4, ge=1, description="experts K", **used_by("mmoe", "omoe"))
+    num_experts: Int = Field(library_default("num_experts"), ge=1, description="experts K", **used_by("mmoe", "omoe"))
     num_shared_experts: Int = Field(
         library_default("num_shared_experts"), ge=1, description="shared experts per level", **used_by("ple")
     )
@@ -116,7 +122,9 @@ class ModelSection(BaseModel):
         library_default("num_task_experts"), ge=1, description="experts each task owns per level", **used_by("ple")
     )
     expert_units: Units = Field(
-        [32], min_length=1, description="expert MLP sizes (the bottom MLP for `shared_bottom`/`single_task`)"
+        [32],  # training default (ModelConfig: [64])
+        min_length=1,
+        description="expert MLP sizes (the bottom MLP for `shared_bottom`/`single_task`)",
     )
     expert_type: Literal[EXPERT_TYPES] = Field(
         library_default("expert_type"), description="`mlp` or `cross` (DCN-v2 cross-network experts)"
@@ -126,7 +134,10 @@ class ModelSection(BaseModel):
     )
     expert_activation: Str = Field(library_default("expert_activation"), description="activation of expert layers")
     expert_dropout: Float = Field(
-        0.2, ge=0, lt=1, description="dropout after each expert hidden layer (hashed ids overfit quickly)"
+        0.2,  # training default (ModelConfig: 0.0)
+        ge=0,
+        lt=1,
+        description="dropout after each expert hidden layer (hashed ids overfit quickly)",
     )
     expert_norm: Literal[NORMALIZATIONS] = Field(
         library_default("expert_norm"), description="normalisation inside experts: null, `batch` or `layer`"
@@ -155,7 +166,10 @@ class ModelSection(BaseModel):
         description="stacked MMoE blocks / PLE levels (1 = CGC)",
         **used_by(*_GATED),
     )
-    tower_units: Units = Field([16], description="per-task tower sizes")
+    tower_units: Units = Field(
+        [16],  # training default (ModelConfig: [32])
+        description="per-task tower sizes",
+    )
     tower_activation: Str = Field(library_default("tower_activation"), description="activation of tower layers")
     tower_dropout: Float = Field(
         library_default("tower_dropout"), ge=0, lt=1, description="dropout after each tower hidden layer"
@@ -175,7 +189,11 @@ class ModelSection(BaseModel):
         description="`fixed` (each task's `loss_weight`) or `uncertainty` (learned, Kendall et al. 2018)",
     )
     optimizer: Str = Field(library_default("optimizer"), description="Keras optimizer identifier")
-    learning_rate: Float = Field(0.002, gt=0, description="optimizer learning rate")
+    learning_rate: Float = Field(
+        0.002,  # training default (ModelConfig: 0.001)
+        gt=0,
+        description="optimizer learning rate",
+    )
     steps_per_execution: Int = Field(
         library_default("steps_per_execution"),
         ge=1,
