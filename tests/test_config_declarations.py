@@ -65,6 +65,8 @@ def test_empty_sections_take_their_defaults(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("data:\ntrain:\n  early_stopping:\nmodel:\ngates:\n")
     assert load_run_config(path) == RunConfig()
+    path.write_text("model:\n  tasks:\n")
+    assert load_run_config(path) == RunConfig()
 
 
 def test_replace_revalidates():

@@ -124,8 +124,8 @@ def _add_config(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "config",
         help="validate a run config, or write its JSON Schema / README reference",
-        description="Without --schema/--readme: validate --config and --set as train would and print the resolved "
-        "config (YAML). The JSON Schema lets editors check YAML run configs (e.g. the YAML language server's "
+        description="Without --schema/--readme: validate --config and --set as train would and print the resolved\n"
+        "config (YAML). The JSON Schema lets editors check YAML run configs (e.g. the YAML language server's\n"
         "'# yaml-language-server: $schema=PATH' comment).",
         epilog=EPILOG.format(reference=config_reference()),
         formatter_class=argparse.RawDescriptionHelpFormatter,

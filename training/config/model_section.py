@@ -29,6 +29,7 @@ from mmoe_tf.config import (
 )
 from training.config.fields import (
     ARCHITECTURES_KEY,
+    EMPTY_IF_NONE,
     EXPERT_TYPE_KEY,
     FROZEN_SECTION,
     Float,
@@ -205,7 +206,7 @@ class ModelSection(BaseModel):
         description="0 = off; N: batches of >= N rows train as two halves side by side (large-batch CPU speed)",
     )
     seed: Int = Field(library_default("seed"), ge=0, description="weight-initialisation seed")
-    tasks: dict[Str, TaskOverrides] = Field(
+    tasks: Annotated[dict[Str, TaskOverrides], EMPTY_IF_NONE] = Field(
         {}, description="per-task overrides of the schema's tasks, e.g. `{satisfaction: {conditional_on: click}}`"
     )
 

@@ -42,12 +42,16 @@ class RunConfig:
     :func:`resolved_for`, every field of every task).
     """
 
-    data: Annotated[DataConfig, EMPTY_IF_NONE] = Field(default_factory=DataConfig, description="the table")
+    data: Annotated[DataConfig, EMPTY_IF_NONE] = Field(
+        default_factory=DataConfig, description="where the data comes from and how it is split"
+    )
     model: Annotated[dict[str, Any], PlainValidator(_model_section, json_schema_input_type=ModelSection)] = Field(
         default_factory=_default_model, description="the model (mmoe_tf.ModelConfig fields but features/tasks)"
     )
-    train: Annotated[TrainConfig, EMPTY_IF_NONE] = Field(default_factory=TrainConfig, description="the fit")
-    gates: Annotated[GatesConfig, EMPTY_IF_NONE] = Field(default_factory=GatesConfig, description="gate analysis")
+    train: Annotated[TrainConfig, EMPTY_IF_NONE] = Field(default_factory=TrainConfig, description="how to fit")
+    gates: Annotated[GatesConfig, EMPTY_IF_NONE] = Field(
+        default_factory=GatesConfig, description="gate analysis after training"
+    )
     output_dir: Str | None = Field(None, description="run folder; null = `output/runs/<UTC timestamp>`")
 
     def to_dict(self) -> dict[str, Any]:
