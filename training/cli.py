@@ -1,5 +1,5 @@
-"""``python -m training {train,evaluate,gates,compare}``: train a run, evaluate a saved model, analyse its gates,
-compare architectures over seeds.
+"""``python -m training {train,evaluate,gates,compare,config}``: train a run, evaluate a saved model, analyse its
+gates, compare architectures over seeds, check a run config or write its JSON Schema.
 
 Examples:
     python -m training train --config training/configs/default.yaml --set model.num_experts=8 --set train.epochs=3
@@ -7,6 +7,8 @@ Examples:
     python -m training evaluate --model output/runs/RUN/model.keras --split all --data table.csv --schema s.yaml
     python -m training gates --model output/runs/RUN/model.keras --output-dir /tmp/gates
     python -m training compare --set train.epochs=5 --seeds 3 --jobs 2 --output-dir output/compare/first
+    python -m training config --config my.yaml --set train.epochs=3    # validate; print the resolved config
+    python -m training config --schema run_config.schema.json          # JSON Schema for editors
 """
 
 from __future__ import annotations
@@ -118,6 +120,25 @@ def _add_gates(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "config",
+        help="validate a run config, or write its JSON Schema / README reference",
+        description="Without --schema/--readme: validate --config and --set as train would and print the resolved\n"
+        "config (YAML). The JSON Schema lets editors check YAML run configs (e.g. the YAML language server's\n"
+        "'# yaml-language-server: $schema=PATH' comment).",
+        epilog=EPILOG.format(reference=config_reference()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", help="run config file (.yaml/.yml/.json or .toml); omitted = built-in defaults")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    p.add_argument("--schema", nargs="?", const="-", metavar="PATH", help="write the JSON Schema to PATH (- = stdout)")
+    p.add_argument("--readme", metavar="PATH", help="rewrite the configuration reference between its markers in PATH")
+    p.add_argument(
+        "--check", action="store_true", help="with --readme/--schema PATH: exit 1 if the file is out of date"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m training`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -131,11 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="logging level (gate-collapse warnings are WARNING)",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,gates,compare}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,gates,compare,config}")
     _add_train(sub)
     _add_evaluate(sub)
     _add_gates(sub)
     compare.add_parser(sub)
+    _add_config(sub)
     for command in sub.choices.values():
         command.add_argument(
             "--intra-op-threads",
@@ -229,6 +251,38 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_or_check(path: pathlib.Path, text: str, check: bool) -> int:
+    if check:
+        current = path.read_text() if path.is_file() else ""
+        if current != text:
+            flag = "--readme" if path.suffix == ".md" else "--schema"
+            print(f"{path} is out of date; run: python -m training config {flag} {path}", file=sys.stderr)
+            return 1
+        print(f"{path} is up to date")
+        return 0
+    path.write_text(text)
+    print(f"wrote {path}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from training.config import json_schema, render_readme
+
+    if args.schema:
+        text = json.dumps(json_schema(), indent=2) + "\n"
+        if args.schema == "-":
+            print(text, end="")
+            return 0
+        return _write_or_check(pathlib.Path(args.schema), text, args.check)
+    if args.readme:
+        path = pathlib.Path(args.readme)
+        return _write_or_check(path, render_readme(path.read_text()), args.check)
+    import yaml
+
+    print(yaml.safe_dump(load_run_config(args.config, args.overrides).to_dict(), sort_keys=False), end="")
+    return 0
+
+
 def _configure_threads(args: argparse.Namespace) -> None:
     """Apply ``--intra-op-threads`` / ``--inter-op-threads`` (defaults: ``mmoe_tf.configure_cpu_threads``).
 
@@ -250,9 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("training").setLevel(args.log_level)
-    handlers = {"train": _train, "evaluate": _evaluate, "gates": _gates, "compare": compare.main}
+    handlers = {"train": _train, "evaluate": _evaluate, "gates": _gates, "compare": compare.main, "config": _config}
     try:
-        _configure_threads(args)
+        if args.command != "config":  # config runs no TensorFlow
+            _configure_threads(args)
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
         # config, data validation (DataValidationError is a ValueError) and file problems: no stack trace
