@@ -13,10 +13,11 @@ saturated for ``--seconds`` (default 120): REST over ``--rest-clients`` keep-ali
 Every answer is checked: over REST its values must equal version 1's or version 2's expected scores (within 1e-5,
 nothing else, so no answer comes from a half-loaded version), over gRPC likewise for the version it names. Server
 memory (RSS) is sampled every second; growth is the last sample over the median of the samples in the 10 s after
-warm-up (the first 15 % of the run). Loopback only; each loop is bounded by the run time (hard cap 3x ``--seconds``).
+warm-up (the first 15 % of the run). Loopback only; each loop is bounded by the run time (hard cap ``--max-seconds``,
+default 3x ``--seconds``; a smoke run: ``--seconds 3 --max-seconds 180``).
 The last printed line is one JSON object with the figures and a pass/fail per requirement.
 
-Usage: .venv/bin/python bench/serving_soak.py [--seconds 120] [--rest-clients 32] [--grpc-clients 16]
+Usage: .venv/bin/python bench/serving_soak.py [--seconds 120] [--rest-clients 32] [--grpc-clients 16] [--out FILE]
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import harness
 import numpy as np
 
 from serving.testing import MODEL_NAME, ServerProcess, cached_export, to_instances
@@ -209,6 +212,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=120.0, help="soak duration at saturation")
     parser.add_argument("--rest-clients", type=int, default=32)
     parser.add_argument("--grpc-clients", type=int, default=16)
+    parser.add_argument("--max-seconds", type=float, default=None, help="hard cap of the run (default 3x --seconds)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON result to this file")
     args = parser.parse_args()
     import psutil
 
@@ -245,7 +250,7 @@ def main() -> int:
             for p in loaders:
                 p.start()
             t0 = time.perf_counter()
-            hard_end = t0 + 3 * args.seconds
+            hard_end = t0 + (args.max_seconds or 3 * args.seconds)
             rss: list[tuple[float, int]] = []
             exporter = None
             while True:
@@ -340,7 +345,7 @@ def main() -> int:
         "load_average_1m_after": round(os.getloadavg()[0], 2),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
-    print(json.dumps(summary))
+    harness.emit(summary, args.out)
     return 0 if summary["passed"] else 1
 
 

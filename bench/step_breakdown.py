@@ -18,11 +18,13 @@ to one thread: on a shared, loaded machine a single thread's CPU time is the ste
 of work per example, which is what an op-count change moves.
 
 ``--profile`` also traces training steps with the TensorFlow profiler and reports each op's self
-time (µs per step) by part of the step and the top ops; it re-runs itself in the benchmark venv of
-``bench/peer_throughput.py``, which holds the trace converter (``tensorboard-plugin-profile``).
+time (µs per step) by part of the step and the top ops; it re-runs itself in the benchmark environment
+(``harness.bench_python``), which holds the trace converter (``tensorboard-plugin-profile``).
 
 Usage:
-    .venv/bin/python bench/step_breakdown.py [--rounds 5] [--threads 1] [--batch-size 512] [--profile]
+    .venv/bin/python bench/step_breakdown.py --batch-size 2048 --threads 1 --profile \
+        --out docs/bench/step_breakdown.json
+    .venv/bin/python bench/step_breakdown.py --rows 2000 --rounds 1 --batch-size 256   # a smoke run
 
 The last printed line is one JSON object: ops per traced train step by part and time per stage.
 """
@@ -40,9 +42,11 @@ import time
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+import harness
 import tensorflow as tf
 
 import mmoe_tf
@@ -70,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rows", type=int, default=40_000)
     p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--rounds", type=int, default=5)
+    harness.add_common_args(p, rounds=5)
     p.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: default)")
     p.add_argument("--architecture", default="mmoe")
     p.add_argument(
@@ -139,9 +143,7 @@ def profile_step(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) ->
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.profile:
-        from peer_throughput import reexec_in_bench_venv  # bench/ is this script's folder
-
-        reexec_in_bench_venv(str(pathlib.Path(__file__).resolve()))
+        harness.reexec_in_bench_env()
     if args.threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -228,11 +230,11 @@ def main(argv: list[str] | None = None) -> dict:
         "train_examples_per_s": round(1e6 / per_example["train_step"]),
         "tensorflow": tf.__version__,
         "load_average": round(os.getloadavg()[0], 2),
+        "machine": harness.machine(),
     }
     if args.profile:
         result["profile"] = profile_step(model, stacked, args.profile_steps)
-    print(json.dumps(result))
-    return result
+    return harness.emit(result, args.out)
 
 
 if __name__ == "__main__":
