@@ -223,6 +223,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             t.name: float(roc_auc_score(frames["test"][t.name], np.ravel(scores[t.name]))) for t in schema.tasks
         },
         "parameters": int(model.count_params()),
+        "tensorflow": tf.__version__,
         "threads": [
             tf.config.threading.get_intra_op_parallelism_threads(),
             tf.config.threading.get_inter_op_parallelism_threads(),
@@ -314,6 +315,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             s: {k: list(v) if isinstance(v, tuple) else v for k, v in SIZES[s].items()} for s in args.sizes
         },
         "deepctr": None if not any(n in DEEPCTR for n in names) else harness.BENCH_PINS[0].split("==")[1],
+        "tensorflow": rounds[names[0]][0]["tensorflow"],
     }
     result["machine"] = harness.machine()
     return harness.emit(result, args.out)

@@ -30,8 +30,8 @@ def _n(value: float | None, digits: int = 0) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
-def _range(spread: dict[str, Any], digits: int = 0) -> str:
-    return f"{_n(spread['median'], digits)} ({_n(spread['min'], digits)}–{_n(spread['max'], digits)})"
+def _range(spread: dict[str, Any], digits: int = 0, unit: str = "") -> str:
+    return f"{_n(spread['median'], digits)}{unit} ({_n(spread['min'], digits)}–{_n(spread['max'], digits)})"
 
 
 def _machine(facts: dict[str, Any]) -> str:
@@ -73,12 +73,13 @@ def peer_throughput(result: dict[str, Any]) -> list[str]:
                 ]
                 for other, r in point["ratios_of_notebook_path"].items():
                     lines.append(
-                        f"| {other} | {_range(r['train_speedup'], 2)}× | {_range(r['predict_speedup'], 2)}× "
-                        f"| {_range(r['train_cpu_per_example_ratio'], 2)}× "
+                        f"| {other} | {_range(r['train_speedup'], 2, '×')} | {_range(r['predict_speedup'], 2, '×')} "
+                        f"| {_range(r['train_cpu_per_example_ratio'], 2, '×')} "
                         f"| {r['auc_delta']['click']:+.4f} / {r['auc_delta']['satisfaction']:+.4f} |"
                     )
             lines.append("")
-    return [*lines, _machine(result["machine"]) + f" DeepCTR {s['deepctr']}."]
+    versions = f" TensorFlow {s['tensorflow']}, DeepCTR {s['deepctr']}."
+    return [*lines, _machine(result["machine"]) + versions]
 
 
 def peer_throughput_one_process(result: dict[str, Any]) -> list[str]:
@@ -132,11 +133,8 @@ def peer_summary(result: dict[str, Any]) -> list[str]:
     for size, by_batch in result["sizes"].items():
         for batch, point in by_batch.items():
             r = point["ratios_of_notebook_path"]
-            cells = [
-                f"{name} {r[name]['train_speedup']['median']:.2f}×"
-                for name in ("deepctr/MMOE", "deepctr/MMOE@spe16", "mmoe_tf/cli")
-                if name in r
-            ]
+            names = {"deepctr/MMOE": "DeepCTR `MMOE`", "deepctr/MMOE@spe16": "DeepCTR tuned", "mmoe_tf/cli": "the CLI"}
+            cells = [f"{r[name]['train_speedup']['median']:.2f}× {label}" for name, label in names.items() if name in r]
             lines.append(
                 f"- {size}, batch {int(batch):,}: the notebook path (`model.fit` on numpy) trains at "
                 + ", ".join(cells)

@@ -230,12 +230,21 @@ def interleaved(calls: dict[str, Callable[[], object]], n: int, block: int = 20)
     return {k: _percentiles(v) for k, v in times.items()}
 
 
-class _HttpLoad(asyncio.Protocol):
-    """One keep-alive connection sending the same request again as soon as the previous answer is complete."""
+def post_request(port: int, body: bytes) -> bytes:
+    """The bytes of one HTTP/1.1 keep-alive ``POST`` of ``body`` to the predict URL."""
+    head = f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+    return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
-    def __init__(self, request: bytes, stats: dict, deadline: float) -> None:
-        self.request, self.stats, self.deadline = request, stats, deadline
-        self.buffer = b""
+
+class KeepAliveClient(asyncio.Protocol):
+    """One keep-alive connection sending ``request`` again as soon as the previous answer is complete.
+
+    ``on_answer(client, status, payload, seconds)`` sees each answer; when it returns False the connection closes.
+    ``done`` resolves with the exception the connection was lost with (None when closed cleanly).
+    """
+
+    def __init__(self, request: bytes, on_answer: Callable[..., bool]) -> None:
+        self.request, self.on_answer, self.buffer = request, on_answer, b""
         self.done = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -253,40 +262,40 @@ class _HttpLoad(asyncio.Protocol):
             length = next((int(h.split(b":")[1]) for h in head[1:] if h.lower().startswith(b"content-length:")), 0)
             if len(self.buffer) < end + 4 + length:
                 return
-            status_ok = head[0].split(b" ")[1] == b"200"
+            status, payload = head[0].split(b" ")[1], self.buffer[end + 4 : end + 4 + length]
             self.buffer = self.buffer[end + 4 + length :]
-            now = time.perf_counter()
-            if status_ok:
-                self.stats["latencies"].append((now - self.sent) * 1e3)
-            else:
-                self.stats["errors"] += 1
-            if now < self.deadline:
-                self._send()
-            else:
+            if not self.on_answer(self, status, payload, time.perf_counter() - self.sent):
                 self.transport.close()
+                return
+            self._send()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
-            self.done.set_result(None)
+            self.done.set_result(exc)
 
 
 async def rest_throughput(port: int, concurrency: int, seconds: float) -> dict[str, float]:
     """Requests/s at batch 1 with ``concurrency`` keep-alive connections, each sending back to back."""
-    body = _body(1)
-    head = f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-    request = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-    stats: dict = {"latencies": [], "errors": 0}
-    loop = asyncio.get_running_loop()
+    latencies, errors = [], 0
     start = time.perf_counter()
-    deadline = start + seconds
-    conns = [(await loop.create_connection(lambda: _HttpLoad(request, stats, deadline), "127.0.0.1", port))[1]]
-    for _ in range(concurrency - 1):
-        conns.append((await loop.create_connection(lambda: _HttpLoad(request, stats, deadline), "127.0.0.1", port))[1])
+
+    def on_answer(_client: KeepAliveClient, status: bytes, _payload: bytes, spent: float) -> bool:
+        nonlocal errors
+        if status == b"200":
+            latencies.append(spent * 1e3)
+        else:
+            errors += 1
+        return time.perf_counter() < start + seconds
+
+    loop, request = asyncio.get_running_loop(), post_request(port, _body(1))
+    conns = [
+        (await loop.create_connection(lambda: KeepAliveClient(request, on_answer), "127.0.0.1", port))[1]
+        for _ in range(concurrency)
+    ]
     await asyncio.wait_for(asyncio.gather(*(c.done for c in conns)), seconds + 30)
     elapsed = time.perf_counter() - start
-    lat = stats["latencies"] or [float("nan")]
-    rps = round(len(stats["latencies"]) / elapsed, 1)
-    return {"rps": rps, "errors": stats["errors"], **_percentiles(lat), "seconds": elapsed}
+    rps = round(len(latencies) / elapsed, 1)
+    return {"rps": rps, "errors": errors, **_percentiles(latencies or [float("nan")]), "seconds": elapsed}
 
 
 async def grpc_throughput(target: str, concurrency: int, seconds: float) -> dict[str, float]:

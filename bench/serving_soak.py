@@ -64,70 +64,40 @@ def _which_version(click: list[float], satisfaction: list[float], expected: dict
 
 def _rest_load(port: int, body: bytes, clients: int, expected: dict, stop, out) -> None:
     """Keep-alive HTTP/1.1 clients sending back to back; answers identified by version (bytes cached)."""
-    path = f"/v1/models/{MODEL_NAME}:predict"
-    request = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    from serving_latency import KeepAliveClient, post_request
+
     stats = {"ok": 0, "failed": 0, "wrong": 0, "by_version": {}, "regressed": 0, "errors": []}
     known: dict[bytes, int] = {}
 
-    def classify(payload: bytes) -> int:
+    def on_answer(client: KeepAliveClient, status: bytes, payload: bytes, _spent: float) -> bool:
+        if status != b"200":
+            stats["failed"] += 1
+            stats["errors"].append(f"{status.decode()}: {payload[:200]!r}")
+            return not stop.is_set()
         if payload not in known:
             preds = json.loads(payload)["predictions"]
-            version = _which_version([p["click"] for p in preds], [p["satisfaction"] for p in preds], expected)
-            if version == 0:
-                return 0
-            known[payload] = version
-        return known[payload]
+            known[payload] = _which_version([p["click"] for p in preds], [p["satisfaction"] for p in preds], expected)
+        version = known[payload]
+        if version == 0:
+            stats["wrong"] += 1
+            stats["errors"].append(f"answer from no known version: {payload[:200]!r}")
+        else:
+            stats["ok"] += 1
+            stats["by_version"][version] = stats["by_version"].get(version, 0) + 1
+            stats["regressed"] += version < getattr(client, "newest", 0)  # an older version after a newer one
+            client.newest = max(getattr(client, "newest", 0), version)
+        return not stop.is_set()
 
-    class Conn(asyncio.Protocol):
-        def __init__(self) -> None:
-            self.buffer, self.newest = b"", 0
-            self.done = asyncio.get_running_loop().create_future()
-
-        def connection_made(self, transport) -> None:
-            self.transport = transport
-            transport.write(request)
-
-        def data_received(self, data: bytes) -> None:
-            self.buffer += data
-            while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-                head = self.buffer[:end].split(b"\r\n")
-                length = next((int(h.split(b":")[1]) for h in head[1:] if h.lower().startswith(b"content-length:")), 0)
-                if len(self.buffer) < end + 4 + length:
-                    return
-                status, payload = head[0].split(b" ")[1], self.buffer[end + 4 : end + 4 + length]
-                self.buffer = self.buffer[end + 4 + length :]
-                if status != b"200":
-                    stats["failed"] += 1
-                    stats["errors"].append(f"{status.decode()}: {payload[:200]!r}")
-                else:
-                    version = classify(payload)
-                    if version == 0:
-                        stats["wrong"] += 1
-                        stats["errors"].append(f"answer from no known version: {payload[:200]!r}")
-                    else:
-                        stats["ok"] += 1
-                        stats["by_version"][version] = stats["by_version"].get(version, 0) + 1
-                        stats["regressed"] += version < self.newest  # an older version after a newer one
-                        self.newest = max(self.newest, version)
-                if stop.is_set():
-                    self.transport.close()
-                    return
-                self.transport.write(request)
-
-        def connection_lost(self, exc) -> None:
+    async def main() -> None:
+        loop, request = asyncio.get_running_loop(), post_request(port, body)
+        conns = [
+            (await loop.create_connection(lambda: KeepAliveClient(request, on_answer), "127.0.0.1", port))[1]
+            for _ in range(clients)
+        ]
+        for exc in await asyncio.gather(*(c.done for c in conns)):
             if exc is not None:
                 stats["failed"] += 1
                 stats["errors"].append(f"connection lost: {exc}")
-            if not self.done.done():
-                self.done.set_result(None)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        conns = [(await loop.create_connection(Conn, "127.0.0.1", port))[1] for _ in range(clients)]
-        await asyncio.gather(*(c.done for c in conns))
 
     asyncio.run(main())
     stats["errors"] = stats["errors"][:20]
