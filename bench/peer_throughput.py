@@ -1,40 +1,18 @@
 """Training and prediction speed of mmoe-tf against DeepCTR 0.9.4 ``MMOE``, every contender in its own process.
 
-Protocol: a synthetic table (``data.generators.simulate_ctr_table``, ``--rows`` rows, 80 % train / 20 % test, two
-binary tasks) in one of two size classes (``--sizes``):
-
-- ``base``: 16 numeric + 4 categorical features (cardinalities 100 / 1,000 / 20 / 5,000), 8 experts × 64 units,
-  towers 32, embeddings 8; batch 512 and 2,048;
-- ``large``: 16 numeric + 32 categorical features (cardinalities cycling 100 / 1,000 / 10,000 / 100,000),
-  8 experts × 256 units, towers 64, embeddings 8; batch 2,048.
-
-Linear gates, Adam 1e-3, no dropout, no embedding penalty for every model. Each contender runs in a fresh process
-(its own TensorFlow runtime) with TensorFlow's default thread pools unless its own documented defaults say otherwise,
-builds its model, warms up untimed (``--warmup-batches`` of training, one prediction), then times ``--epochs``
-epochs of ``fit`` and ``--predict-passes`` ``predict`` calls over the test rows, measuring wall time and the
-process's CPU time (all threads). Contenders alternate over ``--rounds`` rounds (reversed every other round).
-
-Contenders:
-
-- ``mmoe_tf/numpy``: the notebook path: ``mmoe_tf.build_model(config, adapt_data=...)`` as it comes, then
-  ``model.fit(dict of numpy columns, dict of labels, batch_size=B, shuffle=True)`` and ``model.predict(dict)``;
-- ``mmoe_tf/dataframe``: the same with the pandas DataFrame itself;
-- ``mmoe_tf/cli``: what ``python -m training train`` runs: ``data.make_dataset`` (shuffled, repeated, one pass per
-  epoch) and the CLI's thread setting (``mmoe_tf.configure_cpu_threads()``: one thread per op);
-- ``deepctr/MMOE``: DeepCTR as its examples use it (label-encoded ids and standardised numbers prepared in numpy
-  before timing, a cost mmoe-tf pays inside its model), compiled with Adam, binary cross-entropy and an AUC metric;
-- ``deepctr/MMOE@spe16``: the same compiled with ``steps_per_execution=16``, the Keras flag mmoe-tf sets by default.
-
-DeepCTR is a benchmark-only dependency: the DeepCTR contenders run in ``harness.bench_python()``'s environment.
+Protocol, size classes (``SIZES``) and contenders (``MMOE_TF``, ``DEEPCTR``): ``docs/performance.md``, "Against
+DeepCTR". Each contender builds its model in a fresh process (TensorFlow's default threads; ``mmoe_tf/cli`` the CLI's
+one thread per op), warms up untimed, then times ``--epochs`` epochs of ``fit`` and ``--predict-passes`` ``predict``
+calls (wall and process CPU time); contenders alternate over ``--rounds`` rounds. DeepCTR's contenders run in
+``harness.bench_python()``'s environment.
 
 Usage:
     python3 bench/peer_throughput.py --out docs/bench/peer_throughput.json           # both size classes, 5 rounds
-    python3 bench/peer_throughput.py --sizes base --batch-sizes 512 --rounds 5       # one point
     python3 bench/peer_throughput.py --skip-deepctr --rows 3000 --rounds 1 --epochs 1  # a smoke run
 
-The last printed line is one JSON object: per size class and batch size, each contender's medians and per-round
-values of training examples/s, training CPU µs per example, prediction examples/s and test AUC, and the per-round
-ratios (``ratios``) of mmoe-tf's notebook path against each other contender.
+The last printed line is one JSON object: per size class and batch size, each contender's median and per-round
+training examples/s, training CPU µs per example, prediction examples/s and test AUC, and the per-round ratios of
+the notebook path (``mmoe_tf/numpy``) to every other contender.
 """
 
 from __future__ import annotations

@@ -1,25 +1,11 @@
 """Where one training step of an mmoe-tf model spends its time and its graph ops.
 
-Same data and sizes as ``bench/peer_throughput.py`` (``simulate_ctr_table``: 16 numeric + 4
-categorical features; 8 experts × 64 units, linear gates, towers 32, batch 512). The step is built
-up in stages, each a ``tf.function`` over the same cached batches, timed in alternated rounds:
-
-1. ``input``: iterating ``data.make_dataset`` (the CLI's pipeline, shuffled);
-2. ``preprocessing``: the feature encoder forward (normalisation, lookups, embeddings);
-3. ``forward``: the whole model forward (so experts + gates + towers = forward − preprocessing);
-4. ``loss``: forward + masked per-task losses (``compute_loss``);
-5. ``backward``: + ``tape.gradient``;
-6. ``optimizer``: + ``optimizer.apply_gradients``;
-7. ``train_step``: Keras' full step (+ loss trackers and compiled AUC metrics).
-
-and, separately, forward + backward of the expert bank, the gates and the towers alone on cached
-inputs. Stage costs are differences of medians (µs per example). ``--threads 1`` pins TensorFlow
-to one thread: on a shared, loaded machine a single thread's CPU time is the steadiest measure
-of work per example, which is what an op-count change moves.
-
-``--profile`` also traces training steps with the TensorFlow profiler and reports each op's self
-time (µs per step) by part of the step and the top ops; it re-runs itself in the benchmark environment
-(``harness.bench_python``), which holds the trace converter (``tensorboard-plugin-profile``).
+The model and data of ``bench/peer_throughput.py``'s base size class. The step is built up in stages (input,
+preprocessing, forward, loss, backward, optimizer, Keras' whole ``train_step``), each timed over the same cached
+batches in alternated rounds; a stage's cost is the difference of medians (µs per example; CPU time with
+``--threads 1``, the steadiest measure on a shared machine). ``--profile`` also traces training steps with the
+TensorFlow profiler and sums each op's self time by part of the step (re-running itself in the benchmark
+environment, which holds the trace converter).
 
 Usage:
     .venv/bin/python bench/step_breakdown.py --batch-size 2048 --threads 1 --profile \

@@ -3,8 +3,8 @@
 uvloop (libuv underneath) runs the same asyncio code with cheaper sockets, callbacks and thread wake-ups. On the
 server's request path (the HTTP front end, grpc.aio, futures completed from inference threads) it measured 1.13×
 the batched requests/s at concurrency 32 and 0.86× the server CPU per request, with no measurable change without
-batching (5 alternated rounds; ``docs/serving.md``, design decisions). ``asyncio`` stays available (``--event-loop asyncio``) and is what runs where uvloop has no
-build (Windows).
+batching (5 alternated rounds; ``docs/serving.md``, design decisions). ``asyncio`` stays available
+(``--event-loop asyncio``) and is what runs where uvloop has no build (Windows).
 
 Example:
     >>> run_on(asyncio.sleep(0, result=3), "asyncio")
