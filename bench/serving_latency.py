@@ -1,15 +1,11 @@
 """Serving latency and throughput of an export: REST and gRPC of the local server against the in-process call.
 
 Serves ``--base-path`` (an export base holding ``mmoe/<version>``, e.g. the quick start's ``output/export``; without
-it the small test model of ``serving.testing``) from two servers, without and with server-side batching, each with
-REST and gRPC. Requests come from the export itself: the rows of its TF Serving warm-up records (cycled up to 64),
-or values of the signature's dtypes when it has none. In ``--rounds`` alternating rounds it measures, for each server
-and transport, latency p50/p99 of sequential requests at batch 1 and 64 (interleaved in blocks of 20 calls with the
-floor: ``serving_default`` of ``tf.saved_model.load`` in process with the server's thread settings, and the server's
-own session call) and throughput at batch 1 with 1 / 8 / 32 concurrent clients, each point with the server's CPU
-time per answered request. Clients are lean (``http.client``; an asyncio keep-alive load generator like ``wrk``;
-grpcio's stubs) so that the server is what is measured. A server-side stage breakdown of one REST predict is
-printed first. Loopback only. The last printed line is one JSON object with all figures and ratios (also ``--out``).
+it the small test model of ``serving.testing``) from two servers, without and with batching, and builds its requests
+from the export itself (the rows of its warm-up records, else values of its signature's dtypes). Per alternated
+round: sequential latencies at batch 1 and 64 interleaved with the in-process floor, then throughput at 1 / 8 / 32
+clients with the server's CPU per request (``docs/serving.md``, "Performance"). A server-side stage breakdown of one
+REST predict is printed first. The last printed line is one JSON object with all figures and ratios.
 
 Usage:
     .venv/bin/python bench/serving_latency.py --base-path output/export --out docs/bench/serving_latency.json
