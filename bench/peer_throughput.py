@@ -1,278 +1,81 @@
-"""Training and prediction speed of mmoe-tf against DeepCTR 0.9.4, side by side in one process.
+"""Training and prediction speed of mmoe-tf against DeepCTR 0.9.4 ``MMOE``, every contender in its own process.
 
-Data: ``data.generators.simulate_ctr_table`` (16 numeric + 4 categorical features with cardinalities
-100 / 1,000 / 20 / 5,000, two binary tasks), ``--rows`` rows split 80 / 20 into train and test.
-Sizes (issue 9): 8 experts × 64 units, linear gates, towers 32, embeddings 8, Adam 1e-3, no dropout.
-
-Contenders:
-- ``mmoe_tf/mmoe`` and ``mmoe_tf/shared_bottom``: ``mmoe_tf.build_model`` exactly as it comes (its
-  compiled metrics, its in-model preprocessing of the raw columns), fed by ``data.make_dataset``
-  the way ``python -m training`` feeds it (shuffled and repeated, ``steps_per_epoch`` one pass:
-  ``data.batches_per_pass``); ``mmoe_tf/ple`` too when the architecture exists.
-- ``mmoe_tf/mmoe@cached``: the same config fed from a cached in-memory ``tf.data`` dataset of the
-  same batches (the ceiling for the input pipeline: issue 9 item 5).
-- ``deepctr/MMOE``, ``deepctr/SharedBottom`` (and ``deepctr/PLE`` beside ``mmoe_tf/ple``): DeepCTR's
-  models with the same sizes, ``l2_reg_embedding=0`` (mmoe-tf has no embedding penalty), compiled
-  with Adam 1e-3, binary cross-entropy and an AUC metric per task, fed numpy arrays the way
-  DeepCTR's examples do. DeepCTR needs label-encoded ids and scaled numbers: that preprocessing is
-  done once in numpy before timing (a cost mmoe-tf pays inside its model, so the comparison
-  favours DeepCTR).
-
-Per batch size (``--batch-sizes``): every model is built and warmed up (one untimed epoch traces
-the train, predict and evaluate functions), then ``--rounds`` rounds alternate the contenders (in reversed
-order every other round, so no contender always runs first or after the same one), each
-timing ``--epochs`` epochs of ``fit`` and ``--predict-passes`` back-to-back ``predict`` calls over the test rows
-(one pass over 40,000 rows lasts ~0.1 s at batch 2,048, too short to time on a shared machine). Medians over rounds.
-Also measured once per batch size: prediction through ``training.evaluation`` (what
-``python -m training evaluate`` calls) and through the exported SavedModel's ``serving_default``.
-Test AUC per task after the warm-up and the first round (``1 + --epochs`` epochs for every
-contender, so the quality check does not depend on ``--rounds``: with 5 rounds = 16 epochs every model
-overfits, DeepCTR's less on click thanks to its default L2 on embeddings); ``test_auc_after_all_rounds``
-is kept as well.
-
-DeepCTR is a benchmark-only dependency: this script builds its own virtual environment outside the
-repository (``~/.cache/mmoe-tf/bench-deepctr-<hash>``: the project's pinned requirements plus
-``deepctr==0.9.4``) on first use and re-runs itself there.
-
-Threads: every contender runs in this one process with the same TensorFlow thread pools, by default one
-thread per op (``--intra-op-threads 1``, what mmoe-tf's CLI sets; faster for DeepCTR's models too on
-2 cores); ``--intra-op-threads 0`` measures TensorFlow's default (every op split over all cores).
+Protocol, size classes (``SIZES``) and contenders (``MMOE_TF``, ``DEEPCTR``): ``docs/performance.md``, "Against
+DeepCTR". Each contender builds its model in a fresh process (TensorFlow's default threads; ``mmoe_tf/cli`` the CLI's
+one thread per op), warms up untimed, then times ``--epochs`` epochs of ``fit`` and ``--predict-passes`` ``predict``
+calls (wall and process CPU time); contenders alternate over ``--rounds`` rounds. DeepCTR's contenders run in
+``harness.bench_python()``'s environment.
 
 Usage:
-    python3 bench/peer_throughput.py                                  # the full comparison
-    python3 bench/peer_throughput.py --scaling                        # + experts/batch/categorical tables
-    python3 bench/peer_throughput.py --rows 20000 --rounds 1 --epochs 1 --batch-sizes 512   # a smoke run
+    python3 bench/peer_throughput.py --out docs/bench/peer_throughput.json           # both size classes, 5 rounds
+    python3 bench/peer_throughput.py --skip-deepctr --rows 3000 --rounds 1 --epochs 1  # a smoke run
 
-The last printed line is one JSON object with every figure and the ratios
-``train_speedup_vs_deepctr_mmoe``, ``predict_speedup_vs_deepctr_mmoe`` and ``auc_delta_vs_deepctr_mmoe``, plus
-``train_speedup_vs_deepctr_mmoe_fastest_round`` (mmoe-tf's median against DeepCTR's fastest round).
+The last printed line is one JSON object: per size class and batch size, each contender's median and per-round
+training examples/s, training CPU µs per example, prediction examples/s and test AUC, and the per-round ratios of
+the notebook path (``mmoe_tf/numpy``) to every other contender.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
-import hashlib
-import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from typing import Any
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-DEEPCTR_PIN = "deepctr==0.9.4"
-PROFILER_PIN = (
-    "tensorboard-plugin-profile==2.24.2"  # xprof: per-op times from a TensorFlow trace (step_breakdown --profile)
-)
-_IN_BENCH_ENV = "MMOE_BENCH_DEEPCTR_ENV"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import harness
 
-
-def bench_venv() -> pathlib.Path:
-    """The benchmark's own virtual environment (built on first use), keyed by requirements + DeepCTR pin."""
-    requirements = (REPO / "requirements.txt").read_bytes()
-    key = hashlib.sha256(requirements + DEEPCTR_PIN.encode() + PROFILER_PIN.encode()).hexdigest()[:16]
-    venv = (
-        pathlib.Path(os.environ.get("MMOE_VENV_CACHE", pathlib.Path.home() / ".cache/mmoe-tf")) / f"bench-deepctr-{key}"
-    )
-    if not (venv / ".complete").exists():
-        print(f"[bench] building {venv} (requirements.txt + {DEEPCTR_PIN}, {PROFILER_PIN}); one-time", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        pip = [str(venv / "bin/python"), "-m", "pip", "install", "--quiet"]
-        subprocess.run([*pip, "-r", str(REPO / "requirements.txt"), DEEPCTR_PIN, PROFILER_PIN], check=True)
-        (venv / ".complete").touch()
-    return venv
-
-
-def reexec_in_bench_venv(script: str | None = None) -> None:
-    """Re-run ``script`` (default: this file) with the same arguments in the benchmark venv unless already there."""
-    if os.environ.get(_IN_BENCH_ENV) == "1":
-        return
-    python = bench_venv() / "bin/python"
-    os.environ[_IN_BENCH_ENV] = "1"
-    os.execv(str(python), [str(python), script or str(pathlib.Path(__file__).resolve()), *sys.argv[1:]])
+SIZES: dict[str, dict[str, Any]] = {
+    "base": {
+        "cardinalities": (100, 1_000, 20, 5_000),
+        "num_experts": 8,
+        "expert_units": 64,
+        "tower_units": 32,
+        "batch_sizes": (512, 2048),
+    },
+    "large": {
+        "cardinalities": (100, 1_000, 10_000, 100_000) * 8,
+        "num_experts": 8,
+        "expert_units": 256,
+        "tower_units": 64,
+        "batch_sizes": (2048,),
+    },
+}
+MMOE_TF = ("mmoe_tf/numpy", "mmoe_tf/dataframe", "mmoe_tf/cli")
+DEEPCTR = ("deepctr/MMOE", "deepctr/MMOE@spe16")
+NOTEBOOK = "mmoe_tf/numpy"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    harness.add_common_args(p, rounds=5)
     p.add_argument("--rows", type=int, default=200_000, help="rows generated (80 %% train, 20 %% test)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[512, 2048])
-    p.add_argument("--rounds", type=int, default=3, help="alternated timing rounds per batch size")
+    p.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=list(SIZES))
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="override every size class's batches")
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per round and contender")
-    p.add_argument("--predict-passes", type=int, default=5, help="timed predict calls over the test rows per round")
-    p.add_argument("--num-experts", type=int, default=8)
-    p.add_argument("--expert-units", type=int, default=64)
-    p.add_argument("--tower-units", type=int, default=32)
-    p.add_argument(
-        "--intra-op-threads",
-        type=int,
-        default=1,
-        help="TF threads per op for every contender (default 1, what mmoe-tf's CLI uses; 0 = TF's default)",
-    )
-    p.add_argument("--inter-op-threads", type=int, default=0, help="TF threads running ops at once (0: all cores)")
-    p.add_argument("--skip-deepctr", action="store_true", help="mmoe-tf contenders only (no bench venv)")
-    p.add_argument("--scaling", action="store_true", help="also measure mmoe-tf against experts/batch/categoricals")
-    p.add_argument("--scaling-rows", type=int, default=100_000, help="training rows of each scaling point")
+    p.add_argument("--predict-passes", type=int, default=3, help="timed predict calls over the test rows")
+    p.add_argument("--warmup-batches", type=int, default=64, help="untimed training batches before timing")
+    p.add_argument("--contenders", nargs="+", choices=MMOE_TF + DEEPCTR, default=None)
+    p.add_argument("--skip-deepctr", action="store_true", help="mmoe-tf contenders only (no benchmark environment)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--size", help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
-# ----- models -------------------------------------------------------------------------------------
-def mmoe_tf_model(schema: Any, architecture: str, adapt: Any, args: argparse.Namespace, **overrides: Any) -> Any:
-    import mmoe_tf
+# ----- one contender in its own process ---------------------------------------------------------------------
+def table(size: str, rows: int) -> tuple[dict[str, Any], Any]:
+    from data.generators import simulate_ctr_table
 
-    sizes: dict[str, Any] = dict(expert_units=(args.expert_units,), tower_units=(args.tower_units,), learning_rate=1e-3)
-    if architecture in ("mmoe", "omoe"):
-        sizes["num_experts"] = args.num_experts
-    if architecture == "ple":
-        sizes.update(ple_sizes(args))
-    sizes.update(overrides)
-    return mmoe_tf.build_model(schema.model_config(architecture=architecture, **sizes), adapt_data=adapt)
+    df, schema = simulate_ctr_table(n_rows=rows, cardinalities=SIZES[size]["cardinalities"], seed=0)
+    cut = int(0.8 * len(df))
+    return {"train": df.iloc[:cut].reset_index(drop=True), "test": df.iloc[cut:].reset_index(drop=True)}, schema
 
 
-def ple_sizes(args: argparse.Namespace) -> dict[str, Any]:
-    """PLE with as many experts per task gate as MMoE: 4 shared + 4 own per task, 1 level (CGC)."""
-    half = args.num_experts // 2
-    return {"num_shared_experts": half, "num_task_experts": half, "num_levels": 1}
-
-
-def deepctr_model(name: str, schema: Any, cardinalities: dict[str, int], args: argparse.Namespace) -> Any:
-    import tensorflow as tf
-    from deepctr.feature_column import DenseFeat, SparseFeat
-    from deepctr.models import MMOE, PLE, SharedBottom
-
-    columns = [
-        SparseFeat(f.name, cardinalities[f.name], embedding_dim=f.embedding_dim)
-        if f.kind != "numeric"
-        else DenseFeat(f.name, 1)
-        for f in schema.features
-    ]
-    common = dict(
-        tower_dnn_hidden_units=(args.tower_units,),
-        l2_reg_embedding=0.0,
-        task_types=("binary", "binary"),
-        task_names=("click", "satisfaction"),
-    )
-    if name == "MMOE":
-        model = MMOE(columns, num_experts=args.num_experts, expert_dnn_hidden_units=(args.expert_units,), **common)
-    elif name == "SharedBottom":
-        model = SharedBottom(columns, bottom_dnn_hidden_units=(args.expert_units,), **common)
-    else:
-        half = args.num_experts // 2
-        model = PLE(
-            columns,
-            shared_expert_num=half,
-            specific_expert_num=half,
-            num_levels=1,
-            expert_dnn_hidden_units=(args.expert_units,),
-            **common,
-        )
-    model.compile(
-        optimizer=tf.keras.optimizers.Adam(1e-3),
-        loss=["binary_crossentropy", "binary_crossentropy"],
-        metrics=[tf.keras.metrics.AUC(name="auc")],
-    )
-    return model
-
-
-# ----- measurement helpers ------------------------------------------------------------------------
-def count_train_ops(model: Any, dataset: Any) -> int:
-    """Ops in one traced train step (the function graph and every function it calls)."""
-    concrete = model.train_function.get_concrete_function(iter(dataset))
-    seen: set[str] = set()
-
-    def walk(graph: Any) -> int:
-        n = len(graph.get_operations())
-        for name, fn in graph._functions.items():
-            if name not in seen and getattr(fn, "graph", None) is not None:
-                seen.add(name)
-                n += walk(fn.graph)
-        return n
-
-    return walk(concrete.graph)
-
-
-def auc(labels: Any, scores: Any) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(labels, scores))
-
-
-class Contender:
-    """One model with its own input path: ``fit_epochs`` and ``predict`` are what gets timed."""
-
-    def __init__(self, name: str, model: Any, fit: Any, predict: Any, one_batch: Any) -> None:
-        self.name, self.model, self._fit, self._predict = name, model, fit, predict
-        self.one_batch = one_batch  # a dataset of one training batch, to trace the train step for its op count
-        self.train_rates: list[float] = []
-        self.predict_rates: list[float] = []
-
-    def fit_epochs(self, epochs: int) -> None:
-        self._fit(epochs)
-
-    def predict(self) -> dict[str, Any]:
-        return self._predict()
-
-
-def make_contenders(frames: dict, schema: Any, batch: int, args: argparse.Namespace, with_deepctr: bool) -> list:
-    import numpy as np
-    import tensorflow as tf
-
-    from data import batches_per_pass, feature_arrays, make_dataset
-    from mmoe_tf.config import ARCHITECTURES
-
-    train, test = frames["train"], frames["test"]
-    adapt = feature_arrays(train, schema)
-    # The CLI's training input (training.runner): shuffled, repeated, one pass per epoch.
-    pipeline = make_dataset(train, schema, batch_size=batch, shuffle=True, seed=0, repeat=True)
-    steps = batches_per_pass(len(train), batch)
-    cached = make_dataset(train, schema, batch_size=batch).cache()
-    for _ in cached:  # fill the cache before timing
-        pass
-    test_features = make_dataset(test, schema, batch_size=batch, with_labels=False)
-    out = []
-
-    def mmoe_tf_contender(name: str, architecture: str, dataset: Any) -> Contender:
-        model = mmoe_tf_model(schema, architecture, adapt, args)
-        steps_per_epoch = steps if dataset is pipeline else None
-        return Contender(
-            name,
-            model,
-            lambda e: model.fit(dataset, epochs=e, steps_per_epoch=steps_per_epoch, verbose=0),
-            lambda: model.predict(test_features, verbose=0),
-            cached.take(1),
-        )
-
-    out.append(mmoe_tf_contender("mmoe_tf/mmoe", "mmoe", pipeline))
-    out.append(mmoe_tf_contender("mmoe_tf/mmoe@cached", "mmoe", cached))
-    out.append(mmoe_tf_contender("mmoe_tf/shared_bottom", "shared_bottom", pipeline))
-    if "ple" in ARCHITECTURES:
-        out.append(mmoe_tf_contender("mmoe_tf/ple", "ple", pipeline))
-    if with_deepctr:
-        encoded, cardinalities = deepctr_inputs(frames, schema)
-        y_train = [train[t.name].to_numpy(np.float32) for t in schema.tasks]
-        names = ["MMOE", "SharedBottom"] + (["PLE"] if "ple" in ARCHITECTURES else [])
-        for name in names:
-            model = deepctr_model(name, schema, cardinalities, args)
-
-            def fit(e: int, model: Any = model) -> None:
-                model.fit(encoded["train"], y_train, batch_size=batch, epochs=e, shuffle=True, verbose=0)
-
-            def predict(model: Any = model) -> dict[str, Any]:
-                p = model.predict(encoded["test"], batch_size=batch, verbose=0)
-                return {t.name: p[i] for i, t in enumerate(schema.tasks)}
-
-            one_batch = tf.data.Dataset.from_tensors(
-                ({k: v[:batch] for k, v in encoded["train"].items()}, tuple(y[:batch] for y in y_train))
-            )
-            out.append(Contender(f"deepctr/{name}", model, fit, predict, one_batch))
-    return out
-
-
-def deepctr_inputs(frames: dict, schema: Any) -> tuple[dict, dict[str, int]]:
+def deepctr_inputs(frames: dict[str, Any], schema: Any) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
     """Label-encoded ids and standardised numbers (fitted on train), as DeepCTR's examples prepare them."""
     import numpy as np
     import pandas as pd
@@ -294,213 +97,206 @@ def deepctr_inputs(frames: dict, schema: Any) -> tuple[dict, dict[str, int]]:
     return encoded, cardinalities
 
 
-def timed(fn: Any) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def deepctr_contender(name: str, frames: dict, schema: Any, size: dict, batch: int) -> tuple[Any, Any, Any]:
+    import numpy as np
+    import tensorflow as tf
+    from deepctr.feature_column import DenseFeat, SparseFeat
+    from deepctr.models import MMOE
+
+    encoded, cardinalities = deepctr_inputs(frames, schema)
+    columns = [
+        DenseFeat(f.name, 1) if f.kind == "numeric" else SparseFeat(f.name, cardinalities[f.name], f.embedding_dim)
+        for f in schema.features
+    ]
+    model = MMOE(
+        columns,
+        num_experts=size["num_experts"],
+        expert_dnn_hidden_units=(size["expert_units"],),
+        tower_dnn_hidden_units=(size["tower_units"],),
+        l2_reg_embedding=0.0,
+        task_types=("binary", "binary"),
+        task_names=tuple(t.name for t in schema.tasks),
+    )
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(1e-3),
+        loss=["binary_crossentropy"] * len(schema.tasks),
+        metrics=[tf.keras.metrics.AUC(name="auc")],
+        steps_per_execution=16 if name.endswith("@spe16") else 1,
+    )
+    labels = [frames["train"][t.name].to_numpy(np.float32) for t in schema.tasks]
+
+    def fit(epochs: int, rows: int | None = None) -> None:
+        x = {k: v[:rows] for k, v in encoded["train"].items()}
+        model.fit(x, [y[:rows] for y in labels], batch_size=batch, epochs=epochs, shuffle=True, verbose=0)
+
+    def predict() -> dict[str, Any]:
+        scores = model.predict(encoded["test"], batch_size=batch, verbose=0)
+        return {t.name: scores[i] for i, t in enumerate(schema.tasks)}
+
+    return model, fit, predict
 
 
-def serving_paths_rate(contender: Contender, frames: dict, schema: Any, batch: int, passes: int) -> dict[str, float]:
-    """examples/s of ``training.evaluation``'s prediction and of the exported ``serving_default``."""
+def mmoe_tf_contender(name: str, frames: dict, schema: Any, size: dict, batch: int) -> tuple[Any, Any, Any]:
+    import mmoe_tf
+    from data import batches_per_pass, feature_arrays, make_dataset
+
+    if name == "mmoe_tf/cli":
+        mmoe_tf.configure_cpu_threads()  # what `python -m training` applies before building anything
+    train, test = frames["train"], frames["test"]
+    config = schema.model_config(
+        num_experts=size["num_experts"],
+        expert_units=(size["expert_units"],),
+        tower_units=(size["tower_units"],),
+        learning_rate=1e-3,
+    )
+    model = mmoe_tf.build_model(config, adapt_data=feature_arrays(train, schema))
+    tasks = [t.name for t in schema.tasks]
+    if name == "mmoe_tf/cli":
+        pipeline = make_dataset(train, schema, batch_size=batch, shuffle=True, seed=0, repeat=True)
+        test_ds = make_dataset(test, schema, batch_size=batch, with_labels=False)
+
+        def fit(epochs: int, rows: int | None = None) -> None:
+            steps = batches_per_pass(rows or len(train), batch)
+            model.fit(pipeline, epochs=epochs, steps_per_epoch=steps, verbose=0)
+
+        return model, fit, lambda: model.predict(test_ds, verbose=0)
+    as_frame = name == "mmoe_tf/dataframe"
+    features = train[list(config.feature_names)] if as_frame else feature_arrays(train, schema)
+    test_features = test[list(config.feature_names)] if as_frame else feature_arrays(test, schema)
+    labels = {t: train[t].to_numpy() for t in tasks}
+
+    def fit(epochs: int, rows: int | None = None) -> None:
+        x = features.iloc[:rows] if as_frame else {k: v[:rows] for k, v in features.items()}
+        model.fit(x, {t: y[:rows] for t, y in labels.items()}, batch_size=batch, epochs=epochs, shuffle=True, verbose=0)
+
+    return model, fit, lambda: model.predict(test_features, batch_size=batch, verbose=0)
+
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Build, warm up and time one contender; returns its figures for one round."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    size = SIZES[args.size]
+    frames, schema = table(args.size, args.rows)
+    build = deepctr_contender if args.worker in DEEPCTR else mmoe_tf_contender
+    model, fit, predict = build(args.worker, frames, schema, size, args.batch)
+    # Untimed warm-up that traces what the timed epochs run: full batches and the last, shorter one (a batch shape
+    # first seen in a timed epoch would retrace the train function there).
+    n_train = len(frames["train"])
+    fit(1, rows=min(n_train, args.warmup_batches * args.batch + n_train % args.batch))
+    predict()
+    n_test = len(frames["test"])
+    train_wall, train_cpu = harness.timed(lambda: fit(args.epochs))
+    predict_wall, predict_cpu = harness.timed(lambda: [predict() for _ in range(args.predict_passes)])
+    scores = predict()
     import tensorflow as tf
 
-    from data import feature_arrays
-    from serving.export import export_model
-    from training.evaluation import predict_outputs
-
-    test = frames["test"]
-    rates = {}
-    features = feature_arrays(test, schema)
-    predict_outputs(contender.model, features, batch_size=batch)
-    rates["training_evaluate_predict"] = (
-        passes
-        * len(test)
-        / timed(
-            lambda: [
-                predict_outputs(contender.model, feature_arrays(test, schema), batch_size=batch) for _ in range(passes)
-            ]
-        )
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export_model(contender.model, tmp, model_name="bench")
-        signature = tf.saved_model.load(str(path)).signatures["serving_default"]
-        columns = {f.name: tf.constant(test[f.name].to_numpy()) for f in schema.features}
-        chunks = [{k: v[i : i + batch] for k, v in columns.items()} for i in range(0, len(test), batch)]
-        signature(**chunks[0])
-        rates["saved_model_serving_default"] = (
-            passes * len(test) / timed(lambda: [signature(**c) for _ in range(passes) for c in chunks])
-        )
-    return rates
-
-
-def run_batch_size(frames: dict, schema: Any, batch: int, args: argparse.Namespace, with_deepctr: bool) -> dict:
-    import numpy as np
-
-    contenders = make_contenders(frames, schema, batch, args, with_deepctr)
-    ops, params = {}, {}
-    for c in contenders:  # warm-up: trace train / predict / evaluate (untimed)
-        c.fit_epochs(1)
-        c.predict()
-        params[c.name] = int(c.model.count_params())
-        ops[c.name] = count_train_ops(c.model, c.one_batch)
-        print(f"[b={batch}] {c.name}: {params[c.name]:,} parameters, warmed up", flush=True)
-    n_train, n_test = len(frames["train"]), len(frames["test"])
-
-    def test_aucs(c: Any) -> dict[str, float]:
-        preds = c.predict()
-        return {t.name: round(auc(frames["test"][t.name], np.ravel(preds[t.name])), 4) for t in schema.tasks}
-
-    quality: dict[str, dict[str, float]] = {}
-    passes = args.predict_passes
-    for r in range(args.rounds):
-        for c in contenders if r % 2 == 0 else contenders[::-1]:
-            c.train_rates.append(args.epochs * n_train / timed(lambda c=c: c.fit_epochs(args.epochs)))
-            c.predict_rates.append(passes * n_test / timed(lambda c=c: [c.predict() for _ in range(passes)]))
-            print(
-                f"[b={batch}] round {r + 1} {c.name}: train {c.train_rates[-1]:,.0f}/s, "
-                f"predict {c.predict_rates[-1]:,.0f}/s (load {os.getloadavg()[0]:.1f})",
-                flush=True,
-            )
-            if r == 0:  # quality at one budget for all (warm-up + one round), whatever the number of rounds
-                quality[c.name] = test_aucs(c)
-    result: dict[str, Any] = {"contenders": {}, "auc_epochs": 1 + args.epochs}
-    for c in contenders:
-        result["contenders"][c.name] = {
-            "train_examples_per_s": round(statistics.median(c.train_rates)),
-            "predict_examples_per_s": round(statistics.median(c.predict_rates)),
-            "train_rounds": [round(x) for x in c.train_rates],
-            "predict_rounds": [round(x) for x in c.predict_rates],
-            "test_auc": quality[c.name],
-            "test_auc_after_all_rounds": test_aucs(c),
-            "parameters": params[c.name],
-            "ops_per_train_step": ops.get(c.name),
-        }
-    main = next(c for c in contenders if c.name == "mmoe_tf/mmoe")
-    result["prediction_paths"] = {
-        k: round(v) for k, v in serving_paths_rate(main, frames, schema, batch, passes).items()
+    return {
+        "train_examples_per_s": args.epochs * n_train / train_wall,
+        "train_cpu_us_per_example": 1e6 * train_cpu / (args.epochs * n_train),
+        "predict_examples_per_s": args.predict_passes * n_test / predict_wall,
+        "predict_cpu_us_per_example": 1e6 * predict_cpu / (args.predict_passes * n_test),
+        "test_auc": {
+            t.name: float(roc_auc_score(frames["test"][t.name], np.ravel(scores[t.name]))) for t in schema.tasks
+        },
+        "parameters": int(model.count_params()),
+        "tensorflow": tf.__version__,
+        "threads": [
+            tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads(),
+        ],
     }
-    rows = result["contenders"]
-    result["pipeline_vs_cached"] = round(
-        rows["mmoe_tf/mmoe"]["train_examples_per_s"] / rows["mmoe_tf/mmoe@cached"]["train_examples_per_s"], 3
+
+
+# ----- the orchestrator -------------------------------------------------------------------------------------
+def run_contender(name: str, size: str, batch: int, args: argparse.Namespace, python: str) -> dict[str, Any]:
+    command = [python, str(pathlib.Path(__file__).resolve()), "--worker", name, "--size", size, "--batch", str(batch)]
+    command += ["--rows", str(args.rows), "--epochs", str(args.epochs), "--predict-passes", str(args.predict_passes)]
+    command += ["--warmup-batches", str(args.warmup_batches)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_USE_LEGACY_KERAS": "1"}
+    proc = subprocess.run(command, cwd=harness.REPO, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} (size {size}, batch {batch}) failed:\n{proc.stderr[-3000:]}")
+    result = harness.last_json(proc.stdout)
+    print(
+        f"[{size} b={batch}] {name}: train {result['train_examples_per_s']:,.0f}/s "
+        f"({result['train_cpu_us_per_example']:.2f} µs CPU/example), predict {result['predict_examples_per_s']:,.0f}/s "
+        f"(load {os.getloadavg()[0]:.1f})",
+        flush=True,
     )
-    if with_deepctr:
-        ours, peer = rows["mmoe_tf/mmoe"], rows["deepctr/MMOE"]
-        result["train_speedup_vs_deepctr_mmoe"] = round(ours["train_examples_per_s"] / peer["train_examples_per_s"], 3)
-        # DeepCTR's rounds are bimodal on 2 cores (≈ 90k or 150-200k examples/s at batch 2,048): also against its
-        # fastest round, which no median of its hides.
-        result["train_speedup_vs_deepctr_mmoe_fastest_round"] = round(
-            ours["train_examples_per_s"] / max(peer["train_rounds"]), 3
-        )
-        result["predict_speedup_vs_deepctr_mmoe"] = round(
-            ours["predict_examples_per_s"] / peer["predict_examples_per_s"], 3
-        )
-        result["auc_delta_vs_deepctr_mmoe"] = {
-            t: round(ours["test_auc"][t] - peer["test_auc"][t], 4) for t in ours["test_auc"]
-        }
-        result["train_ratio_vs_deepctr_shared_bottom"] = round(
-            ours["train_examples_per_s"] / rows["deepctr/SharedBottom"]["train_examples_per_s"], 3
-        )
-        if "deepctr/PLE" in rows:
-            mine, theirs = rows["mmoe_tf/ple"], rows["deepctr/PLE"]
-            result["ple_train_speedup_vs_deepctr_ple"] = round(
-                mine["train_examples_per_s"] / theirs["train_examples_per_s"], 3
-            )
-            result["ple_auc_delta_vs_deepctr_ple"] = {
-                t: round(mine["test_auc"][t] - theirs["test_auc"][t], 4) for t in mine["test_auc"]
-            }
     return result
 
 
-def scaling(args: argparse.Namespace) -> dict:
-    """mmoe-tf training examples/s against experts, batch size and number of categorical features."""
-    from data import feature_arrays, make_dataset
-    from data.generators import simulate_ctr_table
+def summarise(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Medians and per-round values per contender, and per-round ratios of the notebook path to the others."""
+    contenders = {}
+    for name, results in rounds.items():
+        row: dict[str, Any] = {
+            key: harness.spread([r[key] for r in results], 0 if key.endswith("per_s") else 3)
+            for key in ("train_examples_per_s", "train_cpu_us_per_example", "predict_examples_per_s")
+        }
+        tasks = results[0]["test_auc"]
+        row["test_auc"] = {t: round(statistics.median(r["test_auc"][t] for r in results), 4) for t in tasks}
+        row["parameters"] = results[0]["parameters"]
+        row["threads"] = results[0]["threads"]
+        contenders[name] = row
+    ratios: dict[str, Any] = {}
+    if NOTEBOOK in rounds:
+        ours = rounds[NOTEBOOK]
+        for other, theirs in rounds.items():
+            if other == NOTEBOOK:
+                continue
+            pairs = list(zip(ours, theirs, strict=True))
+            ratios[other] = {
+                "train_speedup": harness.spread(
+                    [a["train_examples_per_s"] / b["train_examples_per_s"] for a, b in pairs], 3
+                ),
+                "predict_speedup": harness.spread(
+                    [a["predict_examples_per_s"] / b["predict_examples_per_s"] for a, b in pairs], 3
+                ),
+                "train_cpu_per_example_ratio": harness.spread(
+                    [a["train_cpu_us_per_example"] / b["train_cpu_us_per_example"] for a, b in pairs], 3
+                ),
+                "auc_delta": {
+                    t: round(contenders[NOTEBOOK]["test_auc"][t] - contenders[other]["test_auc"][t], 4)
+                    for t in contenders[NOTEBOOK]["test_auc"]
+                },
+            }
+    return {"contenders": contenders, "ratios_of_notebook_path": ratios}
 
-    points: list[tuple[str, int, dict]] = []
-    points += [("num_experts", k, {"num_experts": k}) for k in (4, 8, 16, 32)]
-    points += [("batch_size", b, {"batch": b}) for b in (256, 1024, 4096)]
-    points += [("categorical_features", n, {"n_cat": n}) for n in (4, 16, 64)]
-    base_cards = (100, 1_000, 20, 5_000)
-    rates: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
-    setups = {}
-    for axis, value, knobs in points:
-        cards = tuple(base_cards[i % 4] for i in range(knobs.get("n_cat", 4)))
-        df, schema = simulate_ctr_table(n_rows=args.scaling_rows, cardinalities=cards, seed=1)
-        batch = knobs.get("batch", 512)
-        model = mmoe_tf_model(
-            schema, "mmoe", feature_arrays(df, schema), args, num_experts=knobs.get("num_experts", args.num_experts)
-        )
-        ds = make_dataset(df, schema, batch_size=batch).cache()
-        model.fit(ds, epochs=1, verbose=0)
-        setups[(axis, value)] = (model, ds, len(df))
-    for r in range(args.rounds):
-        for key, (model, ds, n) in setups.items():
-            rates[key].append(n / timed(lambda model=model, ds=ds: model.fit(ds, epochs=1, verbose=0)))
-        print(
-            f"[scaling] round {r + 1}: " + ", ".join(f"{a}={v}: {x[-1]:,.0f}/s" for (a, v), x in rates.items()),
-            flush=True,
-        )
-    table: dict[str, dict[str, int]] = collections.defaultdict(dict)
-    for (axis, value), values in rates.items():
-        table[axis][str(value)] = round(statistics.median(values))
-    experts = table["num_experts"]
-    table["experts_32_vs_4_cost_ratio"] = round(experts["4"] / experts["32"], 3)  # time per example ratio
-    return dict(table)
 
-
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    if not args.skip_deepctr:
-        reexec_in_bench_venv()
-    sys.path.insert(0, str(REPO))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tf.keras = tf-keras (Keras 2), as mmoe_tf and DeepCTR need
-    import tensorflow as tf
-
-    import mmoe_tf
-    from data.generators import simulate_ctr_table
-
-    # Process-wide, so every contender (DeepCTR too) trains with the same thread pools.
-    threads = mmoe_tf.configure_cpu_threads(args.intra_op_threads, args.inter_op_threads)
-    tf.keras.utils.set_random_seed(0)
-    df, schema = simulate_ctr_table(n_rows=args.rows, seed=0)
-    cut = int(0.8 * len(df))
-    frames = {"train": df.iloc[:cut].reset_index(drop=True), "test": df.iloc[cut:].reset_index(drop=True)}
-    result: dict[str, Any] = {"benchmark": "peer_throughput", "unit": "examples/s (median of alternated rounds)"}
-    by_batch = {}
-    for batch in args.batch_sizes:
-        by_batch[str(batch)] = run_batch_size(frames, schema, batch, args, with_deepctr=not args.skip_deepctr)
-    result["by_batch_size"] = by_batch
-    for key in (
-        "train_speedup_vs_deepctr_mmoe",
-        "train_speedup_vs_deepctr_mmoe_fastest_round",
-        "predict_speedup_vs_deepctr_mmoe",
-        "auc_delta_vs_deepctr_mmoe",
-    ):
-        if all(key in v for v in by_batch.values()):
-            result[key] = {b: v[key] for b, v in by_batch.items()}
-    if args.scaling:
-        result["scaling"] = scaling(args)
+    sys.path.insert(0, str(harness.REPO))
+    if args.worker:
+        return harness.emit(worker(args))
+    names = list(args.contenders or (MMOE_TF + DEEPCTR))
+    if args.skip_deepctr:
+        names = [n for n in names if n not in DEEPCTR]
+    python = str(harness.bench_python()) if any(n in DEEPCTR for n in names) else sys.executable
+    result: dict[str, Any] = {"benchmark": "peer_throughput", "sizes": {}}
+    for size in args.sizes:
+        for batch in args.batch_sizes or SIZES[size]["batch_sizes"]:
+            rounds = harness.alternate(
+                names, args.rounds, lambda n, _r, s=size, b=batch: run_contender(n, s, b, args, python)
+            )
+            result["sizes"].setdefault(size, {})[str(batch)] = summarise(rounds)
     result["settings"] = {
         "rows": args.rows,
-        "train_rows": cut,
-        "batch_sizes": args.batch_sizes,
+        "train_rows": int(0.8 * args.rows),
         "rounds": args.rounds,
         "epochs_per_round": args.epochs,
         "predict_passes_per_round": args.predict_passes,
-        "num_experts": args.num_experts,
-        "expert_units": args.expert_units,
-        "tower_units": args.tower_units,
-        "cpus": os.cpu_count(),
-        "intra_op_threads": threads[0],
-        "inter_op_threads": threads[1],
-        "load_average_end": round(os.getloadavg()[0], 2),
-        "tensorflow": tf.__version__,
-        "python": platform.python_version(),
-        "deepctr": None if args.skip_deepctr else DEEPCTR_PIN.split("==")[1],
+        "warmup_batches": args.warmup_batches,
+        "size_classes": {
+            s: {k: list(v) if isinstance(v, tuple) else v for k, v in SIZES[s].items()} for s in args.sizes
+        },
+        "deepctr": None if not any(n in DEEPCTR for n in names) else harness.BENCH_PINS[0].split("==")[1],
+        "tensorflow": rounds[names[0]][0]["tensorflow"],
     }
-    print(json.dumps(result))
-    return result
+    result["machine"] = harness.machine()
+    return harness.emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,15 @@
-"""Serving latency and throughput: REST and gRPC of the local server vs the in-process signature call (the floor).
+"""Serving latency and throughput of an export: REST and gRPC of the local server against the in-process call.
 
-Exports the small test MMoE (``serving.testing``) unless ``--base-path`` points at an existing export, starts two
-servers (without and with server-side batching, each with REST and gRPC) and, in ``--rounds`` alternating rounds,
-measures for each server and transport: latency p50/p99 of sequential requests at batch 1 and 64, and throughput
-(requests/s, batch 1) at concurrency 1/8/32. The latencies of a round, the in-process floors included, are taken in
-alternating blocks of 20 calls (``interleaved``), so that a ratio to the floor compares calls made under the same
-machine state. Figures are medians over rounds. Clients are lean so that the server is
-what is measured: ``http.client`` keep-alive for REST latency, a minimal asyncio HTTP/1.1 keep-alive load generator
-for REST throughput (one connection per concurrent client, like ``wrk``; on uvloop when installed, as the server),
-grpcio's sync stub for gRPC latency and its asyncio stub for gRPC throughput; ``requests.Session`` latency is printed
-too for comparison with older runs. Each throughput point also reports the server's CPU time per answered request
-(independent of other load on the machine). A server-side stage breakdown (JSON parse, decode, tensor build +
-signature call, encode; in-process) is printed first. Loopback only; about 2 minutes. The last printed line is one
-JSON object with all figures and ratios.
+Serves ``--base-path`` (an export base holding ``mmoe/<version>``, e.g. the quick start's ``output/export``; without
+it the small test model of ``serving.testing``) from two servers, without and with batching, and builds its requests
+from the export itself (the rows of its warm-up records, else values of its signature's dtypes). Per alternated
+round: sequential latencies at batch 1 and 64 interleaved with the in-process floor, then throughput at 1 / 8 / 32
+clients with the server's CPU per request (``docs/serving.md``, "Performance"). A server-side stage breakdown of one
+REST predict is printed first. The last printed line is one JSON object with all figures and ratios.
 
-Usage: .venv/bin/python bench/serving_latency.py [--base-path BASE] [--seconds 2] [--requests 200] [--rounds 3]
+Usage:
+    .venv/bin/python bench/serving_latency.py --base-path output/export --out docs/bench/serving_latency.json
+    .venv/bin/python bench/serving_latency.py --rounds 1 --seconds 0.3 --requests 20   # a smoke run
 """
 
 from __future__ import annotations
@@ -33,48 +28,68 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import grpc
+import harness
 import numpy as np
 import psutil
-import requests
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.event_loop import run_on
-from serving.model_store import numeric_versions
-from serving.tensor_proto import from_ndarray
-from serving.testing import MODEL_NAME, ServerProcess, cached_export, sample_frame, to_instances
+from serving.model_store import WARMUP_FILE, numeric_versions
+from serving.tensor_proto import from_ndarray, to_ndarray
+from serving.testing import MODEL_NAME, ServerProcess, cached_export
 
 CONCURRENCY = (1, 8, 32)
 BATCHES = (1, 64)
 PATH = f"/v1/models/{MODEL_NAME}:predict"
+_COLUMNS: dict[int, dict[str, np.ndarray]] = {}  # batch size -> one array per input, set by load_requests
+
+
+def load_requests(version_dir: Path) -> dict[str, np.ndarray]:
+    """One array per ``serving_default`` input of the export at ``version_dir``, from its warm-up records' rows
+    (values of the inputs' dtypes when there are none), cycled to each of :data:`BATCHES`."""
+    from serving.model_store import Servable
+
+    dtypes = Servable(MODEL_NAME, 1, version_dir, warmup=False).signature_inputs("serving_default")
+    columns: dict[str, np.ndarray] = {}
+    if (version_dir / WARMUP_FILE).exists():
+        from serving.warmup import read_warmup_file
+
+        for entry in read_warmup_file(version_dir / WARMUP_FILE):
+            request = entry.predict_log.request
+            if (request.model_spec.signature_name or "serving_default") == "serving_default":
+                columns = {k: to_ndarray(v, k) for k, v in request.inputs.items()}
+                break
+    if set(columns) != set(dtypes):
+        fill = {"string": b"a", "bool": True}
+        columns = {k: np.array([fill.get(d, 1)] * 8, dtype=object if d == "string" else d) for k, d in dtypes.items()}
+    for batch in BATCHES:
+        _COLUMNS[batch] = {k: np.resize(v, (batch, *v.shape[1:])) for k, v in columns.items()}
+    return dtypes
+
+
+def _columns(batch: int) -> dict[str, np.ndarray]:
+    return _COLUMNS[batch]
 
 
 def _rows(batch: int) -> list[dict]:
-    return to_instances(sample_frame(max(batch, 64), seed=3).iloc[:batch])
+    """The request's rows as JSON instances (bytes decoded, numpy scalars as Python values)."""
+    columns = _columns(batch)
+    as_json = {k: [x.decode() if isinstance(x, bytes) else x for x in v.tolist()] for k, v in columns.items()}
+    return [{k: v[i] for k, v in as_json.items()} for i in range(batch)]
 
 
 def _body(batch: int) -> bytes:
     return json.dumps({"instances": _rows(batch)}).encode()
 
 
-def _columns(batch: int) -> dict[str, np.ndarray]:
-    """The request rows of ``batch`` as one numpy array per input (strings as bytes)."""
-    rows = _rows(batch)
-    return {
-        "price": np.array([r["price"] for r in rows], np.float32),
-        "device": np.array([r["device"].encode() for r in rows], dtype=object),
-        "category": np.array([r["category"] for r in rows], np.int64),
-    }
-
-
 def _grpc_request(batch: int) -> predict_pb2.PredictRequest:
-    columns = _columns(batch)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL_NAME
-    request.inputs["price"].CopyFrom(from_ndarray(columns["price"], content=True))
-    request.inputs["device"].CopyFrom(from_ndarray(columns["device"]))
-    request.inputs["category"].CopyFrom(from_ndarray(columns["category"], content=True))
+    for name, values in _columns(batch).items():
+        request.inputs[name].CopyFrom(from_ndarray(values, content=values.dtype != object))
     return request
 
 
@@ -134,16 +149,14 @@ def breakdown(version_dir: Path, n: int) -> dict[str, dict[str, float]]:
         clean = body.replace(b"NaN", b"0.5")  # the same request without missing values
         stages = {
             "json_parse": lambda b=body: loads_request(b),
-            "json_parse, standard library (before)": lambda b=body: json.loads(b),
+            "json_parse, standard library": lambda b=body: json.loads(b),
             "json_parse, body without NaN": lambda b=clean: loads_request(b),
-            "json_parse, body without NaN, standard library (before)": lambda b=clean: json.loads(b),
+            "json_parse, body without NaN, standard library": lambda b=clean: json.loads(b),
             "decode_to_numpy": lambda d=data: decode_request(d, dtypes),
             "check_shapes": lambda i=inputs: servable.check_shapes("serving_default", i),
             "tensors_and_signature_call": lambda i=inputs: servable.run("serving_default", i, validate=False),
             "encode_response (predictions_json)": lambda o=outputs, f=fmt: predictions_json(o, f),
-            "encode_response, standard library (before)": lambda o=outputs, f=fmt: encode_json(
-                encode_predictions(o, f)
-            ),
+            "encode_response, standard library": lambda o=outputs, f=fmt: encode_json(encode_predictions(o, f)),
         }
         times: dict[str, list[float]] = {k: [] for k in stages}
         for _ in range(5):  # stages alternate in blocks; the figure is the median of the blocks' medians
@@ -187,13 +200,6 @@ def rest_latency(port: int, n: int) -> dict[str, dict[str, float]]:
         conn.close()
 
 
-def requests_latency(url: str, n: int) -> dict[str, float]:
-    """Batch-1 latency with ``requests.Session`` (the client of the first version of this benchmark)."""
-    body = _body(1)
-    with requests.Session() as session:
-        return _timed(lambda: session.post(url + PATH, data=body, timeout=30).raise_for_status(), n)
-
-
 def grpc_calls(channel: grpc.Channel) -> dict[str, Callable[[], object]]:
     """Sequential ``Predict`` calls at batch 1 and 64 (grpcio sync stub on ``channel``)."""
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -220,12 +226,21 @@ def interleaved(calls: dict[str, Callable[[], object]], n: int, block: int = 20)
     return {k: _percentiles(v) for k, v in times.items()}
 
 
-class _HttpLoad(asyncio.Protocol):
-    """One keep-alive connection sending the same request again as soon as the previous answer is complete."""
+def post_request(port: int, body: bytes) -> bytes:
+    """The bytes of one HTTP/1.1 keep-alive ``POST`` of ``body`` to the predict URL."""
+    head = f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+    return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
-    def __init__(self, request: bytes, stats: dict, deadline: float) -> None:
-        self.request, self.stats, self.deadline = request, stats, deadline
-        self.buffer = b""
+
+class KeepAliveClient(asyncio.Protocol):
+    """One keep-alive connection sending ``request`` again as soon as the previous answer is complete.
+
+    ``on_answer(client, status, payload, seconds)`` sees each answer; when it returns False the connection closes.
+    ``done`` resolves with the exception the connection was lost with (None when closed cleanly).
+    """
+
+    def __init__(self, request: bytes, on_answer: Callable[..., bool]) -> None:
+        self.request, self.on_answer, self.buffer = request, on_answer, b""
         self.done = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -243,40 +258,40 @@ class _HttpLoad(asyncio.Protocol):
             length = next((int(h.split(b":")[1]) for h in head[1:] if h.lower().startswith(b"content-length:")), 0)
             if len(self.buffer) < end + 4 + length:
                 return
-            status_ok = head[0].split(b" ")[1] == b"200"
+            status, payload = head[0].split(b" ")[1], self.buffer[end + 4 : end + 4 + length]
             self.buffer = self.buffer[end + 4 + length :]
-            now = time.perf_counter()
-            if status_ok:
-                self.stats["latencies"].append((now - self.sent) * 1e3)
-            else:
-                self.stats["errors"] += 1
-            if now < self.deadline:
-                self._send()
-            else:
+            if not self.on_answer(self, status, payload, time.perf_counter() - self.sent):
                 self.transport.close()
+                return
+            self._send()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
-            self.done.set_result(None)
+            self.done.set_result(exc)
 
 
 async def rest_throughput(port: int, concurrency: int, seconds: float) -> dict[str, float]:
     """Requests/s at batch 1 with ``concurrency`` keep-alive connections, each sending back to back."""
-    body = _body(1)
-    head = f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-    request = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-    stats: dict = {"latencies": [], "errors": 0}
-    loop = asyncio.get_running_loop()
+    latencies, errors = [], 0
     start = time.perf_counter()
-    deadline = start + seconds
-    conns = [(await loop.create_connection(lambda: _HttpLoad(request, stats, deadline), "127.0.0.1", port))[1]]
-    for _ in range(concurrency - 1):
-        conns.append((await loop.create_connection(lambda: _HttpLoad(request, stats, deadline), "127.0.0.1", port))[1])
+
+    def on_answer(_client: KeepAliveClient, status: bytes, _payload: bytes, spent: float) -> bool:
+        nonlocal errors
+        if status == b"200":
+            latencies.append(spent * 1e3)
+        else:
+            errors += 1
+        return time.perf_counter() < start + seconds
+
+    loop, request = asyncio.get_running_loop(), post_request(port, _body(1))
+    conns = [
+        (await loop.create_connection(lambda: KeepAliveClient(request, on_answer), "127.0.0.1", port))[1]
+        for _ in range(concurrency)
+    ]
     await asyncio.wait_for(asyncio.gather(*(c.done for c in conns)), seconds + 30)
     elapsed = time.perf_counter() - start
-    lat = stats["latencies"] or [float("nan")]
-    rps = round(len(stats["latencies"]) / elapsed, 1)
-    return {"rps": rps, "errors": stats["errors"], **_percentiles(lat), "seconds": elapsed}
+    rps = round(len(latencies) / elapsed, 1)
+    return {"rps": rps, "errors": errors, **_percentiles(latencies or [float("nan")]), "seconds": elapsed}
 
 
 async def grpc_throughput(target: str, concurrency: int, seconds: float) -> dict[str, float]:
@@ -356,7 +371,7 @@ def latency_round(floor_calls: dict, servers: dict[str, ServerProcess], n: int) 
 
 
 def throughput_round(server: ServerProcess, args: argparse.Namespace) -> dict:
-    """One round of throughput points (REST and gRPC, each concurrency) and ``requests`` latency for a server."""
+    """One round of throughput points (REST and gRPC, each concurrency) for a server."""
     port = int(server.url.rsplit(":", 1)[1])
     return {
         "rest": {
@@ -373,7 +388,6 @@ def throughput_round(server: ServerProcess, args: argparse.Namespace) -> dict:
                 for c in CONCURRENCY
             }
         },
-        "rest_requests_session_batch1": requests_latency(server.url, args.requests),
     }
 
 
@@ -398,13 +412,13 @@ def run_facts(rounds: int, load_before: float, started: float) -> dict[str, floa
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--base-path", type=Path, default=None, help="existing export base (holds mmoe/<version>)")
+    harness.add_common_args(parser, rounds=3)
+    parser.add_argument("--base-path", type=Path, default=None, help="export base holding mmoe/<version>")
     parser.add_argument("--seconds", type=float, default=2.0, help="duration of each throughput point")
     parser.add_argument("--requests", type=int, default=200, help="sequential requests per latency point")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; figures are medians over them")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     started = time.perf_counter()
     load_before = round(os.getloadavg()[0], 2)
     from serving.server import ServerConfig, configure_tensorflow
@@ -413,6 +427,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mmoe-bench-") as tmp:
         base = cached_export(Path(tmp) / "export").base_path if args.base_path is None else args.base_path
         version_dir = base / MODEL_NAME / str(numeric_versions(base / MODEL_NAME)[-1])
+        inputs = load_requests(version_dir)
+        print(f"serving {version_dir} (inputs {inputs})", flush=True)
         stages = breakdown(version_dir, args.requests)
         print(f"server-side stages (median µs): {stages}", flush=True)
         cli = ["--base-path", str(base), "--model-name", MODEL_NAME]
@@ -445,45 +461,29 @@ def main() -> int:
     floor = _median_tree(floors)
     session_floor = _median_tree(session_floors)
     results = {mode: _median_tree(rs) for mode, rs in rounds.items()}
-    nb, b = results["no_batching"], results["batching"]
-
-    def ratio(x: float, y: float) -> float:
-        return round(x / y, 2)
-
+    nb = results["no_batching"]
     ratios = {}
     for transport in ("rest", "grpc"):
-        for batch in BATCHES:
-            key = f"batch{batch}"
-            ratios[f"{transport}_over_inprocess_p50_{key}"] = ratio(
-                nb[transport]["latency"][key]["p50_ms"], floor[key]["p50_ms"]
+        for key in (f"batch{batch}" for batch in BATCHES):
+            ratios[f"{transport}_over_inprocess_p50_{key}"] = round(
+                nb[transport]["latency"][key]["p50_ms"] / floor[key]["p50_ms"], 2
             )
-            ratios[f"{transport}_over_inprocess_session_p50_{key}"] = ratio(
-                nb[transport]["latency"][key]["p50_ms"], session_floor[key]["p50_ms"]
-            )
-            # paired: each round's latency over the floor measured just before it, median over rounds (the
-            # machine's speed drifts between rounds; both sides of a pair see the same drift)
+            # paired: each round's latency over the floor timed beside it (both see the same machine state)
             ratios[f"{transport}_over_inprocess_p50_{key}_paired"] = round(
                 statistics.median(
-                    rs[transport]["latency"][key]["p50_ms"] / f[key]["p50_ms"]
-                    for rs, f in zip(rounds["no_batching"], floors, strict=True)
+                    r[transport]["latency"][key]["p50_ms"] / f[key]["p50_ms"]
+                    for r, f in zip(rounds["no_batching"], floors, strict=True)
                 ),
                 2,
             )
         for c in CONCURRENCY:
-            ratios[f"{transport}_batching_over_no_batching_rps_c{c}"] = ratio(
-                b[transport]["throughput"][f"c{c}"]["rps"], nb[transport]["throughput"][f"c{c}"]["rps"]
-            )
-            # paired: the two servers' points of one round were measured back to back (order alternated)
-            per_round = [
+            per_round = [  # the two servers' points of one round ran back to back (order alternated)
                 rb[transport]["throughput"][f"c{c}"]["rps"] / rn[transport]["throughput"][f"c{c}"]["rps"]
                 for rb, rn in zip(rounds["batching"], rounds["no_batching"], strict=True)
             ]
             ratios[f"{transport}_batching_over_no_batching_rps_c{c}_paired"] = round(statistics.median(per_round), 2)
             ratios[f"{transport}_batching_over_no_batching_rps_c{c}_rounds"] = [round(x, 2) for x in per_round]
-    ratios["rest_batching_rps_c32"] = b["rest"]["throughput"]["c32"]["rps"]
-    ratios["grpc_batching_rps_c32"] = b["grpc"]["throughput"]["c32"]["rps"]
-    for name, value in ratios.items():
-        print(f"{name}: {value}")
+    print(f"ratios: {json.dumps(ratios)}", flush=True)
     summary = {
         "benchmark": "serving_latency",
         "server_stages_us": stages,
@@ -491,9 +491,10 @@ def main() -> int:
         "in_process_session": session_floor,
         **results,
         "ratios": ratios,
+        "export": {"version_dir": str(version_dir), "inputs": inputs},
         **run_facts(args.rounds, load_before, started),
     }
-    print(json.dumps(summary))
+    harness.emit(summary, args.out)
     return 0
 
 

@@ -1,22 +1,16 @@
 """Soak of the local server at saturation over REST and gRPC at once, with a hot reload and a corrupt version.
 
-One server (batching on, polling every second) serves version 1 of the small test MMoE. Two load processes keep it
-saturated for ``--seconds`` (default 120): REST over ``--rest-clients`` keep-alive connections and gRPC with
-``--grpc-clients`` concurrent ``Predict`` calls, every request scoring the same 4 rows. Meanwhile:
+One batched server (polling every second) serves version 1 of the small test MMoE; two load processes saturate it
+(REST over ``--rest-clients`` keep-alive connections, gRPC with ``--grpc-clients`` concurrent calls). At 25 % of
+the run ``python -m serving export`` publishes version 2 (other weights); once it is AVAILABLE a corrupt version 3
+is dropped in, which must end with an error while version 2 keeps serving. Every answer is checked against the
+version that gave it; server RSS is sampled every second. Loopback only, bounded by ``--max-seconds`` (default 3x
+``--seconds``). The last printed line is one JSON object with the figures and a pass/fail per requirement
+(``docs/serving.md``, "Performance").
 
-- at 25 % of the run, ``python -m serving export`` publishes version 2 (a model with other weights, so its answers
-  differ from version 1 by far more than the tolerance) into the served base path;
-- once version 2 is AVAILABLE (and at least at 60 % of the run), a corrupt version 3 (a garbage ``saved_model.pb``)
-  is dropped in; it must be reported END with an error while version 2 keeps serving (the run lasts at least 10 s
-  past that).
-
-Every answer is checked: over REST its values must equal version 1's or version 2's expected scores (within 1e-5,
-nothing else, so no answer comes from a half-loaded version), over gRPC likewise for the version it names. Server
-memory (RSS) is sampled every second; growth is the last sample over the median of the samples in the 10 s after
-warm-up (the first 15 % of the run). Loopback only; each loop is bounded by the run time (hard cap 3x ``--seconds``).
-The last printed line is one JSON object with the figures and a pass/fail per requirement.
-
-Usage: .venv/bin/python bench/serving_soak.py [--seconds 120] [--rest-clients 32] [--grpc-clients 16]
+Usage:
+    .venv/bin/python bench/serving_soak.py --seconds 120 --out docs/bench/serving_soak.json
+    .venv/bin/python bench/serving_soak.py --seconds 3 --max-seconds 180 --rest-clients 2 --grpc-clients 1  # smoke
 """
 
 from __future__ import annotations
@@ -36,7 +30,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import harness
 import numpy as np
 
 from serving.testing import MODEL_NAME, ServerProcess, cached_export, to_instances
@@ -61,70 +57,40 @@ def _which_version(click: list[float], satisfaction: list[float], expected: dict
 
 def _rest_load(port: int, body: bytes, clients: int, expected: dict, stop, out) -> None:
     """Keep-alive HTTP/1.1 clients sending back to back; answers identified by version (bytes cached)."""
-    path = f"/v1/models/{MODEL_NAME}:predict"
-    request = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    from serving_latency import KeepAliveClient, post_request
+
     stats = {"ok": 0, "failed": 0, "wrong": 0, "by_version": {}, "regressed": 0, "errors": []}
     known: dict[bytes, int] = {}
 
-    def classify(payload: bytes) -> int:
+    def on_answer(client: KeepAliveClient, status: bytes, payload: bytes, _spent: float) -> bool:
+        if status != b"200":
+            stats["failed"] += 1
+            stats["errors"].append(f"{status.decode()}: {payload[:200]!r}")
+            return not stop.is_set()
         if payload not in known:
             preds = json.loads(payload)["predictions"]
-            version = _which_version([p["click"] for p in preds], [p["satisfaction"] for p in preds], expected)
-            if version == 0:
-                return 0
-            known[payload] = version
-        return known[payload]
+            known[payload] = _which_version([p["click"] for p in preds], [p["satisfaction"] for p in preds], expected)
+        version = known[payload]
+        if version == 0:
+            stats["wrong"] += 1
+            stats["errors"].append(f"answer from no known version: {payload[:200]!r}")
+        else:
+            stats["ok"] += 1
+            stats["by_version"][version] = stats["by_version"].get(version, 0) + 1
+            stats["regressed"] += version < getattr(client, "newest", 0)  # an older version after a newer one
+            client.newest = max(getattr(client, "newest", 0), version)
+        return not stop.is_set()
 
-    class Conn(asyncio.Protocol):
-        def __init__(self) -> None:
-            self.buffer, self.newest = b"", 0
-            self.done = asyncio.get_running_loop().create_future()
-
-        def connection_made(self, transport) -> None:
-            self.transport = transport
-            transport.write(request)
-
-        def data_received(self, data: bytes) -> None:
-            self.buffer += data
-            while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-                head = self.buffer[:end].split(b"\r\n")
-                length = next((int(h.split(b":")[1]) for h in head[1:] if h.lower().startswith(b"content-length:")), 0)
-                if len(self.buffer) < end + 4 + length:
-                    return
-                status, payload = head[0].split(b" ")[1], self.buffer[end + 4 : end + 4 + length]
-                self.buffer = self.buffer[end + 4 + length :]
-                if status != b"200":
-                    stats["failed"] += 1
-                    stats["errors"].append(f"{status.decode()}: {payload[:200]!r}")
-                else:
-                    version = classify(payload)
-                    if version == 0:
-                        stats["wrong"] += 1
-                        stats["errors"].append(f"answer from no known version: {payload[:200]!r}")
-                    else:
-                        stats["ok"] += 1
-                        stats["by_version"][version] = stats["by_version"].get(version, 0) + 1
-                        stats["regressed"] += version < self.newest  # an older version after a newer one
-                        self.newest = max(self.newest, version)
-                if stop.is_set():
-                    self.transport.close()
-                    return
-                self.transport.write(request)
-
-        def connection_lost(self, exc) -> None:
+    async def main() -> None:
+        loop, request = asyncio.get_running_loop(), post_request(port, body)
+        conns = [
+            (await loop.create_connection(lambda: KeepAliveClient(request, on_answer), "127.0.0.1", port))[1]
+            for _ in range(clients)
+        ]
+        for exc in await asyncio.gather(*(c.done for c in conns)):
             if exc is not None:
                 stats["failed"] += 1
                 stats["errors"].append(f"connection lost: {exc}")
-            if not self.done.done():
-                self.done.set_result(None)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        conns = [(await loop.create_connection(Conn, "127.0.0.1", port))[1] for _ in range(clients)]
-        await asyncio.gather(*(c.done for c in conns))
 
     asyncio.run(main())
     stats["errors"] = stats["errors"][:20]
@@ -209,6 +175,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=120.0, help="soak duration at saturation")
     parser.add_argument("--rest-clients", type=int, default=32)
     parser.add_argument("--grpc-clients", type=int, default=16)
+    parser.add_argument("--max-seconds", type=float, default=None, help="hard cap of the run (default 3x --seconds)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON result to this file")
     args = parser.parse_args()
     import psutil
 
@@ -245,7 +213,7 @@ def main() -> int:
             for p in loaders:
                 p.start()
             t0 = time.perf_counter()
-            hard_end = t0 + 3 * args.seconds
+            hard_end = t0 + (args.max_seconds or 3 * args.seconds)
             rss: list[tuple[float, int]] = []
             exporter = None
             while True:
@@ -340,7 +308,7 @@ def main() -> int:
         "load_average_1m_after": round(os.getloadavg()[0], 2),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
-    print(json.dumps(summary))
+    harness.emit(summary, args.out)
     return 0 if summary["passed"] else 1
 
 

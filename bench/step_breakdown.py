@@ -1,28 +1,16 @@
 """Where one training step of an mmoe-tf model spends its time and its graph ops.
 
-Same data and sizes as ``bench/peer_throughput.py`` (``simulate_ctr_table``: 16 numeric + 4
-categorical features; 8 experts × 64 units, linear gates, towers 32, batch 512). The step is built
-up in stages, each a ``tf.function`` over the same cached batches, timed in alternated rounds:
-
-1. ``input``: iterating ``data.make_dataset`` (the CLI's pipeline, shuffled);
-2. ``preprocessing``: the feature encoder forward (normalisation, lookups, embeddings);
-3. ``forward``: the whole model forward (so experts + gates + towers = forward − preprocessing);
-4. ``loss``: forward + masked per-task losses (``compute_loss``);
-5. ``backward``: + ``tape.gradient``;
-6. ``optimizer``: + ``optimizer.apply_gradients``;
-7. ``train_step``: Keras' full step (+ loss trackers and compiled AUC metrics).
-
-and, separately, forward + backward of the expert bank, the gates and the towers alone on cached
-inputs. Stage costs are differences of medians (µs per example). ``--threads 1`` pins TensorFlow
-to one thread: on a shared, loaded machine a single thread's CPU time is the steadiest measure
-of work per example, which is what an op-count change moves.
-
-``--profile`` also traces training steps with the TensorFlow profiler and reports each op's self
-time (µs per step) by part of the step and the top ops; it re-runs itself in the benchmark venv of
-``bench/peer_throughput.py``, which holds the trace converter (``tensorboard-plugin-profile``).
+The model and data of ``bench/peer_throughput.py``'s base size class. The step is built up in stages (input,
+preprocessing, forward, loss, backward, optimizer, Keras' whole ``train_step``), each timed over the same cached
+batches in alternated rounds; a stage's cost is the difference of medians (µs per example; CPU time with
+``--threads 1``, the steadiest measure on a shared machine). ``--profile`` also traces training steps with the
+TensorFlow profiler and sums each op's self time by part of the step (re-running itself in the benchmark
+environment, which holds the trace converter).
 
 Usage:
-    .venv/bin/python bench/step_breakdown.py [--rounds 5] [--threads 1] [--batch-size 512] [--profile]
+    .venv/bin/python bench/step_breakdown.py --batch-size 2048 --threads 1 --profile \
+        --out docs/bench/step_breakdown.json
+    .venv/bin/python bench/step_breakdown.py --rows 2000 --rounds 1 --batch-size 256   # a smoke run
 
 The last printed line is one JSON object: ops per traced train step by part and time per stage.
 """
@@ -40,9 +28,11 @@ import time
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+import harness
 import tensorflow as tf
 
 import mmoe_tf
@@ -70,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rows", type=int, default=40_000)
     p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--rounds", type=int, default=5)
+    harness.add_common_args(p, rounds=5)
     p.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: default)")
     p.add_argument("--architecture", default="mmoe")
     p.add_argument(
@@ -139,9 +129,7 @@ def profile_step(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) ->
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.profile:
-        from peer_throughput import reexec_in_bench_venv  # bench/ is this script's folder
-
-        reexec_in_bench_venv(str(pathlib.Path(__file__).resolve()))
+        harness.reexec_in_bench_env()
     if args.threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -228,11 +216,11 @@ def main(argv: list[str] | None = None) -> dict:
         "train_examples_per_s": round(1e6 / per_example["train_step"]),
         "tensorflow": tf.__version__,
         "load_average": round(os.getloadavg()[0], 2),
+        "machine": harness.machine(),
     }
     if args.profile:
         result["profile"] = profile_step(model, stacked, args.profile_steps)
-    print(json.dumps(result))
-    return result
+    return harness.emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def finish(
     With ``autotune=False`` (the in-memory table) the map runs in order on one thread, ``IN_MEMORY_PREFETCH``
     batches are prefetched and tf.data's autotuner is off: a batch here is one gather per dtype, far
     cheaper than a training step, and on 2 cores the autotuner's own thread and buffer resizing made
-    training slower and more erratic (``docs/performance.md``, "Fifth round").
+    training slower and more erratic (``docs/performance.md``, design decisions).
     """
     parallel = tf.data.AUTOTUNE if autotune else None
     if with_labels and targets_fn is not None:
@@ -56,7 +56,7 @@ def permuted_batches(
     """Batches of row indices ``[B]`` (int64) from a fresh random permutation of all rows every epoch.
 
     One ``stateless_shuffle`` op per epoch instead of a whole-table shuffle buffer: the buffer
-    costs ≈ 2 µs of CPU per row (``bench/data_pipeline.py``), this a few ns. Every new iteration
+    costs ≈ 2 µs of CPU per row (``docs/performance.md``, design decisions), this a few ns. Every new iteration
     (each ``fit`` epoch) and every repeat draws a new permutation; the sequence of permutations is
     fixed by ``seed``.
 

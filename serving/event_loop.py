@@ -1,11 +1,10 @@
 """The asyncio event loop the server runs on: uvloop when it is installed, the standard one otherwise.
 
 uvloop (libuv underneath) runs the same asyncio code with cheaper sockets, callbacks and thread wake-ups. On the
-server's request path (then aiohttp, now ``serving.http_server``; grpc.aio; futures completed from inference
-threads) it measured 1.13× the batched requests/s at concurrency 32 and 0.86× the server CPU per request, with
-no measurable change without batching (``bench/serving_settings.py --setting event-loop``, 5 alternated rounds;
-``docs/serving.md``). ``asyncio`` stays available (``--event-loop asyncio``) and is what runs where uvloop has no
-build (Windows).
+server's request path (the HTTP front end, grpc.aio, futures completed from inference threads) it measured 1.13×
+the batched requests/s at concurrency 32 and 0.86× the server CPU per request, with no measurable change without
+batching (5 alternated rounds; ``docs/serving.md``, design decisions). ``asyncio`` stays available
+(``--event-loop asyncio``) and is what runs where uvloop has no build (Windows).
 
 Example:
     >>> run_on(asyncio.sleep(0, result=3), "asyncio")

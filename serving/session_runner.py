@@ -9,9 +9,9 @@ handling, no per-call feed handling in Python, the same numbers.
 The callable comes from ``Session._make_callable_from_options`` (what tf-keras' graph-mode backend uses
 too). The public ``Session.make_callable`` with a feed list falls back to a full ``Session.run`` per call,
 whose Python feed and fetch handling cost ≈ 350 µs a call on the test export: 498 → 148 µs at batch 1 and
-566 → 212 µs at batch 64 (7 alternated rounds of 200 calls, one op thread; ``docs/serving.md``). Against
-``tf.saved_model.load(...).signatures[name](**tensors)`` the previous callable took 0.77× / 0.76× the time
-(``bench/signature_call.py``, ``docs/bench/signature_call.json``).
+566 → 212 µs at batch 64 (7 alternated rounds of 200 calls, one op thread). Even the ``make_callable`` callable
+takes 0.77× / 0.76× the time of ``tf.saved_model.load(...).signatures[name](**tensors)`` (``docs/serving.md``,
+design decisions).
 
 Imports only TensorFlow, numpy and the standard library (never ``mmoe_tf``).
 
