@@ -78,6 +78,9 @@ class DataConfig:
         split: See :class:`SplitConfig`.
         nan_policy: Passed to ``data.load_table`` (``error`` or ``fill``).
         max_rows: Keep a seeded random subset of this many rows (original order kept); ``None`` keeps all.
+        allow_missing_features: An absent column of an optional feature (one with a schema ``default``) gives
+            every row that default, with a warning naming the column; ``False`` makes it an error naming the
+            column with a did-you-mean (``data.columns.check_columns``).
     """
 
     path: str = "default"
@@ -85,6 +88,7 @@ class DataConfig:
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
     nan_policy: str = "error"
     max_rows: int | None = None
+    allow_missing_features: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -602,6 +606,7 @@ KEY_HELP = {
     "data.split.column": "time column for method=time (default: the schema's timestamp_column)",
     "data.nan_policy": "missing feature values: error | fill (feature defaults)",
     "data.max_rows": "keep a seeded random subset of this many rows",
+    "data.allow_missing_features": "absent optional-feature columns take their schema default (warned); false = error",
     "train.epochs": "maximum epochs",
     "train.batch_size": "global batch size",
     "train.seed": "tf.keras.utils.set_random_seed + shuffle seed",
