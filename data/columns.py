@@ -9,7 +9,7 @@ every defaulted column. A required feature, label, timestamp, id or extra column
 
 Example:
     >>> check_columns(["user_id", "devcie"], schema)  # doctest: +SKIP
-    DataValidationError: my.csv: column 'device' (feature 'device', optional: default 'unknown') is missing; …
+    DataValidationError: table: missing column 'device' (feature 'device', optional: default 'unknown'); did you …
 """
 
 from __future__ import annotations
