@@ -7,7 +7,8 @@ dropped.
 
 Missing feature values (NaN, blank, ±inf in numeric columns) follow ``nan_policy``: ``"error"``
 (default) raises; ``"fill"`` replaces them with the feature's ``default`` (and raises for features
-without one). An absent column of a feature that has a ``default`` is always filled with it.
+without one). Absent columns go through :func:`data.columns.check_columns`: an error naming the column with a
+did-you-mean, unless ``allow_missing_features=True`` gives absent optional features their defaults (with a warning).
 
 Example:
     >>> df = load_table("data/sample/impressions.csv", schema)  # doctest: +SKIP
@@ -15,13 +16,13 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from data.columns import check_columns
 from data.errors import DataValidationError, describe_rows, describe_values
 from data.schema import Schema
 
@@ -245,42 +246,13 @@ def _timestamp_column(series: pd.Series, column: str, ctx: _Ctx) -> pd.Series:
     return parsed
 
 
-def _close(name: str, available: list[str]) -> str:
-    matches = difflib.get_close_matches(name, available, n=3, cutoff=0.6)
-    return f" (did you mean {', '.join(map(repr, matches))}?)" if matches else ""
-
-
-def check_columns(columns: list[str], schema: Schema, require_labels: bool = True, source: str = "table") -> None:
-    """Raise a :class:`DataValidationError` listing every required schema column absent from ``columns``.
-
-    With ``require_labels`` (training data) every column the schema names is required except optional features;
-    without it (inference data) only the required features are: labels, timestamp, id and extra columns may be absent.
-    """
-    available = set(columns)
-    problems = []
-    for f in schema.features:
-        if f.column not in available and f.required:
-            problems.append(f"column {f.column!r} (feature {f.name!r}){_close(f.column, columns)}")
-    if require_labels:
-        for t in schema.tasks:
-            if t.label_column not in available:
-                problems.append(f"label column {t.label_column!r} (task {t.name!r}){_close(t.label_column, columns)}")
-    others = ((schema.timestamp_column,) if schema.timestamp_column else ()) + schema.id_columns + schema.extra_columns
-    for c in others if require_labels else ():
-        if c not in available:
-            problems.append(f"column {c!r}{_close(c, columns)}")
-    if problems:
-        raise DataValidationError(
-            f"{source}: missing {'; '.join(problems)}. "
-            f"Columns present: {columns[:30]}{' …' if len(columns) > 30 else ''}"
-        )
-
-
-def _check_file(path: Path, schema: Schema, require_labels: bool) -> tuple[list[str], bool]:
+def _check_file(
+    path: Path, schema: Schema, require_labels: bool, allow_missing_features: bool
+) -> tuple[list[str], bool]:
     """Header checks shared by :func:`load_table` and :func:`iter_table_chunks`: ``(header, is_csv)``."""
     header = read_header(path)
     _check_duplicates(header, str(path))
-    check_columns(header, schema, require_labels, str(path))
+    check_columns(header, schema, require_labels, str(path), allow_missing_features)
     return header, table_format(path) == "csv"
 
 
@@ -293,6 +265,8 @@ def validate_frame(
     source: str = "table",
     row_offset: int = 0,
     csv_lines: bool = False,
+    allow_missing_features: bool = False,
+    warn: bool = True,
 ) -> pd.DataFrame:
     """Check ``df`` against ``schema`` and return a typed copy holding only the schema's columns.
 
@@ -305,6 +279,9 @@ def validate_frame(
         source: Name of the table in messages (a file path).
         row_offset: Row number of ``df``'s first row in the whole table (chunked reads).
         csv_lines: Also report 1-based CSV file line numbers (one header line).
+        allow_missing_features: Give absent columns of optional features their schema defaults (with a
+            warning naming them) instead of raising (:func:`data.columns.check_columns`).
+        warn: Log that warning (off when the file's header was already checked).
 
     Returns:
         A new DataFrame (RangeIndex) with columns in ``schema.columns`` order: features as
@@ -319,7 +296,7 @@ def validate_frame(
     columns = [str(c) for c in df.columns]
     _check_duplicates(columns, source)
     available = set(columns)
-    check_columns(columns, schema, require_labels, source)
+    defaulted = set(check_columns(columns, schema, require_labels, source, allow_missing_features, warn))
     n = len(df)
     out: dict[str, object] = {}
     for f in schema.features:
@@ -327,7 +304,7 @@ def validate_frame(
             continue
         if f.column in available:
             out[f.column] = _feature_column(df[f.column].reset_index(drop=True), f, nan_policy, ctx)
-        else:  # optional feature absent: every row takes the default
+        elif f.column in defaulted:  # opted in: every row takes the default
             out[f.column] = np.full(n, f.default, dtype=NUMPY_DTYPES[f.dtype])
     for t in schema.tasks:
         if t.label_column in available and t.label_column not in out:
@@ -347,6 +324,7 @@ def load_table(
     schema: Schema,
     nan_policy: str = "error",
     require_labels: bool = True,
+    allow_missing_features: bool = False,
 ) -> pd.DataFrame:
     """Read a CSV/Parquet file (by suffix) or take a DataFrame, and validate it against ``schema``.
 
@@ -355,6 +333,8 @@ def load_table(
         schema: Column roles and dtypes.
         nan_policy: ``"error"`` (default) or ``"fill"`` for missing/non-finite feature values.
         require_labels: When False (inference data), only the feature columns are required.
+        allow_missing_features: Absent optional feature columns take their defaults, with a warning
+            (default: an error naming the column, with a did-you-mean).
 
     Returns:
         The validated, typed table (see :func:`validate_frame`).
@@ -369,16 +349,18 @@ def load_table(
     if isinstance(source, pd.DataFrame):
         if len(source) == 0:
             raise DataValidationError("DataFrame: the table has no rows")
-        return validate_frame(source, schema, nan_policy, require_labels, source="DataFrame")
+        return validate_frame(
+            source, schema, nan_policy, require_labels, "DataFrame", allow_missing_features=allow_missing_features
+        )
     path = Path(source)
-    header, csv = _check_file(path, schema, require_labels)
+    header, csv = _check_file(path, schema, require_labels, allow_missing_features)
     if csv:
         df = pd.read_csv(path, sep=_csv_sep(path), **_csv_read_args(schema, header))
     else:
         df = pd.read_parquet(path, engine="pyarrow", columns=[c for c in schema.columns if c in header])
     if len(df) == 0:
         raise DataValidationError(f"{path}: the file has a header but no data rows")
-    return validate_frame(df, schema, nan_policy, require_labels, source=str(path), csv_lines=csv)
+    return validate_frame(df, schema, nan_policy, require_labels, str(path), 0, csv, allow_missing_features, warn=False)
 
 
 def iter_table_chunks(
@@ -387,6 +369,7 @@ def iter_table_chunks(
     chunksize: int = 100_000,
     nan_policy: str = "error",
     require_labels: bool = True,
+    allow_missing_features: bool = False,
 ) -> Iterator[pd.DataFrame]:
     """Validated chunks of a table, read without holding the whole file in memory.
 
@@ -399,6 +382,7 @@ def iter_table_chunks(
         chunksize: Rows per chunk.
         nan_policy: As in :func:`load_table`.
         require_labels: As in :func:`load_table`.
+        allow_missing_features: As in :func:`load_table` (one warning for the whole table).
 
     Yields:
         Validated DataFrames of at most ``chunksize`` rows, in file order.
@@ -408,12 +392,13 @@ def iter_table_chunks(
         if len(source) == 0:
             raise DataValidationError("DataFrame: the table has no rows")
         for start in range(0, len(source), chunksize):
+            chunk = source.iloc[start : start + chunksize]
             yield validate_frame(
-                source.iloc[start : start + chunksize], schema, nan_policy, require_labels, "DataFrame", start
+                chunk, schema, nan_policy, require_labels, "DataFrame", start, False, allow_missing_features, start == 0
             )
         return
     path = Path(source)
-    header, csv = _check_file(path, schema, require_labels)
+    header, csv = _check_file(path, schema, require_labels, allow_missing_features)
     total = 0
     if csv:
         batches = pd.read_csv(path, sep=_csv_sep(path), chunksize=chunksize, **_csv_read_args(schema, header))
@@ -423,7 +408,9 @@ def iter_table_chunks(
         columns = [c for c in schema.columns if c in header]
         batches = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunksize, columns=columns))
     for chunk in batches:
-        yield validate_frame(chunk, schema, nan_policy, require_labels, str(path), total, csv)
+        yield validate_frame(
+            chunk, schema, nan_policy, require_labels, str(path), total, csv, allow_missing_features, warn=False
+        )
         total += len(chunk)
     if total == 0:
         raise DataValidationError(f"{path}: the file has a header but no data rows")

@@ -162,10 +162,25 @@ def _predict(args: argparse.Namespace) -> int:
 
     frame = _read_table(args.data, args.rows)
     client = PredictClient(args.url, args.model_name, version=args.version, signature_name=args.signature_name)
+    inputs = list(client.signature_inputs(args.signature_name))
+    if any(name not in frame.columns for name in inputs):
+        _refuse_missing_inputs(list(frame.columns), inputs, str(args.data))
     scores = client.predict(frame)
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         print(scores.to_string())
     return 0
+
+
+def _refuse_missing_inputs(columns: list[str], inputs: list[str], source: str) -> None:
+    """The training commands' column check (``data.columns``: names each absent input with a did-you-mean).
+
+    Imported only when an input is missing: ``data`` loads TensorFlow, whose start-up log is kept quiet.
+    """
+    from training.quiet import quiet_startup
+
+    with quiet_startup():
+        from data.columns import check_inputs
+    check_inputs(columns, inputs, source)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,3 +94,83 @@ def test_experiment_figures_dir_is_relative(workdir, monkeypatch):
     assert experiments_main(["gates_vs_relatedness", *args, "--results-dir", "results"]) == 0
     assert (workdir / "figs/gates_vs_relatedness.png").is_file()
     assert (workdir / "results/gates_vs_relatedness.json").is_file()  # not the repository's docs/results
+
+
+TYPO = "missing column 'device' (feature 'device', optional: default 'unknown'); did you mean 'devcie'?"
+
+
+@pytest.fixture(scope="module")
+def typo_csv(workdir):
+    """``in/my.csv`` with ``device`` misspelt ``devcie`` (the issue's case)."""
+    import pandas as pd
+
+    frame = pd.read_csv(workdir / "in/my.csv").head(300).rename(columns={"device": "devcie"})
+    frame.to_csv(workdir / "in/typo.csv", index=False)
+    return "in/typo.csv"
+
+
+def test_evaluate_and_gates_refuse_a_misspelt_column_as_train_does(
+    workdir, trained, typo_csv, monkeypatch, capsys, caplog
+):
+    monkeypatch.chdir(workdir)
+    for command in ("evaluate", "gates"):
+        assert training_main([command, "--model", "runs/a/model.keras", "--data", typo_csv]) == 2
+        err = capsys.readouterr().err
+        assert TYPO in err and "--allow-missing-features" in err and "Traceback" not in err, err
+    args = ["evaluate", "--model", "runs/a/model.keras", "--data", typo_csv, "--allow-missing-features"]
+    assert training_main(args) == 0
+    assert "split all: 300 rows" in capsys.readouterr().out
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name == "data"]
+    assert len(warned) == 1 and "'device' (default 'unknown')" in warned[0], warned  # names the defaulted column
+
+
+def test_predict_refuses_a_misspelt_input_column(workdir, typo_csv, monkeypatch, capsys):
+    """``serving predict`` checks its table against the served signature's inputs with the same message."""
+    import serving.client
+
+    class Client:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def signature_inputs(self, signature_name=None):
+            return {name: ("DT_STRING", [-1, 1]) for name in ("user_id", "item_id", "device")}
+
+        def predict(self, frame):  # pragma: no cover - must not be reached
+            raise AssertionError("predict sent a request for a table missing an input")
+
+    monkeypatch.setattr(serving.client, "PredictClient", Client)
+    monkeypatch.chdir(workdir)
+    assert serving_main(["predict", "--url", "http://127.0.0.1:1", "--data", typo_csv]) != 0
+    assert "missing column 'device' (model input 'device'); did you mean 'devcie'?" in capsys.readouterr().err
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_no_command_overwrites_a_runs_results(workdir, trained, monkeypatch, capsys):
+    """README: run folders are "never overwritten". evaluate --output and gates --output-dir into the run folder
+    refuse, naming the file and --force; train into it refuses; nothing in the folder changes."""
+    monkeypatch.chdir(workdir)
+    before = _snapshot(trained)
+    assert training_main(["evaluate", "--model", "runs/a/model.keras", "--output", "runs/a/report.json"]) == 2
+    err = capsys.readouterr().err
+    assert "runs/a/report.json" in err and "--force" in err
+    assert training_main(["gates", "--model", "runs/a/model.keras", "--output-dir", "runs/a"]) == 2
+    err = capsys.readouterr().err
+    assert "gates.json" in err and "--force" in err
+    assert training_main(["train", "--output-dir", "runs/a", "--quiet", *_sets(TINY)]) == 2
+    assert "finished run" in capsys.readouterr().err
+    assert _snapshot(trained) == before
+    # a new name in the run folder is fine; --force replaces an earlier result knowingly
+    assert training_main(["evaluate", "--model", "runs/a/model.keras", "--output", "runs/a/eval_test.json"]) == 0
+    assert training_main(["evaluate", "--model", "runs/a/model.keras", "--output", "runs/a/eval_test.json"]) == 2
+    assert "--force" in capsys.readouterr().err
+    args = ["evaluate", "--model", "runs/a/model.keras", "--output", "runs/a/eval_test.json", "--force"]
+    assert training_main(args) == 0
+    assert training_main(["gates", "--model", "runs/a/model.keras", "--output-dir", "runs/a/g"]) == 0
+    assert training_main(["gates", "--model", "runs/a/model.keras", "--output-dir", "runs/a/g"]) == 2
+    for name in ("eval_test.json", "eval_test.txt"):
+        (trained / name).unlink()
+    shutil.rmtree(trained / "g")
+    assert _snapshot(trained) == before

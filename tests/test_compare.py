@@ -10,8 +10,17 @@ import pytest
 
 from training.cli import main
 from training.compare import FIT_RESULT, Fit, compare, fit_run_config
-from training.compare_report import HELPS, NEGATIVE, NO_DIFFERENCE, mean_interval, summarize, verdict
+from training.compare_report import (
+    HELPS,
+    NEGATIVE,
+    NO_DIFFERENCE,
+    format_markdown,
+    mean_interval,
+    summarize,
+    verdict,
+)
 from training.config import RunConfigError, load_run_config
+from training.evaluation import format_baseline_comparison
 
 TINY = [
     "data.max_rows=300",
@@ -54,15 +63,17 @@ def test_summarize_pairs_by_seed_signs_mse_and_recommends():
     assert mmoe_rating["mean"] == pytest.approx(-0.51) and mmoe_rating["verdict"] == NEGATIVE  # + = better: lower MSE
     assert out["paired"]["rating"]["ple"]["mean"] == pytest.approx(0.2)
     assert out["paired"]["rating"]["ple"]["verdict"] == NO_DIFFERENCE
-    # mmoe has the best click mean but negative transfer on rating: excluded; ple beats single_task on click
-    assert out["recommended"] == {
-        "architecture": "ple",
-        "primary_task": "click",
-        "excluded_for_negative_transfer": ["mmoe"],
-    }
+    # mmoe helps on click but has negative transfer on rating: excluded; ple's better click mean is no detectable
+    # difference, so the simplest model is recommended
+    rec = out["recommended"]
+    assert rec["architecture"] == "single_task" and rec["primary_task"] == "click"
+    assert rec["excluded_for_negative_transfer"] == ["mmoe"] and rec["helps_on_primary"] == []
+    assert "Excluded for negative transfer on some task: mmoe" in rec["reason"]
     assert out["wall_seconds"]["ple"]["per_seed"] == {"0": 1.0, "1": 2.0, "2": 3.0}
-    # with rating primary, the lowest MSE wins
-    assert summarize(fits, ["single_task", "mmoe", "ple"], metrics, "rating")["recommended"]["architecture"] == "ple"
+    # with rating primary, ple's lower MSE is not detectable either
+    assert summarize(fits, ["single_task", "mmoe", "ple"], metrics, "rating")["recommended"]["architecture"] == (
+        "single_task"
+    )
 
 
 def test_each_seed_shares_its_split_across_architectures(tmp_path):
@@ -183,3 +194,67 @@ def test_resume_skips_finished_fits_and_runs_the_rest_in_parallel(compared):
     other = load_run_config(None, [*TINY, "train.epochs=2"])
     with pytest.raises(FileExistsError, match="different run config"):
         compare(other, ("single_task", "ple"), seeds=2, output_dir=compared, progress=False)
+
+
+def _two_task_fits(diffs: dict[str, list[tuple[float, float]]]) -> list[dict]:
+    """Fits of single_task (click 0.70/0.72/0.71, rating MSE 1.0) and each architecture at paired differences."""
+    base = {0: 0.70, 1: 0.72, 2: 0.71}
+    fits = [_fit("single_task", s, a, 1.0) for s, a in base.items()]
+    for arch, per_seed in diffs.items():
+        fits += [_fit(arch, s, base[s] + d_auc, 1.0 - d_mse) for s, (d_auc, d_mse) in zip(base, per_seed, strict=True)]
+    return fits
+
+
+def test_no_detectable_difference_anywhere_recommends_the_simplest_model_and_says_why():
+    """The issue's case: every interval contains 0, yet the old rule picked the best mean (here ple, +0.004)."""
+    noisy = {
+        "mmoe": [(0.02, 0.1), (-0.015, -0.1), (0.001, 0.02)],
+        "ple": [(0.03, 0.05), (-0.02, -0.05), (0.002, 0.0)],
+    }
+    out = summarize(_two_task_fits(noisy), ["single_task", "mmoe", "ple"], {"click": "auc", "rating": "mse"}, "click")
+    assert {p["verdict"] for task in out["paired"].values() for p in task.values()} == {NO_DIFFERENCE}
+    rec = out["recommended"]
+    assert rec["architecture"] == "single_task"
+    assert "no multi-task architecture is detectably better than single_task" in rec["reason"]
+    assert "--seeds" in rec["reason"]
+
+
+def test_a_clear_winner_is_recommended():
+    fits = _two_task_fits(
+        {
+            "mmoe": [(0.050, 0.0), (0.052, 0.01), (0.051, -0.01)],  # helps on click, nothing detectable on rating
+            "ple": [(0.02, 0.0), (-0.01, 0.01), (0.005, -0.01)],  # best mean nowhere near detectable
+        }
+    )
+    out = summarize(fits, ["single_task", "mmoe", "ple"], {"click": "auc", "rating": "mse"}, "click")
+    assert out["recommended"]["architecture"] == "mmoe"
+    assert "detectably better than single_task on `click`" in out["recommended"]["reason"]
+    # with rating primary nothing is detectably better there: the simplest model, naming where mmoe helps
+    other = summarize(fits, ["single_task", "mmoe", "ple"], {"click": "auc", "rating": "mse"}, "rating")["recommended"]
+    assert other["architecture"] == "single_task" and "mmoe helps on click" in other["reason"]
+
+
+def test_the_markdown_states_the_recommendation_rule():
+    fits = _two_task_fits({"mmoe": [(0.05, 0.0), (0.052, 0.01), (0.051, -0.01)]})
+    stats = summarize(fits, ["single_task", "mmoe"], {"click": "auc", "rating": "mse"}, "click")
+    result = {
+        "data": "t.csv",
+        "architectures": ["single_task", "mmoe"],
+        "seeds": [0, 1, 2],
+        "metrics": {"click": "auc", "rating": "mse"},
+        "parameters": {"single_task": 10, "mmoe": 12},
+        **stats,
+    }
+    md = format_markdown(result)
+    assert "**Recommended: `mmoe`**" in md and stats["recommended"]["reason"] in md
+
+
+def test_train_baseline_gain_says_it_is_one_seed():
+    report = {
+        "model": {"architecture": "mmoe"},
+        "splits": {"test": {"click": {"type": "binary", "auc": 0.71, "observed": 100}}},
+        "baseline": {"architecture": "single_task", "splits": {"test": {"click": {"type": "binary", "auc": 0.70}}}},
+    }
+    text = format_baseline_comparison(report)
+    assert "+0.0100" in text
+    assert "one seed" in text and "training compare" in text

@@ -25,10 +25,15 @@ def schema() -> Schema:
             FeatureSpec("device", "categorical", dtype="string"),
             FeatureSpec("hour", "categorical", dtype="int64"),
             FeatureSpec("user_id", "hashed", dtype="string"),
-            FeatureSpec("discount", "numeric", default=0.25),
         ),
         tasks=(TaskSpec("click"), TaskSpec("satisfaction")),
     )
+
+
+@pytest.fixture(scope="module")
+def with_default(schema) -> Schema:
+    """``schema`` plus an optional feature (``discount``, default 0.25) the test tables lack."""
+    return schema.replace(features=(*schema.features, FeatureSpec("discount", "numeric", default=0.25)))
 
 
 def write(tmp_path, rows, header=HEADER, name="t.csv"):
@@ -37,12 +42,17 @@ def write(tmp_path, rows, header=HEADER, name="t.csv"):
     return path
 
 
-def test_good_csv_types_and_optional_default(tmp_path, schema):
-    df = load_table(write(tmp_path, GOOD_ROWS), schema)
+def test_good_csv_types_and_optional_default(tmp_path, with_default):
+    schema = with_default
+    with pytest.raises(
+        DataValidationError, match=r"missing column 'discount' \(feature 'discount', optional: default 0\.25\)"
+    ):
+        load_table(write(tmp_path, GOOD_ROWS), schema)
+    df = load_table(write(tmp_path, GOOD_ROWS), schema, allow_missing_features=True)
     assert len(df) == 4
     assert df["price"].dtype == np.float32 and df["hour"].dtype == np.int64
     assert df["user_id"].tolist() == ["007", "12", "u9", "0012"]  # ids are never float-ified
-    assert df["discount"].tolist() == [0.25] * 4  # absent optional feature → its default
+    assert df["discount"].tolist() == [0.25] * 4  # absent optional feature, opted in → its default
     assert np.isnan(df["satisfaction"][1]) and df["satisfaction"][0] == 1
     arrays = feature_arrays(df, schema)
     assert set(arrays) == {"price", "device", "hour", "user_id", "discount"}
@@ -77,14 +87,14 @@ def test_label_report_regression():
 def test_missing_column_lists_close_matches(tmp_path, schema):
     path = write(tmp_path, GOOD_ROWS, header="pirce,device,hour,user_id,click,satisfaction")
     with pytest.raises(
-        DataValidationError, match=r"missing column 'price' \(feature 'price'\) \(did you mean 'pirce'\?\)"
+        DataValidationError, match=r"missing column 'price' \(feature 'price'\); did you mean 'pirce'\?"
     ):
         load_table(path, schema)
 
 
 def test_missing_label_column_named(tmp_path, schema):
     path = write(tmp_path, [r.rsplit(",", 1)[0] for r in GOOD_ROWS], header="price,device,hour,user_id,click")
-    with pytest.raises(DataValidationError, match=r"label column 'satisfaction' \(task 'satisfaction'\)"):
+    with pytest.raises(DataValidationError, match=r"missing label column 'satisfaction' \(task 'satisfaction'\)"):
         load_table(path, schema)
     assert "satisfaction" not in load_table(path, schema, require_labels=False).columns
 
@@ -122,7 +132,8 @@ def test_inf_in_numeric_feature(schema):
         load_table(df, schema)
 
 
-def test_fill_policy_uses_default_and_requires_one(schema):
+def test_fill_policy_uses_default_and_requires_one(with_default):
+    schema = with_default
     df = pd.DataFrame(
         {"price": [1.0, 2.0], "device": ["a", "b"], "hour": [1, 2], "user_id": ["u", "v"], "discount": [np.nan, 0.5]}
     )

@@ -148,7 +148,9 @@ def test_evaluate_and_gates_default_to_the_runs_test_split(run_dir, tmp_path, ca
     assert saved["splits"]["test"] == json.loads((run_dir / "report.json").read_text())["splits"]["test"]
 
     args = ["evaluate", "--model", str(run_dir / "model.keras"), "--split", "validation", "--output", str(out)]
-    assert main(args) == 0
+    assert main(args) == 2  # never overwrites an earlier result
+    assert f"--output: {out} exists" in capsys.readouterr().err
+    assert main([*args, "--force"]) == 0
     assert json.loads(out.read_text())["splits"]["validation"]["click"]["rows"] == 60
     assert "split validation: 60 rows" in capsys.readouterr().out
 

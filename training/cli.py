@@ -79,8 +79,9 @@ def _add_model_data(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--allow-missing-features",
         action="store_true",
-        help="score a table that lacks the column of an optional feature (every row takes its schema default); "
-        "without it a missing feature column is an error",
+        help="score a table that lacks the column of an optional feature (every row takes its schema default, with "
+        "a warning naming the column); without it a missing column is an error. The run config's "
+        "data.allow_missing_features switch, for this command (on when the run was trained with it)",
     )
     p.add_argument(
         "--nan-policy",
@@ -101,7 +102,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "optionally writes JSON. Default: the run's own table (run_config.yaml next to the model), test split.",
     )
     _add_model_data(p)
-    p.add_argument("--output", help="write the report as JSON here (and the table next to it as .txt)")
+    p.add_argument(
+        "--output",
+        help="write the report as JSON here (and the table next to it as .txt); an existing file is refused",
+    )
+    p.add_argument("--force", action="store_true", help="replace existing --output files")
 
 
 def _add_gates(sub: argparse._SubParsersAction) -> None:
@@ -112,7 +117,8 @@ def _add_gates(sub: argparse._SubParsersAction) -> None:
         "utilisation; warns when a gate collapses onto one expert.",
     )
     _add_model_data(p)
-    p.add_argument("--output-dir", help="write gates.json and gates.png here")
+    p.add_argument("--output-dir", help="write gates.json and gates.png here (existing ones are refused)")
+    p.add_argument("--force", action="store_true", help="replace gates.json / gates.png in --output-dir")
     p.add_argument("--collapse-max-weight", type=float, default=0.9, help="collapse when mean max weight > this")
     p.add_argument("--collapse-entropy", type=float, default=0.1, help="collapse when normalised entropy < this")
     p.add_argument(
@@ -200,7 +206,11 @@ def _load_for_eval(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from training.evaluation import evaluate_model, format_report
+    from training.run_folder import refuse_overwrite
 
+    if args.output:
+        out = pathlib.Path(args.output)
+        refuse_overwrite(dict.fromkeys([out, out.with_suffix(".txt")]), "--output", args.force)
     model, config, table = _load_for_eval(args)
     report = {
         "model": str(args.model),
@@ -222,7 +232,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _gates(args: argparse.Namespace) -> int:
     from data import feature_arrays
     from training.gate_analysis import analyze_model_gates, format_gate_summary, write_gate_analysis
+    from training.run_folder import refuse_overwrite
 
+    if args.output_dir:
+        out = pathlib.Path(args.output_dir)
+        refuse_overwrite([out / "gates.json", out / "gates.png"], "--output-dir", args.force)
     model, _, table = _load_for_eval(args)
     analysis = analyze_model_gates(
         model,

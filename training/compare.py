@@ -35,6 +35,7 @@ from typing import Any
 
 from training.compare_report import BASELINE, format_markdown, plot_compare, summarize
 from training.config import RunConfig, RunConfigError, load_run_config, unused_model_fields
+from training.quiet import quiet_worker
 
 LOGGER = logging.getLogger("training.compare")
 DEFAULT_ARCHITECTURES = ("single_task", "shared_bottom", "mmoe", "ple")
@@ -230,8 +231,9 @@ def _run_pending(
         return records
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+    # quiet_worker (a TensorFlow-free module) hides each worker's TensorFlow start-up log before _init_worker runs
     pool = concurrent.futures.ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)
+        jobs, mp_context=context, initializer=quiet_worker, initargs=("training.compare:_init_worker", threads)
     )
     futures = {pool.submit(run_fit, raw, str(folder)): fit for fit, raw, folder in pending}
     try:
@@ -266,7 +268,8 @@ def compare(
         run_config: The user's run config (data, schema, model sizes, training settings).
         architectures: Architectures to compare; ``single_task`` (the baseline) is added when absent.
         seeds: Number of seeds (>= 2); seed ``i`` is ``run_config.train.seed + i``.
-        primary_task: Task whose mean picks the recommendation; default the task with the fewest training labels.
+        primary_task: Task whose paired intervals pick the recommendation (``compare_report.RULE``); default the
+            task with the fewest training labels.
         jobs: Fits run in parallel in this many processes (1: in this process).
         output_dir: Comparison folder; default ``output/compare/<UTC timestamp>``; an existing one is resumed.
         progress: Show a progress bar over fits (stderr).
@@ -314,15 +317,7 @@ def compare(
     order = {fit.name: i for i, fit in enumerate(fits)}
     records.sort(key=lambda r: order[Fit(r["architecture"], r["seed"]).name])
 
-    stats = summarize(records, archs, metrics, primary)
-    rec = stats["recommended"]
-    metric = metrics[primary].upper()
-    excluded = rec["excluded_for_negative_transfer"]
-    rec["reason"] = (
-        f"best mean test {metric} on `{primary}` ({why}) among architectures without negative transfer on any task"
-        + (f" (excluded: {', '.join(excluded)})" if excluded else "")
-        + "."
-    )
+    stats = summarize(records, archs, metrics, primary, why)
     result = {
         "data": run_config.data.path,
         "architectures": archs,
@@ -356,7 +351,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--architectures", nargs="+", default=list(DEFAULT_ARCHITECTURES), help="architectures to train")
     p.add_argument("--seeds", type=int, default=3, help="seeds per architecture (>= 2; default 3)")
-    p.add_argument("--primary-task", help="task that picks the recommendation (default: fewest training labels)")
+    p.add_argument(
+        "--primary-task", help="task whose intervals pick the recommendation (default: fewest training labels)"
+    )
     p.add_argument("--jobs", type=int, default=1, help="fits in parallel processes (default 1)")
     p.add_argument("--output-dir", help="comparison folder (default output/compare/<UTC time>); rerun it to resume")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

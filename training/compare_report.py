@@ -7,6 +7,11 @@ signed so that **positive means better** (``arch - single_task`` for AUC, ``sing
 for MSE). Verdict: ``helps`` (interval entirely above 0), ``negative transfer`` (entirely below 0),
 otherwise ``no detectable difference``.
 
+The recommendation follows the intervals, never a mean alone (:data:`RULE`): a multi-task architecture is
+recommended only when it **helps** on the primary task and shows negative transfer on no task (the best primary mean
+among such architectures); otherwise ``single_task``, the simplest model, with the reason — the comparison cannot
+tell the architectures apart (or a multi-task one hurts), and more seeds narrow the intervals.
+
 Example:
     >>> mean_interval([0.70, 0.72, 0.71])["mean"]
     0.71
@@ -25,6 +30,10 @@ from scipy import stats
 BASELINE = "single_task"
 HELPS, NO_DIFFERENCE, NEGATIVE = "helps", "no detectable difference", "negative transfer"
 HIGHER_IS_BETTER = {"auc": True, "mse": False}
+RULE = (
+    "a multi-task architecture is recommended only when its paired 95 % interval on the primary task lies above 0 "
+    "(helps) and it has negative transfer on no task; otherwise single_task, the simplest model"
+)
 
 
 def mean_interval(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
@@ -58,6 +67,7 @@ def summarize(
     architectures: Sequence[str],
     metrics: Mapping[str, str],
     primary_task: str,
+    primary_reason: str = "",
 ) -> dict[str, Any]:
     """Per task and architecture: mean ± interval; paired differences from ``single_task``; the recommendation.
 
@@ -65,7 +75,8 @@ def summarize(
         fits: Records with ``architecture``, ``seed``, ``metrics`` (``{task: value}``) and ``wall_seconds``.
         architectures: Architectures in display order (``single_task`` among them).
         metrics: ``{task: "auc" | "mse"}``.
-        primary_task: The task whose mean picks the recommended architecture.
+        primary_task: The task whose interval (then mean) picks the recommended architecture (:func:`recommend`).
+        primary_reason: Why that task is the primary one, quoted in the recommendation's reason.
 
     Returns:
         ``{"summary", "paired", "recommended", "wall_seconds"}``, JSON-ready.
@@ -90,10 +101,7 @@ def summarize(
             ]
             interval = mean_interval(diffs)
             paired[task][arch] = {**interval, "verdict": verdict(interval)}
-    negative = {a for task in paired for a, p in paired[task].items() if p["verdict"] == NEGATIVE}
-    eligible = [a for a in architectures if a not in negative and summary[primary_task][a]["mean"] is not None]
-    better = 1.0 if HIGHER_IS_BETTER[metrics[primary_task]] else -1.0
-    best = max(eligible, key=lambda a: better * summary[primary_task][a]["mean"]) if eligible else None
+    recommended = recommend(summary, paired, architectures, metrics, primary_task, primary_reason)
     wall = {
         a: {
             "mean": float(np.mean([f["wall_seconds"] for f in by_arch[a].values()])) if by_arch[a] else None,
@@ -104,12 +112,68 @@ def summarize(
     return {
         "summary": summary,
         "paired": paired,
-        "recommended": {
-            "architecture": best,
-            "primary_task": primary_task,
-            "excluded_for_negative_transfer": sorted(negative),
-        },
+        "recommended": recommended,
         "wall_seconds": wall,
+    }
+
+
+def recommend(
+    summary: Mapping[str, Mapping[str, Any]],
+    paired: Mapping[str, Mapping[str, Any]],
+    architectures: Sequence[str],
+    metrics: Mapping[str, str],
+    primary_task: str,
+    primary_reason: str = "",
+) -> dict[str, Any]:
+    """The architecture :data:`RULE` picks, with the reason in words.
+
+    Returns:
+        ``{"architecture", "primary_task", "rule", "reason", "helps_on_primary", "excluded_for_negative_transfer"}``.
+    """
+    negative = sorted({a for task in paired for a, p in paired[task].items() if p["verdict"] == NEGATIVE})
+    helping = [a for a, p in paired[primary_task].items() if p["verdict"] == HELPS and a not in negative]
+    metric = metrics[primary_task].upper()
+    task = f"`{primary_task}`" + (f" ({primary_reason})" if primary_reason else "")
+    excluded = f" Excluded for negative transfer on some task: {', '.join(negative)}." if negative else ""
+    if helping:
+        better = 1.0 if HIGHER_IS_BETTER[metrics[primary_task]] else -1.0
+        best = max(helping, key=lambda a: better * summary[primary_task][a]["mean"])
+        p = paired[primary_task][best]
+        reason = (
+            f"detectably better than {BASELINE} on {task}: paired test {metric} difference "
+            f"{_num(p['mean'], signed=True)} [{_num(p['low'], signed=True)}, {_num(p['high'], signed=True)}], "
+            "and no negative transfer on any task"
+            + (f"; the best mean among {', '.join(helping)}" if len(helping) > 1 else "")
+            + f".{excluded}"
+        )
+    else:
+        best = BASELINE
+        elsewhere = [
+            f"{a} helps on {t}"
+            for t in paired
+            if t != primary_task
+            for a, p in paired[t].items()
+            if p["verdict"] == HELPS and a not in negative
+        ]
+        n = summary[primary_task][BASELINE]["n"]
+        why = (
+            f"every paired interval there contains 0, so with {n} seeds this comparison cannot tell them apart"
+            if not negative
+            else "none of those without negative transfer on some task is detectably better there"
+        )
+        reason = (
+            f"no multi-task architecture is detectably better than {BASELINE} on {task}: {why}; the simplest model "
+            "(separate single-task models) is recommended, and more seeds (--seeds) narrow the intervals."
+            + excluded
+            + (f" ({'; '.join(elsewhere)}: --primary-task picks by that task instead.)" if elsewhere else "")
+        )
+    return {
+        "architecture": best,
+        "primary_task": primary_task,
+        "rule": RULE,
+        "reason": reason,
+        "helps_on_primary": helping,
+        "excluded_for_negative_transfer": negative,
     }
 
 
@@ -168,6 +232,7 @@ def format_markdown(result: Mapping[str, Any]) -> str:
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     rec = result["recommended"]
     lines += ["", f"**Recommended: `{rec['architecture']}`** — {rec['reason']}"]
+    lines += ["", f"Rule: {rec.get('rule', RULE)}."]
     lines += ["", "Wall time per fit (s):", "", "| architecture | " + " | ".join(f"seed {s}" for s in seeds) + " |"]
     lines.append("|---|" + "---|" * len(seeds))
     for a in archs:

@@ -272,7 +272,8 @@ def format_baseline_comparison(report: Mapping[str, Any], split: str = "test") -
         split: Which split to compare.
 
     Returns:
-        A small fixed-width table (gain = model − baseline for AUC, baseline − model for MSE: > 0 is better).
+        A small fixed-width table (gain = model − baseline for AUC, baseline − model for MSE: > 0 is better),
+        and a line saying the gain is one seed of one split, not a finding (``training compare`` gives intervals).
     """
     ours, base = report["splits"].get(split, {}), report["baseline"]["splits"].get(split, {})
     arch, base_arch = report["model"]["architecture"], report["baseline"]["architecture"]
@@ -296,4 +297,8 @@ def format_baseline_comparison(report: Mapping[str, Any], split: str = "test") -
         )
 
     title = f"{split} split: {arch} vs the {base_arch} baseline (same data, same training budget)"
-    return "\n".join([title, line(header), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)])
+    caveat = (
+        "gain: one seed of one split, no interval — its sign may flip with another seed; run "
+        "`python -m training compare` for 95 % intervals over seeds"
+    )
+    return "\n".join([title, line(header), line(tuple("-" * w for w in widths)), *(line(r) for r in rows), caveat])

@@ -8,6 +8,10 @@ itself fails, the captured text is replayed so nothing is lost. It also sets ``T
 set): oneDNN logs "supports DT_INT32 only on platforms with AVX-512" at ERROR level when the first training step's
 graph is rewritten, long after start-up; an actual failure still raises a Python exception with its message.
 
+Worker processes (``compare --jobs N``) start through :func:`quiet_worker`, which quiets their own TensorFlow import
+the same way; ``--verbose`` (``quiet_startup(enabled=False)``) sets ``MMOE_TF_STARTUP_LOG=show``, which workers and
+``python -m training.experiments`` honour.
+
 Example:
     >>> with quiet_startup(enabled=True):  # doctest: +SKIP
     ...     from training.cli import main
@@ -16,11 +20,14 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import sys
 import tempfile
 from collections.abc import Iterator
+
+SHOW_ENV = "MMOE_TF_STARTUP_LOG"
 
 
 @contextlib.contextmanager
@@ -31,6 +38,7 @@ def quiet_startup(enabled: bool = True) -> Iterator[None]:
         enabled: False (``--verbose``) leaves TensorFlow's start-up log alone.
     """
     if not enabled:
+        os.environ[SHOW_ENV] = "show"  # worker processes show theirs too
         yield
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -55,3 +63,24 @@ def quiet_startup(enabled: bool = True) -> Iterator[None]:
                 sink.seek(0)
                 sys.stderr.write(sink.read().decode(errors="replace"))
     yield
+
+
+def startup_log_shown() -> bool:
+    """Whether the user asked for TensorFlow's start-up log (``--verbose``, or ``MMOE_TF_STARTUP_LOG=show``)."""
+    return os.environ.get(SHOW_ENV) == "show"
+
+
+def quiet_worker(initializer: str, *args: object) -> None:
+    """Process-pool initializer: import TensorFlow with its start-up log hidden, then run ``initializer``.
+
+    Pass this function (it lives in a module that does not import TensorFlow) as the pool's ``initializer``, so
+    that nothing imports TensorFlow in the worker before its stderr is captured.
+
+    Args:
+        initializer: ``"module:function"`` to call next (imported after TensorFlow).
+        *args: Its arguments.
+    """
+    with quiet_startup(enabled=not startup_log_shown()):
+        pass
+    module, name = initializer.split(":")
+    getattr(importlib.import_module(module), name)(*args)

@@ -6,6 +6,9 @@ The run folder (``output_dir``, default ``output/runs/<UTC timestamp>``) receive
 never clobbered: a finished run (``model.keras`` present) is refused, an unfinished one (same
 ``run_config.yaml``) is resumed from its last finished epoch by Keras ``BackupAndRestore``.
 
+The data side (reading, splitting, datasets) lives in :mod:`training.run_data` and the run folder's handling in
+:mod:`training.run_folder`; their public names are importable from here too.
+
 Example:
     >>> from training.config import load_run_config
     >>> result = train(load_run_config("training/configs/default.yaml", ["train.epochs=2"]))  # doctest: +SKIP
@@ -15,14 +18,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import functools
 import json
 import logging
 import pathlib
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -34,13 +35,28 @@ import mmoe_tf
 from mmoe_tf.targets import trained_targets
 from training import distribute
 from training.callbacks import LossWeightLogger, make_callbacks, monitor_mode, per_task_best_epochs
-from training.config import RunConfig, RunConfigError, apply_task_overrides, resolved_for
+from training.config import RunConfig, resolved_for
 from training.evaluation import evaluate_model, format_baseline_comparison, format_report
 from training.gate_analysis import analyze_model_gates, format_gate_summary, write_gate_analysis
+from training.run_data import (  # noqa: F401  (public names kept importable from training.runner)
+    SPLIT_NAMES,
+    fit_dataset,
+    load_data,
+    model_config_for,
+    read_table,
+    split_data,
+    steps_per_epoch,
+    targets_fn_for,
+)
+from training.run_folder import (  # noqa: F401  (public names kept importable from training.runner)
+    DEFAULT_RUNS_DIR,
+    dedupe_history,
+    new_run_dir,
+    prepare_run_dir,
+    refuse_overwrite,
+)
 
 LOGGER = logging.getLogger("training")
-DEFAULT_RUNS_DIR = pathlib.Path("output") / "runs"
-SPLIT_NAMES = ("train", "validation", "test")
 
 
 @dataclasses.dataclass
@@ -66,164 +82,6 @@ class RunResult:
     history: dict[str, list[float]]
     initial_epoch: int
     is_chief: bool
-
-
-# ---- data --------------------------------------------------------------------------------------
-def read_table(
-    path: str | pathlib.Path, schema_path: str | pathlib.Path | None, nan_policy: str
-) -> tuple[pd.DataFrame, Any]:
-    """``(df, schema)`` of a CSV/Parquet table validated against ``schema_path`` (used by ``train`` and the CLI).
-
-    ``path`` ``default`` is the embedded sample, re-validated against ``schema_path`` when one is given;
-    any other path needs ``schema_path``.
-    """
-    from data import Schema, load_table
-
-    source: Any = path
-    if path == "default":
-        from data.sample import load_default
-
-        source, schema = load_default()
-        if not schema_path:
-            return source, schema
-    schema = Schema.from_file(schema_path)
-    return load_table(source, schema, nan_policy=nan_policy), schema
-
-
-def load_data(run_config: RunConfig) -> tuple[pd.DataFrame, Any]:
-    """Load and validate the table named by ``data`` (``default`` = the embedded sample).
-
-    Returns:
-        ``(df, schema)``; ``df`` is cut to ``data.max_rows`` rows (seeded, original order kept).
-    """
-    cfg = run_config.data
-    if cfg.path != "default":
-        if not pathlib.Path(cfg.path).exists():
-            raise RunConfigError(f"data.path: file not found: {cfg.path}")
-        if not pathlib.Path(cfg.schema).is_file():
-            raise RunConfigError(f"data.schema: file not found: {cfg.schema}")
-    df, schema = read_table(cfg.path, cfg.schema, cfg.nan_policy)
-    if cfg.max_rows is not None and cfg.max_rows < len(df):
-        df = df.sample(n=cfg.max_rows, random_state=cfg.split.seed).sort_index().reset_index(drop=True)
-    return df, schema
-
-
-def split_data(df: pd.DataFrame, schema: Any, run_config: RunConfig) -> dict[str, pd.DataFrame]:
-    """Train/validation/test frames per ``data.split``."""
-    from data import random_split, time_split
-
-    split = run_config.data.split
-    if split.method == "random":
-        parts = random_split(df, fractions=tuple(split.fractions), seed=split.seed)
-    else:
-        column = split.column or schema.timestamp_column
-        if not column:
-            raise RunConfigError("data.split.column: required for method 'time' (the schema has no timestamp_column)")
-        parts = time_split(df, column, fractions=tuple(split.fractions))
-    return dict(zip(SPLIT_NAMES, parts, strict=True))
-
-
-def model_config_for(schema: Any, run_config: RunConfig) -> mmoe_tf.ModelConfig:
-    """The ModelConfig: features/tasks from the schema, other fields and task overrides from ``model``."""
-    try:
-        config = schema.model_config(**run_config.model_overrides())
-    except ValueError as err:
-        raise RunConfigError(f"model: {err}") from None
-    return apply_task_overrides(config, run_config.task_overrides())
-
-
-def targets_fn_for(config: mmoe_tf.ModelConfig) -> Callable | None:
-    """``add_joint_targets`` bound to ``config`` when a task is ESMM-conditional, else ``None``."""
-    if not any(t.conditional_on for t in config.tasks):
-        return None
-    from mmoe_tf.targets import add_joint_targets
-
-    return functools.partial(add_joint_targets, config)
-
-
-def _steps_per_epoch(num_train_rows: int, run_config: RunConfig) -> int:
-    """``train.steps_per_epoch``, else the batches of one pass over the training rows."""
-    from data import batches_per_pass
-
-    return run_config.train.steps_per_epoch or batches_per_pass(num_train_rows, run_config.train.batch_size)
-
-
-def _dataset(df: pd.DataFrame, schema: Any, config: mmoe_tf.ModelConfig, run_config: RunConfig, training: bool):
-    from data import make_dataset
-
-    train = run_config.train
-    # Training data repeats (fit gets steps_per_epoch, one pass by default: _steps_per_epoch): one iterator for
-    # the whole fit instead of one per epoch, 26–37 ms of waiting saved per epoch (data.batches_per_pass).
-    ds = make_dataset(
-        df,
-        schema,
-        batch_size=train.batch_size,
-        shuffle=training,
-        seed=train.seed,
-        repeat=training,
-        targets_fn=targets_fn_for(config),
-    )
-    options = tf.data.Options()  # in-memory data: shard by element across workers (no files to shard)
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options)
-
-
-# ---- run folder --------------------------------------------------------------------------------
-def new_run_dir(base: str | pathlib.Path = DEFAULT_RUNS_DIR) -> pathlib.Path:
-    """``base/<UTC timestamp>`` (with a numeric suffix if that name is taken); not created."""
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    candidate, n = pathlib.Path(base) / stamp, 1
-    while candidate.exists():
-        candidate, n = pathlib.Path(base) / f"{stamp}-{n}", n + 1
-    return candidate
-
-
-def prepare_run_dir(run_dir: pathlib.Path, run_config: RunConfig) -> bool:
-    """Create the run folder or check it can be resumed.
-
-    Returns:
-        True when resuming an unfinished run.
-
-    Raises:
-        FileExistsError: the folder holds a finished run, something that is not a run, or a run
-            with a different config.
-    """
-    resolved = run_config.to_dict()
-    if run_dir.exists() and any(run_dir.iterdir()):
-        saved = run_dir / "run_config.yaml"
-        if (run_dir / "model.keras").exists():
-            raise FileExistsError(f"output_dir {run_dir}: holds a finished run (model.keras); choose a new output dir")
-        if not saved.is_file():
-            raise FileExistsError(
-                f"output_dir {run_dir}: exists, is not empty and is not a run folder (no run_config.yaml)"
-            )
-        previous = yaml.safe_load(saved.read_text())
-        diff = _diff_keys(previous, resolved)
-        if diff:
-            raise FileExistsError(
-                f"output_dir {run_dir}: holds an unfinished run with a different config (keys {diff}); "
-                "rerun with the same config to resume, or choose a new output dir"
-            )
-        return True
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return False
-
-
-def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        out = []
-        for key in sorted(set(a) | set(b)):
-            out += _diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
-
-
-def _dedupe_history(path: pathlib.Path) -> None:
-    """Keep the last row per epoch (a run killed between backup and log could repeat one)."""
-    if path.is_file() and path.stat().st_size:
-        hist = pd.read_csv(path)
-        if "epoch" in hist:
-            hist.drop_duplicates("epoch", keep="last").sort_values("epoch").to_csv(path, index=False)
 
 
 # ---- the run -----------------------------------------------------------------------------------
@@ -272,15 +130,15 @@ def train(
 
     with strategy.scope():
         model = build_model(config, adapt_data=feature_arrays(parts["train"], schema))
-    train_ds = _dataset(parts["train"], schema, config, run_config, training=True)
+    train_ds = fit_dataset(parts["train"], schema, config, run_config, training=True)
     has_val = len(parts["validation"]) > 0
-    val_ds = _dataset(parts["validation"], schema, config, run_config, training=False) if has_val else None
+    val_ds = fit_dataset(parts["validation"], schema, config, run_config, training=False) if has_val else None
     cbs = _fit_callbacks(config, run_dir, own_dir, run_config, has_val) + list(callbacks)
 
     if chief:  # written once the run can start, so a failed start leaves the folder reusable
         (run_dir / "run_config.yaml").write_text(yaml.safe_dump(run_config.to_dict(), sort_keys=False))
         schema.to_file(run_dir / "schema.yaml")
-    steps = _steps_per_epoch(len(parts["train"]), run_config)
+    steps = steps_per_epoch(len(parts["train"]), run_config)
     history, seconds, initial_epoch = _fit(model, train_ds, val_ds, cbs, run_config, steps)
     baseline = None
     if run_config.train.baseline:
@@ -295,7 +153,7 @@ def train(
     eval_model = model
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         eval_model = load_model(model_path)  # predict locally, not as a collective over the workers
-    _dedupe_history(run_dir / "history.csv")
+    dedupe_history(run_dir / "history.csv")
     report = {
         "run_dir": str(run_dir),
         "model": {

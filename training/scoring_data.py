@@ -5,9 +5,10 @@ read and split) and ``schema.yaml`` (the columns it was trained on). Without ``-
 run's table, split exactly as in training, and the ``test`` split is scored; ``--data`` scores another table
 (all of it unless ``--split`` asks for one of its splits, cut with the run's split settings).
 
-A table that lacks the column of a feature the model was trained on is an error naming the column — even when the
-schema gives that feature a ``default`` (every row would silently take it); ``allow_missing_features=True`` accepts
-the defaults explicitly.
+The table is read through the same column check as training (``data.columns``): a column it lacks is an error naming
+it with a did-you-mean — even when the schema gives that feature a ``default`` (every row would silently take it);
+``allow_missing_features=True`` (``--allow-missing-features``, or the run's ``data.allow_missing_features``) accepts
+the defaults explicitly, with a warning naming each defaulted column.
 
 Example:
     >>> table = scoring_table("output/latest/model.keras", config)  # doctest: +SKIP
@@ -51,30 +52,11 @@ class ScoringTable:
         return f"{name}, split {self.split}: {len(self.df)} rows"
 
 
-def _columns_of(source: str) -> list[str]:
-    from data.loading import read_header
-
-    if source == "default":
-        from data.sample import DEFAULT_CSV, SAMPLE_DIR
-
-        return read_header(SAMPLE_DIR / DEFAULT_CSV)
-    return read_header(source)
-
-
-def check_model_features(
-    config: ModelConfig, schema: Any, columns: list[str], source: str, allow_missing_features: bool = False
-) -> None:
-    """Refuse a schema or table that lacks a feature the model was trained on.
-
-    Args:
-        config: The model's config (its features).
-        schema: The schema the table is read with.
-        columns: The table's column names.
-        source: The table's name for messages.
-        allow_missing_features: Accept absent columns of features that have a ``default`` (each row takes it).
+def check_model_features(config: ModelConfig, schema: Any) -> None:
+    """Refuse a schema that lacks a feature the model was trained on (its columns are checked on reading).
 
     Raises:
-        RunConfigError: naming the feature and column.
+        RunConfigError: naming the features.
     """
     absent = [f.name for f in config.features if f.name not in schema.feature_names]
     if absent:
@@ -82,26 +64,6 @@ def check_model_features(
             f"--schema: lacks feature(s) {absent} that the model was trained on; the model takes "
             f"{list(config.feature_names)}"
         )
-    missing = [schema.feature(f.name) for f in config.features if schema.feature(f.name).column not in columns]
-    if not missing:
-        return
-    if allow_missing_features and all(not f.required for f in missing):
-        return
-    parts = []
-    for f in missing:
-        if f.required:
-            parts.append(f"column {f.column!r} (feature {f.name!r}, required)")
-        else:
-            parts.append(f"column {f.column!r} (feature {f.name!r}, optional: default {f.default!r})")
-    hint = (
-        "; pass --allow-missing-features to score with the optional features' defaults"
-        if all(not f.required for f in missing)
-        else ""
-    )
-    raise RunConfigError(
-        f"{source}: missing {'; '.join(parts)} — the model was trained on these features{hint}. "
-        f"Columns present: {columns[:30]}"
-    )
 
 
 def scoring_table(
@@ -122,13 +84,15 @@ def scoring_table(
         schema_path: Schema of ``data``; default the run folder's ``schema.yaml``.
         split: One of :data:`SPLITS`; default ``test`` for the run's table, ``all`` for ``data``.
         nan_policy: ``error`` or ``fill``; default the run's ``data.nan_policy`` (else ``error``).
-        allow_missing_features: See :func:`check_model_features`.
+        allow_missing_features: Give absent optional feature columns their defaults (with a warning); also on
+            when the run was trained with ``data.allow_missing_features``.
 
     Returns:
         A :class:`ScoringTable`.
 
     Raises:
-        RunConfigError: no run folder and no ``data``, an unknown split, or a missing feature.
+        RunConfigError: no run folder and no ``data``, an unknown split, or a schema without a model feature.
+        data.DataValidationError: a missing column (with a did-you-mean) or bad values.
     """
     from training.runner import load_data, read_table, split_data
 
@@ -139,6 +103,7 @@ def scoring_table(
     run_config = load_run_config(run_config_path) if run_config_path.is_file() else None
     if schema_path is None and run_schema.is_file():
         schema_path = run_schema
+    allow = allow_missing_features or bool(run_config and run_config.data.allow_missing_features)
     if data is None:
         if run_config is None:
             raise RunConfigError(
@@ -146,13 +111,14 @@ def scoring_table(
                 "is unknown; pass --data TABLE --schema SCHEMA (or --data default for the embedded sample)"
             )
         cfg = run_config.data
-        data_cfg = dataclasses.replace(cfg, schema=str(schema_path) if schema_path else cfg.schema)
+        data_cfg = dataclasses.replace(
+            cfg, schema=str(schema_path) if schema_path else cfg.schema, allow_missing_features=allow
+        )
         if nan_policy is not None:
             data_cfg = dataclasses.replace(data_cfg, nan_policy=nan_policy)
         run_config = dataclasses.replace(run_config, data=data_cfg)
         source, split = cfg.path, split or "test"
-        schema = _schema(schema_path)
-        check_model_features(config, schema, _columns_of(source), source, allow_missing_features)
+        check_model_features(config, _schema(schema_path))
         df, schema = load_data(run_config)
     else:
         if data != "default" and schema_path is None:
@@ -160,10 +126,9 @@ def scoring_table(
         if data != "default" and not pathlib.Path(data).exists():
             raise FileNotFoundError(f"--data: no such file: {data}")
         source, split = data, split or "all"
-        schema = _schema(schema_path)
-        check_model_features(config, schema, _columns_of(source), source, allow_missing_features)
+        check_model_features(config, _schema(schema_path))
         policy = nan_policy or (run_config.data.nan_policy if run_config else "error")
-        df, schema = read_table(data, schema_path, policy)
+        df, schema = read_table(data, schema_path, policy, allow)
     if split != "all":
         df = split_data(df, schema, run_config or RunConfig())[split]
     return ScoringTable(df.reset_index(drop=True), schema, str(source), split)

@@ -60,6 +60,11 @@ class DataConfig:
     max_rows: Int | None = Field(
         None, ge=10, description="keep a seeded random subset of this many rows (original order kept); null = all"
     )
+    allow_missing_features: Bool = Field(
+        False,
+        description="absent optional-feature columns (schema `default`) take that default, with a warning naming "
+        "each; false = an error naming the column, with a did-you-mean",
+    )
 
     @model_validator(mode="after")
     def _schema_unless_default(self) -> "DataConfig":

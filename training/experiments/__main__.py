@@ -18,7 +18,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    from training.experiments import common
+    from training.quiet import quiet_startup, startup_log_shown
+
+    with quiet_startup(enabled=not startup_log_shown()):  # TensorFlow's C++ start-up log
+        from training.experiments import common
 
     common.limit_threads()
     importlib.import_module(f"training.experiments.{argv[0]}").main(argv[1:])
