@@ -62,12 +62,17 @@ def _stdlib_loads(body: bytes | str) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RequestError(f"JSON Parse error: {err}") from None
+    except ValueError as err:  # an integer past Python's 4,300-digit conversion limit
+        raise RequestError(f"JSON Parse error: {err}") from None
     except RecursionError:
         raise RequestError("JSON Parse error: the document is nested too deeply") from None
 
 
 def _short(value: Any, limit: int = 80) -> str:
-    text = json.dumps(value, default=str)
+    try:
+        text = json.dumps(value, default=str)
+    except (ValueError, RecursionError):  # an integer too long to print, a value nested too deeply
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -105,7 +110,11 @@ def _leaf_caster(dtype: str, name: str):
         def cast(v: Any) -> float:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise RequestError(f"Input '{name}' has dtype {dtype}; got {_short(v)}, which is not a number")
-            return float(v)
+            try:
+                return float(v)
+            except OverflowError:  # an integer beyond any float
+                message = f"Input '{name}': an integer of {v.bit_length()} bits is out of range for {dtype}"
+                raise RequestError(message) from None
 
     elif dtype in INT_DTYPES:
         info = np.iinfo(dtype)
@@ -117,7 +126,7 @@ def _leaf_caster(dtype: str, name: str):
                     "(send integers without a decimal point)"
                 )
             if not info.min <= v <= info.max:
-                raise RequestError(f"Input '{name}': value {v} is out of range for {dtype}")
+                raise RequestError(f"Input '{name}': value {_short(v)} is out of range for {dtype}")
             return v
 
     elif dtype == "bool":
@@ -131,7 +140,12 @@ def _leaf_caster(dtype: str, name: str):
 
         def cast(v: Any) -> bytes:
             if isinstance(v, str):
-                return v.encode("utf-8")
+                try:
+                    return v.encode("utf-8")
+                except UnicodeEncodeError:  # a lone surrogate such as "\ud800"
+                    raise RequestError(
+                        f"Input '{name}': the string {_short(v)} holds a lone UTF-16 surrogate"
+                    ) from None
             if isinstance(v, dict) and set(v) == {"b64"} and isinstance(v["b64"], str):
                 try:
                     return base64.b64decode(v["b64"], validate=True)
