@@ -201,3 +201,19 @@ def test_large_bodies_are_parsed_off_the_event_loop():
 def test_server_config_refuses_bounds_that_cannot_work(field):
     with pytest.raises(ValueError, match=f"field '{field}' must be"):
         ServerConfig(**{field: 0})
+
+
+def test_serve_flags_set_the_bounds(monkeypatch, tmp_path, capsys):
+    import serving.server
+    from serving import cli
+
+    seen = []
+    monkeypatch.setattr(serving.server, "main", lambda sources, config: seen.append(config) or 0)
+    flags = ["--max-head-bytes", "2048", "--head-timeout-seconds", "2.5", "--body-timeout-seconds", "9"]
+    flags += ["--idle-timeout-seconds", "30", "--max-pending-bytes-per-connection", "4096", "--max-connections", "7"]
+    assert cli.main(["serve", "--base-path", str(tmp_path), *flags]) == 0
+    limits = seen[0].http_limits()
+    assert (limits.max_head_bytes, limits.head_timeout, limits.body_timeout, limits.idle_timeout) == (2048, 2.5, 9, 30)
+    assert (limits.max_pending_bytes, limits.max_connections) == (4096, 7)
+    assert cli.main(["serve", "--base-path", str(tmp_path), "--head-timeout-seconds", "0"]) == 1
+    assert "field 'head_timeout_seconds' must be > 0, got 0.0" in capsys.readouterr().err
