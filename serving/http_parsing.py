@@ -226,7 +226,7 @@ class RequestReader:
         requests."""
         self._parser = httptools.HttpRequestParser(self)
         if self._continuation is not None:
-            self._parser.feed_data(b"POST / HTTP/1.1\r\nHost: -\r\n" + self._continuation.framing + b"\r\n\r\n")
+            rest = b"POST / HTTP/1.1\r\nHost: -\r\n" + self._continuation.framing + b"\r\n\r\n" + rest
         if rest:
             self.data_received(rest)
 

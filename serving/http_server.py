@@ -237,10 +237,10 @@ class _Connection(RequestReader, asyncio.Protocol):
     def sweep(self, now: float) -> None:
         """Enforce the deadlines: a request arriving too slowly gets 408 and the connection closes; a connection
         idle (or whose client has not taken its answers) for ``idle_timeout`` closes."""
-        if self._transport is None or self._broken:
+        if self._transport is None:
             return
         limits = self._limits
-        if self._started is not None and not self._read_paused:
+        if self._started is not None and not self._read_paused and not self._broken:
             if self._in_head and now - self._started > limits.head_timeout:
                 self._refuse(408, f"Request head not received within {limits.head_timeout:g} s")
             elif not self._in_head and not self._continue_when_idle and now - self._body_started > limits.body_timeout:
@@ -248,7 +248,7 @@ class _Connection(RequestReader, asyncio.Protocol):
             return
         if self._busy or now - self._last_active <= limits.idle_timeout:
             return
-        if self._write_paused:  # the client stopped taking its answers
+        if self._write_paused or self._broken:  # the client stopped taking its answers, or a refusal lingers
             self.abort()
         else:
             self.shut_down()

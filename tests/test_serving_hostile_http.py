@@ -253,3 +253,18 @@ def test_connections_past_the_cap_get_503_and_the_cap_frees_up():
     refused, closed, again = _run(scenario, max_connections=3)
     assert refused[0] == 503 and "limit of 3 connections" in json.loads(refused[2])["error"] and closed
     assert again[0] == 200
+
+
+def test_a_refused_client_that_never_reads_is_closed_too():
+    async def scenario(server, echo):
+        # answers pile up unread, then a malformed request is refused: its 400 cannot be written either
+        _, writer = await _send(server.port, GET * 8 + b"NOT HTTP\r\n\r\n")
+        for _ in range(40):
+            if not server.connections:
+                break
+            await asyncio.sleep(0.1)
+        writer.close()
+        return len(echo.seen), not server.connections
+
+    handled, closed = _run(scenario, _Echo(answer_bytes=4 << 20), idle_timeout=1.0)
+    assert handled < 8 and closed
