@@ -215,5 +215,9 @@ def test_serve_flags_set_the_bounds(monkeypatch, tmp_path, capsys):
     limits = seen[0].http_limits()
     assert (limits.max_head_bytes, limits.head_timeout, limits.body_timeout, limits.idle_timeout) == (2048, 2.5, 9, 30)
     assert (limits.max_pending_bytes, limits.max_connections) == (4096, 7)
+    from serving.http_limits import HttpLimits
+
+    assert cli.main(["serve", "--base-path", str(tmp_path)]) == 0
+    assert seen[1].http_limits() == HttpLimits() == ServerConfig().http_limits()  # one set of defaults everywhere
     assert cli.main(["serve", "--base-path", str(tmp_path), "--head-timeout-seconds", "0"]) == 1
     assert "field 'head_timeout_seconds' must be > 0, got 0.0" in capsys.readouterr().err
