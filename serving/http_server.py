@@ -103,7 +103,7 @@ class _Connection(RequestReader, asyncio.Protocol):
             self._broken = True
             message = f"The server is at its limit of {self._limits.max_connections} connections; retry later"
             self._transport.write(closing_answer(503, message))
-            self._transport.close()
+            self._close_lingering()
             return
         self._server.connections.add(self)
 
@@ -225,14 +225,24 @@ class _Connection(RequestReader, asyncio.Protocol):
         transport.write(head if is_head else head + body)
         if not keep_alive:
             self._queue.clear()
-            if self._broken and transport.can_write_eof():  # the client may still be sending: a lingering close
-                transport.write_eof()
-                transport.resume_reading()
-                self._loop.call_later(LINGER_SECONDS, transport.abort)
+            if self._broken:  # the client may still be sending
+                self._close_lingering()
             else:
                 transport.close()
             return
         self._next()
+
+    def _close_lingering(self) -> None:
+        """Close after a refusal without losing it: half-close, then read and drop what the client still sends for
+        ``LINGER_SECONDS`` (closing with unread data would reset the connection, and the client would see the reset
+        instead of the answer)."""
+        transport = self._transport
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()
+        self._loop.call_later(LINGER_SECONDS, transport.abort)
 
     def sweep(self, now: float) -> None:
         """Enforce the deadlines: a request arriving too slowly gets 408 and the connection closes; a connection

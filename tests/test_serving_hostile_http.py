@@ -238,7 +238,7 @@ def test_connections_past_the_cap_get_503_and_the_cap_frees_up():
             reader, writer = await _send(server.port, GET)
             await _read_answer(reader)
             held.append(writer)
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        reader, writer = await _send(server.port, GET)  # its request sent at once: answered, not reset
         refused = await _read_answer(reader)
         closed = await _closed(reader)
         writer.close()
