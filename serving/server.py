@@ -248,6 +248,9 @@ class RestApi:
 
     def _decoded(self, request: HttpRequest, reply: Reply, decoded: asyncio.Future) -> None:
         """Submit a body parsed off the event loop; its answer goes out through ``reply``."""
+        if decoded.cancelled():  # the decode thread was stopped: the server is shutting down
+            reply.send(*_json_response({"error": "The server is shutting down"}, 503))
+            return
         try:
             answer = self._submit(request, *decoded.result())
         except Exception as err:
