@@ -64,7 +64,8 @@ MALFORMED = st.sampled_from(
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1), 413),
         (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * MAX_HEAD + b"\r\n\r\n", 431),
-        (b"GET /" + b"u" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        # past both the URL limit and (MAX_HEAD < 8,190) the head limit: whichever a read crosses first
+        (b"GET /" + b"u" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", (414, 431)),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),  # a TLS ClientHello
         (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400),
     ]
@@ -142,5 +143,6 @@ def test_pipelined_requests_split_across_reads_are_answered_exactly_once(data):
         if expected["method"] != "HEAD":
             assert json.loads(body) == expected
     if malformed is not None:
-        assert answers[-1][0] == malformed[1], (answers[-1], malformed[0][:100])
+        expected = malformed[1] if isinstance(malformed[1], tuple) else (malformed[1],)
+        assert answers[-1][0] in expected, (answers[-1], malformed[0][:100])
     assert after.startswith(b"HTTP/1.1 200 OK")
