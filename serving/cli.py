@@ -53,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--grpc-max-message-bytes", type=_positive_int, default=64 * 1024 * 1024, help="larger: RESOURCE_EXHAUSTED"
     )
     srv.add_argument("--max-body-bytes", type=_positive_int, default=16 * 1024 * 1024)
+    # REST bounds on every client (docs/serving_security.md)
+    srv.add_argument("--max-head-bytes", type=_positive_int, default=64 * 1024, help="request line + headers: 431")
+    srv.add_argument("--head-timeout-seconds", type=float, default=10.0, help="to receive a request's headers: 408")
+    srv.add_argument("--body-timeout-seconds", type=float, default=60.0, help="to receive a body after its head: 408")
+    srv.add_argument("--idle-timeout-seconds", type=float, default=75.0, help="idle or not-reading connections close")
+    srv.add_argument(
+        "--max-pending-bytes-per-connection",
+        type=_positive_int,
+        default=16 * 1024 * 1024,
+        help="requests read ahead + answers not yet taken, past which a connection is not read",
+    )
+    srv.add_argument("--max-connections", type=_positive_int, default=1024, help="more are answered 503")
     srv.add_argument("--enable-batching", action="store_true", help="merge concurrent requests into batches")
     srv.add_argument("--max-batch-size", type=_positive_int, default=64)
     srv.add_argument("--batch-timeout-micros", type=int, default=2000)
@@ -151,6 +163,12 @@ def _serve(args: argparse.Namespace) -> int:
         intra_op_threads=args.intra_op_threads,
         inter_op_threads=args.inter_op_threads,
         event_loop=args.event_loop,
+        max_head_bytes=args.max_head_bytes,
+        head_timeout_seconds=args.head_timeout_seconds,
+        body_timeout_seconds=args.body_timeout_seconds,
+        idle_timeout_seconds=args.idle_timeout_seconds,
+        max_pending_bytes_per_connection=args.max_pending_bytes_per_connection,
+        max_connections=args.max_connections,
     )
     return main(sources, config)
 

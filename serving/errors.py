@@ -59,3 +59,20 @@ class RequestError(ServingError, ValueError):
 def not_found(message: str) -> ServingError:
     """A NOT_FOUND error (HTTP 404)."""
     return ServingError("NOT_FOUND", message)
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def log_safe(text: object, limit: int = 300) -> str:
+    """``text`` fit for one log line: control characters (newlines included) escaped as ``\\xNN``, lone surrogates
+    as ``\\udNNN``, and cut to ``limit`` characters, so a client cannot forge or flood log lines.
+
+    Example:
+        >>> log_safe("/v1/models/m\\nFORGED")
+        '/v1/models/m\\\\x0aFORGED'
+    """
+    text = str(text)
+    if len(text) > limit:
+        text = text[:limit] + f"...({len(text) - limit} more)"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").translate(_CONTROL)

@@ -1,18 +1,28 @@
 """HTTP/1.1 for the REST API: ``httptools`` (llhttp, the parser behind uvicorn) parses, one asyncio protocol per
-connection answers its requests in order.
+connection answers its requests in order, within the bounds of :class:`serving.http_limits.HttpLimits`.
 
-With an empty JSON handler at concurrency 32, a request cost the server ≈ 14 µs of CPU on a bare protocol like this
-one, against ≈ 50–62 µs through aiohttp's web application (``docs/serving.md``). What this module owns, and tests
-(``tests/test_serving_http.py``): keep-alive and ``Connection: close`` (HTTP/1.0 included), pipelined requests
-answered in order, chunked request bodies, ``Expect: 100-continue``, a body limit (413 from the declared length or
-while a chunked body arrives, then the connection closes), malformed requests (400, then close), ``HEAD`` answered
-without a body, back-pressure (reading pauses while answers wait to be written or too many requests are queued), and
-idle keep-alive connections closed after ``idle_timeout`` seconds. Bodies are read whole before the handler runs.
+What this module owns, and tests (``tests/test_serving_http.py``, ``tests/test_serving_hostile_http.py``,
+``tests/test_serving_fuzz.py``): keep-alive and ``Connection: close`` (HTTP/1.0 included), pipelined requests
+answered in order and each exactly once, chunked request bodies, ``Expect: 100-continue``, ``HEAD`` answered
+without a body, and every client mistake answered 4xx (or 501) before the connection closes:
+
+- sizes: body (413, from the declared length or while a chunked body arrives), request target (414), request
+  line + headers and chunked trailers, counted header by header and across reads (431);
+- time: a head must arrive within ``head_timeout`` and a body within ``body_timeout`` of its head (408), so a
+  client sending a byte at a time cannot hold a connection; idle keep-alive connections close after
+  ``idle_timeout``, and so do connections whose client stops reading its answers;
+- memory: reading pauses while the requests read ahead plus the answers not yet taken by the client exceed
+  ``max_pending_bytes`` (back-pressure), and at most ``max_connections`` are open (one more gets 503);
+- framing: HTTP/1.1 needs exactly one ``Host`` (400); a ``Transfer-Encoding`` other than ``chunked`` is 501; an
+  ``Upgrade`` request (websocket, h2c) is answered once as plain HTTP/1.1 with its body read (RFC 9110 §7.8 lets a
+  server ignore ``Upgrade``); ``CONNECT`` is 405.
+
+Bodies are read whole before the handler runs.
 
 Example:
     >>> async def handler(request: HttpRequest) -> tuple[int, bytes]:
     ...     return 200, b'{"path": "%s"}' % request.path.encode()
-    >>> server = await start_http_server(handler, "127.0.0.1", 0, max_body_bytes=1 << 20)  # doctest: +SKIP
+    >>> server = await start_http_server(handler, "127.0.0.1", 0, HttpLimits(max_body_bytes=1 << 20))  # doctest: +SKIP
     >>> server.port, await server.close()  # doctest: +SKIP
 """
 
@@ -21,108 +31,28 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import http
-import json
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
-from urllib.parse import unquote
 
-import httptools
+from serving.errors import log_safe
+from serving.http_limits import HttpLimits
+from serving.http_parsing import RequestReader
+from serving.http_reply import (
+    CONTINUE,
+    Answer,
+    Handler,
+    HttpRequest,
+    Reply,
+    closing_answer,
+    error_body,
+    response_head,
+)
+
+__all__ = ["Answer", "Handler", "HttpLimits", "HttpRequest", "HttpServer", "Reply", "start_http_server"]
 
 log = logging.getLogger("serving")
 
-MAX_URL_BYTES = 8190  # as aiohttp's default request-line limit
-MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
-IDLE_TIMEOUT_SECONDS = 75.0  # an idle keep-alive connection is closed after this long (aiohttp's default)
-MAX_QUEUED_REQUESTS = 32  # pipelined requests read ahead of the one being answered, before reading pauses
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-@dataclasses.dataclass(frozen=True)
-class HttpRequest:
-    """One parsed request.
-
-    Args:
-        method: ``GET``, ``POST``, ...
-        path: The URL's path, percent-decoded, without the query string.
-        body: The whole body (chunked bodies joined).
-    """
-
-    method: str
-    path: str
-    body: bytes = b""
-
-
-Answer = tuple[int, bytes]
-
-
-class Reply:
-    """An answer a handler sends later, written the moment it is sent (an ``asyncio.Future`` would run the write one
-    event-loop iteration later, with a poll for I/O in between).
-
-    Example:
-        >>> reply = Reply()
-        >>> reply.when_sent(print)
-        >>> reply.send(200, b"{}")
-        (200, b'{}')
-        True
-    """
-
-    __slots__ = ("_answer", "_callback")
-
-    def __init__(self) -> None:
-        self._answer: Answer | None = None
-        self._callback: Callable[[Answer], None] | None = None
-
-    @property
-    def sent(self) -> bool:
-        return self._answer is not None
-
-    def send(self, status: int, body: bytes) -> bool:
-        """Send the answer; returns ``False`` (and sends nothing) if an answer was already sent."""
-        if self._answer is not None:
-            return False
-        self._answer = (status, body)
-        if self._callback is not None:
-            self._callback(self._answer)
-        return True
-
-    def when_sent(self, callback: Callable[[Answer], None]) -> None:
-        """Call ``callback(answer)`` when the answer is sent (now if it already was); one callback."""
-        self._callback = callback
-        if self._answer is not None:
-            callback(self._answer)
-
-
-Handler = Callable[[HttpRequest], Answer | Reply | Awaitable[Answer]]
-"""Returns the HTTP status and JSON body: at once, as a :class:`Reply` or an ``asyncio.Future`` (no task is made for
-either), or as a coroutine (run as a task)."""
-
-
-_REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
-
-
-def _head(status: int, length: int, keep_alive: bool, http_10: bool) -> bytes:
-    """The status line and headers of a JSON answer (HTTP/1.1 keeps connections open unless told otherwise;
-    HTTP/1.0 closes them unless the client asked for keep-alive)."""
-    if not keep_alive:
-        connection = b"Connection: close\r\n"
-    elif http_10:
-        connection = b"Connection: keep-alive\r\n"
-    else:
-        connection = b""
-    reason = _REASONS.get(status, b"Unknown")
-    return b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" % (
-        status,
-        reason,
-        length,
-        connection,
-    )
-
-
-def _error_body(message: str) -> bytes:
-    return json.dumps({"error": message}).encode()
+LINGER_SECONDS = 2.0  # after refusing a request, read and drop what the client still sends, so it gets the answer
 
 
 @dataclasses.dataclass
@@ -132,142 +62,98 @@ class _Pending:
     request: HttpRequest | None
     keep_alive: bool
     http_10: bool
-    reply: tuple[int, bytes] | None = None
+    reply: Answer | None = None
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(RequestReader, asyncio.Protocol):
     """One client connection: parse what arrives, answer queued requests one at a time, in arrival order."""
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
-        self._loop = asyncio.get_running_loop()
-        self._last_active = self._loop.time()
-        self._parser = httptools.HttpRequestParser(self)
+        self._init_reader(server.limits, asyncio.get_running_loop())
+        self._last_active = self._loop.time()  # last answer written or request read
         self._transport: asyncio.Transport | None = None
         self._queue: deque[_Pending] = deque()
+        self._queued_bytes = 0  # bodies of queued requests
         self._busy = False  # a request is with the handler
         self._write_paused = False
         self._read_paused = False
         self._closing = False  # answer what is queued, then close
-        self._broken = False  # the parser stopped: nothing more is read
-        self._head_bytes = 0  # bytes read while a request's line and headers were incomplete
         self._task: asyncio.Future | None = None  # the request with the handler (a reference keeps it alive)
         self._continue_when_idle = False
-        self._reset()
 
-    # --- httptools callbacks (called from feed_data) ---------------------------------------------------------------
-
-    def _reset(self) -> None:
-        self._url = b""
-        self._body: list[bytes] = []
-        self._body_bytes = 0
-        self._too_large = False
-        self._expect_continue = False
-        self._in_headers = True
-
-    def on_message_begin(self) -> None:
-        self._reset()
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > MAX_URL_BYTES and not self._broken:
-            self._refuse(400, f"Malformed request: URL longer than {MAX_URL_BYTES} bytes")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        if name == b"content-length" and value.strip().isdigit():
-            if int(value) > self._server.max_body_bytes:
-                self._too_large = True
-        elif name == b"expect" and value.strip().lower() == b"100-continue":
-            self._expect_continue = True
-
-    def on_headers_complete(self) -> None:
-        self._in_headers = False
-        self._head_bytes = 0
-        if self._broken:
-            return
-        if self._too_large:  # refuse before reading the body; the connection cannot continue after that
-            self._refuse(413, self._too_large_message())
-        elif self._expect_continue and not self._busy and not self._queue and self._transport is not None:
-            self._transport.write(CONTINUE)
-        elif self._expect_continue:
-            self._continue_when_idle = True
-
-    def on_body(self, chunk: bytes) -> None:
-        if self._too_large or self._broken:
-            return
-        self._body_bytes += len(chunk)
-        if self._body_bytes > self._server.max_body_bytes:  # a chunked body growing past the limit
-            self._too_large = True
-            self._body = []
-            self._refuse(413, self._too_large_message())
-            return
-        self._body.append(chunk)
-
-    def on_message_complete(self) -> None:
-        if self._broken:
-            return
-        path = unquote(httptools.parse_url(self._url).path.decode("utf-8", "replace")) if self._url else "/"
-        method = self._parser.get_method().decode("ascii", "replace")
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        keep_alive = self._parser.should_keep_alive()
-        self._queue.append(_Pending(HttpRequest(method, path, body), keep_alive, self._http_10()))
-        self._reset()
-        if len(self._queue) > MAX_QUEUED_REQUESTS and not self._read_paused and self._transport is not None:
-            self._read_paused = True
-            self._transport.pause_reading()
+    def _request_read(self, request: HttpRequest, keep_alive: bool, http_10: bool) -> None:
+        self._queue.append(_Pending(request, keep_alive, http_10))
+        self._queued_bytes += len(request.body)
+        self._last_active = self._loop.time()
+        self._update_reading()
         self._next()
+
+    def _continue_asked(self) -> None:
+        if not self._busy and not self._queue and self._transport is not None:
+            self._transport.write(CONTINUE)
+        else:  # sent when the requests before it are answered
+            self._continue_when_idle = True
 
     # --- asyncio.Protocol ----------------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        self._server.connections.add(self)
-
-    def data_received(self, data: bytes) -> None:
-        self._last_active = self._loop.time()
-        if self._broken:
+        if len(self._server.connections) >= self._limits.max_connections:
+            self._broken = True
+            message = f"The server is at its limit of {self._limits.max_connections} connections; retry later"
+            self._transport.write(closing_answer(503, message))
+            self._close_lingering()
             return
-        if self._in_headers:  # a head still incomplete after this many bytes is refused (a body may share a read)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(400, f"Malformed request: request line and headers longer than {MAX_HEAD_BYTES} bytes")
-                return
-            self._head_bytes += len(data)
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refuse(400, "Malformed request: protocol upgrades are not supported")
-        except httptools.HttpParserError as err:
-            if not self._broken:
-                self._refuse(400, f"Malformed request: {err}")
+        self._server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
         self._transport = None
         self._queue.clear()
+        self._queued_bytes = 0
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self._update_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self._last_active = self._loop.time()
+        self._update_reading()
         self._next()
 
     # --- answering -----------------------------------------------------------------------------------------------
-
-    def _too_large_message(self) -> str:
-        return f"Request body is larger than the limit of {self._server.max_body_bytes} bytes"
-
-    def _http_10(self) -> bool:
-        return self._parser.get_http_version() == "1.0"
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer ``message`` after the requests already queued, read nothing more, then close."""
         self._broken = True
         if self._transport is not None:
             self._transport.pause_reading()
-        self._queue.append(_Pending(None, False, False, reply=(status, _error_body(message))))
+        self._queue.append(_Pending(None, False, False, reply=(status, error_body(message))))
         self._next()
+
+    def _update_reading(self) -> None:
+        """Pause reading while the client leaves answers unread or too much is read ahead; resume when it catches up
+        (a request caught part-way restarts its deadlines then)."""
+        transport = self._transport
+        if transport is None or self._broken or self._closing:
+            return
+        limits = self._limits
+        over = (
+            self._write_paused
+            or len(self._queue) > limits.max_queued_requests
+            or self._queued_bytes + transport.get_write_buffer_size() > limits.max_pending_bytes
+        )
+        if over and not self._read_paused:
+            self._read_paused = True
+            transport.pause_reading()
+        elif not over and self._read_paused:
+            self._read_paused = False
+            now = self._loop.time()
+            self._started = now if self._started is not None else None
+            self._body_started = now
+            transport.resume_reading()
 
     def _next(self) -> None:
         """Start the oldest queued request, unless one is running or the client is not reading its answers."""
@@ -278,17 +164,17 @@ class _Connection(asyncio.Protocol):
             if pending.reply is not None:
                 self._write(pending, *pending.reply)
             else:
+                self._queued_bytes -= len(pending.request.body)
                 self._busy = True
                 self._start(pending)
             return
         if self._closing:
             self._transport.close()
             return
-        if self._read_paused and not self._broken:  # the read-ahead queue has drained
-            self._read_paused = False
-            self._transport.resume_reading()
+        self._update_reading()
         if self._continue_when_idle:  # a request waiting to send its body now heads the line
             self._continue_when_idle = False
+            self._body_started = self._loop.time()
             self._transport.write(CONTINUE)
 
     def _start(self, pending: _Pending) -> None:
@@ -311,7 +197,7 @@ class _Connection(asyncio.Protocol):
 
     def _done(self, pending: _Pending, answer: asyncio.Future) -> None:
         if answer.cancelled():
-            self._answered(pending, (503, _error_body("The server is shutting down")))
+            self._answered(pending, (503, error_body("The server is shutting down")))
         elif answer.exception() is not None:
             self._answered(pending, self._internal_error(pending, answer.exception()))
         else:
@@ -319,8 +205,9 @@ class _Connection(asyncio.Protocol):
 
     @staticmethod
     def _internal_error(pending: _Pending, err: BaseException) -> Answer:
-        log.error("internal error on %s %s", pending.request.method, pending.request.path, exc_info=err)
-        return 500, _error_body(f"Internal error: {type(err).__name__}")
+        request = pending.request
+        log.error("internal error on %s %s", log_safe(request.method), log_safe(request.path), exc_info=err)
+        return 500, error_body(f"Internal error: {type(err).__name__}")
 
     def _answered(self, pending: _Pending, answer: Answer) -> None:
         self._busy = False
@@ -333,21 +220,53 @@ class _Connection(asyncio.Protocol):
             return
         self._last_active = self._loop.time()
         keep_alive = pending.keep_alive and not (self._closing and not self._queue)
-        head = _head(status, len(body), keep_alive, pending.http_10)
+        head = response_head(status, len(body), keep_alive, pending.http_10)
         is_head = pending.request is not None and pending.request.method == "HEAD"
         transport.write(head if is_head else head + body)
         if not keep_alive:
             self._queue.clear()
-            transport.close()
+            if self._broken:  # the client may still be sending
+                self._close_lingering()
+            else:
+                transport.close()
             return
         self._next()
 
-    def idle_seconds(self, now: float) -> float:
-        """Seconds since the connection last read or wrote, or 0 while a request is being answered (a client stalled
-        part-way through sending a request counts as idle)."""
-        if self._busy or self._queue:
-            return 0.0
-        return now - self._last_active
+    def _close_lingering(self) -> None:
+        """Close after a refusal without losing it: half-close, then read and drop what the client still sends for
+        ``LINGER_SECONDS`` (closing with unread data would reset the connection, and the client would see the reset
+        instead of the answer)."""
+        transport = self._transport
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()
+        self._loop.call_later(LINGER_SECONDS, transport.abort)
+
+    def sweep(self, now: float) -> None:
+        """Enforce the deadlines: a request arriving too slowly gets 408 and the connection closes; a connection
+        idle (or whose client has not taken its answers) for ``idle_timeout`` closes."""
+        if self._transport is None:
+            return
+        limits = self._limits
+        if self._started is not None and not self._read_paused and not self._broken:
+            if self._in_head and now - self._started > limits.head_timeout:
+                self._refuse(408, f"Request head not received within {limits.head_timeout:g} s")
+            elif not self._in_head and not self._continue_when_idle and now - self._body_started > limits.body_timeout:
+                self._refuse(408, f"Request body not received within {limits.body_timeout:g} s")
+            return
+        if self._busy or now - self._last_active <= limits.idle_timeout:
+            return
+        if self._write_paused or self._broken:  # the client stopped taking its answers, or a refusal lingers
+            self.abort()
+        else:
+            self.shut_down()
+
+    def pending_bytes(self) -> int:
+        """Bytes held for this client: requests read ahead and answers it has not taken yet."""
+        transport = self._transport
+        return self._queued_bytes + (transport.get_write_buffer_size() if transport is not None else 0)
 
     def shut_down(self) -> None:
         """Close now if idle, else after the requests already read."""
@@ -367,26 +286,29 @@ class HttpServer:
 
     Attributes:
         port: The bound port (the one the OS chose when asked for port 0).
+        limits: The bounds every connection is held to.
     """
 
-    def __init__(self, handler: Handler, max_body_bytes: int, idle_timeout: float = IDLE_TIMEOUT_SECONDS) -> None:
+    def __init__(self, handler: Handler, limits: HttpLimits) -> None:
         self.handler = handler
-        self.max_body_bytes = max_body_bytes
-        self.idle_timeout = idle_timeout
+        self.limits = limits
         self.connections: set[_Connection] = set()
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task | None = None
         self.port = 0
 
-    async def _close_idle_connections(self) -> None:
-        """Every quarter of ``idle_timeout``, close the keep-alive connections idle for longer than it."""
+    def pending_bytes(self) -> int:
+        """Bytes held for all clients in requests read ahead and answers not yet taken."""
+        return sum(connection.pending_bytes() for connection in self.connections)
+
+    async def _sweep(self) -> None:
+        """Every :attr:`HttpLimits.sweep_interval` seconds, enforce every connection's deadlines."""
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self.idle_timeout / 4)
+            await asyncio.sleep(self.limits.sweep_interval)
             now = loop.time()
             for connection in list(self.connections):
-                if connection.idle_seconds(now) > self.idle_timeout:
-                    connection.shut_down()
+                connection.sweep(now)
 
     async def close(self, timeout: float = 2.0) -> None:
         """Stop listening, let connections finish the requests they have read (up to ``timeout`` s), then close."""
@@ -407,7 +329,7 @@ class HttpServer:
 
 
 async def start_http_server(
-    handler: Handler, host: str, port: int, max_body_bytes: int, idle_timeout: float = IDLE_TIMEOUT_SECONDS
+    handler: Handler, host: str, port: int, limits: HttpLimits | None = None, **overrides: float
 ) -> HttpServer:
     """Listen on ``host:port`` and answer every request with ``handler(request)`` → ``(status, json_body)``.
 
@@ -416,19 +338,16 @@ async def start_http_server(
             should answer its own errors.
         host: Interface to bind.
         port: Port to bind (0 = any free port; read it back from ``server.port``).
-        max_body_bytes: Larger bodies are refused with 413 before the handler runs.
-        idle_timeout: Seconds after which a keep-alive connection with nothing in flight is closed.
+        limits: The per-client bounds (default :class:`HttpLimits`).
+        **overrides: Fields of ``limits`` to replace, e.g. ``max_body_bytes=1 << 20``.
 
     Returns:
         The running :class:`HttpServer`.
     """
-    if max_body_bytes < 1:
-        raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
-    if idle_timeout <= 0:
-        raise ValueError(f"idle_timeout must be > 0, got {idle_timeout}")
-    server = HttpServer(handler, max_body_bytes, idle_timeout)
+    limits = dataclasses.replace(limits or HttpLimits(), **overrides)
+    server = HttpServer(handler, limits)
     loop = asyncio.get_running_loop()
     server._server = await loop.create_server(lambda: _Connection(server), host, port, reuse_address=True)
     server.port = server._server.sockets[0].getsockname()[1]
-    server._sweeper = loop.create_task(server._close_idle_connections())
+    server._sweeper = loop.create_task(server._sweep())
     return server

@@ -27,27 +27,32 @@ import logging
 import re
 import signal
 import sys
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from serving.batching import BatchingOptions, BatchSlice
-from serving.errors import RequestError, ServingError
+from serving.errors import RequestError, ServingError, log_safe
 from serving.event_loop import loop_factory, loop_name, run_on
-from serving.http_server import Answer, HttpRequest, Reply, start_http_server
+from serving.http_server import Answer, HttpLimits, HttpRequest, Reply, start_http_server
 from serving.inference import Inference
 from serving.json_codec import decode_request, encode_json, loads_request, one_row_answers, predictions_json
 from serving.model_store import DEFAULT_SIGNATURE, ModelSource, ModelStore
 
 log = logging.getLogger("serving")
 
+# Matched against the raw (still percent-encoded) path, whole: an encoded "/" or ":" stays inside the name, a
+# version is 1-19 ASCII digits (int64), and nothing may follow (no trailing newline, encoded or not).
 URL_PATTERN = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)"
-    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-    r"(?P<suffix>/metadata|:predict|:classify|:regress)?$",
-    re.IGNORECASE,
+    r"/v1/models/(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>[0-9]{1,19})|/labels/(?P<label>[^/:]+))?"
+    r"(?P<suffix>/metadata|:predict|:classify|:regress)?",
+    re.IGNORECASE | re.ASCII,
 )
+MAX_VERSION = 2**63 - 1
+OFFLOAD_BODY_BYTES = 256 * 1024  # predict bodies larger than this are parsed in a thread, off the event loop
 METHOD_NAMES = {":classify": "tensorflow/serving/classify", ":regress": "tensorflow/serving/regress"}
 
 
@@ -72,6 +77,16 @@ class ServerConfig:
             -1 by default: TensorFlow's negative value, every op of a request runs in the inference thread that
             called the session, which saves two thread hand-offs per call (``docs/serving.md``).
         event_loop: ``auto`` (uvloop when installed), ``uvloop`` or ``asyncio`` (``serving.event_loop``).
+        max_head_bytes: Largest REST request line + headers (and chunked trailers); larger ones get 431.
+        head_timeout_seconds: A REST request's headers must arrive within this long of its first byte (else 408).
+        body_timeout_seconds: A REST request's body must arrive within this long of its headers (else 408).
+        idle_timeout_seconds: Idle keep-alive REST connections, and those whose client stops reading its answers,
+            close after this long.
+        max_pending_bytes_per_connection: Bytes of requests read ahead plus answers not yet taken by the client,
+            past which the server stops reading that connection.
+        max_connections: Open REST connections; one more is answered 503 and closed.
+
+    ``docs/serving_security.md`` explains the REST bounds.
     """
 
     host: str = "127.0.0.1"
@@ -86,9 +101,21 @@ class ServerConfig:
     intra_op_threads: int = 1
     inter_op_threads: int = -1
     event_loop: str = "auto"
+    max_head_bytes: int = HttpLimits.max_head_bytes
+    head_timeout_seconds: float = HttpLimits.head_timeout
+    body_timeout_seconds: float = HttpLimits.body_timeout
+    idle_timeout_seconds: float = HttpLimits.idle_timeout
+    max_pending_bytes_per_connection: int = HttpLimits.max_pending_bytes
+    max_connections: int = HttpLimits.max_connections
 
     def __post_init__(self) -> None:
         loop_factory(self.event_loop)  # an unknown name, or uvloop asked for but missing, fails here
+        for name in ("max_head_bytes", "max_pending_bytes_per_connection", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ServerConfig: field '{name}' must be >= 1, got {getattr(self, name)}")
+        for name in ("head_timeout_seconds", "body_timeout_seconds", "idle_timeout_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ServerConfig: field '{name}' must be > 0, got {getattr(self, name)}")
         if self.grpc_max_message_bytes < 1:
             raise ValueError(
                 f"ServerConfig: field 'grpc_max_message_bytes' must be >= 1, got {self.grpc_max_message_bytes}"
@@ -103,6 +130,18 @@ class ServerConfig:
             raise ValueError(f"ServerConfig: field 'num_threads' must be >= 1, got {self.num_threads}")
         if self.poll_seconds <= 0:
             raise ValueError(f"ServerConfig: field 'poll_seconds' must be > 0, got {self.poll_seconds}")
+
+    def http_limits(self) -> HttpLimits:
+        """The REST API's per-client bounds (``serving.http_limits``)."""
+        return HttpLimits(
+            max_body_bytes=self.max_body_bytes,
+            max_head_bytes=self.max_head_bytes,
+            head_timeout=self.head_timeout_seconds,
+            body_timeout=self.body_timeout_seconds,
+            idle_timeout=self.idle_timeout_seconds,
+            max_pending_bytes=self.max_pending_bytes_per_connection,
+            max_connections=self.max_connections,
+        )
 
 
 def _json_response(body: Any, status: int = 200) -> tuple[int, bytes]:
@@ -127,6 +166,12 @@ class RestApi:
         self.store = store
         self.config = config
         self.inference = inference
+        self._decoder: ThreadPoolExecutor | None = None  # parses large bodies off the event loop
+
+    def close(self) -> None:
+        """Stop the thread parsing large bodies."""
+        if self._decoder is not None:
+            self._decoder.shutdown(wait=False, cancel_futures=True)
 
     def handle(self, request: HttpRequest) -> Answer | Reply:
         """Dispatch by URL and method; every failure becomes ``{"error": ...}`` with its HTTP status.
@@ -144,18 +189,20 @@ class RestApi:
     def _error_answer(self, request: HttpRequest, err: BaseException) -> Answer:
         if isinstance(err, ServingError):
             return _json_response({"error": err.message}, err.http_status)
-        # never let a request take the server down
-        log.error("internal error on %s %s", request.method, request.path, exc_info=err)
+        # never let a request take the server down; what the client sent is escaped before it reaches the log
+        log.error("internal error on %s %s", log_safe(request.method), log_safe(request.path), exc_info=err)
         return _json_response({"error": f"Internal error: {type(err).__name__}: {err}"}, 500)
 
     def _dispatch(self, request: HttpRequest) -> Answer | Reply:
-        match = URL_PATTERN.match(request.path)
+        match = URL_PATTERN.fullmatch(request.path)
         suffix = (match["suffix"] or "").lower() if match else ""
-        expected_method = "GET" if suffix in ("", "/metadata") else "POST"  # status/metadata vs predict & co.
-        if match is None or request.method != expected_method:
+        reads = suffix in ("", "/metadata")  # status and metadata (GET, or HEAD) vs predict & co. (POST)
+        if match is None or request.method not in (("GET", "HEAD") if reads else ("POST",)):
             raise RequestError(f"Malformed request: {request.method} {request.path}")
-        name, label = match["name"], match["label"]
+        name, label = _unquoted(match["name"], "model name"), match["label"] and _unquoted(match["label"], "label")
         version = int(match["version"]) if match["version"] else None
+        if version is not None and version > MAX_VERSION:
+            raise RequestError(f"Malformed request: version {match['version']} is larger than {MAX_VERSION}")
         if suffix == "":
             return _json_response({"model_version_status": self.store.status(name, version, label)})
         servable = self.store.resolve(name, version, label)
@@ -166,7 +213,21 @@ class RestApi:
                     "metadata": {"signature_def": servable.metadata},
                 }
             )
-        data = loads_request(request.body)
+        if len(request.body) <= OFFLOAD_BODY_BYTES:
+            return self._submit(request, *self._decode(servable, suffix, request.body))
+        if self._decoder is None:
+            self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        reply = Reply()
+        decoded = asyncio.get_running_loop().run_in_executor(
+            self._decoder, self._decode, servable, suffix, request.body
+        )
+        decoded.add_done_callback(functools.partial(self._decoded, request, reply))
+        return reply
+
+    def _decode(self, servable: Any, suffix: str, body: bytes) -> tuple[Any, str, str, Any]:
+        """Parse and check a predict body: ``(servable, signature, format, inputs)``, where format ``example`` means
+        one instance of bare scalars made into arrays with its batch."""
+        data = loads_request(body)
         signature = data.pop("signature_name", DEFAULT_SIGNATURE)
         if not isinstance(signature, str):
             raise RequestError(f"'signature_name' must be a string; got {signature!r}")
@@ -180,10 +241,29 @@ class RestApi:
         reader = servable.instance_readers.get(signature)
         example = reader.read(data) if reader is not None else None
         if example is not None:  # one instance of bare scalars: checked here, made into arrays with its batch
-            fmt, outputs = "row", self.inference.submit_example(servable, signature, example)
+            return servable, signature, "example", example
+        fmt, inputs, _ = decode_request(data, input_dtypes)
+        servable.check_shapes(signature, inputs)
+        return servable, signature, fmt, inputs
+
+    def _decoded(self, request: HttpRequest, reply: Reply, decoded: asyncio.Future) -> None:
+        """Submit a body parsed off the event loop; its answer goes out through ``reply``."""
+        if decoded.cancelled():  # the decode thread was stopped: the server is shutting down
+            reply.send(*_json_response({"error": "The server is shutting down"}, 503))
+            return
+        try:
+            answer = self._submit(request, *decoded.result())
+        except Exception as err:
+            answer = self._error_answer(request, err)
+        if isinstance(answer, Reply):
+            answer.when_sent(lambda sent: reply.send(*sent))
         else:
-            fmt, inputs, _ = decode_request(data, input_dtypes)
-            servable.check_shapes(signature, inputs)
+            reply.send(*answer)
+
+    def _submit(self, request: HttpRequest, servable: Any, signature: str, fmt: str, inputs: Any) -> Reply:
+        if fmt == "example":
+            fmt, outputs = "row", self.inference.submit_example(servable, signature, inputs)
+        else:
             outputs = self.inference.submit(servable, signature, inputs)
         reply = Reply()
         timer = outputs.get_loop().call_later(self.config.rest_timeout_seconds, self._time_out, reply, outputs)
@@ -210,6 +290,14 @@ class RestApi:
         except Exception as encode_err:
             answer = self._error_answer(request, encode_err)
         reply.send(*answer)
+
+
+def _unquoted(part: str, what: str) -> str:
+    """A percent-encoded path part, decoded (UTF-8); ``RequestError`` when it is not valid UTF-8."""
+    try:
+        return urllib.parse.unquote(part, errors="strict")
+    except UnicodeDecodeError:
+        raise RequestError(f"Malformed request: the {what} is not valid percent-encoded UTF-8") from None
 
 
 def _answer_body(outputs: dict[str, np.ndarray], fmt: str) -> bytes:
@@ -259,7 +347,7 @@ async def serve(sources: list[ModelSource], config: ServerConfig, ready: asyncio
     initial = await loop.run_in_executor(loader, store.poll)
     inference = Inference(config.num_threads, config.batching)
     api = RestApi(store, config, inference)
-    http_server = await start_http_server(api.handle, config.host, config.port, config.max_body_bytes)
+    http_server = await start_http_server(api.handle, config.host, config.port, config.http_limits())
     where = f"http://{config.host}:{http_server.port}"
     grpc_server = None
     if config.grpc_port is not None:
@@ -291,6 +379,7 @@ async def serve(sources: list[ModelSource], config: ServerConfig, ready: asyncio
         if grpc_server is not None:
             await grpc_server.stop(grace=1.0)
         await http_server.close(timeout=2.0)
+        api.close()
         inference.close()
         loader.shutdown(wait=False, cancel_futures=True)
 

@@ -5,9 +5,13 @@
 (floats, ints, bool, string); any other dtype falls back to TensorFlow's own functions.
 
 Reading follows ``tf.make_ndarray``: ``tensor_content`` bytes or the typed ``*_val`` field, an empty field means
-zeros, fewer values than elements repeat the last one. Responses are written like TF Serving's default
-(``AsProtoField``: typed ``*_val`` fields, so ``response.outputs["click"].float_val`` works); requests from our client
-use ``tensor_content`` (as ``tf.make_tensor_proto`` does).
+zeros, fewer values than elements repeat the last one. The element count a shape declares is checked against the
+message before anything is allocated: a tensor may not declare more values than its serialized bytes (every value
+takes at least one byte on the wire), so a few bytes cannot make the server build a tensor of millions of zeros.
+
+Responses are written like TF Serving's default (``AsProtoField``: typed ``*_val`` fields, so
+``response.outputs["click"].float_val`` works); requests from our client use ``tensor_content`` (as
+``tf.make_tensor_proto`` does).
 
 Example:
     >>> proto = from_ndarray(np.array([0.5, 0.25], np.float32))
@@ -16,6 +20,8 @@ Example:
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, types_pb2
@@ -58,22 +64,27 @@ def to_ndarray(proto: tensor_pb2.TensorProto, name: str) -> np.ndarray:
     Raises:
         RequestError: ``tensor parsing error: <name>`` when the values do not fit the shape or dtype.
     """
-    if proto.dtype not in _FIELDS:
-        return _tf_fallback(proto, name)
-    dtype, field = _FIELDS[proto.dtype]
     if proto.tensor_shape.unknown_rank:
         raise RequestError(f"tensor parsing error: {name} (unknown rank)")
     shape = tuple(d.size for d in proto.tensor_shape.dim)
     if any(d < 0 for d in shape):
         raise RequestError(f"tensor parsing error: {name} (negative dimension in {list(shape)})")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python ints: no int64 overflow for a crafted shape
+    if count > proto.ByteSize():  # every value takes at least a byte on the wire: checked before any allocation
+        raise RequestError(
+            f"tensor parsing error: {name} (shape {list(shape)} declares {count} values, more than its "
+            f"{proto.ByteSize()} bytes in the request can hold)"
+        )
+    if proto.dtype not in _FIELDS:
+        return _tf_fallback(proto, name)
+    dtype, field = _FIELDS[proto.dtype]
     try:
         if proto.tensor_content:
             if dtype == np.dtype(object):
                 raise ValueError("string tensors cannot use tensor_content")
+            if len(proto.tensor_content) != count * dtype.itemsize:
+                raise ValueError(f"tensor_content holds {len(proto.tensor_content)} bytes for shape {list(shape)}")
             flat = np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<"))
-            if flat.size != count:
-                raise ValueError(f"tensor_content holds {flat.size} values for shape {list(shape)}")
             return flat.astype(dtype).reshape(shape)
         values = getattr(proto, field)
         if dtype == np.dtype(object):

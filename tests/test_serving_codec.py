@@ -73,7 +73,7 @@ def test_decode_request_row_and_columnar():
     ],
 )
 def test_row_columns_of_one_json_type_decode_as_value_by_value(column):
-    from serving.json_codec import _leaf_caster, numpy_dtype
+    from serving.json_request import _leaf_caster, numpy_dtype
 
     dtype = {float: "float32", int: "int64", str: "string"}[type(column[0])]
     rows = [{"x": v, "y": 1} for v in column]

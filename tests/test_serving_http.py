@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from serving.http_server import MAX_URL_BYTES, HttpRequest, Reply, start_http_server
+from serving.http_server import HttpLimits, HttpRequest, Reply, start_http_server
+
+MAX_URL_BYTES = HttpLimits().max_url_bytes
 
 LIMIT = 1000
 
@@ -80,10 +82,11 @@ def test_keep_alive_pipelining_and_paths():
         return await _exchange(server.port, (pipelined, 3), (_get("/again"), 1))
 
     answers = _run(scenario)
-    assert [json.loads(a[2])["path"] for a in answers] == ["/v1/models/a b:predict", "/second", "/third", "/again"]
+    # the path is handed over as sent (percent-encoded), without the query
+    assert [json.loads(a[2])["path"] for a in answers] == ["/v1/models/a%20b:predict", "/second", "/third", "/again"]
     assert all(a[0] == 200 and a[1]["content-type"] == "application/json" for a in answers)
     assert all("connection" not in a[1] for a in answers)
-    assert json.loads(answers[0][2]) == {"method": "POST", "path": "/v1/models/a b:predict", "body": '{"sleep": 0.2}'}
+    assert json.loads(answers[0][2]) == {"method": "POST", "path": "/v1/models/a%20b:predict", "body": '{"sleep": 0.2}'}
 
 
 class _NoCoroutineHandler:
@@ -214,7 +217,7 @@ def test_malformed_requests_get_400_after_earlier_pipelined_answers_and_the_conn
         return out, [r.path for r in recorder.seen]
 
     out, paths = _run(scenario)
-    assert [o[:2] for o in out] == [(200, 400), (200, 400)]
+    assert [o[:2] for o in out] == [(200, 400), (200, 414)]
     assert out[0][2].startswith("Malformed request: ") and "URL longer than 8190 bytes" in out[1][2]
     assert [o[3] for o in out] == [b"", b""] and paths == ["/first", "/first"]
 
@@ -269,9 +272,9 @@ def test_handler_errors_answer_500_and_bad_arguments_are_refused():
 
     status, _, body = _run(scenario, handler=failing)
     assert status == 500 and json.loads(body) == {"error": "Internal error: RuntimeError"}
-    with pytest.raises(ValueError, match="max_body_bytes must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="field 'max_body_bytes' must be >= 1, got 0"):
         asyncio.run(start_http_server(failing, "127.0.0.1", 0, max_body_bytes=0))
-    with pytest.raises(ValueError, match="idle_timeout must be > 0, got 0"):
+    with pytest.raises(ValueError, match="field 'idle_timeout' must be > 0, got 0"):
         asyncio.run(start_http_server(failing, "127.0.0.1", 0, max_body_bytes=1, idle_timeout=0))
 
 
