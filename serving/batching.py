@@ -129,6 +129,16 @@ class Batcher:
         self._open: dict[Hashable, _Open] = {}  # insertion order = age: the oldest open batch starts first
         self._running = 0  # batches submitted to the executor and not finished
         self.batches_run = 0
+        self.on_batch: Callable[[Hashable, int], None] | None = None  # (key, examples) of each batch started
+
+    def queue_depth(self) -> int:
+        """Batches waiting for a thread: open ones and closed ones queued behind the running ones (the number
+        ``max_enqueued_batches`` bounds)."""
+        return len(self._open) + max(0, self._running - self.max_running)
+
+    def running(self) -> int:
+        """Batches in the executor's threads."""
+        return min(self._running, self.max_running)
 
     async def run(self, key: Hashable, fn: Callable[[Arrays], dict[str, np.ndarray]], inputs: Arrays) -> dict:
         """Run ``fn`` on ``inputs`` as part of a batch; returns this request's slice of the outputs.
@@ -163,7 +173,7 @@ class Batcher:
             )
         item = _Pending(inputs, size, asyncio.get_running_loop().create_future())
         if not self._open and self._running == 0:  # nothing queued or running: no batch window
-            self._start(_Open(fn, [item], size))
+            self._start(_Open(fn, [item], size), key)
             return item.future
         return self._join((key, tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items()))), fn, item)
 
@@ -187,7 +197,7 @@ class Batcher:
         """
         item = _Pending(example, 1, asyncio.get_running_loop().create_future(), columns)
         if not self._open and self._running == 0:
-            self._start(_Open(fn, [item], 1))
+            self._start(_Open(fn, [item], 1), key)
             return item.future
         return self._join((key, example_key), fn, item)
 
@@ -200,8 +210,7 @@ class Batcher:
             self._close(full_key)
             batch = None
         if batch is None:
-            queued = len(self._open) + max(0, self._running - self.max_running)
-            if queued >= self.options.max_enqueued_batches:
+            if self.queue_depth() >= self.options.max_enqueued_batches:
                 raise ServingError("UNAVAILABLE", "The batch scheduling queue to which this task was submitted is full")
             batch = self._open[full_key] = _Open(fn)
             delay = self.options.batch_timeout_micros / 1e6
@@ -230,10 +239,12 @@ class Batcher:
         if batch is not None:
             if batch.timer is not None:
                 batch.timer.cancel()
-            self._start(batch)
+            self._start(batch, key[0])
 
-    def _start(self, batch: _Open) -> None:
+    def _start(self, batch: _Open, key: Hashable) -> None:
         self._running += 1
+        if self.on_batch is not None:
+            self.on_batch(key, batch.size)
         loop = batch.items[0].future.get_loop()
         done = self.executor.submit(self._compute, batch)
         # straight back to the loop (``run_in_executor``'s asyncio future would add one more loop iteration)

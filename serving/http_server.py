@@ -37,6 +37,7 @@ MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
 IDLE_TIMEOUT_SECONDS = 75.0  # an idle keep-alive connection is closed after this long (aiohttp's default)
 MAX_QUEUED_REQUESTS = 32  # pipelined requests read ahead of the one being answered, before reading pauses
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+JSON_TYPE = b"application/json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +55,7 @@ class HttpRequest:
     body: bytes = b""
 
 
-Answer = tuple[int, bytes]
+Answer = tuple[int, bytes]  # or (status, body, content type) for a body that is not JSON (e.g. the metrics text)
 
 
 class Reply:
@@ -103,7 +104,7 @@ either), or as a coroutine (run as a task)."""
 _REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
 
 
-def _head(status: int, length: int, keep_alive: bool, http_10: bool) -> bytes:
+def _head(status: int, length: int, keep_alive: bool, http_10: bool, content_type: bytes = JSON_TYPE) -> bytes:
     """The status line and headers of a JSON answer (HTTP/1.1 keeps connections open unless told otherwise;
     HTTP/1.0 closes them unless the client asked for keep-alive)."""
     if not keep_alive:
@@ -113,9 +114,10 @@ def _head(status: int, length: int, keep_alive: bool, http_10: bool) -> bytes:
     else:
         connection = b""
     reason = _REASONS.get(status, b"Unknown")
-    return b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" % (
+    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
         status,
         reason,
+        content_type,
         length,
         connection,
     )
@@ -327,13 +329,13 @@ class _Connection(asyncio.Protocol):
         self._task = None
         self._write(pending, *answer)
 
-    def _write(self, pending: _Pending, status: int, body: bytes) -> None:
+    def _write(self, pending: _Pending, status: int, body: bytes, content_type: bytes = JSON_TYPE) -> None:
         transport = self._transport
         if transport is None:
             return
         self._last_active = self._loop.time()
         keep_alive = pending.keep_alive and not (self._closing and not self._queue)
-        head = _head(status, len(body), keep_alive, pending.http_10)
+        head = _head(status, len(body), keep_alive, pending.http_10, content_type)
         is_head = pending.request is not None and pending.request.method == "HEAD"
         transport.write(head if is_head else head + body)
         if not keep_alive:

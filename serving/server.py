@@ -72,6 +72,8 @@ class ServerConfig:
             -1 by default: TensorFlow's negative value, every op of a request runs in the inference thread that
             called the session, which saves two thread hand-offs per call (``docs/serving.md``).
         event_loop: ``auto`` (uvloop when installed), ``uvloop`` or ``asyncio`` (``serving.event_loop``).
+        monitoring_path: URL path of the Prometheus metrics on the REST port (TF Serving's
+            ``/monitoring/prometheus/metrics``), or ``None`` for no metrics (``serving.metrics``).
     """
 
     host: str = "127.0.0.1"
@@ -86,6 +88,7 @@ class ServerConfig:
     intra_op_threads: int = 1
     inter_op_threads: int = -1
     event_loop: str = "auto"
+    monitoring_path: str | None = None
 
     def __post_init__(self) -> None:
         loop_factory(self.event_loop)  # an unknown name, or uvloop asked for but missing, fails here
@@ -259,17 +262,27 @@ async def serve(sources: list[ModelSource], config: ServerConfig, ready: asyncio
     initial = await loop.run_in_executor(loader, store.poll)
     inference = Inference(config.num_threads, config.batching)
     api = RestApi(store, config, inference)
-    http_server = await start_http_server(api.handle, config.host, config.port, config.max_body_bytes)
+    handler, metrics = api.handle, None
+    if config.monitoring_path is not None:  # metrics: counts every REST request, answers the metrics path
+        from serving.metrics import ServingMetrics
+
+        metrics = ServingMetrics(store, inference, config.monitoring_path)
+        handler = metrics.rest_handler(api.handle)
+    http_server = await start_http_server(handler, config.host, config.port, config.max_body_bytes)
     where = f"http://{config.host}:{http_server.port}"
-    grpc_server = None
+    grpc_server, grpc_port = None, None
     if config.grpc_port is not None:
         from serving.grpc_server import start_grpc_server
 
         grpc_server, grpc_port = await start_grpc_server(
-            store, inference, config.host, config.grpc_port, config.grpc_max_message_bytes
+            store, inference, config.host, config.grpc_port, config.grpc_max_message_bytes, metrics=metrics
         )
         where += f" and grpc {config.host}:{grpc_port}"
+    # ports: the bound ports on one line for scripts (``--port 0`` / ``--grpc-port 0`` ask the OS for free ones)
+    print(f"ports rest={http_server.port} grpc={grpc_port if grpc_server else 'off'}", flush=True)
     print(f"listening at {where} for models {store.model_names()} ({loop_name(loop)} event loop)", flush=True)
+    if metrics is not None:
+        print(f"metrics at http://{config.host}:{http_server.port}{metrics.path}", flush=True)
     _announce(store, initial, where)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

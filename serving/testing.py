@@ -1,7 +1,7 @@
 """Helpers shared by the serving tests and the latency benchmark.
 
-- :class:`ServerProcess` starts ``python -m serving serve`` on free loopback ports (REST and gRPC) in a subprocess
-  and waits for its "serving <name> version N" line (no ``mmoe_tf`` import here).
+- :class:`ServerProcess` starts ``python -m serving serve --port 0 --grpc-port 0`` in a subprocess, reads the ports
+  it bound and waits for its "serving <name> version N" line (no ``mmoe_tf`` import here).
 - :func:`build_test_model` builds a small real MMoE with ``mmoe_tf.build_model`` (inputs float32/string/int64,
   a vocabulary adapted inside the model) and :func:`cached_export` exports it once per directory, so several test
   modules reuse one export.
@@ -42,14 +42,19 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m serving serve ARGS --port <free> --grpc-port <free>`` as a context manager.
+    """``python -m serving serve ARGS --port 0 --grpc-port 0`` as a context manager.
+
+    The server binds free ports itself and prints them (``ports rest=N grpc=M``); :attr:`port`, :attr:`url` and
+    :attr:`grpc_target` read that line (waiting for it if needed), so no other process can take a port between
+    choosing and binding it.
 
     Attributes:
+        port: The REST port.
         url: The REST base URL, ``http://127.0.0.1:<port>``.
-        grpc_target: The gRPC address, ``127.0.0.1:<grpc port>``.
+        grpc_target: The gRPC address, ``127.0.0.1:<grpc port>`` (``None`` with ``--no-grpc``).
 
     Args:
-        args: Arguments after ``serve`` (``--port`` and ``--grpc-port`` are added unless given).
+        args: Arguments after ``serve`` (``--port 0`` and ``--grpc-port 0`` are added unless given).
         timeout: Seconds to wait for the "serving ... version" line.
         env: Extra environment variables (``PYTHONPATH`` defaults to the repository root).
         cwd: Working directory (``python -m`` puts it first on ``sys.path``).
@@ -63,18 +68,40 @@ class ServerProcess:
         cwd: str | Path = REPO_ROOT,
     ) -> None:
         self.cwd = str(cwd)
-        self.port = free_port() if "--port" not in args else int(args[args.index("--port") + 1])
-        self.args = [*args, "--port", str(self.port)] if "--port" not in args else list(args)
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = list(args)
+        if "--port" not in self.args:
+            self.args += ["--port", "0"]
         if "--grpc-port" not in self.args and "--no-grpc" not in self.args:
-            self.args += ["--grpc-port", str(free_port())]
-        grpc_port = self.args[self.args.index("--grpc-port") + 1] if "--grpc-port" in self.args else None
-        self.grpc_target = f"127.0.0.1:{grpc_port}" if grpc_port else None
+            self.args += ["--grpc-port", "0"]
+        self._ports: tuple[int, int | None] | None = None
         self.timeout = timeout
         self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT), **(env or {})}
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self.proc: subprocess.Popen | None = None
+
+    def bound_ports(self) -> tuple[int, int | None]:
+        """``(rest port, grpc port or None)`` from the server's ``ports`` line (waits for it up to ``timeout``)."""
+        if self._ports is None:
+            if self.proc is None:
+                raise RuntimeError("the server has not been started")
+            line = self.wait_for("ports rest=", self.timeout)
+            fields = dict(item.split("=", 1) for item in line.split()[1:])
+            self._ports = int(fields["rest"]), (int(fields["grpc"]) if fields["grpc"].isdigit() else None)
+        return self._ports
+
+    @property
+    def port(self) -> int:
+        return self.bound_ports()[0]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_target(self) -> str | None:
+        grpc_port = self.bound_ports()[1]
+        return f"127.0.0.1:{grpc_port}" if grpc_port is not None else None
 
     def start(self, wait: bool = True) -> ServerProcess:
         """Launch the server; with ``wait`` block until it serves a model version.
@@ -84,6 +111,7 @@ class ServerProcess:
         """
         if self.alive():
             return self
+        self._ports, self.lines, self._queue = None, [], queue.Queue()
         cmd = [sys.executable, "-m", "serving", "serve", *self.args]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, cwd=self.cwd
