@@ -308,7 +308,9 @@ def read_batching_parameters(path: str | Path) -> tuple[BatchingOptions, int | N
         (``allowed_batch_sizes``, ``pad_variable_length_inputs``, ...) are returned as ignored.
 
     Raises:
-        ValueError: unreadable file, unknown field or a value that is not a non-negative integer (naming it).
+        ValueError: unreadable file, unknown field or a value that is not a non-negative integer (naming it), or
+            text TF Serving's own ``BatchingParameters`` parser rejects (e.g. ``max_batch_size: 64`` without the
+            ``{ value: }`` wrapper).
 
     Example:
         >>> options, threads, ignored = read_batching_parameters("batching_parameters.txt")  # doctest: +SKIP
@@ -336,7 +338,20 @@ def read_batching_parameters(path: str | Path) -> tuple[BatchingOptions, int | N
                 f"batching parameters file {path}: field '{name}' must be a non-negative integer, got {raw}"
             )
         values[name] = int(raw)
+    _check_as_tf_serving_reads_it(path, text)
     threads = values.pop("num_batch_threads", None)
     if threads == 0:
         raise ValueError(f"batching parameters file {path}: field 'num_batch_threads' must be >= 1")
     return BatchingOptions(**values), threads, sorted(set(ignored))
+
+
+def _check_as_tf_serving_reads_it(path: str | Path, text: str) -> None:
+    """Parse ``text`` into TF Serving's ``BatchingParameters``: a file the real server would reject fails here too."""
+    from google.protobuf import text_format
+
+    from serving.tf_serving.protos import BatchingParameters
+
+    try:
+        text_format.Parse(text, BatchingParameters())
+    except text_format.ParseError as err:
+        raise ValueError(f"batching parameters file {path}: TF Serving would reject it: {err}") from None

@@ -2,6 +2,7 @@
 
 - :class:`ServerProcess` starts ``python -m serving serve --port 0 --grpc-port 0`` in a subprocess, reads the ports
   it bound and waits for its "serving <name> version N" line (no ``mmoe_tf`` import here).
+- :func:`saved_model_cli_show` reads an export's SignatureDefs with TensorFlow's ``saved_model_cli show --all``.
 - :func:`build_test_model` builds a small real MMoE with ``mmoe_tf.build_model`` (inputs float32/string/int64,
   a vocabulary adapted inside the model) and :func:`cached_export` exports it once per directory, so several test
   modules reuse one export.
@@ -164,6 +165,48 @@ class ServerProcess:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def saved_model_cli_show(version_dir: str | Path, timeout: float = 180.0) -> dict[str, dict[str, Any]]:
+    """The ``serve`` MetaGraph's SignatureDefs as ``saved_model_cli show --all`` (shipped with TensorFlow) prints them.
+
+    Runs ``python -m tensorflow.python.tools.saved_model_cli show --dir DIR --all`` (what ``saved_model_cli`` runs)
+    and parses its text.
+
+    Returns:
+        ``{signature: {"method": method_name, "inputs": {name: (dtype, shape)}, "outputs": {...}}}``, shapes as
+        printed, e.g. ``("DT_FLOAT", "(-1)")``.
+
+    Raises:
+        RuntimeError: the tool failed or printed no ``serve`` tag-set.
+    """
+    cmd = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", str(version_dir), "--all"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if result.returncode != 0 or "MetaGraphDef with tag-set: 'serve'" not in result.stdout:
+        raise RuntimeError(f"saved_model_cli show failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    signatures: dict[str, dict[str, Any]] = {}
+    current: dict[str, Any] = {}
+    side, tensor = "inputs", None
+    for raw in result.stdout.split("MetaGraphDef with tag-set: 'serve'", 1)[1].splitlines():
+        line = raw.strip()
+        if line.startswith("signature_def['"):
+            current = signatures[line.split("'")[1]] = {"method": "", "inputs": {}, "outputs": {}}
+        elif line.startswith(("inputs['", "outputs['")) and current:
+            side, tensor = line.split("[", 1)[0], line.split("'")[1]
+            current[side][tensor] = ["", ""]
+        elif line.startswith("dtype: ") and tensor is not None:
+            current[side][tensor][0] = line.split(": ", 1)[1]
+        elif line.startswith("shape: ") and tensor is not None:
+            current[side][tensor][1] = line.split(": ", 1)[1]
+        elif line.startswith("Method name is:") and current:
+            current["method"], tensor = line.split(":", 1)[1].strip(), None
+        elif line.startswith(("The MetaGraph with tag set", "MetaGraphDef with tag-set")):
+            break
+    for signature in signatures.values():
+        for side in ("inputs", "outputs"):
+            signature[side] = {name: tuple(info) for name, info in signature[side].items()}
+    return signatures
 
 
 def sample_frame(rows: int = 64, seed: int = 0) -> pd.DataFrame:
