@@ -74,6 +74,21 @@ def _unimplemented(what: str) -> ServingError:
     return ServingError("UNIMPLEMENTED", f"{what} with tf.Example inputs is not supported by this server")
 
 
+def predict_response(
+    servable: Servable, signature: str, outputs: dict[str, Any], output_filter: Any
+) -> predict_pb2.PredictResponse:
+    """The ``PredictResponse`` of ``outputs`` (only the aliases in ``output_filter`` when it names any)."""
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = servable.name
+    response.model_spec.version.value = servable.version
+    response.model_spec.signature_name = signature
+    wanted = set(output_filter) or outputs.keys()
+    for name, array in outputs.items():
+        if name in wanted:
+            response.outputs[name].CopyFrom(from_ndarray(array))
+    return response
+
+
 class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_service_pb2_grpc.ModelServiceServicer):
     """The servicers of both services, bound to a model store and an inference engine.
 
@@ -125,6 +140,13 @@ class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_servi
         return await self._answer(context, lambda: self._predict(request), "predict", request.model_spec)
 
     async def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        servable, signature, inputs = self.prepare_predict(request)
+        outputs = await self.inference.predict(servable, signature, inputs)
+        return predict_response(servable, signature, outputs, request.output_filter)
+
+    def prepare_predict(self, request: predict_pb2.PredictRequest) -> tuple[Servable, str, dict[str, Any]]:
+        """The servable, signature and checked numpy inputs of a ``PredictRequest`` (INVALID_ARGUMENT, NOT_FOUND
+        with REST's texts); safe to call from any thread."""
         servable = resolve_spec(self.store, request.model_spec)
         signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
         servable.signature_inputs(signature)
@@ -162,16 +184,7 @@ class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_servi
                     f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
                     f"{_braces(list(declared))}."
                 )
-        outputs = await self.inference.predict(servable, signature, inputs)
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = servable.name
-        response.model_spec.version.value = servable.version
-        response.model_spec.signature_name = signature
-        wanted = set(request.output_filter) or outputs.keys()
-        for name, array in outputs.items():
-            if name in wanted:
-                response.outputs[name].CopyFrom(from_ndarray(array))
-        return response
+        return servable, signature, inputs
 
     async def GetModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         return await self._answer(context, lambda: self._metadata(request), "metadata", request.model_spec)
