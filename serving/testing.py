@@ -19,6 +19,7 @@ import dataclasses
 import fcntl
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -86,9 +87,16 @@ class ServerProcess:
         if self._ports is None:
             if self.proc is None:
                 raise RuntimeError("the server has not been started")
-            line = self.wait_for("ports rest=", self.timeout)
-            fields = dict(item.split("=", 1) for item in line.split()[1:])
-            self._ports = int(fields["rest"]), (int(fields["grpc"]) if fields["grpc"].isdigit() else None)
+            listening = self.wait_for("listening at ", self.timeout)  # printed right after the ports line
+            line = next((ln for ln in self.lines if ln.startswith("ports rest=")), None)
+            if line is not None:
+                fields = dict(item.split("=", 1) for item in line.split()[1:])
+                self._ports = int(fields["rest"]), (int(fields["grpc"]) if fields["grpc"].isdigit() else None)
+            else:  # a server from before the ports line (e.g. an older tree in a code A/B)
+                found = re.search(r"listening at http://\S+?:(\d+)(?: and grpc \S+?:(\d+))?", listening)
+                if found is None:
+                    raise RuntimeError(f"cannot read the ports from {listening!r}")
+                self._ports = int(found[1]), (int(found[2]) if found[2] else None)
         return self._ports
 
     @property
