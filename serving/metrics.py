@@ -50,7 +50,10 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 VERSION_STATES = ("START", "LOADING", "AVAILABLE", "UNLOADING", "END")
 # the classic text format (every metric name here is a legacy-valid one), which every Prometheus version scrapes
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
-_CODE_OF_HTTP = {status: code for code, status in reversed(list(HTTP_STATUS.items()))} | {413: "RESOURCE_EXHAUSTED"}
+_CODE_OF_HTTP = {status: code for code, status in reversed(list(HTTP_STATUS.items()))} | {
+    413: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+}
 _REST_ROUTE = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/[^/:]+|/labels/[^/:]+)?(?P<suffix>/metadata|:[a-z]+)?$", re.IGNORECASE
 )
@@ -106,6 +109,7 @@ class ServingMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._models = set(store.model_names())
         self._signatures: dict[str, set[str]] = {}
+        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}  # label values -> (counter, histogram) series
         labels = ("api", "model_name", "signature_name", "method")
         self.requests = Counter(
             "serving_requests",
@@ -153,8 +157,15 @@ class ServingMetrics:
         """Count one answered request and its latency (``model`` and ``signature`` as the client sent them)."""
         model = self._model_label(model)
         signature = self._signature_label(model, signature) if model and signature else ""
-        self.requests.labels(api, model, signature, method, status).inc()
-        self.latency.labels(api, model, signature, method).observe(seconds)
+        key = (api, model, signature, method, status)  # server-checked values only: the cache stays bounded
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(*key),
+                self.latency.labels(api, model, signature, method),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_batch(self, model: str, signature: str, size: int) -> None:
         """Record one TensorFlow run of ``size`` examples (called by :class:`serving.inference.Inference`)."""
