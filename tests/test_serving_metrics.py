@@ -16,10 +16,16 @@ PATH = "/monitoring/prometheus/metrics"
 
 
 @pytest.fixture(scope="module")
-def server(export, repo_root):
+def server(export, repo_root, tmp_path_factory):
+    """The server with serving/tf_serving/monitoring.config, started where ``mmoe_tf``/``data``/``training`` are
+    poisoned packages: metrics need none of them."""
+    poison = tmp_path_factory.mktemp("metrics-poison")
+    for pkg in ("mmoe_tf", "data", "training"):
+        (poison / pkg).mkdir()
+        (poison / pkg / "__init__.py").write_text(f"raise ImportError('the server must not import {pkg}')\n")
     config = repo_root / "serving" / "tf_serving" / "monitoring.config"
     args = ["--base-path", str(export.base_path), "--model-name", MODEL_NAME, "--monitoring-config-file", str(config)]
-    with ServerProcess([*args, "--enable-batching", "--max-batch-size", "16"]) as running:
+    with ServerProcess([*args, "--enable-batching", "--max-batch-size", "16"], cwd=poison) as running:
         yield running
 
 
