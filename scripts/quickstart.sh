@@ -6,7 +6,8 @@
 #
 # Everything lands under ./output (override with MMOE_OUTPUT): runs/<timestamp>/ for each training run,
 # export/mmoe/<version>/ for each exported version, latest -> the newest run. Safe to re-run: each run gets
-# its own folder and a new model version. MMOE_PORT picks the server port (default: a free one);
+# its own folder and a new model version. MMOE_PORT / MMOE_GRPC_PORT pin the server's REST / gRPC ports (default:
+# free ones, reported by the server);
 # MMOE_TRAIN_OVERRIDES adds config overrides, e.g. "train.epochs=2 data.max_rows=600" (tests use it).
 #
 # Usage: bash scripts/quickstart.sh [--verbose]   (--verbose: keep TensorFlow's C++ start-up log)
@@ -45,12 +46,24 @@ echo; echo "== 2/4 export a SavedModel version (base path: $out/export)"
 quiet "$py" -m serving export --model "$run/model.keras" --base-path "$out/export" --model-name "$model_name" \
   --warmup-data data/sample/impressions.csv
 
-port="${MMOE_PORT:-$(quiet "$py" -c 'from serving.testing import free_port; print(free_port())')}"
-url="http://127.0.0.1:$port"
-echo; echo "== 3/4 start the local TF-Serving-compatible server on $url"
-"$py" -m serving serve --base-path "$out/export" --model-name "$model_name" --port "$port" > "$run/server.log" 2>&1 &
+echo; echo "== 3/4 start the local TF-Serving-compatible server"
+# Port 0 = any free port; the server prints the ports it bound as "ports rest=N grpc=M" (MMOE_PORT / MMOE_GRPC_PORT
+# pin them). A taken port fails at once with "error: ..." in the log.
+"$py" -m serving serve --base-path "$out/export" --model-name "$model_name" --port "${MMOE_PORT:-0}" \
+  --grpc-port "${MMOE_GRPC_PORT:-0}" > "$run/server.log" 2>&1 &
 server_pid=$!
 trap 'kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true' EXIT
+ports=""
+for _ in $(seq 1 240); do
+  ports="$(sed -n 's/^ports rest=\([0-9]*\) grpc=\([0-9a-z]*\)$/\1 \2/p' "$run/server.log" | head -n 1)"
+  [ -n "$ports" ] && break
+  if ! kill -0 "$server_pid" 2>/dev/null; then echo "server exited early; log:"; cat "$run/server.log"; exit 1; fi
+  sleep 0.5
+done
+if [ -z "$ports" ]; then echo "server did not report its ports in 120 s; log:"; cat "$run/server.log"; exit 1; fi
+read -r port grpc_port <<< "$ports"
+url="http://127.0.0.1:$port"
+echo "REST at $url, gRPC at 127.0.0.1:$grpc_port"
 for _ in $(seq 1 120); do
   if curl -sf "$url/v1/models/$model_name" > /dev/null 2>&1; then break; fi
   if ! kill -0 "$server_pid" 2>/dev/null; then echo "server exited early; log:"; cat "$run/server.log"; exit 1; fi

@@ -6,8 +6,12 @@ Otherwise it joins the open batch of its key, which closes when it reaches ``max
 ``batch_timeout_micros`` after its first request (as in TF Serving), or as soon as one whole event-loop iteration
 (ready callbacks, then a poll for I/O) has passed without a request joining it: the server has read every request
 that had arrived, and waiting out the window would leave the loop idle while clients wait (32 closed-loop clients:
-1.18× the requests/s, batches about as large, ``docs/serving.md``). Starting waiting batches as soon as a thread
-frees up instead was measured: smaller batches, 40 % more CPU per request and half the throughput under load.
+1.18× the requests/s, batches about as large, ``docs/serving.md``). A batch that has gone quiet while every
+inference thread is busy stays open, taking requests, until a thread frees up (as TF Serving forms a batch only
+when a thread is available): requests that reach the loop one per iteration, as gRPC calls do, share batches then
+(gRPC at concurrency 32: 1.5 examples a batch instead of 1.1, 0.89× the server CPU per request,
+``docs/serving_operations.md``). Starting waiting batches as soon as a thread frees up instead was measured: smaller
+batches, 40 % more CPU per request and half the throughput under load.
 Each batch is concatenated along axis 0 (one-example requests of Python scalars, :meth:`Batcher.submit_example`,
 become one array per input there), run once in the thread pool, and its outputs are split back per request.
 A request larger than ``max_batch_size`` is rejected (400) and a full queue answers UNAVAILABLE (503), as TF Serving
@@ -85,6 +89,7 @@ class _Open:
     items: list[_Pending] = dataclasses.field(default_factory=list)
     size: int = 0
     timer: asyncio.TimerHandle | None = None
+    quiet: bool = False  # no request joined for a whole loop iteration; waits only for a free thread
 
 
 class BatchSlice(dict):
@@ -129,6 +134,16 @@ class Batcher:
         self._open: dict[Hashable, _Open] = {}  # insertion order = age: the oldest open batch starts first
         self._running = 0  # batches submitted to the executor and not finished
         self.batches_run = 0
+        self.on_batch: Callable[[Hashable, int], None] | None = None  # (key, examples) of each batch started
+
+    def queue_depth(self) -> int:
+        """Batches waiting for a thread: open ones and closed ones queued behind the running ones (the number
+        ``max_enqueued_batches`` bounds)."""
+        return len(self._open) + max(0, self._running - self.max_running)
+
+    def running(self) -> int:
+        """Batches in the executor's threads."""
+        return min(self._running, self.max_running)
 
     async def run(self, key: Hashable, fn: Callable[[Arrays], dict[str, np.ndarray]], inputs: Arrays) -> dict:
         """Run ``fn`` on ``inputs`` as part of a batch; returns this request's slice of the outputs.
@@ -163,7 +178,7 @@ class Batcher:
             )
         item = _Pending(inputs, size, asyncio.get_running_loop().create_future())
         if not self._open and self._running == 0:  # nothing queued or running: no batch window
-            self._start(_Open(fn, [item], size))
+            self._start(_Open(fn, [item], size), key)
             return item.future
         return self._join((key, tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items()))), fn, item)
 
@@ -187,7 +202,7 @@ class Batcher:
         """
         item = _Pending(example, 1, asyncio.get_running_loop().create_future(), columns)
         if not self._open and self._running == 0:
-            self._start(_Open(fn, [item], 1))
+            self._start(_Open(fn, [item], 1), key)
             return item.future
         return self._join((key, example_key), fn, item)
 
@@ -200,8 +215,7 @@ class Batcher:
             self._close(full_key)
             batch = None
         if batch is None:
-            queued = len(self._open) + max(0, self._running - self.max_running)
-            if queued >= self.options.max_enqueued_batches:
+            if self.queue_depth() >= self.options.max_enqueued_batches:
                 raise ServingError("UNAVAILABLE", "The batch scheduling queue to which this task was submitted is full")
             batch = self._open[full_key] = _Open(fn)
             delay = self.options.batch_timeout_micros / 1e6
@@ -220,7 +234,10 @@ class Batcher:
             return
         joined = len(batch.items)
         if joined == seen:
-            self._close(key)
+            if self._running < self.max_running:
+                self._close(key)
+            else:  # every thread busy: keep taking requests; the next batch to finish starts it (``_finish``)
+                batch.quiet = True
         else:
             loop.call_soon(self._close_when_quiet, loop, key, batch, joined)
 
@@ -230,10 +247,12 @@ class Batcher:
         if batch is not None:
             if batch.timer is not None:
                 batch.timer.cancel()
-            self._start(batch)
+            self._start(batch, key[0])
 
-    def _start(self, batch: _Open) -> None:
+    def _start(self, batch: _Open, key: Hashable) -> None:
         self._running += 1
+        if self.on_batch is not None:
+            self.on_batch(key, batch.size)
         loop = batch.items[0].future.get_loop()
         done = self.executor.submit(self._compute, batch)
         # straight back to the loop (``run_in_executor``'s asyncio future would add one more loop iteration)
@@ -257,6 +276,11 @@ class Batcher:
     def _finish(self, batch: _Open, done: Future) -> None:
         self._running -= 1
         self.batches_run += 1
+        if self._running < self.max_running:  # a thread is free: start the oldest batch that stopped growing
+            for key, waiting in self._open.items():
+                if waiting.quiet:
+                    self._close(key)
+                    break
         items = batch.items
         err = ServingError("UNAVAILABLE", "The server is shutting down") if done.cancelled() else done.exception()
         if err is None and len(items) > 1:
@@ -297,7 +321,9 @@ def read_batching_parameters(path: str | Path) -> tuple[BatchingOptions, int | N
         (``allowed_batch_sizes``, ``pad_variable_length_inputs``, ...) are returned as ignored.
 
     Raises:
-        ValueError: unreadable file, unknown field or a value that is not a non-negative integer (naming it).
+        ValueError: unreadable file, unknown field or a value that is not a non-negative integer (naming it), or
+            text TF Serving's own ``BatchingParameters`` parser rejects (e.g. ``max_batch_size: 64`` without the
+            ``{ value: }`` wrapper).
 
     Example:
         >>> options, threads, ignored = read_batching_parameters("batching_parameters.txt")  # doctest: +SKIP
@@ -325,7 +351,20 @@ def read_batching_parameters(path: str | Path) -> tuple[BatchingOptions, int | N
                 f"batching parameters file {path}: field '{name}' must be a non-negative integer, got {raw}"
             )
         values[name] = int(raw)
+    _check_as_tf_serving_reads_it(path, text)
     threads = values.pop("num_batch_threads", None)
     if threads == 0:
         raise ValueError(f"batching parameters file {path}: field 'num_batch_threads' must be >= 1")
     return BatchingOptions(**values), threads, sorted(set(ignored))
+
+
+def _check_as_tf_serving_reads_it(path: str | Path, text: str) -> None:
+    """Parse ``text`` into TF Serving's ``BatchingParameters``: a file the real server would reject fails here too."""
+    from google.protobuf import text_format
+
+    from serving.tf_serving.protos import BatchingParameters
+
+    try:
+        text_format.Parse(text, BatchingParameters())
+    except text_format.ParseError as err:
+        raise ValueError(f"batching parameters file {path}: TF Serving would reject it: {err}") from None

@@ -26,6 +26,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port 0..65535 (0 = any free port), got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with the ``export``, ``serve`` and ``predict`` subcommands."""
     parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__.split("\n")[0])
@@ -46,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--model-config-file", type=Path, help="TF Serving model_config_list text proto")
     srv.add_argument("--model-name", default="mmoe")
     srv.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback only)")
-    srv.add_argument("--port", type=int, default=8501, help="REST port (TF Serving's --rest_api_port)")
-    srv.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (TF Serving's --port; 0 = any free)")
+    srv.add_argument("--port", type=_port, default=8501, help="REST port (TF Serving's --rest_api_port; 0 = any free)")
+    srv.add_argument("--grpc-port", type=_port, default=8500, help="gRPC port (TF Serving's --port; 0 = any free)")
     srv.add_argument("--no-grpc", action="store_true", help="serve REST only")
     srv.add_argument(
         "--grpc-max-message-bytes", type=_positive_int, default=64 * 1024 * 1024, help="larger: RESOURCE_EXHAUSTED"
@@ -85,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.add_argument(
         "--event-loop", choices=EVENT_LOOPS, default="auto", help="auto = uvloop when installed (faster), else asyncio"
+    )
+    srv.add_argument(
+        "--monitoring-config-file",
+        "--monitoring_config_file",
+        type=Path,
+        default=None,
+        help="TF Serving MonitoringConfig text proto; prometheus_config { enable: true } serves the metrics",
+    )
+    srv.add_argument(
+        "--monitoring", action="store_true", help="serve Prometheus metrics at /monitoring/prometheus/metrics"
     )
     srv.add_argument("--poll-seconds", type=float, default=1.0, help="scan interval for new versions")
     srv.add_argument("--rest-timeout-seconds", type=float, default=30.0)
@@ -135,8 +152,10 @@ def _export(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from serving.batching import BatchingOptions, read_batching_parameters
+    from serving.metrics import read_monitoring_config
     from serving.model_store import ModelSource, read_model_config
     from serving.server import ServerConfig, main
+    from serving.tf_serving.protos import PROMETHEUS_DEFAULT_PATH
 
     if args.model_config_file:
         sources = read_model_config(args.model_config_file)
@@ -150,6 +169,9 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"warning: batching parameters {ignored} are not implemented here and ignored", file=sys.stderr)
     elif args.enable_batching:
         batching = BatchingOptions(args.max_batch_size, args.batch_timeout_micros, args.max_enqueued_batches)
+    monitoring_path = PROMETHEUS_DEFAULT_PATH if args.monitoring else None
+    if args.monitoring_config_file:  # the file decides (as TF Serving's): enabled or not, and the path
+        monitoring_path = read_monitoring_config(args.monitoring_config_file)
     config = ServerConfig(
         host=args.host,
         port=args.port,
@@ -169,6 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
         idle_timeout_seconds=args.idle_timeout_seconds,
         max_pending_bytes_per_connection=args.max_pending_bytes_per_connection,
         max_connections=args.max_connections,
+        monitoring_path=monitoring_path,
     )
     return main(sources, config)
 
@@ -207,6 +230,6 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"export": _export, "serve": _serve, "predict": _predict}[args.command]
     try:
         return handler(args)
-    except (ValueError, FileExistsError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError) as err:  # OSError: a port in use, an unreadable file
         print(f"error: {err}", file=sys.stderr)
         return 1

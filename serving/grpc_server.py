@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from tensorflow_serving.apis import (
@@ -35,8 +36,12 @@ from serving.inference import Inference
 from serving.model_store import DEFAULT_SIGNATURE, ModelStore, Servable
 from serving.tensor_proto import dtype_name, from_ndarray, to_ndarray
 
+if TYPE_CHECKING:
+    from serving.metrics import ServingMetrics
+
 log = logging.getLogger("serving")
 
+_SIGNATURE_METHODS = ("predict", "classify", "regress")
 METHOD_NAMES = {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"}
 _STATE = get_model_status_pb2.ModelVersionStatus.State
 _ERROR_CODE = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type.values_by_name
@@ -69,6 +74,21 @@ def _unimplemented(what: str) -> ServingError:
     return ServingError("UNIMPLEMENTED", f"{what} with tf.Example inputs is not supported by this server")
 
 
+def predict_response(
+    servable: Servable, signature: str, outputs: dict[str, Any], output_filter: Any
+) -> predict_pb2.PredictResponse:
+    """The ``PredictResponse`` of ``outputs`` (only the aliases in ``output_filter`` when it names any)."""
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = servable.name
+    response.model_spec.version.value = servable.version
+    response.model_spec.signature_name = signature
+    wanted = set(output_filter) or outputs.keys()
+    for name, array in outputs.items():
+        if name in wanted:
+            response.outputs[name].CopyFrom(from_ndarray(array))
+    return response
+
+
 class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_service_pb2_grpc.ModelServiceServicer):
     """The servicers of both services, bound to a model store and an inference engine.
 
@@ -77,15 +97,28 @@ class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_servi
         inference: Runs predictions (shared with the REST API).
     """
 
-    def __init__(self, store: ModelStore, inference: Inference) -> None:
+    def __init__(self, store: ModelStore, inference: Inference, metrics: ServingMetrics | None = None) -> None:
         self.store = store
         self.inference = inference
+        self.metrics = metrics
 
-    async def _answer(self, context: grpc.aio.ServicerContext, handler: Callable[[], Awaitable[Any]]) -> Any:
-        """Run ``handler`` within the client's deadline; failures abort with their canonical code and text."""
+    async def _answer(
+        self,
+        context: grpc.aio.ServicerContext,
+        handler: Callable[[], Awaitable[Any]],
+        method: str,
+        spec: Any = None,
+    ) -> Any:
+        """Run ``handler`` within the client's deadline; failures abort with their canonical code and text.
+
+        ``method`` and the request's ``spec`` (ModelSpec) label the request in the metrics.
+        """
+        start = time.perf_counter()
         try:
             async with asyncio.timeout(context.time_remaining()):
-                return await handler()
+                result = await handler()
+            self._observe(method, spec, "OK", start)
+            return result
         except ServingError as err:
             code, message = grpc.StatusCode[err.code], err.message
         except TimeoutError:
@@ -93,12 +126,27 @@ class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_servi
         except Exception as err:  # never let a request take the server down
             log.exception("internal error in a gRPC call")
             code, message = grpc.StatusCode.INTERNAL, f"Internal error: {type(err).__name__}: {err}"
+        self._observe(method, spec, code.name, start)
         await context.abort(code, message)
 
+    def _observe(self, method: str, spec: Any, status: str, start: float) -> None:
+        if self.metrics is not None:
+            model = spec.name if spec is not None else ""
+            signature = (spec.signature_name or DEFAULT_SIGNATURE) if method in _SIGNATURE_METHODS else ""
+            seconds = time.perf_counter() - start
+            self.metrics.observe_request("grpc", model, signature, method, status, seconds)
+
     async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await self._answer(context, lambda: self._predict(request))
+        return await self._answer(context, lambda: self._predict(request), "predict", request.model_spec)
 
     async def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        servable, signature, inputs = self.prepare_predict(request)
+        outputs = await self.inference.predict(servable, signature, inputs)
+        return predict_response(servable, signature, outputs, request.output_filter)
+
+    def prepare_predict(self, request: predict_pb2.PredictRequest) -> tuple[Servable, str, dict[str, Any]]:
+        """The servable, signature and checked numpy inputs of a ``PredictRequest`` (INVALID_ARGUMENT, NOT_FOUND
+        with REST's texts); safe to call from any thread."""
         servable = resolve_spec(self.store, request.model_spec)
         signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
         servable.signature_inputs(signature)
@@ -136,19 +184,10 @@ class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_servi
                     f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
                     f"{_braces(list(declared))}."
                 )
-        outputs = await self.inference.predict(servable, signature, inputs)
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = servable.name
-        response.model_spec.version.value = servable.version
-        response.model_spec.signature_name = signature
-        wanted = set(request.output_filter) or outputs.keys()
-        for name, array in outputs.items():
-            if name in wanted:
-                response.outputs[name].CopyFrom(from_ndarray(array))
-        return response
+        return servable, signature, inputs
 
     async def GetModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await self._answer(context, lambda: self._metadata(request))
+        return await self._answer(context, lambda: self._metadata(request), "metadata", request.model_spec)
 
     async def _metadata(self, request: Any) -> get_model_metadata_pb2.GetModelMetadataResponse:
         if not request.metadata_field:
@@ -167,7 +206,7 @@ class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_servi
         return response
 
     async def GetModelStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await self._answer(context, lambda: self._status(request))
+        return await self._answer(context, lambda: self._status(request), "status", request.model_spec)
 
     async def _status(self, request: Any) -> get_model_status_pb2.GetModelStatusResponse:
         spec = request.model_spec
@@ -186,10 +225,14 @@ class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_servi
         return response
 
     async def Classify(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await self._answer(context, lambda: self._refuse(request.model_spec, "classify"))
+        return await self._answer(
+            context, lambda: self._refuse(request.model_spec, "classify"), "classify", request.model_spec
+        )
 
     async def Regress(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await self._answer(context, lambda: self._refuse(request.model_spec, "regress"))
+        return await self._answer(
+            context, lambda: self._refuse(request.model_spec, "regress"), "regress", request.model_spec
+        )
 
     async def _refuse(self, spec: Any, verb: str) -> None:
         _check_method(resolve_spec(self.store, spec), spec.signature_name or DEFAULT_SIGNATURE, verb)
@@ -207,17 +250,22 @@ class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_servi
                 )
             raise _unimplemented("MultiInference")
 
-        return await self._answer(context, refuse)
+        return await self._answer(context, refuse, "multi_inference")
 
     async def HandleReloadConfigRequest(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         async def refuse() -> None:
             raise ServingError("UNIMPLEMENTED", "HandleReloadConfigRequest is not supported by this server")
 
-        return await self._answer(context, refuse)
+        return await self._answer(context, refuse, "reload_config")
 
 
 async def start_grpc_server(
-    store: ModelStore, inference: Inference, host: str, port: int, max_message_bytes: int
+    store: ModelStore,
+    inference: Inference,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    metrics: ServingMetrics | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Bind the gRPC API on ``host:port`` (insecure, like TF Serving's default) and start it.
 
@@ -227,6 +275,7 @@ async def start_grpc_server(
         host: Interface to bind.
         port: Port (0 = any free port).
         max_message_bytes: Largest request/response message; bigger ones fail with RESOURCE_EXHAUSTED.
+        metrics: Counts every call (``serving.metrics``), or ``None``.
 
     Returns:
         The running server and the bound port.
@@ -237,11 +286,14 @@ async def start_grpc_server(
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(options=options)
-    api = GrpcApi(store, inference)
+    api = GrpcApi(store, inference, metrics)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(api, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(api, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # grpcio raises instead of returning 0 when the port is taken
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot bind the gRPC port {host}:{port}")
+        raise OSError(f"cannot bind the gRPC port {host}:{port} (in use? --grpc-port 0 picks a free one)")
     await server.start()
     return server, bound

@@ -36,7 +36,9 @@ class HttpRequest:
     body: bytes = b""
 
 
-Answer = tuple[int, bytes]
+JSON_TYPE = b"application/json"
+
+Answer = tuple[int, bytes]  # or (status, body, content type) for a body that is not JSON (e.g. the metrics text)
 
 
 class Reply:
@@ -76,9 +78,9 @@ either), or as a coroutine (run as a task)."""
 _REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
 
 
-def response_head(status: int, length: int, keep_alive: bool, http_10: bool) -> bytes:
-    """The status line and headers of a JSON answer (HTTP/1.1 keeps connections open unless told otherwise;
-    HTTP/1.0 closes them unless the client asked for keep-alive)."""
+def response_head(status: int, length: int, keep_alive: bool, http_10: bool, content_type: bytes = JSON_TYPE) -> bytes:
+    """The status line and headers of an answer, JSON unless ``content_type`` says otherwise (HTTP/1.1 keeps
+    connections open unless told otherwise; HTTP/1.0 closes them unless the client asked for keep-alive)."""
     if not keep_alive:
         connection = b"Connection: close\r\n"
     elif http_10:
@@ -86,9 +88,10 @@ def response_head(status: int, length: int, keep_alive: bool, http_10: bool) -> 
     else:
         connection = b""
     reason = _REASONS.get(status, b"Unknown")
-    return b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" % (
+    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
         status,
         reason,
+        content_type,
         length,
         connection,
     )

@@ -39,6 +39,7 @@ from serving.http_limits import HttpLimits
 from serving.http_parsing import RequestReader
 from serving.http_reply import (
     CONTINUE,
+    JSON_TYPE,
     Answer,
     Handler,
     HttpRequest,
@@ -214,13 +215,13 @@ class _Connection(RequestReader, asyncio.Protocol):
         self._task = None
         self._write(pending, *answer)
 
-    def _write(self, pending: _Pending, status: int, body: bytes) -> None:
+    def _write(self, pending: _Pending, status: int, body: bytes, content_type: bytes = JSON_TYPE) -> None:
         transport = self._transport
         if transport is None:
             return
         self._last_active = self._loop.time()
         keep_alive = pending.keep_alive and not (self._closing and not self._queue)
-        head = response_head(status, len(body), keep_alive, pending.http_10)
+        head = response_head(status, len(body), keep_alive, pending.http_10, content_type)
         is_head = pending.request is not None and pending.request.method == "HEAD"
         transport.write(head if is_head else head + body)
         if not keep_alive:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,8 +31,44 @@ class Inference:
     """
 
     def __init__(self, num_threads: int, batching: BatchingOptions | None = None) -> None:
+        self.num_threads = num_threads
         self.executor = ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="inference")
         self.batcher = Batcher(batching, self.executor, max_running=num_threads) if batching else None
+        self._on_run: Callable[[str, str, int], None] | None = None
+        self._in_flight = 0  # unbatched runs submitted and not finished (counted while ``on_run`` is set)
+
+    @property
+    def on_run(self) -> Callable[[str, str, int], None] | None:
+        """Called with ``(model name, signature, examples)`` for each TensorFlow run started (metrics)."""
+        return self._on_run
+
+    @on_run.setter
+    def on_run(self, callback: Callable[[str, str, int], None] | None) -> None:
+        self._on_run = callback
+        if self.batcher is not None:
+            self.batcher.on_batch = None if callback is None else (lambda key, size: callback(key[0], key[2], size))
+
+    def queue_depth(self) -> int:
+        """Batches (or, without batching, requests) waiting for an inference thread."""
+        if self.batcher is not None:
+            return self.batcher.queue_depth()
+        return max(0, self._in_flight - self.num_threads)
+
+    def running(self) -> int:
+        """Batches (or requests) in the inference threads."""
+        if self.batcher is not None:
+            return self.batcher.running()
+        return min(self._in_flight, self.num_threads)
+
+    def _unbatched(self, servable: Servable, signature: str, size: int, future: asyncio.Future) -> asyncio.Future:
+        if self._on_run is not None:
+            self._on_run(servable.name, signature, size)
+            self._in_flight += 1
+            future.add_done_callback(self._run_done)
+        return future
+
+    def _run_done(self, _: asyncio.Future) -> None:
+        self._in_flight -= 1
 
     async def predict(
         self, servable: Servable, signature: str, inputs: Mapping[str, np.ndarray]
@@ -52,9 +88,11 @@ class Inference:
         Must be called from the running event loop; batch limits and a full queue raise at once.
         """
         run = functools.partial(servable.run, signature, validate=False)
-        if self.batcher is not None and batch_size_of(inputs) is not None:
+        size = batch_size_of(inputs)
+        if self.batcher is not None and size is not None:
             return self.batcher.submit((servable.name, servable.version, signature), run, inputs)
-        return asyncio.get_running_loop().run_in_executor(self.executor, run, inputs)
+        future = asyncio.get_running_loop().run_in_executor(self.executor, run, inputs)
+        return self._unbatched(servable, signature, size or 1, future)
 
     def submit_example(self, servable: Servable, signature: str, example: dict[str, Any]) -> asyncio.Future[dict]:
         """:meth:`submit` for one example of Python scalars read by ``servable.instance_readers[signature]``; its
@@ -64,7 +102,8 @@ class Inference:
         if self.batcher is not None:
             key = (servable.name, servable.version, signature)
             return self.batcher.submit_example(key, run, example, reader.example_key, reader.columns)
-        return asyncio.get_running_loop().run_in_executor(self.executor, _run_examples, run, reader.columns, example)
+        future = asyncio.get_running_loop().run_in_executor(self.executor, _run_examples, run, reader.columns, example)
+        return self._unbatched(servable, signature, 1, future)
 
     def close(self) -> None:
         """Stop the thread pool (queued work is cancelled)."""

@@ -85,6 +85,8 @@ class ServerConfig:
         max_pending_bytes_per_connection: Bytes of requests read ahead plus answers not yet taken by the client,
             past which the server stops reading that connection.
         max_connections: Open REST connections; one more is answered 503 and closed.
+        monitoring_path: URL path of the Prometheus metrics on the REST port (TF Serving's
+            ``/monitoring/prometheus/metrics``), or ``None`` for no metrics (``serving.metrics``).
 
     ``docs/serving_security.md`` explains the REST bounds.
     """
@@ -107,6 +109,7 @@ class ServerConfig:
     idle_timeout_seconds: float = HttpLimits.idle_timeout
     max_pending_bytes_per_connection: int = HttpLimits.max_pending_bytes
     max_connections: int = HttpLimits.max_connections
+    monitoring_path: str | None = None
 
     def __post_init__(self) -> None:
         loop_factory(self.event_loop)  # an unknown name, or uvloop asked for but missing, fails here
@@ -347,17 +350,27 @@ async def serve(sources: list[ModelSource], config: ServerConfig, ready: asyncio
     initial = await loop.run_in_executor(loader, store.poll)
     inference = Inference(config.num_threads, config.batching)
     api = RestApi(store, config, inference)
-    http_server = await start_http_server(api.handle, config.host, config.port, config.http_limits())
+    handler, metrics = api.handle, None
+    if config.monitoring_path is not None:  # metrics: counts every REST request, answers the metrics path
+        from serving.metrics import ServingMetrics
+
+        metrics = ServingMetrics(store, inference, config.monitoring_path)
+        handler = metrics.rest_handler(api.handle)
+    http_server = await start_http_server(handler, config.host, config.port, config.http_limits())
     where = f"http://{config.host}:{http_server.port}"
-    grpc_server = None
+    grpc_server, grpc_port = None, None
     if config.grpc_port is not None:
         from serving.grpc_server import start_grpc_server
 
         grpc_server, grpc_port = await start_grpc_server(
-            store, inference, config.host, config.grpc_port, config.grpc_max_message_bytes
+            store, inference, config.host, config.grpc_port, config.grpc_max_message_bytes, metrics=metrics
         )
         where += f" and grpc {config.host}:{grpc_port}"
+    # ports: the bound ports on one line for scripts (``--port 0`` / ``--grpc-port 0`` ask the OS for free ones)
+    print(f"ports rest={http_server.port} grpc={grpc_port if grpc_server else 'off'}", flush=True)
     print(f"listening at {where} for models {store.model_names()} ({loop_name(loop)} event loop)", flush=True)
+    if metrics is not None:
+        print(f"metrics at http://{config.host}:{http_server.port}{metrics.path}", flush=True)
     _announce(store, initial, where)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,7 +1,8 @@
 """Helpers shared by the serving tests and the latency benchmark.
 
-- :class:`ServerProcess` starts ``python -m serving serve`` on free loopback ports (REST and gRPC) in a subprocess
-  and waits for its "serving <name> version N" line (no ``mmoe_tf`` import here).
+- :class:`ServerProcess` starts ``python -m serving serve --port 0 --grpc-port 0`` in a subprocess, reads the ports
+  it bound and waits for its "serving <name> version N" line (no ``mmoe_tf`` import here).
+- :func:`saved_model_cli_show` reads an export's SignatureDefs with TensorFlow's ``saved_model_cli show --all``.
 - :func:`build_test_model` builds a small real MMoE with ``mmoe_tf.build_model`` (inputs float32/string/int64,
   a vocabulary adapted inside the model) and :func:`cached_export` exports it once per directory, so several test
   modules reuse one export.
@@ -18,6 +19,7 @@ import dataclasses
 import fcntl
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -44,14 +46,19 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m serving serve ARGS --port <free> --grpc-port <free>`` as a context manager.
+    """``python -m serving serve ARGS --port 0 --grpc-port 0`` as a context manager.
+
+    The server binds free ports itself and prints them (``ports rest=N grpc=M``); :attr:`port`, :attr:`url` and
+    :attr:`grpc_target` read that line (waiting for it if needed), so no other process can take a port between
+    choosing and binding it.
 
     Attributes:
+        port: The REST port.
         url: The REST base URL, ``http://127.0.0.1:<port>``.
-        grpc_target: The gRPC address, ``127.0.0.1:<grpc port>``.
+        grpc_target: The gRPC address, ``127.0.0.1:<grpc port>`` (``None`` with ``--no-grpc``).
 
     Args:
-        args: Arguments after ``serve`` (``--port`` and ``--grpc-port`` are added unless given).
+        args: Arguments after ``serve`` (``--port 0`` and ``--grpc-port 0`` are added unless given).
         timeout: Seconds to wait for the "serving ... version" line.
         env: Extra environment variables (``PYTHONPATH`` defaults to the repository root).
         cwd: Working directory (``python -m`` puts it first on ``sys.path``).
@@ -65,18 +72,47 @@ class ServerProcess:
         cwd: str | Path = REPO_ROOT,
     ) -> None:
         self.cwd = str(cwd)
-        self.port = free_port() if "--port" not in args else int(args[args.index("--port") + 1])
-        self.args = [*args, "--port", str(self.port)] if "--port" not in args else list(args)
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = list(args)
+        if "--port" not in self.args:
+            self.args += ["--port", "0"]
         if "--grpc-port" not in self.args and "--no-grpc" not in self.args:
-            self.args += ["--grpc-port", str(free_port())]
-        grpc_port = self.args[self.args.index("--grpc-port") + 1] if "--grpc-port" in self.args else None
-        self.grpc_target = f"127.0.0.1:{grpc_port}" if grpc_port else None
+            self.args += ["--grpc-port", "0"]
+        self._ports: tuple[int, int | None] | None = None
         self.timeout = timeout
         self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(IMPORT_ROOT), **(env or {})}
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self.proc: subprocess.Popen | None = None
+
+    def bound_ports(self) -> tuple[int, int | None]:
+        """``(rest port, grpc port or None)`` from the server's ``ports`` line (waits for it up to ``timeout``)."""
+        if self._ports is None:
+            if self.proc is None:
+                raise RuntimeError("the server has not been started")
+            listening = self.wait_for("listening at ", self.timeout)  # printed right after the ports line
+            line = next((ln for ln in self.lines if ln.startswith("ports rest=")), None)
+            if line is not None:
+                fields = dict(item.split("=", 1) for item in line.split()[1:])
+                self._ports = int(fields["rest"]), (int(fields["grpc"]) if fields["grpc"].isdigit() else None)
+            else:  # a server from before the ports line (e.g. an older tree in a code A/B)
+                found = re.search(r"listening at http://\S+?:(\d+)(?: and grpc \S+?:(\d+))?", listening)
+                if found is None:
+                    raise RuntimeError(f"cannot read the ports from {listening!r}")
+                self._ports = int(found[1]), (int(found[2]) if found[2] else None)
+        return self._ports
+
+    @property
+    def port(self) -> int:
+        return self.bound_ports()[0]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_target(self) -> str | None:
+        grpc_port = self.bound_ports()[1]
+        return f"127.0.0.1:{grpc_port}" if grpc_port is not None else None
 
     def start(self, wait: bool = True) -> ServerProcess:
         """Launch the server; with ``wait`` block until it serves a model version.
@@ -86,6 +122,7 @@ class ServerProcess:
         """
         if self.alive():
             return self
+        self._ports, self.lines, self._queue = None, [], queue.Queue()
         cmd = [sys.executable, "-m", __package__, "serve", *self.args]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, cwd=self.cwd
@@ -138,6 +175,48 @@ class ServerProcess:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def saved_model_cli_show(version_dir: str | Path, timeout: float = 180.0) -> dict[str, dict[str, Any]]:
+    """The ``serve`` MetaGraph's SignatureDefs as ``saved_model_cli show --all`` (shipped with TensorFlow) prints them.
+
+    Runs ``python -m tensorflow.python.tools.saved_model_cli show --dir DIR --all`` (what ``saved_model_cli`` runs)
+    and parses its text.
+
+    Returns:
+        ``{signature: {"method": method_name, "inputs": {name: (dtype, shape)}, "outputs": {...}}}``, shapes as
+        printed, e.g. ``("DT_FLOAT", "(-1)")``.
+
+    Raises:
+        RuntimeError: the tool failed or printed no ``serve`` tag-set.
+    """
+    cmd = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", str(version_dir), "--all"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if result.returncode != 0 or "MetaGraphDef with tag-set: 'serve'" not in result.stdout:
+        raise RuntimeError(f"saved_model_cli show failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    signatures: dict[str, dict[str, Any]] = {}
+    current: dict[str, Any] = {}
+    side, tensor = "inputs", None
+    for raw in result.stdout.split("MetaGraphDef with tag-set: 'serve'", 1)[1].splitlines():
+        line = raw.strip()
+        if line.startswith("signature_def['"):
+            current = signatures[line.split("'")[1]] = {"method": "", "inputs": {}, "outputs": {}}
+        elif line.startswith(("inputs['", "outputs['")) and current:
+            side, tensor = line.split("[", 1)[0], line.split("'")[1]
+            current[side][tensor] = ["", ""]
+        elif line.startswith("dtype: ") and tensor is not None:
+            current[side][tensor][0] = line.split(": ", 1)[1]
+        elif line.startswith("shape: ") and tensor is not None:
+            current[side][tensor][1] = line.split(": ", 1)[1]
+        elif line.startswith("Method name is:") and current:
+            current["method"], tensor = line.split(":", 1)[1].strip(), None
+        elif line.startswith(("The MetaGraph with tag set", "MetaGraphDef with tag-set")):
+            break
+    for signature in signatures.values():
+        for side in ("inputs", "outputs"):
+            signature[side] = {name: tuple(info) for name, info in signature[side].items()}
+    return signatures
 
 
 def sample_frame(rows: int = 64, seed: int = 0) -> pd.DataFrame:

@@ -1,20 +1,16 @@
 """The real-TF-Serving assets in serving/tf_serving/ parse as TF Serving would read them, and the docs show how."""
 
-import contextlib
 import re
 
 import pytest
 import yaml
-from google.protobuf import (
-    descriptor_pb2,
-    descriptor_pool,
-    message_factory,
-    text_format,
-    wrappers_pb2,  # noqa: F401  (registers google/protobuf/wrappers.proto)
-)
+from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.batching import read_batching_parameters
+from serving.metrics import read_monitoring_config
 from serving.model_store import read_model_config
+from serving.tf_serving.protos import BatchingParameters, MonitoringConfig
 
 
 @pytest.fixture(scope="module")
@@ -45,43 +41,10 @@ def test_read_model_config_errors(tmp_path):
         read_model_config(empty)
 
 
-def _batching_parameters_class():
-    """BatchingParameters of tensorflow_serving/servables/tensorflow/session_bundle_config.proto.
-
-    tensorflow-serving-api does not ship that proto, so the message is declared here with the upstream field names
-    and types (wrapper messages), which is all text-format parsing depends on.
-    """
-    file = descriptor_pb2.FileDescriptorProto(
-        name="mmoe_test/batching_parameters.proto",
-        package="mmoe_test",
-        syntax="proto3",
-        dependency=["google/protobuf/wrappers.proto"],
-    )
-    msg = file.message_type.add(name="BatchingParameters")
-    label, typ = descriptor_pb2.FieldDescriptorProto, descriptor_pb2.FieldDescriptorProto
-    fields = [
-        ("max_batch_size", ".google.protobuf.Int64Value"),
-        ("batch_timeout_micros", ".google.protobuf.Int64Value"),
-        ("max_enqueued_batches", ".google.protobuf.Int64Value"),
-        ("num_batch_threads", ".google.protobuf.Int64Value"),
-        ("thread_pool_name", ".google.protobuf.StringValue"),
-        ("enable_large_batch_splitting", ".google.protobuf.BoolValue"),
-        ("max_execution_batch_size", ".google.protobuf.Int64Value"),
-    ]
-    for number, (name, type_name) in enumerate(fields, start=1):
-        msg.field.add(name=name, number=number, type=typ.TYPE_MESSAGE, type_name=type_name, label=label.LABEL_OPTIONAL)
-    msg.field.add(name="allowed_batch_sizes", number=20, type=typ.TYPE_INT64, label=label.LABEL_REPEATED)
-    msg.field.add(name="pad_variable_length_inputs", number=21, type=typ.TYPE_BOOL, label=label.LABEL_OPTIONAL)
-    pool = descriptor_pool.Default()
-    with contextlib.suppress(TypeError):  # already added by an earlier call
-        pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("mmoe_test.BatchingParameters"))
-
-
 def test_batching_parameters_parse_and_match_local_defaults(assets):
     from serving.cli import build_parser
 
-    params = _batching_parameters_class()()
+    params = BatchingParameters()
     text_format.Parse((assets / "batching_parameters.txt").read_text(), params)
     assert params.max_batch_size.value == 64 and params.batch_timeout_micros.value == 2000
     assert params.num_batch_threads.value >= 1 and params.max_enqueued_batches.value >= 1
@@ -89,7 +52,25 @@ def test_batching_parameters_parse_and_match_local_defaults(assets):
     assert (args.max_batch_size, args.batch_timeout_micros) == (64, 2000)
     assert args.max_enqueued_batches == params.max_enqueued_batches.value
     with pytest.raises(text_format.ParseError):
-        text_format.Parse("max_batch_size: 64", _batching_parameters_class()())  # wrapper needs { value: }
+        text_format.Parse("max_batch_size: 64", BatchingParameters())  # wrapper needs { value: }
+    with pytest.raises(text_format.ParseError):
+        text_format.Parse("max_batch_size { value: 64 } max_batch_sise { value: 1 }", BatchingParameters())
+
+
+def test_local_server_rejects_what_tf_serving_rejects(tmp_path):
+    path = tmp_path / "b.txt"
+    path.write_text("max_batch_size: 64\n")  # accepted by a lenient reader; TF Serving's parser says Expected "{"
+    with pytest.raises(ValueError, match="TF Serving would reject it"):
+        read_batching_parameters(path)
+    path.write_text("max_batch_size { value: 16 }\nallowed_batch_sizes: 8\nallowed_batch_sizes: 16\n")
+    options, threads, ignored = read_batching_parameters(path)
+    assert (options.max_batch_size, threads, ignored) == (16, None, ["allowed_batch_sizes"])
+
+
+def test_monitoring_config_is_a_monitoring_config(assets):
+    config = text_format.Parse((assets / "monitoring.config").read_text(), MonitoringConfig())
+    assert config.prometheus_config.enable and config.prometheus_config.path == "/monitoring/prometheus/metrics"
+    assert read_monitoring_config(assets / "monitoring.config") == "/monitoring/prometheus/metrics"
 
 
 def test_docker_compose_runs_official_image_with_config(assets):
@@ -102,6 +83,7 @@ def test_docker_compose_runs_official_image_with_config(assets):
     assert flags["enable_batching"] == "true"
     assert flags["batching_parameters_file"] == "/config/batching_parameters.txt"
     assert int(flags["file_system_poll_wait_seconds"]) >= 1
+    assert flags["monitoring_config_file"] == "/config/monitoring.config"
     mounts = {target: source for source, target, mode in (v.rsplit(":", 2) for v in service["volumes"])}
     assert mounts["/models/mmoe"].endswith("/mmoe")
     for target, source in mounts.items():

@@ -15,7 +15,7 @@ import mmoe_tf
 from serving import _verify as verify_child
 from serving import export as export_mod
 from serving.export import ExportVerificationError, export_model, parse_score_weights, prepare_features
-from serving.testing import SCORE_WEIGHTS, build_test_model, sample_frame
+from serving.testing import SCORE_WEIGHTS, build_test_model, sample_frame, saved_model_cli_show
 from serving.warmup import read_warmup_file
 
 
@@ -81,6 +81,24 @@ def test_signatures_shapes_and_dtypes(loaded):
     gates = loaded.signatures["gates"].structured_outputs
     assert {k: v.shape.as_list() for k, v in gates.items()} == {"gate_click": [None, 3], "gate_satisfaction": [None, 3]}
     assert list(loaded.signatures["ranking_score"].structured_outputs) == ["score"]
+
+
+PREDICT = "tensorflow/serving/predict"
+RAW_INPUTS = {"price": ("DT_FLOAT", "(-1)"), "device": ("DT_STRING", "(-1)"), "category": ("DT_INT64", "(-1)")}
+
+
+def test_saved_model_cli_shows_the_signatures_tf_serving_users_expect(export):
+    shown = saved_model_cli_show(export.version_dir)
+    assert set(shown) == {"serving_default", "ranking_score", "gates", "__saved_model_init_op"}
+    for name in ("serving_default", "ranking_score", "gates"):
+        assert shown[name]["method"] == PREDICT, name  # answered by Predict and REST :predict
+        assert shown[name]["inputs"] == RAW_INPUTS, name  # raw features, any batch size
+    assert shown["serving_default"]["outputs"] == {"click": ("DT_FLOAT", "(-1)"), "satisfaction": ("DT_FLOAT", "(-1)")}
+    assert shown["ranking_score"]["outputs"] == {"score": ("DT_FLOAT", "(-1)")}
+    assert shown["gates"]["outputs"] == {
+        "gate_click": ("DT_FLOAT", "(-1, 3)"),  # one weight per expert (3 in the test model)
+        "gate_satisfaction": ("DT_FLOAT", "(-1, 3)"),
+    }
 
 
 def test_signatures_match_keras_model(loaded, model, export):
@@ -149,6 +167,10 @@ def test_architecture_without_gates_has_no_gates_signature(tmp_path, monkeypatch
     path = export_model(plain, tmp_path, "plain", version=7)
     assert path == tmp_path / "plain" / "7"
     assert seen == {"signatures": ["ranking_score", "serving_default"], "gates": {}}
+    shown = saved_model_cli_show(path)
+    assert sorted(shown) == ["__saved_model_init_op", "ranking_score", "serving_default"]
+    for name in ("serving_default", "ranking_score"):
+        assert shown[name]["method"] == PREDICT and shown[name]["inputs"] == RAW_INPUTS
     info = json.loads((path / "assets.extra" / "export_info.json").read_text())
     assert info["signatures"] == ["serving_default", "ranking_score"]
     assert info["score_weights"] == {"click": 1.0, "satisfaction": 1.0}
