@@ -126,10 +126,14 @@ def _read_table(path: Path, rows: int | None = None):
 
 
 def _export(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    # export loads the Keras model (and so mmoe_tf): TensorFlow's C++ start-up log is hidden as in `python -m training`
+    # (MMOE_TF_STARTUP_LOG=show keeps it)
+    from training.quiet import quiet_startup, startup_log_shown
 
-    import mmoe_tf
+    with quiet_startup(enabled=not startup_log_shown()):
+        import tensorflow as tf
+
+        import mmoe_tf
     from serving.export import export_model, parse_score_weights
 
     if not args.model.exists():

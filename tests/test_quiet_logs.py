@@ -38,3 +38,29 @@ def test_compare_with_two_jobs_prints_no_cpp_log(tmp_path, repo_root):
     for name, text in (("stderr", proc.stderr), ("stdout", proc.stdout)):
         lines = [line for line in text.splitlines() if CPP_LOG.search(line)]
         assert not lines, f"C++ log in {name}: {lines[:5]}"
+
+
+BUILD_TINY_MODEL = """
+import sys
+import numpy as np
+import mmoe_tf
+from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+config = ModelConfig(features=(FeatureSpec("price", "numeric"),), tasks=(TaskSpec("click"),), num_experts=2,
+                     expert_units=(4,), tower_units=(2,))
+model = mmoe_tf.build_model(config, adapt_data={"price": np.linspace(0, 1, 16, dtype=np.float32)})
+mmoe_tf.save_model(model, sys.argv[1])
+"""
+
+
+def test_serving_export_prints_no_cpp_log(tmp_path, repo_root):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "MMOE_TF_STARTUP_LOG")}
+    model = tmp_path / "model.keras"
+    build = [sys.executable, "-c", BUILD_TINY_MODEL, str(model)]
+    subprocess.run(build, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300, check=True)
+    args = [sys.executable, "-m", "serving", "export", "--model", str(model), "--base-path", str(tmp_path / "export")]
+    proc = subprocess.run(args, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "exported mmoe version 1" in proc.stdout
+    for name, text in (("stderr", proc.stderr), ("stdout", proc.stdout)):
+        lines = [line for line in text.splitlines() if CPP_LOG.search(line)]
+        assert not lines, f"C++ log in {name}: {lines[:5]}"
