@@ -1,0 +1,186 @@
+"""An mmoe-tf model behaves like any tf.keras.Model: each case is compared with plain tf.keras on an equivalent
+functional model (same outputs, or the same error), under the default compile (16 steps per execution) and one."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+import mmoe_tf
+from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+
+N = 64
+TASKS = ("click", "satisfaction")
+CONFIG = ModelConfig(
+    features=(FeatureSpec("price", "numeric"), FeatureSpec("device", "categorical", dtype="string", embedding_dim=2)),
+    tasks=tuple(TaskSpec(t) for t in TASKS),
+    num_experts=2,
+    expert_units=(4,),
+    tower_units=(),
+    learning_rate=0.05,
+    seed=5,
+)
+
+
+def make_data(n=N, seed=0):
+    rng = np.random.default_rng(seed)
+    price = rng.normal(size=n).astype(np.float32)
+    device = rng.choice(["ios", "web"], n).astype(object)
+    features = {"price": price, "device": device}
+    labels = {"click": (price > 0).astype(np.float32), "satisfaction": (device == "ios").astype(np.float32)}
+    return features, labels
+
+
+FEATURES, LABELS = make_data()
+SMALL = {k: v[:8] for k, v in FEATURES.items()}
+SMALL_Y = {k: v[:8] for k, v in LABELS.items()}
+
+
+def build(steps_per_execution=16):
+    return mmoe_tf.build_model(CONFIG.replace(steps_per_execution=steps_per_execution), adapt_data=FEATURES)
+
+
+def twin(model):
+    """A plain functional tf.keras model with the same layers, weights and outputs, compiled the same way."""
+    plain = tf.keras.Model(model.inputs, model.outputs)
+    plain.compile(
+        optimizer=tf.keras.optimizers.Adam(CONFIG.learning_rate),
+        loss={t: tf.keras.losses.BinaryCrossentropy() for t in TASKS},
+        weighted_metrics={t: [tf.keras.metrics.AUC(name="auc")] for t in TASKS},
+        steps_per_execution=1,
+    )
+    return plain
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build()
+
+
+# ----- the *_on_batch methods under the default compile --------------------------------------------------------
+@pytest.mark.parametrize("steps_per_execution", [1, 16])
+def test_on_batch_methods_run_one_step(steps_per_execution):
+    model = build(steps_per_execution)
+    plain = twin(build(steps_per_execution))
+    before = int(model.optimizer.iterations)
+    logs = model.train_on_batch(SMALL, SMALL_Y, return_dict=True)
+    assert int(model.optimizer.iterations) == before + 1
+    assert {"loss", "click_loss", "satisfaction_loss", "click_auc", "satisfaction_auc"} <= set(logs)
+    assert set(plain.train_on_batch(SMALL, SMALL_Y, return_dict=True)) <= set(logs)
+    test_logs = model.test_on_batch(SMALL, SMALL_Y, return_dict=True)
+    assert np.isfinite(test_logs["loss"]) and set(test_logs) == set(logs)
+    out = model.predict_on_batch(SMALL)
+    eager = model(SMALL)
+    for t in TASKS:
+        np.testing.assert_allclose(out[t], eager[t].numpy(), rtol=1e-6)
+    assert int(model._steps_per_execution.numpy()) == steps_per_execution
+
+
+# ----- compile arguments ---------------------------------------------------------------------------------------
+def test_user_compile_loss_and_weights_are_honoured():
+    model = build()
+    plain = twin(model)
+    model.compile("adam", loss={t: "mse" for t in TASKS}, loss_weights={"click": 0.0, "satisfaction": 1.0})
+    plain.compile("adam", loss={t: "mse" for t in TASKS}, loss_weights={"click": 0.0, "satisfaction": 1.0})
+    got = model.evaluate(SMALL, SMALL_Y, verbose=0, return_dict=True)
+    want = plain.evaluate(SMALL, SMALL_Y, verbose=0, return_dict=True)
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-5), key
+    mse = np.mean((model(SMALL)["click"].numpy()[:, 0] - SMALL_Y["click"]) ** 2)
+    assert got["click_loss"] == pytest.approx(mse, rel=1e-5)
+    assert got["loss"] == pytest.approx(got["satisfaction_loss"], rel=1e-5)  # click weighs 0
+
+
+# ----- metric names across saving -------------------------------------------------------------------------------
+def test_history_names_are_stable_across_save_and_load(tmp_path):
+    model = build()
+    keys = set(model.fit(SMALL, SMALL_Y, verbose=0).history)
+    loaded = mmoe_tf.load_model(mmoe_tf.save_model(model, tmp_path / "m.keras"))
+    assert set(loaded.fit(SMALL, SMALL_Y, verbose=0).history) == keys
+    assert {"click_auc", "satisfaction_auc"} <= keys
+
+
+def test_savedmodel_reload_reports_real_losses(model, tmp_path):
+    model.save(tmp_path / "sm")
+    loaded = tf.keras.models.load_model(tmp_path / "sm")
+    want = model.evaluate(SMALL, SMALL_Y, verbose=0, return_dict=True)
+    got = loaded.evaluate(SMALL, SMALL_Y, verbose=0, return_dict=True)
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-5), key
+    assert got["loss"] > 0.0
+
+
+# ----- .h5 -------------------------------------------------------------------------------------------------------
+def test_h5_weights_round_trip(model, tmp_path):
+    model.save_weights(tmp_path / "w.h5")
+    other = build()
+    other.load_weights(tmp_path / "w.h5")
+    for t in TASKS:
+        np.testing.assert_array_equal(other(SMALL)[t].numpy(), model(SMALL)[t].numpy())
+
+
+def test_h5_model_round_trip(model, tmp_path):
+    model.save(tmp_path / "m.h5")
+    loaded = tf.keras.models.load_model(tmp_path / "m.h5")
+    for t in TASKS:
+        np.testing.assert_array_equal(loaded(SMALL)[t].numpy(), model(SMALL)[t].numpy())
+
+
+# ----- label forms --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "labels",
+    [
+        pytest.param(SMALL_Y, id="dict"),
+        pytest.param([SMALL_Y[t] for t in TASKS], id="list"),
+        pytest.param(pd.DataFrame(SMALL_Y), id="dataframe"),
+        pytest.param(pd.DataFrame(SMALL_Y)[list(reversed(TASKS))], id="dataframe-reordered"),
+    ],
+)
+def test_label_forms_give_the_same_loss(model, labels):
+    want = model.evaluate(SMALL, SMALL_Y, verbose=0, return_dict=True)["loss"]
+    assert model.evaluate(SMALL, labels, verbose=0, return_dict=True)["loss"] == pytest.approx(want, rel=1e-6)
+    assert model.test_on_batch(SMALL, labels, return_dict=True)["loss"] == pytest.approx(want, rel=1e-6)
+    assert np.isfinite(build(1).fit(SMALL, labels, verbose=0).history["loss"][0])
+
+
+def test_dataframe_inputs_on_batch(model):
+    frame = pd.DataFrame(SMALL)
+    np.testing.assert_allclose(model.predict_on_batch(frame)["click"], model(SMALL)["click"].numpy(), rtol=1e-6)
+    assert np.isfinite(build(1).train_on_batch(frame, pd.DataFrame(SMALL_Y)))[0]
+
+
+# ----- specific errors on every entry point ---------------------------------------------------------------------
+ENTRY_POINTS = {
+    "fit": lambda m, x, y: m.fit(x, y, verbose=0),
+    "evaluate": lambda m, x, y: m.evaluate(x, y, verbose=0),
+    "train_on_batch": lambda m, x, y: m.train_on_batch(x, y),
+    "test_on_batch": lambda m, x, y: m.test_on_batch(x, y),
+}
+PREDICT_POINTS = {
+    "predict": lambda m, x: m.predict(x, verbose=0),
+    "predict_on_batch": lambda m, x: m.predict_on_batch(x),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_errors_name_the_column_or_key(model, entry):
+    call = ENTRY_POINTS[entry]
+    with pytest.raises(ValueError, match=r"lack.*\['device'\]"):
+        call(model, {"price": SMALL["price"]}, SMALL_Y)
+    with pytest.raises(ValueError, match=r"'price'"):
+        call(model, {**SMALL, "price": SMALL["device"]}, SMALL_Y)
+    with pytest.raises(ValueError, match=r"'clik'"):
+        call(model, SMALL, {"clik": SMALL_Y["click"], "satisfaction": SMALL_Y["satisfaction"]})
+    with pytest.raises(ValueError, match=r"\['satisfaction'\]"):
+        call(model, SMALL, {"click": SMALL_Y["click"]})
+
+
+@pytest.mark.parametrize("entry", sorted(PREDICT_POINTS))
+def test_prediction_errors_name_the_column(model, entry):
+    call = PREDICT_POINTS[entry]
+    with pytest.raises(ValueError, match=r"lack.*\['device'\]"):
+        call(model, {"price": SMALL["price"]})
+    with pytest.raises(ValueError, match=r"'price'"):
+        call(model, {**SMALL, "price": SMALL["device"]})
