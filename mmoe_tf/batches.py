@@ -97,12 +97,9 @@ def row_slicer(elements: Any, batch_size: int, full_batches_only: bool = False) 
 def batches_per_pass(num_rows: int, batch_size: int, drop_remainder: bool = False) -> int:
     """Batches in one pass over ``num_rows`` rows: ``fit``'s ``steps_per_epoch`` for a repeated dataset.
 
-    ``model.fit`` creates a new iterator for every epoch of a finite dataset, and creating one costs
-    26–37 ms for a shuffled :func:`make_dataset` (tf.data instantiates and optimises its functions, and the
-    first batch waits for the permutation) while the step waits. A dataset made with ``repeat=True`` and
-    fitted with ``steps_per_epoch=batches_per_pass(...)`` keeps one iterator for the whole ``fit``, so the
-    next epoch's first batches are prefetched like any other: the same batches per epoch, one permutation
-    per pass (``docs/performance.md``, "Seventh round").
+    A dataset made with ``repeat=True`` and fitted with ``steps_per_epoch=batches_per_pass(...)`` keeps one
+    iterator for the whole ``fit``, so no step waits for a new epoch's iterator to be created (docs/performance.md,
+    Design decisions).
 
     Args:
         num_rows: Rows N in the table.
@@ -122,9 +119,9 @@ def batches_per_pass(num_rows: int, batch_size: int, drop_remainder: bool = Fals
 
 
 def prefetched_in_order(ds: tf.data.Dataset) -> tf.data.Dataset:
-    """``ds`` with ``IN_MEMORY_PREFETCH`` batches prefetched and tf.data's autotuner off (in-memory batches are one
-    gather or slice per dtype, far cheaper than a step; on 2 cores the autotuner's thread and buffer resizing made
-    training slower: ``docs/performance.md``, "Fifth round")."""
+    """``ds`` with ``IN_MEMORY_PREFETCH`` batches prefetched and tf.data's autotuner off: in-memory batches cost far
+    less than a step, and the autotuner's own thread slowed training on 2 cores (docs/performance.md, Design
+    decisions)."""
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(IN_MEMORY_PREFETCH).with_options(options)
