@@ -12,17 +12,18 @@ dataset whose size Keras cannot infer. Everything else is Keras'. Weights files 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from mmoe_tf.batches import table_order_batches
+from mmoe_tf.batches import batches_per_pass, shuffled_batches, table_batches, table_order_batches
 from mmoe_tf.model_data import ModelData
 from mmoe_tf.saving import check_weights_sidecar, write_weights_sidecar
 
-DEFAULT_PREDICT_BATCH_SIZE = 32  # tf.keras.Model.predict's
+DEFAULT_PREDICT_BATCH_SIZE = 32  # tf.keras.Model's batch_size when none is given
 
 
 def _plain_columns(x: Any) -> bool:
@@ -30,6 +31,18 @@ def _plain_columns(x: Any) -> bool:
     if not isinstance(x, dict) or not x or not all(isinstance(v, np.ndarray) and v.ndim == 1 for v in x.values()):
         return False
     return len({len(v) for v in x.values()}) == 1 and len(next(iter(x.values()))) > 0
+
+
+def _columns_of(value: Any, rows: int) -> bool:
+    """A dict of 1-D numpy arrays of ``rows`` rows each."""
+    return isinstance(value, Mapping) and all(
+        isinstance(v, np.ndarray) and v.ndim == 1 and len(v) == rows for v in value.values()
+    )
+
+
+def _floatx(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Float columns as float32, as Keras' numpy adapter converts them."""
+    return {k: v.astype(np.float32) if v.dtype.kind == "f" and v.dtype != np.float32 else v for k, v in columns.items()}
 
 
 def _unsized(x: Any, steps: Any) -> bool:
@@ -76,8 +89,49 @@ class DataEntryPoints(tf.keras.Model):
         finally:
             spe.assign(original)
 
+    def _fit_columns(self, x: Any, y: Any, args: tuple, kwargs: dict[str, Any]) -> tf.data.Dataset | None:
+        """``fit``'s columns (a dict or DataFrame) as a dataset of Keras' own batches, or ``None`` to leave them to
+        Keras' numpy adapter (class weights, a step count, ``shuffle="batch"``, positional arguments).
+
+        The same rows per batch as Keras: ``batch_size`` (32 when not given), shuffled each epoch unless
+        ``shuffle=False``, ``validation_split``'s last rows held out; cut by :mod:`mmoe_tf.batches` (one gather
+        or slice per dtype) and, over several epochs, repeated with ``steps_per_epoch`` one pass (one iterator for
+        the whole ``fit``), as ``data.make_dataset`` feeds the CLI: Keras' adapter slices every column per batch.
+        """
+        weights = kwargs.get("sample_weight")
+        shuffle = kwargs.get("shuffle", True)
+        if args or kwargs.get("class_weight") or kwargs.get("steps_per_epoch") is not None or shuffle not in (0, 1):
+            return None
+        if not _plain_columns(x):
+            return None
+        rows = len(next(iter(x.values())))
+        if not _columns_of(y, rows) or (weights is not None and not _columns_of(weights, rows)):
+            return None
+        elements: tuple = (x, _floatx(y)) if weights is None else (x, _floatx(y), _floatx(weights))
+        batch_size = kwargs.pop("batch_size", None) or DEFAULT_PREDICT_BATCH_SIZE
+        split = kwargs.pop("validation_split", 0.0) or 0.0
+        if split and kwargs.get("validation_data") is None:
+            cut = math.floor(rows * (1.0 - split))
+            if cut in (0, rows):
+                raise ValueError(f"validation_split={split} leaves no rows to train or to validate on ({rows} rows)")
+            held_out = tf.nest.map_structure(lambda a: a[cut:], elements)
+            kwargs["validation_data"] = table_batches(held_out, kwargs.get("validation_batch_size") or batch_size)
+            elements = tf.nest.map_structure(lambda a: a[:cut], elements)
+            rows = cut
+        kwargs.pop("sample_weight", None)
+        kwargs.pop("shuffle", None)
+        repeat = kwargs.get("epochs", 1) - kwargs.get("initial_epoch", 0) > 1
+        if repeat:
+            kwargs["steps_per_epoch"] = batches_per_pass(rows, batch_size)
+        if shuffle:
+            return shuffled_batches(elements, batch_size, repeat)
+        return table_batches(elements, batch_size, repeat)
+
     def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> tf.keras.callbacks.History:
         x, y = self._conform_call(x, y, kwargs)
+        columns = self._fit_columns(x, y, args, kwargs)
+        if columns is not None:
+            x, y = columns, None
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)):
             validation = tuple(self.conformed(*validation))

@@ -331,3 +331,28 @@ def test_callbacks(tmp_path):
     assert isinstance(best, mmoe_tf.MultiTaskModel)
     assert (tmp_path / "w-1.index").exists() and (tmp_path / "w-1.mmoe.json").exists()
     assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+
+
+def test_fit_on_columns_is_batched_by_mmoe_tf_batches(model, monkeypatch):
+    """Dicts/DataFrames are cut by mmoe_tf.batches (shuffled per epoch by default); class weights stay Keras'."""
+    import mmoe_tf.entry_points as entry_points
+
+    calls = []
+
+    def recording(name):
+        original = getattr(entry_points, name)
+
+        def record(elements, batch_size, repeat=False):
+            calls.append((name, batch_size, repeat))
+            return original(elements, batch_size, repeat)
+
+        return record
+
+    monkeypatch.setattr(entry_points, "shuffled_batches", recording("shuffled_batches"))
+    monkeypatch.setattr(entry_points, "table_batches", recording("table_batches"))
+    history = model.fit(pd.DataFrame(FEATURES), LABELS, epochs=3, batch_size=8, verbose=0, validation_split=0.5)
+    assert calls == [("table_batches", 8, False), ("shuffled_batches", 8, True)]
+    assert len(history.history["loss"]) == 3 and "val_loss" in history.history
+    calls.clear()
+    model.fit(FEATURES, LABELS, verbose=0, shuffle=False)
+    assert calls == [("table_batches", 32, False)]
