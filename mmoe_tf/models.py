@@ -21,12 +21,12 @@ from typing import Any
 import tensorflow as tf
 
 from mmoe_tf.architectures import build_graph, mmoe_layer_name, ple_layer_name
-from mmoe_tf.config import ModelConfig, TaskSpec
+from mmoe_tf.compiling import compile_model, loss_signature, own_loss_arguments, strip_output_prefix
+from mmoe_tf.config import ModelConfig
 from mmoe_tf.entry_points import DEFAULT_PREDICT_BATCH_SIZE, DataEntryPoints
 from mmoe_tf.features import adapt_state, needs_adapting, plain_copy
 from mmoe_tf.losses import UncertaintyWeighting, make_loss
 from mmoe_tf.model_data import ModelData
-from mmoe_tf.optimizers import FusedAdam
 from mmoe_tf.targets import add_joint_targets, task_order, trained_targets
 
 __all__ = [
@@ -50,37 +50,6 @@ def _weighted_mean_loss(
     """
     per_row = loss.call(labels, predictions)
     return tf.reduce_sum(per_row * weights) / tf.cast(tf.shape(per_row)[0], per_row.dtype)
-
-
-def _loss_signature(loss: Any) -> Any:
-    """A comparable form of one serialised or live Keras loss: class name and config without its name."""
-    if isinstance(loss, tf.keras.losses.Loss):
-        return type(loss).__name__, {k: v for k, v in loss.get_config().items() if k != "name"}
-    if isinstance(loss, Mapping) and "class_name" in loss:
-        return loss["class_name"], {k: v for k, v in dict(loss.get("config") or {}).items() if k != "name"}
-    return loss
-
-
-def _own_loss_arguments(config: ModelConfig) -> tuple[dict[str, tf.keras.losses.Loss], dict[str, float]]:
-    """The ``loss`` and ``loss_weights`` :func:`compile_model` passes: the config's own, per trained target."""
-    targets = trained_targets(config)
-    return {name: make_loss(task) for name, task in targets}, {name: task.loss_weight for name, task in targets}
-
-
-def _strip_output_prefix(metrics: Any) -> Any:
-    """Serialised per-output metrics with Keras' ``<output>_`` name prefix removed (Keras adds it again)."""
-    if not isinstance(metrics, Mapping):
-        return metrics
-    out = {}
-    for output, items in metrics.items():
-        fixed = []
-        for item in items if isinstance(items, (list, tuple)) else [items]:
-            name = item.get("config", {}).get("name", "") if isinstance(item, Mapping) else ""
-            if name.startswith(f"{output}_"):
-                item = {**item, "config": {**item["config"], "name": name[len(output) + 1 :]}}
-            fixed.append(item)
-        out[output] = fixed
-    return out
 
 
 _OWN_LOSS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # compiled loss container -> uses own loss
@@ -129,8 +98,8 @@ class MultiTaskModel(DataEntryPoints):
         self._targets = [name for name, _ in targets]
         self._target_losses = {name: make_loss(task) for name, task in targets}
         self._fixed_weights = {name: task.loss_weight for name, task in targets}
-        own_losses, own_weights = _own_loss_arguments(config)
-        self._own_loss_signature = ({k: _loss_signature(v) for k, v in own_losses.items()}, own_weights)
+        own_losses, own_weights = own_loss_arguments(config)
+        self._own_loss_signature = ({k: loss_signature(v) for k, v in own_losses.items()}, own_weights)
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
         self.target_loss_trackers = [tf.keras.metrics.Mean(name=f"{name}_loss") for name in self._targets]
         self.loss_balancer = None
@@ -174,7 +143,7 @@ class MultiTaskModel(DataEntryPoints):
         ``click_click_auc``): a saved config holds the names Keras prefixed, and compiling prefixes them again."""
         config = dict(config)
         for key in ("metrics", "weighted_metrics"):
-            config[key] = _strip_output_prefix(config.get(key))
+            config[key] = strip_output_prefix(config.get(key))
         super().compile_from_config(config)
 
     # ----- losses ----------------------------------------------------------------------------------------------
@@ -196,7 +165,7 @@ class MultiTaskModel(DataEntryPoints):
             if not loss:
                 own = not weights
             else:
-                losses = {k: _loss_signature(v) for k, v in loss.items()} if isinstance(loss, Mapping) else loss
+                losses = {k: loss_signature(v) for k, v in loss.items()} if isinstance(loss, Mapping) else loss
                 own = losses == own_losses and (weights is None or dict(weights) == own_weights)
             _OWN_LOSS[compiled] = own
         return _OWN_LOSS[compiled]
@@ -330,52 +299,8 @@ class MultiTaskModel(DataEntryPoints):
         return super()._lookup_dependency(name, cached_dependencies)
 
 
-def _optimizer(config: ModelConfig) -> tf.keras.optimizers.Optimizer:
-    """The config's optimizer; ``adam`` is :class:`FusedAdam` (same update, one fused kernel per variable)."""
-    if config.optimizer.lower() == "adam":
-        return FusedAdam(learning_rate=config.learning_rate)
-    try:
-        return tf.keras.optimizers.get(
-            {
-                "class_name": config.optimizer,
-                "config": {"learning_rate": config.learning_rate, "is_legacy_optimizer": False},
-            }
-        )
-    except (ValueError, TypeError) as err:
-        raise ValueError(
-            f"ModelConfig: field 'optimizer' is {config.optimizer!r}, not a Keras optimizer: {err}"
-        ) from None
-
-
 # HDF5 model files name the class without its registered package: found under its bare name too.
 tf.keras.utils.get_custom_objects().setdefault("MultiTaskModel", MultiTaskModel)
-
-
-def _default_metric(task: TaskSpec) -> tf.keras.metrics.Metric:
-    if task.type == "binary":
-        return tf.keras.metrics.AUC(name="auc")
-    return tf.keras.metrics.MeanAbsoluteError(name="mae")
-
-
-def compile_model(model: MultiTaskModel) -> MultiTaskModel:
-    """Compile ``model`` from its config: optimizer/learning rate, per-target losses, weighted metrics,
-    ``steps_per_execution``. ``model.compile(...)`` with other arguments works as for any Keras model (with
-    other losses, Keras' compiled loss replaces the model's own: :meth:`MultiTaskModel.uses_own_loss`).
-
-    Metrics (weighted by the sample weights): ``<target>_auc`` for binary targets,
-    ``<target>_mae`` for regression targets.
-    """
-    config = model.mmoe_config
-    losses, weights = _own_loss_arguments(config)
-    metrics = {name: [_default_metric(task)] for name, task in trained_targets(config)}
-    model.compile(
-        optimizer=_optimizer(config),
-        loss=losses,
-        loss_weights=weights,
-        weighted_metrics=metrics,
-        steps_per_execution=config.steps_per_execution,
-    )
-    return model
 
 
 def build_model(
