@@ -1,7 +1,7 @@
 """Batches of in-memory columns as a ``tf.data.Dataset``: one gather or one slice per dtype, not per column.
 
-Shared by :func:`data.make_dataset` (training and evaluation tables) and ``MultiTaskModel.predict`` (dicts and
-DataFrames of raw columns), so that both cut their batches the same cheap way.
+Shared by :func:`data.make_dataset` (training and evaluation tables) and ``MultiTaskModel.fit`` / ``predict`` (dicts
+and DataFrames of raw columns), so that both cut their batches the same cheap way.
 
 Example:
     >>> ds = table_order_batches({"price": np.ones(5, np.float32), "city": np.array(list("abcde"), object)}, 2)
@@ -97,12 +97,9 @@ def row_slicer(elements: Any, batch_size: int, full_batches_only: bool = False) 
 def batches_per_pass(num_rows: int, batch_size: int, drop_remainder: bool = False) -> int:
     """Batches in one pass over ``num_rows`` rows: ``fit``'s ``steps_per_epoch`` for a repeated dataset.
 
-    ``model.fit`` creates a new iterator for every epoch of a finite dataset, and creating one costs
-    26–37 ms for a shuffled :func:`make_dataset` (tf.data instantiates and optimises its functions, and the
-    first batch waits for the permutation) while the step waits. A dataset made with ``repeat=True`` and
-    fitted with ``steps_per_epoch=batches_per_pass(...)`` keeps one iterator for the whole ``fit``, so the
-    next epoch's first batches are prefetched like any other: the same batches per epoch, one permutation
-    per pass (``docs/performance.md``, "Seventh round").
+    A dataset made with ``repeat=True`` and fitted with ``steps_per_epoch=batches_per_pass(...)`` keeps one
+    iterator for the whole ``fit``, so no step waits for a new epoch's iterator to be created (docs/performance.md,
+    Design decisions).
 
     Args:
         num_rows: Rows N in the table.
@@ -122,9 +119,9 @@ def batches_per_pass(num_rows: int, batch_size: int, drop_remainder: bool = Fals
 
 
 def prefetched_in_order(ds: tf.data.Dataset) -> tf.data.Dataset:
-    """``ds`` with ``IN_MEMORY_PREFETCH`` batches prefetched and tf.data's autotuner off (in-memory batches are one
-    gather or slice per dtype, far cheaper than a step; on 2 cores the autotuner's thread and buffer resizing made
-    training slower: ``docs/performance.md``, "Fifth round")."""
+    """``ds`` with ``IN_MEMORY_PREFETCH`` batches prefetched and tf.data's autotuner off: in-memory batches cost far
+    less than a step, and the autotuner's own thread slowed training on 2 cores (docs/performance.md, Design
+    decisions)."""
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(IN_MEMORY_PREFETCH).with_options(options)
@@ -144,8 +141,42 @@ def table_order_batches(arrays: Mapping[str, np.ndarray], batch_size: int) -> tf
     Returns:
         A ``tf.data.Dataset`` of ``{name: [B]}`` dicts.
     """
-    columns = dict(arrays)
-    num_rows = len(next(iter(columns.values()))) if columns else 0
-    return prefetched_in_order(
-        tf.data.Dataset.range(batches_per_pass(num_rows, batch_size)).map(row_slicer(columns, batch_size))
-    )
+    return table_batches(dict(arrays), batch_size)
+
+
+def shuffled_batches(elements: Any, batch_size: int, repeat: bool = False, seed: int | None = None) -> tf.data.Dataset:
+    """Batches of ``elements``' rows in a new random order each pass (the last batch of a pass may be shorter).
+
+    What ``model.fit`` on numpy columns does with ``shuffle=True``, as :func:`row_gatherer` batches: each pass
+    draws a permutation of the row numbers, cut into ``[B]`` index batches that gather one block per dtype.
+
+    Args:
+        elements: Nested structure (dicts/tuples) of equal-length 1-D numpy arrays.
+        batch_size: Rows per batch B.
+        repeat: Repeat forever, a new permutation each pass (cardinality infinite), else one pass.
+        seed: Seed of the sequence of permutations (``None``: a random one).
+
+    Returns:
+        A prefetched ``tf.data.Dataset`` of ``elements``-shaped batches.
+    """
+    num_rows = len(tf.nest.flatten(elements)[0])
+    full, rest = divmod(num_rows, batch_size)
+    passes = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    passes = passes if repeat else passes.take(1)
+
+    def one_pass(pass_seed: tf.Tensor) -> tf.data.Dataset:
+        rows = tf.random.experimental.stateless_shuffle(tf.range(num_rows, dtype=tf.int64), seed=[pass_seed, 0])
+        batches = tf.data.Dataset.from_tensor_slices(tf.reshape(rows[: full * batch_size], [full, batch_size]))
+        return batches.concatenate(tf.data.Dataset.from_tensors(rows[full * batch_size :])) if rest else batches
+
+    size = tf.data.INFINITE_CARDINALITY if repeat else batches_per_pass(num_rows, batch_size)
+    indices = passes.flat_map(one_pass).apply(tf.data.experimental.assert_cardinality(size))
+    return prefetched_in_order(indices.map(row_gatherer(elements)))
+
+
+def table_batches(elements: Any, batch_size: int, repeat: bool = False) -> tf.data.Dataset:
+    """Batches of ``elements``' rows in table order (contiguous slices per dtype), one pass or repeated."""
+    num_rows = len(tf.nest.flatten(elements)[0])
+    numbers = tf.data.Dataset.range(batches_per_pass(num_rows, batch_size))
+    numbers = numbers.repeat() if repeat else numbers
+    return prefetched_in_order(numbers.map(row_slicer(elements, batch_size)))

@@ -324,10 +324,9 @@ class ModelConfig:
             training batch of at least ``N`` rows runs forward and backward as two halves, independent
             chains of ops that TensorFlow's inter-op threads run side by side; the loss, gradient and
             metrics stay the whole batch's (up to float rounding), and a smaller batch runs whole next
-            to an empty call. On a 2-core CPU with ``N = 1024``, training through ``make_dataset``
-            measured 1.09× / 1.15× the examples/s at batches of 2,048 / 4,096 rows, 1.01× at 1,024, and
-            0.84–0.95× below the threshold (``docs/performance.md``, "Eighth round"), so it is opt-in:
-            set it at or below the batch size of large-batch training. Not applied when a GPU is
+            to an empty call. It pays only for batches of about 2,048 rows and more on a 2-core CPU and
+            costs below the threshold (docs/performance.md, Design decisions), so it is opt-in: set it at
+            or below the batch size of large-batch training. Not applied when a GPU is
             visible or the model holds batch normalisation (two halves would have their own batch
             statistics).
         seed: Seed for weight initialisation.

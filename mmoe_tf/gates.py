@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from mmoe_tf.architectures import mmoe_layer_name, ple_layer_name
 from mmoe_tf.config import ModelConfig
-from mmoe_tf.models import mmoe_layer_name, ple_layer_name
 from mmoe_tf.saving import config_of
 
 GATED_ARCHITECTURES = ("mmoe", "omoe", "ple")

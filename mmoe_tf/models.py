@@ -1,10 +1,9 @@
 """Multi-task ranking models built from a ``ModelConfig``: MMoE, OMoE, PLE, shared-bottom and single-task.
 
-All five architectures share the same feature handling (``FeatureEncoder``) and the same towers,
-so comparisons between them are fair. The model is a functional Keras model subclass,
-``MultiTaskModel``, whose config is the ``ModelConfig`` plus the adapted feature state: it is
-saved and re-created without re-adapting, and its losses (fixed λ or learned uncertainty weights,
-ESMM joint targets, masked labels) are computed by :meth:`MultiTaskModel.compute_loss`.
+The model is a functional Keras model subclass, ``MultiTaskModel`` (its graph: ``mmoe_tf.architectures``), whose
+config is the ``ModelConfig`` plus the adapted feature state: it is saved and re-created without re-adapting. Its
+own losses (fixed λ or learned uncertainty weights, ESMM joint targets, masked labels) are computed by
+:meth:`MultiTaskModel.compute_loss`; a ``compile(loss=...)`` of the user's replaces them with Keras' compiled loss.
 
 Example:
     >>> config = ModelConfig(features=(FeatureSpec("price", "numeric"),), num_experts=2, expert_units=(8,))
@@ -15,173 +14,29 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
-from mmoe_tf.batches import table_order_batches
-from mmoe_tf.config import ModelConfig, joint_output_name
-from mmoe_tf.features import (
-    FeatureEncoder,
-    adapt_state,
-    input_dtype,
-    make_inputs,
-    needs_adapting,
-    plain_copy,
-    to_model_inputs,
-)
-from mmoe_tf.layers import CGC, CrossExpertBank, MMoE
-from mmoe_tf.layers._common import derive_seed
+from mmoe_tf.architectures import build_graph, mmoe_layer_name, ple_layer_name
+from mmoe_tf.compiling import compile_model, loss_signature, own_loss_arguments, strip_output_prefix
+from mmoe_tf.config import ModelConfig
+from mmoe_tf.entry_points import DEFAULT_PREDICT_BATCH_SIZE, DataEntryPoints
+from mmoe_tf.features import adapt_state, needs_adapting, plain_copy
 from mmoe_tf.losses import UncertaintyWeighting, make_loss
-from mmoe_tf.optimizers import FusedAdam
-from mmoe_tf.saving import check_weights_sidecar, write_weights_sidecar
+from mmoe_tf.model_data import ModelData
 from mmoe_tf.targets import add_joint_targets, task_order, trained_targets
-from mmoe_tf.towers import MLP, Tower
 
-
-def mmoe_layer_name(level: int) -> str:
-    """Name of the MMoE/OMoE block at ``level`` (0-based) inside a built model."""
-    return f"mmoe_{level}"
-
-
-def ple_layer_name(level: int) -> str:
-    """Name of the PLE extraction level (a ``CGC`` layer) at ``level`` (0-based) inside a built model."""
-    return f"ple_{level}"
-
-
-def _bottom(config: ModelConfig, seed: int, name: str) -> tf.keras.layers.Layer:
-    """The shared-bottom / single-task bottom network: one expert's worth of network."""
-    if config.expert_type == "cross":
-        return tf.keras.Sequential(
-            [
-                CrossExpertBank(
-                    1,
-                    config.expert_units,
-                    num_cross_layers=config.cross_layers,
-                    activation=config.expert_activation,
-                    dropout=config.expert_dropout,
-                    normalization=config.expert_norm,
-                    seed=seed,
-                    name="cross",
-                ),
-                tf.keras.layers.Reshape((config.expert_units[-1],), name="squeeze"),
-            ],
-            name=name,
-        )
-    return MLP(
-        config.expert_units,
-        activation=config.expert_activation,
-        dropout=config.expert_dropout,
-        normalization=config.expert_norm,
-        seed=seed,
-        name=name,
-    )
-
-
-def _encoder(config: ModelConfig, state: Mapping[str, Any], seed: int, name: str) -> FeatureEncoder:
-    """The config's feature encoder (features, crosses, embedding L2) with its seed and layer name."""
-    return FeatureEncoder(
-        config.features,
-        state,
-        seed=seed,
-        embedding_l2=config.embedding_l2,
-        crosses=config.feature_crosses,
-        name=name,
-    )
-
-
-def _representations(config: ModelConfig, state: Mapping[str, Any], inputs: dict) -> dict[str, tf.Tensor]:
-    """The input of each task's tower, keyed by task name."""
-    arch = config.architecture
-    if arch == "single_task":
-        reps = {}
-        for i, task in enumerate(config.tasks):
-            encoder = _encoder(config, state, derive_seed(config.seed, 1, i), f"features_{task.name}")
-            reps[task.name] = _bottom(config, derive_seed(config.seed, 2, i), f"bottom_{task.name}")(encoder(inputs))
-        return reps
-    x = _encoder(config, state, derive_seed(config.seed, 1), "features")(inputs)
-    if arch == "shared_bottom":
-        h = _bottom(config, derive_seed(config.seed, 2), "bottom")(x)
-        return {t.name: h for t in config.tasks}
-    if arch == "ple":
-        return _ple(config, x)
-    num_gates = len(config.tasks) if arch == "mmoe" else 1
-    level_input: Any = x
-    mixed: list[tf.Tensor] = []
-    for level in range(config.num_levels):
-        block = MMoE(
-            num_gates=num_gates,
-            num_experts=config.num_experts,
-            expert_units=config.expert_units,
-            **_expert_and_gate_options(config),
-            seed=derive_seed(config.seed, 3, level),
-            name=mmoe_layer_name(level),
-        )
-        mixed, _ = block(level_input)
-        level_input = list(mixed) if num_gates > 1 else mixed[0]
-    return {t.name: mixed[i if num_gates > 1 else 0] for i, t in enumerate(config.tasks)}
-
-
-def _expert_and_gate_options(config: ModelConfig) -> dict[str, Any]:
-    """The expert and gate options that MMoE/OMoE blocks and PLE (CGC) levels share, from ``config``."""
-    return {
-        "expert_type": config.expert_type,
-        "expert_activation": config.expert_activation,
-        "expert_dropout": config.expert_dropout,
-        "expert_norm": config.expert_norm,
-        "cross_layers": config.cross_layers,
-        "gate_hidden_units": config.gate_hidden_units,
-        "gate_temperature": config.gate_temperature,
-        "gate_dropout": config.gate_dropout,
-    }
-
-
-def _ple(config: ModelConfig, x: tf.Tensor) -> dict[str, tf.Tensor]:
-    """PLE: ``num_levels`` CGC levels; every level but the last also mixes a shared output for the next."""
-    level_input: Any = x
-    mixed: list[tf.Tensor] = []
-    for level in range(config.num_levels):
-        block = CGC(
-            num_tasks=len(config.tasks),
-            num_task_experts=config.num_task_experts,
-            num_shared_experts=config.num_shared_experts,
-            expert_units=config.expert_units,
-            shared_gate=level < config.num_levels - 1,
-            **_expert_and_gate_options(config),
-            seed=derive_seed(config.seed, 5, level),
-            name=ple_layer_name(level),
-        )
-        mixed, _ = block(level_input)
-        level_input = list(mixed)
-    return {t.name: mixed[i] for i, t in enumerate(config.tasks)}
-
-
-def _build_graph(config: ModelConfig, state: Mapping[str, Any]) -> tuple[dict, dict]:
-    inputs = make_inputs(config.features)
-    reps = _representations(config, state, inputs)
-    heads: dict[str, tf.Tensor] = {}
-    unconditional: dict[str, tf.Tensor] = {}
-    for i, task in enumerate(config.tasks):
-        heads[task.name] = Tower(
-            task.tower_units if task.tower_units is not None else config.tower_units,
-            task_type=task.type,
-            activation=config.tower_activation,
-            dropout=config.tower_dropout,
-            seed=derive_seed(config.seed, 4, i),
-            name=task.name,
-        )(reps[task.name])
-    for task in task_order(config):
-        if task.conditional_on is None:
-            unconditional[task.name] = heads[task.name]
-        else:
-            joint = tf.keras.layers.Multiply(name=joint_output_name(task))(
-                [unconditional[task.conditional_on], heads[task.name]]
-            )
-            unconditional[task.name] = heads[joint_output_name(task)] = joint
-    return inputs, {name: heads[name] for name in config.output_names}
+__all__ = [
+    "DEFAULT_PREDICT_BATCH_SIZE",
+    "MultiTaskModel",
+    "build_model",
+    "compile_model",
+    "mmoe_layer_name",
+    "ple_layer_name",
+]
 
 
 def _weighted_mean_loss(
@@ -197,22 +52,31 @@ def _weighted_mean_loss(
     return tf.reduce_sum(per_row * weights) / tf.cast(tf.shape(per_row)[0], per_row.dtype)
 
 
+_OWN_LOSS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # compiled loss container -> uses own loss
+
+
 @tf.keras.utils.register_keras_serializable(package="mmoe_tf")
-class MultiTaskModel(tf.keras.Model):
+class MultiTaskModel(DataEntryPoints):
     """Functional multi-task model built from a ``ModelConfig`` and adapted feature state.
 
-    Use :func:`build_model` rather than constructing it directly (it adapts the state from data).
+    Use :func:`build_model` rather than constructing it directly (it adapts the state from data). It is a
+    ``tf.keras.Model``: its own code is Keras' extension points (``train_step``, ``test_step``,
+    ``predict_step``, ``compute_loss``, ``compute_metrics``, ``metrics``, ``get_config`` / ``from_config``,
+    ``compile_from_config``); its data entry points check data through ``mmoe_tf.model_data``
+    (``mmoe_tf.entry_points``).
 
     Args:
         model_config: ``ModelConfig`` (or its dict).
         feature_state: Adapted preprocessing state from ``mmoe_tf.features.adapt_state``.
 
-    Losses (:meth:`compute_loss`): one per trained target (the task's own output, or its ESMM joint
-    output); labels that are NaN/inf count as unobserved (weight 0, label 0) so masked rows never
-    affect the loss; a missing ESMM joint label is derived with ``add_joint_targets``. The total is
-    ``Σ λ_i L_i`` (``fixed``) or the uncertainty-weighted sum (``uncertainty``, see
-    ``mmoe_tf.losses``), plus regularisation losses. Logged: ``loss`` and ``<target>_loss``. Under a
-    ``tf.distribute`` strategy with n replicas the returned loss is divided by n, like Keras' compiled losses.
+    Losses (:meth:`compute_loss`), unless ``compile`` was given other losses than the config's: one per
+    trained target (the task's own output, or its ESMM joint output); labels that are NaN/inf count as
+    unobserved (weight 0, label 0) so masked rows never affect the loss; a missing ESMM joint label is
+    derived with ``add_joint_targets``. The total is ``Σ λ_i L_i`` (``fixed``) or the uncertainty-weighted
+    sum (``uncertainty``, see ``mmoe_tf.losses``), plus regularisation losses. Logged: ``loss`` and
+    ``<target>_loss``. Under a ``tf.distribute`` strategy with n replicas the returned loss is divided by
+    n, like Keras' compiled losses. Labels may be a dict keyed by task (or target), a list in task order
+    or a DataFrame.
     """
 
     def __init__(
@@ -224,15 +88,18 @@ class MultiTaskModel(tf.keras.Model):
         config = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(model_config)
         task_order(config)  # validates conditional_on cycles
         state = {name: dict(value) for name, value in (feature_state or {}).items()}
-        inputs, outputs = _build_graph(config, state)
+        inputs, outputs = build_graph(config, state)
         kwargs.setdefault("name", config.architecture)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self._mmoe_config = config
         self._feature_state_plain = state
+        self.model_data = ModelData(config)
         targets = trained_targets(config)
         self._targets = [name for name, _ in targets]
         self._target_losses = {name: make_loss(task) for name, task in targets}
         self._fixed_weights = {name: task.loss_weight for name, task in targets}
+        own_losses, own_weights = own_loss_arguments(config)
+        self._own_loss_signature = ({k: loss_signature(v) for k, v in own_losses.items()}, own_weights)
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
         self.target_loss_trackers = [tf.keras.metrics.Mean(name=f"{name}_loss") for name in self._targets]
         self.loss_balancer = None
@@ -271,21 +138,41 @@ class MultiTaskModel(tf.keras.Model):
         model.trainable = trainable
         return model
 
-    # ----- losses -------------------------------------------------------------------------------
+    def compile_from_config(self, config: Mapping[str, Any]) -> None:
+        """Keras' ``compile_from_config`` with per-output metric names as they were (``click_auc``, not
+        ``click_click_auc``): a saved config holds the names Keras prefixed, and compiling prefixes them again."""
+        config = dict(config)
+        for key in ("metrics", "weighted_metrics"):
+            config[key] = strip_output_prefix(config.get(key))
+        super().compile_from_config(config)
+
+    # ----- losses ----------------------------------------------------------------------------------------------
+    def uses_own_loss(self) -> bool:
+        """Whether :meth:`compute_loss` computes the config's losses: compiled with no loss, or the config's own.
+
+        After ``compile(loss=...)`` with other losses or loss weights, Keras' compiled loss runs instead.
+        """
+        compiled = getattr(self, "compiled_loss", None)
+        if compiled is None:
+            return True
+        if compiled not in _OWN_LOSS:
+            try:
+                weights = (self.get_compile_config() or {}).get("loss_weights")
+            except ValueError:  # Keras cannot serialise its compile arguments while saving a SavedModel
+                weights = None
+            loss = self.loss
+            own_losses, own_weights = self._own_loss_signature
+            if not loss:
+                own = not weights
+            else:
+                losses = {k: loss_signature(v) for k, v in loss.items()} if isinstance(loss, Mapping) else loss
+                own = losses == own_losses and (weights is None or dict(weights) == own_weights)
+            _OWN_LOSS[compiled] = own
+        return _OWN_LOSS[compiled]
+
     def _prepare_targets(self, y: Any, sample_weight: Any) -> tuple[dict, dict]:
         """Labels ``[B, 1]`` and weights ``[B]`` (float32) for every trained target, unobserved masked."""
-        if not isinstance(y, Mapping):
-            if len(self._targets) == 1 and y is not None:
-                y = {self._targets[0]: y}
-                sample_weight = None if sample_weight is None else {self._targets[0]: sample_weight}
-            else:
-                raise ValueError(
-                    f"labels must be a dict keyed by task name with keys {self._targets}, got {type(y).__name__}"
-                )
-        if sample_weight is not None and not isinstance(sample_weight, Mapping):
-            raise ValueError(f"sample weights must be a dict keyed by task name, got {type(sample_weight).__name__}")
-        if any(name not in y for name in self._targets):
-            y, sample_weight = add_joint_targets(self._mmoe_config, y, sample_weight)
+        y, sample_weight = self._joint_labels(y, sample_weight)
         labels, weights = {}, {}
         for name in self._targets:
             label = tf.reshape(tf.cast(y[name], tf.float32), [-1, 1])
@@ -296,12 +183,25 @@ class MultiTaskModel(tf.keras.Model):
             labels[name] = tf.where(seen[:, tf.newaxis], label, tf.zeros_like(label))
         return labels, weights
 
+    def _joint_labels(self, y: Any, sample_weight: Any) -> tuple[dict, Any]:
+        """Labels and weights as dicts keyed by target, ESMM joint labels derived where absent."""
+        y = self.model_data.label_dict(y)
+        sample_weight = self.model_data.weight_dict(sample_weight)
+        if any(name not in y for name in self._targets):
+            y, sample_weight = add_joint_targets(self._mmoe_config, y, sample_weight)
+        return y, sample_weight
+
     def compute_loss(
         self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None
     ) -> tf.Tensor | None:
-        del x
         if y is None:
             return None
+        if not self.uses_own_loss():
+            y, sample_weight = self._joint_labels(y, sample_weight)
+            outputs = set(self.output_names)
+            y = {k: v for k, v in y.items() if k in outputs}
+            sample_weight = None if sample_weight is None else {k: v for k, v in sample_weight.items() if k in y}
+            return super().compute_loss(x, y, y_pred, sample_weight)
         labels, weights = self._prepare_targets(y, sample_weight)
         per_target = {}
         batch = tf.shape(labels[self._targets[0]])[0]
@@ -320,32 +220,57 @@ class MultiTaskModel(tf.keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return total / replicas if replicas > 1 else total
 
-    # ----- the training step --------------------------------------------------------------------
+    def compute_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any) -> dict[str, Any]:
+        if y is not None:
+            if self.uses_own_loss():
+                y, sample_weight = self._prepare_targets(y, sample_weight)
+            else:
+                y, sample_weight = self._joint_labels(y, sample_weight)
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    @property
+    def metrics(self) -> list[tf.keras.metrics.Metric]:
+        own = [self.loss_tracker, *self.target_loss_trackers]
+        others = [m for m in super().metrics if all(m is not o for o in own)]
+        if not self.uses_own_loss():
+            return others
+        names = {m.name for m in own}  # a reloaded model's compiled-loss trackers carry the same names, never updated
+        return own + [m for m in others if m.name not in names]
+
+    # ----- the steps -------------------------------------------------------------------------------------------
     def train_step(self, data: Any) -> dict[str, Any]:
         """Keras' training step; with ``train_split_rows`` set, a batch that large runs forward as two halves.
 
         The halves' outputs are concatenated before the loss, so the loss, the gradient and the metric updates
-        are the whole batch's (up to float rounding). The two halves are independent chains of ops until then,
-        and TensorFlow's inter-op threads run them side by side: on 2 cores, 1.09× / 1.15× the examples/s at
-        batches of 2,048 / 4,096 rows through ``make_dataset``, and 0.95–1.00× with one inter-op thread
-        (``docs/performance.md``, "Eighth round").
+        are the whole batch's (up to float rounding). The two halves are independent chains of ops that
+        TensorFlow's inter-op threads run side by side (docs/performance.md, Design decisions).
         """
+        x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
+        self.model_data.check_feature_tensors(x)
         if not self._splits_training_batches():
             return super().train_step(data)
-        x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             y_pred = self._forward_in_halves(x, self._mmoe_config.train_split_rows)
             loss = self.compute_loss(x, y, y_pred, sample_weight)
-        self._validate_target_and_loss(y, loss)
+        if loss is None:
+            raise ValueError("fit: no labels to compute a loss from; pass y (a dict keyed by task name)")
         self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
         return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        self.model_data.check_feature_tensors(tf.keras.utils.unpack_x_y_sample_weight(data)[0])
+        return super().test_step(data)
+
+    def predict_step(self, data: Any) -> Any:
+        self.model_data.check_feature_tensors(tf.keras.utils.unpack_x_y_sample_weight(data)[0])
+        return super().predict_step(data)
 
     def _splits_training_batches(self) -> bool:
         """Whether :meth:`train_step` splits large batches: enabled, no batch normalisation, no GPU (read when
         Keras traces the step)."""
         if self._mmoe_config.train_split_rows <= 0:
             return False
-        if any(isinstance(layer, tf.keras.layers.BatchNormalization) for layer in self._flatten_layers()):
+        if any(isinstance(module, tf.keras.layers.BatchNormalization) for module in self.submodules):
             return False  # each half would normalise with its own batch statistics
         return not tf.config.list_logical_devices("GPU")  # one device stream: the halves would only queue
 
@@ -353,8 +278,7 @@ class MultiTaskModel(tf.keras.Model):
         """The training-mode outputs of ``x``, computed as two halves when it has ``min_rows`` rows or more.
 
         A smaller batch goes whole through the first call and leaves the second an empty batch, so one graph
-        serves every batch size; the empty call's ops are what makes splitting a loss below the threshold
-        (0.84–0.95× the examples/s at 256–512 rows, measured).
+        serves every batch size; the empty call's ops are what makes splitting a loss below the threshold.
         """
         rows = tf.shape(tf.nest.flatten(x)[0])[0]
         cut = tf.where(rows >= min_rows, rows // 2, rows)
@@ -362,213 +286,21 @@ class MultiTaskModel(tf.keras.Model):
         second = self(tf.nest.map_structure(lambda t: t[cut:], x), training=True)
         return tf.nest.map_structure(lambda a, b: tf.concat([a, b], axis=0), first, second)
 
-    def compute_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any) -> dict[str, Any]:
-        if y is not None:
-            y, sample_weight = self._prepare_targets(y, sample_weight)
-        return super().compute_metrics(x, y, y_pred, sample_weight)
-
-    @property
-    def metrics(self) -> list[tf.keras.metrics.Metric]:
-        own = [self.loss_tracker, *self.target_loss_trackers]
-        return own + [m for m in super().metrics if all(m is not o for o in own)]
-
     def _lookup_dependency(self, name: str, cached_dependencies: Any = None) -> Any:
         """Keras' checkpoint-dependency lookup, without its layer scan for names that cannot be layers.
 
-        Keras calls this for every trackable attribute it sets, e.g. ``predict_function`` on each
-        ``predict``/``evaluate``; the functional model's version first lists every layer with weights
-        (≈ 36 ms per call for the benchmark's model) although only ``layer-N`` /
-        ``layer_with_weights-N`` names can match a layer. Other names go straight to the layer-level
-        lookup the functional one falls back to, so the result is the same.
+        Private, kept for speed: Keras calls it for every trackable attribute it sets (``predict_function`` on
+        each ``predict`` / ``evaluate``), and the functional model's version first lists every layer with weights
+        (≈ 36 ms a call on the benchmark model) although only ``layer-N`` / ``layer_with_weights-N`` names can
+        match one; other names go straight to the layer-level lookup it falls back to, so the result is the same.
         """
         if not cached_dependencies and not name.startswith("layer"):
             return tf.keras.layers.Layer._lookup_dependency(self, name)
         return super()._lookup_dependency(name, cached_dependencies)
 
-    # ----- input checks at the Python entry points ----------------------------------------------
-    def _conform_features(self, x: Any) -> Any:
-        """Dicts/DataFrames of raw columns → validated numpy inputs; datasets → checked element spec."""
-        specs = self._mmoe_config.features
-        if isinstance(x, tf.data.Dataset):
-            spec = x.element_spec
-            features = spec[0] if isinstance(spec, tuple) else spec
-            if isinstance(features, Mapping):
-                absent = [s.name for s in specs if s.name not in features]
-                if absent:
-                    raise ValueError(
-                        f"dataset features lack {absent}; the model takes {list(self._mmoe_config.feature_names)}"
-                    )
-                for s in specs:
-                    got = features[s.name].dtype
-                    want = input_dtype(s)
-                    if (
-                        got != want
-                        and not (want.is_floating and (got.is_floating or got.is_integer))
-                        and not (want.is_integer and got.is_integer)
-                    ):
-                        raise ValueError(f"dataset feature {s.name!r} has dtype {got.name}; expected {want.name}")
-            if isinstance(spec, tuple) and len(spec) > 1:
-                self._check_label_keys(spec[1])
-            return x
-        if isinstance(x, Mapping) and any(tf.is_tensor(v) for v in x.values()):
-            absent = [s.name for s in specs if s.name not in x]
-            if absent:
-                raise ValueError(
-                    f"inputs lack features {absent}; the model takes {list(self._mmoe_config.feature_names)}"
-                )
-            return x
-        if isinstance(x, Mapping) or hasattr(x, "columns"):
-            return to_model_inputs(specs, x)
-        return x
 
-    def _check_label_keys(self, y: Any) -> None:
-        if not isinstance(y, Mapping):
-            return
-        missing = []
-        for name, task in trained_targets(self._mmoe_config):
-            if name in y:
-                continue
-            parts = [task.name, self._mmoe_config.task(task.conditional_on).name] if task.conditional_on else [name]
-            if any(p not in y for p in parts):
-                missing.append(name)
-        if missing:
-            raise ValueError(
-                f"labels lack the trained targets {missing} (an ESMM joint label can be derived from its parent "
-                f"and child labels); labels hold {sorted(y)}"
-            )
-
-    @contextlib.contextmanager
-    def _one_step_per_execution_if_unsized(self, *inputs: tuple[Any, Any]) -> Iterator[None]:
-        """Run one step per execution if some ``(data, steps)`` is a dataset of unknown size without steps.
-
-        With ``steps_per_execution > 1`` Keras refuses datasets whose number of batches it cannot
-        infer (e.g. streamed TFRecords) unless the steps are given. Keras' multi-step functions read
-        ``steps_per_execution`` at run time, so all three are created first (while it is > 1) and
-        the variable is set to 1 just for this call.
-        """
-        spe = getattr(self, "_steps_per_execution", None)
-        unsized = any(
-            steps is None
-            and isinstance(x, tf.data.Dataset)
-            and int(x.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
-            for x, steps in inputs
-        )
-        unsized = unsized and spe is not None and int(spe.numpy()) > 1
-        if not unsized:
-            yield
-            return
-        self.make_train_function()
-        self.make_test_function()
-        self.make_predict_function()
-        original = int(spe.numpy())
-        spe.assign(1)
-        try:
-            yield
-        finally:
-            spe.assign(original)
-
-    def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> tf.keras.callbacks.History:
-        """``tf.keras.Model.fit`` after checking features (dict, DataFrame or dataset) and label keys."""
-        x = self._conform_features(x)
-        self._check_label_keys(y)
-        validation = kwargs.get("validation_data")
-        if isinstance(validation, (tuple, list)) and len(validation) >= 2:
-            self._check_label_keys(validation[1])
-            kwargs["validation_data"] = (self._conform_features(validation[0]), *validation[1:])
-        elif validation is not None:
-            kwargs["validation_data"] = self._conform_features(validation)
-        validation = kwargs.get("validation_data")
-        validation_x = validation[0] if isinstance(validation, (tuple, list)) else validation
-        with self._one_step_per_execution_if_unsized(
-            (x, kwargs.get("steps_per_epoch")), (validation_x, kwargs.get("validation_steps"))
-        ):
-            return super().fit(x, y, *args, **kwargs)
-
-    def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
-        """``tf.keras.Model.evaluate`` after checking features and label keys."""
-        x = self._conform_features(x)
-        self._check_label_keys(y)
-        with self._one_step_per_execution_if_unsized((x, kwargs.get("steps"))):
-            return super().evaluate(x, y, *args, **kwargs)
-
-    def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
-        """``tf.keras.Model.predict`` after checking features (dict, DataFrame or dataset).
-
-        Columns (a dict or DataFrame) are cut into batches of ``batch_size`` rows (Keras' default, 32, when not
-        given) by :func:`mmoe_tf.batches.table_order_batches`: the same batches as Keras' numpy adapter, so the
-        same outputs, at 0.75–0.88× the time (``docs/performance.md``, "Seventh round").
-        """
-        x = self._conform_features(x)
-        if not args and kwargs.get("steps") is None and _plain_columns(x):
-            x = table_order_batches(x, kwargs.pop("batch_size", None) or DEFAULT_PREDICT_BATCH_SIZE)
-        with self._one_step_per_execution_if_unsized((x, kwargs.get("steps"))):
-            return super().predict(x, *args, **kwargs)
-
-    # ----- checked weights files ----------------------------------------------------------------
-    def save_weights(self, filepath: Any, *args: Any, **kwargs: Any) -> Any:
-        """``tf.keras.Model.save_weights`` plus a ``<filepath>.mmoe.json`` sidecar holding the config."""
-        result = super().save_weights(filepath, *args, **kwargs)
-        write_weights_sidecar(self, filepath)
-        return result
-
-    def load_weights(self, filepath: Any, *args: Any, **kwargs: Any) -> Any:
-        """``tf.keras.Model.load_weights`` that first checks the sidecar config (``ValueError`` on mismatch)."""
-        check_weights_sidecar(self, filepath)
-        return super().load_weights(filepath, *args, **kwargs)
-
-
-DEFAULT_PREDICT_BATCH_SIZE = 32  # tf.keras.Model.predict's
-
-
-def _plain_columns(x: Any) -> bool:
-    """True for a non-empty dict of equal-length 1-D numpy arrays (what ``to_model_inputs`` returns)."""
-    if not isinstance(x, dict) or not x or not all(isinstance(v, np.ndarray) and v.ndim == 1 for v in x.values()):
-        return False
-    return len({len(v) for v in x.values()}) == 1 and len(next(iter(x.values()))) > 0
-
-
-def _optimizer(config: ModelConfig) -> tf.keras.optimizers.Optimizer:
-    """The config's optimizer; ``adam`` is :class:`FusedAdam` (same update, one fused kernel per variable)."""
-    if config.optimizer.lower() == "adam":
-        return FusedAdam(learning_rate=config.learning_rate)
-    try:
-        return tf.keras.optimizers.get(
-            {
-                "class_name": config.optimizer,
-                "config": {"learning_rate": config.learning_rate, "is_legacy_optimizer": False},
-            }
-        )
-    except (ValueError, TypeError) as err:
-        raise ValueError(
-            f"ModelConfig: field 'optimizer' is {config.optimizer!r}, not a Keras optimizer: {err}"
-        ) from None
-
-
-def compile_model(model: MultiTaskModel) -> MultiTaskModel:
-    """Compile ``model`` from its config: optimizer/learning rate, per-target losses, weighted metrics,
-    ``steps_per_execution``.
-
-    Metrics (weighted by the sample weights): ``<target>_auc`` for binary targets,
-    ``<target>_mae`` for regression targets.
-    """
-    config = model.mmoe_config
-    losses, weights, metrics = {}, {}, {}
-    for name, task in trained_targets(config):
-        losses[name] = make_loss(task)
-        weights[name] = task.loss_weight
-        metrics[name] = [
-            tf.keras.metrics.AUC(name="auc")
-            if task.type == "binary"
-            else tf.keras.metrics.MeanAbsoluteError(name="mae")
-        ]
-    model.compile(
-        optimizer=_optimizer(config),
-        loss=losses,
-        loss_weights=weights,
-        weighted_metrics=metrics,
-        steps_per_execution=config.steps_per_execution,
-    )
-    return model
+# HDF5 model files name the class without its registered package: found under its bare name too.
+tf.keras.utils.get_custom_objects().setdefault("MultiTaskModel", MultiTaskModel)
 
 
 def build_model(

@@ -41,6 +41,7 @@ class FusedAdam(tf.keras.optimizers.Adam):
         return not self.amsgrad and not getattr(self, "adaptive_epsilon", False)
 
     def _distributed_apply_gradients_fn(self, distribution: Any, grads_and_vars: Any, **kwargs: Any) -> Any:
+        # Private: the one Keras hook that runs once per step around every variable's update_step.
         # The step's scalars, once for all variables: t = iterations + 1, beta^t and the learning rate.
         local_step = tf.cast(self.iterations + 1, tf.float32)
         self._step_scalars = (
@@ -58,6 +59,7 @@ class FusedAdam(tf.keras.optimizers.Adam):
             return super().update_step(gradient, variable)
         if isinstance(gradient, tf.IndexedSlices):
             gradient = tf.math.unsorted_segment_sum(gradient.values, gradient.indices, tf.shape(variable)[0])
+        # Private: Keras' own map from a variable to its slot index (how Adam.update_step finds its moments).
         index = self._index_dict[self._var_key(variable)]
         beta_1_power, beta_2_power, lr = self._step_scalars
         return tf.raw_ops.ResourceApplyAdam(

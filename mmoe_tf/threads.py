@@ -2,9 +2,8 @@
 
 An MMoE training step is hundreds of small ops (batch × a few hundred units). By default TensorFlow
 splits every op over all cores (intra-op parallelism); for ops this small the split and the wake-ups
-cost more than they save. One thread per op, with independent ops run side by side (inter-op
-parallelism), trained the benchmark MMoE 1.48× faster at batch 512 and 1.45× at batch 2,048 on 2 cores
-(``bench/thread_pools.py``; ``docs/performance.md``, "Fifth round"). The settings are process-wide
+cost more than they save, so one thread per op, with independent ops run side by side (inter-op
+parallelism), trains faster (docs/performance.md, Design decisions). The settings are process-wide
 and must be made before TensorFlow runs its first op, so importing ``mmoe_tf`` does not make them.
 
 Example:

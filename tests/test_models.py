@@ -428,7 +428,7 @@ def test_steps_per_execution_and_datasets_of_unknown_size(toy):
 
 def test_predict_on_columns_cuts_the_same_batches_as_keras(trained, toy, monkeypatch):
     """Dicts and DataFrames go through table-order slices, with Keras' batching, so the outputs are Keras' own."""
-    import mmoe_tf.models as models
+    import mmoe_tf.entry_points as entry_points
     from mmoe_tf import batches
     from mmoe_tf.features import to_model_inputs
 
@@ -448,7 +448,7 @@ def test_predict_on_columns_cuts_the_same_batches_as_keras(trained, toy, monkeyp
         cut.append(batch_size)
         return batches.table_order_batches(columns, batch_size)
 
-    monkeypatch.setattr(models, "table_order_batches", recording)
+    monkeypatch.setattr(entry_points, "table_order_batches", recording)
     model.predict(features, verbose=0)
     model.predict(features, verbose=0, batch_size=64)
     model.predict(features, verbose=0, steps=2)  # Keras' own path: a step count over numpy

@@ -110,3 +110,13 @@ def check_positive(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
     return float(value)
+
+
+def build_sublayer(layer: tf.keras.layers.Layer, input_shape: Any) -> None:
+    """``layer.build(input_shape)`` under the layer's own name scope, as calling it would be.
+
+    Its weights are then named ``<parent>/<layer>/kernel``: unique within the parent, which HDF5 weight files
+    (``save_weights("w.h5")``, ``save("m.h5")``) need.
+    """
+    with tf.name_scope(layer.name):
+        layer.build(input_shape)

@@ -113,8 +113,8 @@ class CrossExpertBank(tf.keras.layers.Layer):
         if input_shape.rank != 2 or input_shape[-1] is None:
             raise ValueError(f"CrossExpertBank expects inputs [batch, dim], got shape {input_shape}")
         for layer in self._cross_layers:
-            layer.build(input_shape)
-        self._projection.build(tf.TensorShape([input_shape[0], self.num_experts, input_shape[-1]]))
+            c.build_sublayer(layer, input_shape)
+        c.build_sublayer(self._projection, tf.TensorShape([input_shape[0], self.num_experts, input_shape[-1]]))
         super().build(input_shape)
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:

@@ -205,7 +205,7 @@ class ExpertBank(tf.keras.layers.Layer):
             )
             if self.normalization == "batch":
                 norm = tf.keras.layers.BatchNormalization(name=f"batch_norm_{depth}")
-                norm.build(tf.TensorShape([None, k * d_out]))
+                c.build_sublayer(norm, tf.TensorShape([None, k * d_out]))
             elif self.normalization == "layer":
                 norm = (
                     self.add_weight(f"ln_gamma_{depth}", shape=[k, d_out], initializer="ones"),

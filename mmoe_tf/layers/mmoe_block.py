@@ -121,11 +121,11 @@ class MMoE(MixtureOfExperts):
 
     def build(self, input_shape: Any) -> None:
         expert_shape, gate_shapes = self._split_shapes(input_shape)
-        self.experts.build(expert_shape)
+        c.build_sublayer(self.experts, expert_shape)
         self._groups()  # an explicit expert_groups the bank cannot run fails here, not at the first training step
         bank_shape = self.experts.compute_output_shape(expert_shape)
         for gate, shape in zip(self.gates, gate_shapes, strict=True):
-            gate.build((bank_shape, shape))
+            c.build_sublayer(gate, (bank_shape, shape))
         super().build(input_shape)
 
     def call(self, inputs: Any, training: bool | None = None) -> tuple[list[tf.Tensor], list[tf.Tensor]]:

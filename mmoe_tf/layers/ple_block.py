@@ -129,15 +129,15 @@ class CGC(MixtureOfExperts):
         shapes = self._split_shapes(input_shape)
         bank_shapes = []
         for bank, shape in zip([*self.task_experts, self.shared_experts], shapes, strict=True):
-            bank.build(shape)
+            c.build_sublayer(bank, shape)
             bank_shapes.append(bank.compute_output_shape(shape))
         units = self.expert_units[-1]
         own, shared = self.num_task_experts, self.num_shared_experts
         for gate, shape in zip(self.gates, shapes, strict=False):
-            gate.build((tf.TensorShape([shape[0], own + shared, units]), shape))
+            c.build_sublayer(gate, (tf.TensorShape([shape[0], own + shared, units]), shape))
         if self.shared_gate_layer is not None:
             total = self.num_tasks * own + shared
-            self.shared_gate_layer.build((tf.TensorShape([shapes[-1][0], total, units]), shapes[-1]))
+            c.build_sublayer(self.shared_gate_layer, (tf.TensorShape([shapes[-1][0], total, units]), shapes[-1]))
         super().build(input_shape)
 
     def call(self, inputs: Any, training: bool | None = None) -> tuple[list[tf.Tensor], list[tf.Tensor]]:

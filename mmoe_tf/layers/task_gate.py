@@ -97,9 +97,9 @@ class TaskGate(tf.keras.layers.Layer):
             raise ValueError(f"TaskGate expects gate_input [batch, dim], got {gate_shape}")
         shape = gate_shape
         for layer in self._hidden:
-            layer.build(shape)
+            c.build_sublayer(layer, shape)
             shape = layer.compute_output_shape(shape)
-        self._logits.build(shape)
+        c.build_sublayer(self._logits, shape)
         super().build(input_shape)
 
     def _drop(self, logits: tf.Tensor) -> tf.Tensor:
