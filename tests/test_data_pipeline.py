@@ -92,7 +92,7 @@ def test_make_dataset_shuffle_is_seeded_and_complete(sample):
 
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_in_memory_dataset_runs_without_the_autotuner(sample, shuffle):
-    """A fixed prefetch and tf.data's autotuner off (docs/performance.md, fifth round); TFRecords keep it."""
+    """A fixed prefetch and tf.data's autotuner off (docs/performance.md, Design decisions); TFRecords keep it."""
     df, schema = sample
     ds = make_dataset(df, schema, 100, shuffle=shuffle)
     assert ds.options().autotune.enabled is False
