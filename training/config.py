@@ -8,8 +8,8 @@ A run config has five sections (see ``training/configs/default.yaml`` for every 
 - ``model``: any :class:`mmoe_tf.ModelConfig` field except ``features``/``tasks`` (those come from the
   schema), plus ``tasks: {name: {loss_weight, conditional_on, tower_units, ...}}`` per-task overrides.
 - ``train``: ``epochs``, ``batch_size``, ``seed``, ``early_stopping`` (``patience``, ``monitor``,
-  ``min_delta``; patience 0 disables it), ``distribute`` none|mirrored|multi_worker, ``logical_cpus``,
-  ``steps_per_epoch``, ``verbose``.
+  ``min_delta``; patience 0 disables it), ``distribute`` none|mirrored|multi_worker|parameter_server,
+  ``ps_shard_policy``, ``ps_shard_bytes``, ``logical_cpus``, ``steps_per_epoch``, ``verbose``.
 - ``gates``: gate-analysis switches and thresholds (``enabled``, ``collapse_max_weight``,
   ``collapse_entropy``, ``unused_share``).
 - ``output_dir``: run folder (default ``output/runs/<UTC timestamp>``).
@@ -41,7 +41,8 @@ import yaml
 from data.loading import NAN_POLICIES
 from mmoe_tf.config import ARCHITECTURES, FeatureCross, FeatureSpec, ModelConfig, TaskSpec
 
-DISTRIBUTE_KINDS = ("none", "mirrored", "multi_worker")
+DISTRIBUTE_KINDS = ("none", "mirrored", "multi_worker", "parameter_server")
+PS_SHARD_POLICIES = ("min_size", "max_size", "fixed", "none")
 SPLIT_METHODS = ("random", "time")
 MODEL_EXCLUDED_FIELDS = ("features", "tasks")
 TASK_OVERRIDE_FIELDS = tuple(f.name for f in dataclasses.fields(TaskSpec) if f.name != "name")
@@ -114,7 +115,12 @@ class TrainConfig:
         seed: Seed for ``tf.keras.utils.set_random_seed`` and the shuffle order.
         early_stopping: See :class:`EarlyStoppingConfig`.
         distribute: ``none``, ``mirrored`` (all local GPUs, else all logical CPUs) or ``multi_worker``
-            (``MultiWorkerMirroredStrategy`` driven by ``TF_CONFIG``).
+            (``MultiWorkerMirroredStrategy`` driven by ``TF_CONFIG``) or ``parameter_server``
+            (``ParameterServerStrategy`` driven by ``TF_CONFIG``; see :mod:`training.parameter_server`).
+        ps_shard_policy: How ``parameter_server`` splits variables across the ps tasks: ``min_size`` (variables of
+            at least ``ps_shard_bytes`` in up to one shard per ps), ``max_size`` (shards of at most
+            ``ps_shard_bytes``), ``fixed`` (every variable in one shard per ps) or ``none``.
+        ps_shard_bytes: The size threshold of ``min_size`` / the shard size of ``max_size``, in bytes.
         logical_cpus: Split the CPU into this many logical devices before TensorFlow starts (for
             trying ``mirrored`` on a CPU-only machine); ``None`` leaves devices alone.
         steps_per_epoch: Batches per epoch; ``None`` = one pass. The training data repeats either way, so one
@@ -129,6 +135,8 @@ class TrainConfig:
     seed: int = 0
     early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
     distribute: str = "none"
+    ps_shard_policy: str = "min_size"
+    ps_shard_bytes: int = 1 << 20
     logical_cpus: int | None = None
     steps_per_epoch: int | None = None
     verbose: int = 2
@@ -317,6 +325,10 @@ def _check_values(obj: Any, prefix: str) -> None:
                 fail(key, "expected an integer >= 1 or null")
         if obj.distribute not in DISTRIBUTE_KINDS:
             fail("distribute", f"expected one of {DISTRIBUTE_KINDS}")
+        if obj.ps_shard_policy not in PS_SHARD_POLICIES:
+            fail("ps_shard_policy", f"expected one of {PS_SHARD_POLICIES}")
+        if obj.ps_shard_bytes < 1:
+            fail("ps_shard_bytes", "expected an integer >= 1")
         if obj.verbose not in (0, 1, 2):
             fail("verbose", "expected 0, 1 or 2")
         if obj.baseline is not None and obj.baseline not in ARCHITECTURES:
@@ -608,7 +620,9 @@ KEY_HELP = {
     "train.early_stopping.patience": "epochs without improvement before stopping; 0 disables",
     "train.early_stopping.monitor": "logged metric for early stopping + best checkpoint (*auc up, *loss down)",
     "train.early_stopping.min_delta": "minimum change counted as an improvement",
-    "train.distribute": "none | mirrored | multi_worker (TF_CONFIG)",
+    "train.distribute": "none | mirrored | multi_worker (TF_CONFIG) | parameter_server (TF_CONFIG)",
+    "train.ps_shard_policy": "parameter_server variable sharding: min_size | max_size | fixed | none",
+    "train.ps_shard_bytes": "min_size: shard variables of at least this many bytes; max_size: largest shard",
     "train.logical_cpus": "split the CPU into N logical devices first (fresh process only)",
     "train.steps_per_epoch": "batches per epoch; null = one pass (training data repeats either way)",
     "train.verbose": "0 silent | 1 progress bar | 2 one line per epoch",
