@@ -159,14 +159,44 @@ def per_worker_input(strategy: tf.distribute.Strategy, make_dataset: Callable[[]
     return tf.keras.utils.experimental.DatasetCreator(dataset_fn)
 
 
-def unsharded_copy(model: tf.keras.Model, build: Callable[[], tf.keras.Model], scratch: str | pathlib.Path) -> Any:
+def file_shard_input(
+    strategy: tf.distribute.Strategy, directory: str | pathlib.Path, schema: Any, **dataset_args: Any
+) -> Any:
+    """``fit`` input from a directory of TFRecord shards: each worker streams only its own files.
+
+    Args:
+        strategy: The ``ParameterServerStrategy``.
+        directory: Shards written by :func:`data.tfrecords.write_tfrecords` (at least one per worker).
+        schema: Their schema.
+        dataset_args: Passed to :func:`data.shards.worker_tfrecord_dataset` (``batch_size``, ``seed``, …).
+
+    Returns:
+        A ``DatasetCreator``; pass ``steps_per_epoch`` to ``fit`` (the data repeats).
+    """
+    from data.shards import shard_files, worker_tfrecord_dataset
+
+    workers = num_workers(strategy)
+    shard_files(directory, schema)  # fail here, on the coordinator, for a bad directory
+
+    def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+        del input_context  # one pipeline with id 0 on every worker under this strategy
+        index = tf.distribute.coordinator.experimental_get_current_worker_index()
+        return worker_tfrecord_dataset(directory, schema, workers, index, **dataset_args)
+
+    return tf.keras.utils.experimental.DatasetCreator(dataset_fn)
+
+
+def unsharded_copy(model: tf.keras.Model, build: Callable[[], tf.keras.Model], run_dir: str | pathlib.Path) -> Any:
     """A copy of ``model`` built by ``build()`` outside any strategy, with the trained values of every variable.
 
     The variables go through a TensorFlow checkpoint: a sharded variable is written as slices of one whole
     variable, so it restores into the unsharded copy's variable of the full shape (what ``model.keras`` and the
-    export then hold).
+    export then hold). Where the variables lived is written to ``run_dir/ps_placement.json``
+    (``{"bytes_per_task": …, "variables": …}``, see :func:`variable_placement`).
     """
-    with tempfile.TemporaryDirectory(dir=scratch, prefix="unsharded-") as tmp:
+    placement = {"bytes_per_task": bytes_per_task(model), "variables": variable_placement(model)}
+    (pathlib.Path(run_dir) / "ps_placement.json").write_text(json.dumps(placement, indent=1) + "\n")
+    with tempfile.TemporaryDirectory(dir=run_dir, prefix="unsharded-") as tmp:
         path = tf.train.Checkpoint(model=model).write(str(pathlib.Path(tmp) / "ckpt"))
         copy = build()
         # every variable of the copy must come from the checkpoint (its optimizer's slots are created later)
