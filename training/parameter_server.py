@@ -120,8 +120,8 @@ def make_strategy(shard_policy: str = "min_size", shard_bytes: int = 1 << 20) ->
     Raises:
         ValueError: a bad ``TF_CONFIG`` (see :func:`read_tf_config`) or shard policy.
     """
-    os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")  # a dead task fails the RPC at once (fault handling)
     tf_config = read_tf_config()
+    os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")  # a dead task fails the RPC at once (fault handling)
     if tf_config["task"]["type"] != "chief":
         serve_forever(tf_config)
     partitioner = make_partitioner(shard_policy, shard_bytes, len(tf_config["cluster"]["ps"]))
