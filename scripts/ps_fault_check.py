@@ -8,7 +8,8 @@ Three scenarios, each killing one task with SIGKILL once the first epoch has fin
   (Keras ``BackupAndRestore``) and finish;
 - ``chief``: the coordinator dies; same as ``ps``.
 
-Prints one line per scenario and, last, one JSON object with every outcome.
+Prints one line per scenario and, last, one JSON object with every outcome (also written to
+``docs/bench/ps_faults.json``).
 
 Usage: ``python scripts/ps_fault_check.py [--scenarios worker ps chief] [--epochs 3] [--steps 40]``
 """
@@ -116,6 +117,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=40, help="train.steps_per_epoch")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per cluster run before it is killed")
+    parser.add_argument("--output", type=pathlib.Path, default=ROOT / "docs" / "bench" / "ps_faults.json")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="ps-faults-") as tmp:
@@ -123,7 +125,9 @@ def main() -> int:
             result = run_scenario(role, pathlib.Path(tmp), args)
             print(f"{role}: {'ok' if result['ok'] else 'FAILED'} {json.dumps(result)}", flush=True)
             results.append(result)
-    print(json.dumps({"check": "ps_faults", "all_ok": all(r["ok"] for r in results), "scenarios": results}))
+    summary = {"check": "ps_faults", "all_ok": all(r["ok"] for r in results), "scenarios": results}
+    args.output.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary))
     return 0 if all(r["ok"] for r in results) else 1
 
 

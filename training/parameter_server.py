@@ -194,7 +194,11 @@ def unsharded_copy(model: tf.keras.Model, build: Callable[[], tf.keras.Model], r
     export then hold). Where the variables lived is written to ``run_dir/ps_placement.json``
     (``{"bytes_per_task": …, "variables": …}``, see :func:`variable_placement`).
     """
-    placement = {"bytes_per_task": bytes_per_task(model), "variables": variable_placement(model)}
+    placement = {
+        "bytes_per_task": bytes_per_task(model),
+        "optimizer_bytes_per_task": bytes_per_task(model.optimizer) if model.optimizer is not None else {},
+        "variables": variable_placement(model),
+    }
     (pathlib.Path(run_dir) / "ps_placement.json").write_text(json.dumps(placement, indent=1) + "\n")
     with tempfile.TemporaryDirectory(dir=run_dir, prefix="unsharded-") as tmp:
         path = tf.train.Checkpoint(model=model).write(str(pathlib.Path(tmp) / "ckpt"))
@@ -204,13 +208,14 @@ def unsharded_copy(model: tf.keras.Model, build: Callable[[], tf.keras.Model], r
     return copy
 
 
-def variable_placement(model: tf.keras.Model) -> dict[str, list[dict[str, Any]]]:
-    """Where the variables of ``model`` live: ``{variable name: [{task, shape, bytes} per shard]}``.
+def variable_placement(model: Any) -> dict[str, list[dict[str, Any]]]:
+    """Where the variables of ``model`` (or an optimizer) live: ``{variable name: [{task, shape, bytes} per shard]}``.
 
     A sharded variable's shards (``name/part_0``, ``name/part_1``, …) are listed under the variable's name.
     """
     out: dict[str, list[dict[str, Any]]] = {}
-    for var in model.variables:
+    variables = model.variables() if callable(model.variables) else model.variables
+    for var in variables:
         name = re.sub(r"/part_\d+:\d+$|:\d+$", "", var.name)
         task = re.search(r"/job:(\w+)/replica:\d+/task:(\d+)", var.device or "")
         out.setdefault(name, []).append(
@@ -223,7 +228,7 @@ def variable_placement(model: tf.keras.Model) -> dict[str, list[dict[str, Any]]]
     return out
 
 
-def bytes_per_task(model: tf.keras.Model) -> dict[str, int]:
+def bytes_per_task(model: Any) -> dict[str, int]:
     """Variable bytes held by each task (``ps:0``, ``ps:1``, …) of ``model`` (:func:`variable_placement`)."""
     totals: dict[str, int] = {}
     for shards in variable_placement(model).values():
