@@ -85,6 +85,8 @@ def test_id_tables_split_across_ps_and_saved_whole(ps_run):
     table = placement["variables"]["features/embed_user_id/embeddings"]
     assert [s["task"] for s in table] == ["ps:0", "ps:1"]
     rows = sum(s["shape"][0] for s in table)
+    assert set(placement["optimizer_bytes_per_task"]) == {"ps:0", "ps:1"}  # Adam's slots beside their variables
+    assert placement["optimizer_bytes_per_task"]["ps:0"] >= 2 * table[0]["bytes"]  # m and v of the table's shard
     assert all(0 < s["shape"][0] < rows for s in table)
     model = load_model(out / "model.keras")
     whole = [v for v in model.variables if v.name.startswith("features/embed_user_id/embeddings")]

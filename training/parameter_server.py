@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
+from tensorflow.python.distribute.sharded_variable import ShardedVariable  # no public name for the type
 
 import mmoe_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow is used)
 from training.config import PS_SHARD_POLICIES as SHARD_POLICIES
@@ -215,7 +216,9 @@ def variable_placement(model: Any) -> dict[str, list[dict[str, Any]]]:
     """
     out: dict[str, list[dict[str, Any]]] = {}
     variables = model.variables() if callable(model.variables) else model.variables
-    for var in variables:
+    # a model lists its shards; an optimizer may list a ShardedVariable (a slot of a sharded table) as one
+    shards = [s for v in variables for s in (v.variables if isinstance(v, ShardedVariable) else [v])]
+    for var in shards:
         name = re.sub(r"/part_\d+:\d+$|:\d+$", "", var.name)
         task = re.search(r"/job:(\w+)/replica:\d+/task:(\d+)", var.device or "")
         out.setdefault(name, []).append(
