@@ -47,8 +47,8 @@ def ps_run(repo_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ps")
     out, state = tmp / "run", tmp / "cluster"
     cmd = ["bash", "scripts/local_cluster.sh", "--workers", "2", "--ps", "2", "--state-dir", str(state), "--"]
-    cmd += ["--quiet", "--output-dir", str(out)]
-    for item in TINY:
+    cmd += ["--quiet", "--output-dir", str(out), "--config", "training/configs/parameter_server.yaml"]
+    for item in TINY:  # docs/scaling.md's command at tiny size (the overrides win)
         cmd += ["--set", item]
     proc = subprocess.run(cmd, cwd=repo_root, env=_env(), capture_output=True, text=True, timeout=540)
     assert proc.returncode == 0, proc.stderr[-4000:]

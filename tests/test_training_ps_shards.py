@@ -55,3 +55,55 @@ def test_errors_name_the_problem(shards, tmp_path):
         worker_tfrecord_dataset(out, schema, 6, 0)
     with pytest.raises(FileNotFoundError, match="no TFRecord manifest"):
         worker_tfrecord_dataset(tmp_path, schema, 2, 0)
+
+
+def _fit_on_in_process_cluster(directory: str) -> None:
+    """Run in a fresh process: 2 workers + 2 ps as in-process servers, fit 2 x 4 steps on ``file_shard_input``."""
+    import json
+    import socket
+
+    import mmoe_tf  # noqa: F401
+    from mmoe_tf.models import build_model
+    from training.parameter_server import bytes_per_task, file_shard_input, make_partitioner
+
+    socks = [socket.socket() for _ in range(4)]
+    for s in socks:
+        s.bind(("localhost", 0))
+    hosts = [f"localhost:{s.getsockname()[1]}" for s in socks]
+    for s in socks:
+        s.close()
+    spec = tf.train.ClusterSpec({"worker": hosts[:2], "ps": hosts[2:]})
+    threads = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=4)  # 1 thread deadlocks in-process servers
+    for job, count in (("worker", 2), ("ps", 2)):
+        for i in range(count):
+            tf.distribute.Server(spec, job_name=job, task_index=i, protocol="grpc", config=threads, start=True)
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(spec, rpc_layer="grpc")
+    strategy = tf.distribute.experimental.ParameterServerStrategy(
+        resolver, variable_partitioner=make_partitioner("min_size", 1024, 2)
+    )
+    df, schema = load_default()  # the shards' schema
+    with strategy.scope():
+        model = build_model(schema.model_config(num_experts=2, expert_units=[8], tower_units=[4]), df.head(500))
+    history = model.fit(file_shard_input(strategy, directory, schema, batch_size=32), epochs=2, steps_per_epoch=4)
+    print(json.dumps({"epochs": len(history.history["loss"]), "tasks": sorted(bytes_per_task(model))}))
+
+
+def test_file_shard_input_trains_on_a_parameter_server_cluster(shards, repo_root):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out, _, _ = shards
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": str(repo_root)}
+    proc = subprocess.run(
+        [sys.executable, __file__, str(out)], cwd=repo_root, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"epochs": 2, "tasks": ["ps:0", "ps:1"]}
+
+
+if __name__ == "__main__":
+    import sys
+
+    _fit_on_in_process_cluster(sys.argv[1])
