@@ -187,3 +187,8 @@ def test_parameter_server_config_fields():
         load_run_config(None, ["train.ps_shard_policy=rows"])
     with pytest.raises(RunConfigError, match=r"train\.ps_shard_bytes: expected an integer >= 1"):
         load_run_config(None, ["train.ps_shard_bytes=0"])
+    from training.distribute import strategy_for
+
+    with_baseline = load_run_config(None, ["train.distribute=parameter_server", "train.baseline=single_task"])
+    with pytest.raises(ValueError, match=r"train\.baseline: not supported with train\.distribute=parameter_server"):
+        strategy_for(with_baseline.train)

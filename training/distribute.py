@@ -124,7 +124,15 @@ def write_dir(output_dir: str | pathlib.Path, strategy: tf.distribute.Strategy) 
 
 
 def strategy_for(train: Any) -> tf.distribute.Strategy:
-    """:func:`make_strategy` for a run config's ``train`` section."""
+    """:func:`make_strategy` for a run config's ``train`` section.
+
+    Raises:
+        ValueError: ``train.baseline`` with ``parameter_server`` (the baseline would be saved sharded; not supported).
+    """
+    if train.distribute == "parameter_server" and train.baseline:
+        raise ValueError(
+            "train.baseline: not supported with train.distribute=parameter_server; train the baseline in its own run"
+        )
     return make_strategy(train.distribute, train.logical_cpus, train.ps_shard_policy, train.ps_shard_bytes)
 
 
