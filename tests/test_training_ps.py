@@ -15,9 +15,9 @@ import pytest
 
 pytestmark = pytest.mark.timeout(600)
 
-TINY = [
-    "data.max_rows=400",
-    "data.split.fractions=[0.8, 0.0, 0.2]",
+TINY = [  # with a validation split: fit validates through a per-worker DatasetCreator
+    "data.max_rows=500",
+    "data.split.fractions=[0.7, 0.15, 0.15]",
     "train.epochs=2",
     "train.batch_size=64",
     "train.verbose=0",
@@ -62,6 +62,8 @@ def test_cluster_trains_checkpoints_and_stops_every_task(ps_run):
     assert report["training"]["strategy"] == "ParameterServerStrategyV2"
     assert report["training"]["last_epoch"] == 2
     assert 0 < report["splits"]["test"]["click"]["auc"] < 1
+    assert set(report["splits"]) == {"validation", "test"}
+    assert "val_loss" in (out / "history.csv").read_text().splitlines()[0].split(",")
     assert (out / "history.csv").read_text().count("\n") == 3  # header + one row per epoch
     assert any(p.name.endswith(".index") for p in (out / "backup" / "chief").iterdir())  # BackupAndRestore
     assert (out / "checkpoints" / "best.weights.h5").is_file()

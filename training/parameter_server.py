@@ -149,15 +149,24 @@ def per_worker_input(strategy: tf.distribute.Strategy, make_dataset: Callable[[]
     ``InputContext`` is ``1`` pipeline with id ``0`` on every worker, so it cannot tell them apart). The coordinator
     hands steps to whichever worker is free, so a faster worker reads past its share of a pass: every row is read
     about once per epoch, not exactly once.
+
+    A finite dataset (validation data) is repeated, and the creator's ``validation_steps`` attribute is its batches
+    of one pass (what Keras needs for a ``DatasetCreator`` as ``validation_data``): the in-fit validation metrics
+    cover about one pass, split across the workers as they come free.
     """
     workers = num_workers(strategy)
+    batches = int(make_dataset().cardinality())
+    finite = batches >= 0
 
     def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
         del input_context  # one pipeline with id 0 on every worker under this strategy
         index = tf.distribute.coordinator.experimental_get_current_worker_index()
-        return make_dataset().shard(workers, index)
+        ds = make_dataset()
+        return (ds.repeat() if finite else ds).shard(workers, index)
 
-    return tf.keras.utils.experimental.DatasetCreator(dataset_fn)
+    creator = tf.keras.utils.experimental.DatasetCreator(dataset_fn)
+    creator.validation_steps = batches if finite else None
+    return creator
 
 
 def file_shard_input(

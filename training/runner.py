@@ -276,7 +276,10 @@ def train(
         strategy, functools.partial(_dataset, parts["train"], schema, config, run_config, True)
     )
     has_val = len(parts["validation"]) > 0
-    val_ds = _dataset(parts["validation"], schema, config, run_config, training=False) if has_val else None
+    val_ds = None
+    if has_val:
+        make_val = functools.partial(_dataset, parts["validation"], schema, config, run_config, False)
+        val_ds = distribute.fit_input(strategy, make_val)
     cbs = _fit_callbacks(config, run_dir, own_dir, run_config, has_val) + list(callbacks)
 
     if chief:  # written once the run can start, so a failed start leaves the folder reusable
@@ -377,6 +380,7 @@ def _fit(
     history = model.fit(
         train_ds,
         validation_data=val_ds,
+        validation_steps=getattr(val_ds, "validation_steps", None),  # parameter_server's DatasetCreator
         epochs=run_config.train.epochs,
         steps_per_epoch=steps_per_epoch,
         callbacks=cbs,
