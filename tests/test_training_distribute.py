@@ -126,3 +126,69 @@ def test_strategy_errors_and_default():
         os.environ.pop("TF_CONFIG", None)
         if env_backup is not None:
             os.environ["TF_CONFIG"] = env_backup
+
+
+def test_parameter_server_tf_config_errors():
+    from training.parameter_server import read_tf_config
+
+    cluster = {"chief": ["localhost:1"], "worker": ["localhost:2"], "ps": ["localhost:3"]}
+    cases = [
+        (None, "needs the TF_CONFIG environment variable"),
+        ("{not json", r"TF_CONFIG: expected cluster and task\.type/index"),
+        (
+            {"cluster": {"worker": ["localhost:2"]}, "task": {"type": "worker", "index": 0}},
+            r"needs 1 chief, >= 1 worker and >= 1 ps task, got \{'chief': 0, 'worker': 1, 'ps': 0\}",
+        ),
+        ({"cluster": cluster, "task": {"type": "ps", "index": 1}}, "task ps:1 is not in the cluster"),
+        ({"cluster": cluster, "task": {"type": "evaluator", "index": 0}}, "task evaluator:0 is not in the cluster"),
+    ]
+    env_backup = os.environ.pop("TF_CONFIG", None)
+    try:
+        for value, message in cases:
+            os.environ.pop("TF_CONFIG", None)
+            if value is not None:
+                os.environ["TF_CONFIG"] = value if isinstance(value, str) else json.dumps(value)
+            with pytest.raises(ValueError, match=message):
+                make_strategy("parameter_server")
+        os.environ["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}})
+        assert read_tf_config()["task"] == {"type": "chief", "index": 0}
+    finally:
+        os.environ.pop("TF_CONFIG", None)
+        if env_backup is not None:
+            os.environ["TF_CONFIG"] = env_backup
+
+
+def test_shard_policies_split_only_what_they_should():
+    import tensorflow as tf
+
+    from training.parameter_server import make_partitioner
+
+    table, dense = tf.TensorShape([4_000_000, 16]), tf.TensorShape([64, 32])  # 256 MB and 8 KB of float32
+    min_size = make_partitioner("min_size", 1 << 20, num_ps=2)
+    assert min_size(table, tf.float32) == [2, 1] and min_size(dense, tf.float32) == [1, 1]
+    assert make_partitioner("fixed", 1 << 20, num_ps=2)(dense, tf.float32) == [2, 1]
+    assert make_partitioner("max_size", 64 << 20, num_ps=2)(table, tf.float32) == [4, 1]  # shards of <= 64 MB
+    assert make_partitioner("none", 1 << 20, num_ps=2) is None
+    assert make_partitioner("min_size", 1 << 20, num_ps=1) is None
+    with pytest.raises(ValueError, match=r"train\.ps_shard_policy: expected one of"):
+        make_partitioner("rows", 1 << 20, num_ps=2)
+
+
+def test_parameter_server_config_fields():
+    from training.config import RunConfigError, load_run_config
+
+    cfg = load_run_config(None, ["train.distribute=parameter_server", "train.ps_shard_policy=max_size"])
+    assert (cfg.train.distribute, cfg.train.ps_shard_policy, cfg.train.ps_shard_bytes) == (
+        "parameter_server",
+        "max_size",
+        1 << 20,
+    )
+    with pytest.raises(RunConfigError, match=r"train\.ps_shard_policy: expected one of"):
+        load_run_config(None, ["train.ps_shard_policy=rows"])
+    with pytest.raises(RunConfigError, match=r"train\.ps_shard_bytes: expected an integer >= 1"):
+        load_run_config(None, ["train.ps_shard_bytes=0"])
+    from training.distribute import strategy_for
+
+    with_baseline = load_run_config(None, ["train.distribute=parameter_server", "train.baseline=single_task"])
+    with pytest.raises(ValueError, match=r"train\.baseline: not supported with train\.distribute=parameter_server"):
+        strategy_for(with_baseline.train)

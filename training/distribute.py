@@ -1,4 +1,4 @@
-"""tf.distribute strategies for training: none, mirrored (one machine) and multi_worker (TF_CONFIG).
+"""tf.distribute strategies for training: none, mirrored (one machine), multi_worker and parameter_server (TF_CONFIG).
 
 Create the strategy before any other TensorFlow work in the process (multi-worker collectives and
 logical CPU devices can only be configured before TensorFlow initialises its runtime), build and
@@ -16,6 +16,8 @@ import json
 import os
 import pathlib
 import tempfile
+from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 
@@ -42,13 +44,22 @@ def configure_logical_cpus(count: int) -> None:
         ) from err
 
 
-def make_strategy(kind: str = "none", logical_cpus: int | None = None) -> tf.distribute.Strategy:
+def make_strategy(
+    kind: str = "none",
+    logical_cpus: int | None = None,
+    ps_shard_policy: str = "min_size",
+    ps_shard_bytes: int = 1 << 20,
+) -> tf.distribute.Strategy:
     """Return the distribution strategy for ``train.distribute``.
 
     Args:
-        kind: ``none`` (default strategy), ``mirrored`` (all local GPUs, else all logical CPUs) or
-            ``multi_worker`` (``MultiWorkerMirroredStrategy``; needs ``TF_CONFIG``).
+        kind: ``none`` (default strategy), ``mirrored`` (all local GPUs, else all logical CPUs),
+            ``multi_worker`` (``MultiWorkerMirroredStrategy``; needs ``TF_CONFIG``) or ``parameter_server``
+            (``ParameterServerStrategy``; needs ``TF_CONFIG``; in a ``worker``/``ps`` task this call serves until
+            the process is stopped, see :mod:`training.parameter_server`).
         logical_cpus: If set, first split the CPU into this many logical devices.
+        ps_shard_policy: ``parameter_server`` only: how variables are split across ps tasks.
+        ps_shard_bytes: ``parameter_server`` only: the shard policy's size in bytes.
 
     Raises:
         ValueError: unknown ``kind`` or a missing/invalid ``TF_CONFIG`` for ``multi_worker``.
@@ -64,6 +75,10 @@ def make_strategy(kind: str = "none", logical_cpus: int | None = None) -> tf.dis
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         cross_ops = None if gpus else tf.distribute.ReductionToOneDevice(reduce_to_device=devices[0])
         return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=cross_ops)
+    if kind == "parameter_server":
+        from training import parameter_server
+
+        return parameter_server.make_strategy(ps_shard_policy, ps_shard_bytes)
     _check_tf_config()
     return tf.distribute.MultiWorkerMirroredStrategy()
 
@@ -106,3 +121,39 @@ def write_dir(output_dir: str | pathlib.Path, strategy: tf.distribute.Strategy) 
         return pathlib.Path(output_dir)
     task_id = getattr(strategy.cluster_resolver, "task_id", "x")
     return pathlib.Path(tempfile.mkdtemp(prefix=f"mmoe-worker{task_id}-"))
+
+
+def strategy_for(train: Any) -> tf.distribute.Strategy:
+    """:func:`make_strategy` for a run config's ``train`` section.
+
+    Raises:
+        ValueError: ``train.baseline`` with ``parameter_server`` (the baseline would be saved sharded; not supported).
+    """
+    if train.distribute == "parameter_server" and train.baseline:
+        raise ValueError(
+            "train.baseline: not supported with train.distribute=parameter_server; train the baseline in its own run"
+        )
+    return make_strategy(train.distribute, train.logical_cpus, train.ps_shard_policy, train.ps_shard_bytes)
+
+
+def fit_input(strategy: tf.distribute.Strategy, make_dataset: Callable[[], tf.data.Dataset]) -> Any:
+    """``fit``'s training input: ``make_dataset()``, or under ``parameter_server`` a per-worker ``DatasetCreator``."""
+    from training import parameter_server
+
+    if parameter_server.is_parameter_server(strategy):
+        return parameter_server.per_worker_input(strategy, make_dataset)
+    return make_dataset()
+
+
+def unsharded(
+    strategy: tf.distribute.Strategy,
+    model: tf.keras.Model,
+    build: Callable[[], tf.keras.Model],
+    scratch: str | pathlib.Path,
+) -> tf.keras.Model:
+    """``model``, or under ``parameter_server`` a local copy holding its variables whole (to save, evaluate, export)."""
+    from training import parameter_server
+
+    if parameter_server.is_parameter_server(strategy):
+        return parameter_server.unsharded_copy(model, build, scratch)
+    return model

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import pathlib
@@ -103,7 +104,7 @@ def train(
     Raises:
         RunConfigError, FileExistsError, data.DataValidationError: bad config, folder or data.
     """
-    strategy = distribute.make_strategy(run_config.train.distribute, run_config.train.logical_cpus)
+    strategy = distribute.strategy_for(run_config.train)
     chief = distribute.is_chief(strategy)
     run_dir = pathlib.Path(output_dir or run_config.output_dir or new_run_dir()).resolve()
     df, schema = load_data(run_config)
@@ -130,9 +131,14 @@ def train(
 
     with strategy.scope():
         model = build_model(config, adapt_data=feature_arrays(parts["train"], schema))
-    train_ds = fit_dataset(parts["train"], schema, config, run_config, training=True)
+    train_ds = distribute.fit_input(
+        strategy, functools.partial(fit_dataset, parts["train"], schema, config, run_config, True)
+    )
     has_val = len(parts["validation"]) > 0
-    val_ds = fit_dataset(parts["validation"], schema, config, run_config, training=False) if has_val else None
+    val_ds = None
+    if has_val:
+        make_val = functools.partial(fit_dataset, parts["validation"], schema, config, run_config, False)
+        val_ds = distribute.fit_input(strategy, make_val)
     cbs = _fit_callbacks(config, run_dir, own_dir, run_config, has_val) + list(callbacks)
 
     if chief:  # written once the run can start, so a failed start leaves the folder reusable
@@ -144,6 +150,9 @@ def train(
     if run_config.train.baseline:
         adapt = feature_arrays(parts["train"], schema)
         baseline = _train_baseline(run_dir, own_dir, config, adapt, (train_ds, steps), val_ds, strategy, run_config)
+    model = distribute.unsharded(  # parameter_server: variables whole, on this process
+        strategy, model, lambda: build_model(config, adapt_data=feature_arrays(parts["train"], schema)), own_dir
+    )
     model_path = own_dir / "model.keras"
     save_model(model, model_path)  # every worker saves (collective reads); only the chief's is kept
     if not chief:
@@ -230,6 +239,7 @@ def _fit(
     history = model.fit(
         train_ds,
         validation_data=val_ds,
+        validation_steps=getattr(val_ds, "validation_steps", None),  # parameter_server's DatasetCreator
         epochs=run_config.train.epochs,
         steps_per_epoch=steps_per_epoch,
         callbacks=cbs,

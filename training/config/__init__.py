@@ -38,6 +38,7 @@ from training.config.reference import config_reference, json_schema, markdown_re
 from training.config.run_config import RunConfig, apply_task_overrides, resolved_for
 from training.config.sections import (
     DISTRIBUTE_KINDS,
+    PS_SHARD_POLICIES,
     SPLIT_METHODS,
     DataConfig,
     EarlyStoppingConfig,
@@ -49,6 +50,7 @@ from training.config.sections import (
 __all__ = [
     "DISTRIBUTE_KINDS",
     "MODEL_EXCLUDED_FIELDS",
+    "PS_SHARD_POLICIES",
     "SPLIT_METHODS",
     "TASK_OVERRIDE_FIELDS",
     "DataConfig",

@@ -19,7 +19,8 @@ from training.config.fields import EMPTY_IF_NONE, SECTION, Bool, Float, Int, Str
 from training.monitor import monitor_mode
 
 SPLIT_METHODS = ("random", "time")
-DISTRIBUTE_KINDS = ("none", "mirrored", "multi_worker")
+DISTRIBUTE_KINDS = ("none", "mirrored", "multi_worker", "parameter_server")
+PS_SHARD_POLICIES = ("min_size", "max_size", "fixed", "none")
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -111,7 +112,17 @@ class TrainConfig:
     )
     distribute: Literal[DISTRIBUTE_KINDS] = Field(
         "none",
-        description="`none`, `mirrored` (all local GPUs, else all logical CPUs) or `multi_worker` (`TF_CONFIG`)",
+        description="`none`, `mirrored` (all local GPUs, else all logical CPUs), `multi_worker` (`TF_CONFIG`) or "
+        "`parameter_server` (`TF_CONFIG`; docs/scaling.md)",
+    )
+    ps_shard_policy: Literal[PS_SHARD_POLICIES] = Field(
+        "min_size",
+        description="how `parameter_server` splits variables across the ps tasks: `min_size` (variables of at least "
+        "`ps_shard_bytes`, up to one shard per ps), `max_size` (shards of at most `ps_shard_bytes`), `fixed` (every "
+        "variable, one shard per ps) or `none`",
+    )
+    ps_shard_bytes: Int = Field(
+        1 << 20, ge=1, description="`min_size`: split variables of at least this many bytes; `max_size`: largest shard"
     )
     logical_cpus: Int | None = Field(
         None, ge=1, description="split the CPU into N logical devices first (fresh process only); null = leave them"

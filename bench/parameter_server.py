@@ -1,0 +1,205 @@
+"""Parameter-server training against one process: same config and seed, a hashed id table split across 2 ps tasks.
+
+Runs ``python -m training train`` once in one process and once on ``scripts/local_cluster.sh`` (1 chief, 2 workers,
+2 ps; every task a local process), with ``user_id`` hashed into ``--id-rows`` bins of ``--dim`` dimensions. Reports
+per run: test AUC per task, fit seconds and training examples/s, the peak RSS of every process (sampled with psutil
+every 0.2 s) and, for the cluster, the variable bytes each ps task held (``ps_placement.json``). A third run, the
+cluster with ``--small-id-rows`` bins, is the baseline for the RSS one table row costs each task. Writes
+``docs/bench/parameter_server.json``; the last line printed is the same JSON object.
+
+Usage: ``python bench/parameter_server.py [--id-rows 4194304] [--dim 16] [--rows 30000] [--epochs 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample"
+
+
+def _schema(args: argparse.Namespace, id_rows: int, path: pathlib.Path) -> pathlib.Path:
+    """The sample schema, ``user_id`` hashed into ``id_rows`` bins of ``args.dim`` dimensions, written to ``path``."""
+    schema = yaml.safe_load((SAMPLE / "impressions.schema.yaml").read_text())
+    user = next(f for f in schema["features"] if f["name"] == "user_id")
+    user.update(num_bins=id_rows, embedding_dim=args.dim)
+    path.write_text(yaml.safe_dump(schema, sort_keys=False))
+    return path
+
+
+def _overrides(args: argparse.Namespace, schema: pathlib.Path) -> list[str]:
+    items = [
+        f"data.path={SAMPLE / 'impressions.csv.gz'}",
+        f"data.schema={schema}",
+        f"data.max_rows={args.rows}",
+        "data.split.fractions=[0.8, 0.0, 0.2]",
+        f"train.epochs={args.epochs}",
+        f"train.batch_size={args.batch_size}",
+        "train.seed=0",
+        "train.verbose=0",
+        "train.early_stopping.patience=0",
+        "gates.enabled=false",
+        "model.num_experts=4",
+        "model.expert_units=[32]",
+        "model.tower_units=[16]",
+        "model.learning_rate=0.003",
+        f"train.ps_shard_bytes={args.shard_bytes}",
+        f"model.optimizer={args.optimizer}",
+    ]
+    return [x for item in items for x in ("--set", item)]
+
+
+class PeakRss:
+    """Peak RSS (bytes) of named processes, sampled in a thread until :meth:`stop`."""
+
+    def __init__(self, pids: dict[str, int] | None = None) -> None:
+        self.pids, self.peak = dict(pids or {}), {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, pid in list(self.pids.items()):
+                try:
+                    rss = psutil.Process(pid).memory_info().rss
+                except psutil.Error:
+                    continue
+                self.peak[name] = max(self.peak.get(name, 0), rss)
+            time.sleep(0.2)
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        self._thread.join()
+        return dict(sorted(self.peak.items()))
+
+
+def _summary(run_dir: pathlib.Path, rss: dict[str, int], wall: float) -> dict:
+    report = json.loads((run_dir / "report.json").read_text())
+    training = report["training"]
+    train_rows = report["data"]["rows"]["train"]
+    epochs = training["last_epoch"] - training["initial_epoch"]
+    out = {
+        "strategy": training["strategy"],
+        "test_auc": {task: round(m["auc"], 4) for task, m in report["splits"]["test"].items() if "auc" in m},
+        "fit_seconds": training["fit_seconds"],
+        "train_examples_per_s": round(train_rows * epochs / training["fit_seconds"], 1),
+        "wall_seconds": round(wall, 1),
+        "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in rss.items()},
+        "parameters": report["model"]["parameters"],
+    }
+    placement = run_dir / "ps_placement.json"
+    if placement.is_file():
+        data = json.loads(placement.read_text())
+        out["variable_mb_per_task"] = {k: round(v / 2**20, 1) for k, v in data["bytes_per_task"].items()}
+        out["optimizer_variable_mb_per_task"] = {
+            k: round(v / 2**20, 1) for k, v in data["optimizer_bytes_per_task"].items()
+        }
+        out["user_id_table_shards"] = data["variables"]["features/embed_user_id/embeddings"]
+    return out
+
+
+def run_single(args: argparse.Namespace, schema: pathlib.Path, out: pathlib.Path) -> dict:
+    cmd = [sys.executable, "-m", "training", "train", "--quiet", "--output-dir", str(out), *_overrides(args, schema)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env())
+    rss = PeakRss({"single": proc.pid})
+    code = proc.wait()
+    peak = rss.stop()
+    if code:
+        raise SystemExit(f"single-process run failed ({code})")
+    return _summary(out, peak, time.perf_counter() - started)
+
+
+def run_cluster(args: argparse.Namespace, schema: pathlib.Path, out: pathlib.Path, state: pathlib.Path) -> dict:
+    cmd = ["bash", "scripts/local_cluster.sh", "--workers", "2", "--ps", "2", "--state-dir", str(state), "--"]
+    cmd += ["--quiet", "--output-dir", str(out), *_overrides(args, schema)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env())
+    rss = PeakRss()
+    while proc.poll() is None:  # follow tasks.tsv as the script starts the tasks
+        tasks = state / "tasks.tsv"
+        if tasks.is_file():
+            for line in tasks.read_text().splitlines()[1:]:
+                role, index, _, pid = line.split("\t")
+                rss.pids.setdefault(f"{role}:{index}", int(pid))
+        time.sleep(0.2)
+    peak = rss.stop()
+    if proc.returncode:
+        raise SystemExit(f"cluster run failed ({proc.returncode}); logs in {state}")
+    return _summary(out, peak, time.perf_counter() - started)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "1", "PYTHON": sys.executable}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--id-rows", type=int, default=4_194_304, help="hash bins (embedding rows) of user_id")
+    parser.add_argument("--small-id-rows", type=int, default=2048, help="user_id bins of the baseline cluster run")
+    parser.add_argument("--dim", type=int, default=16, help="embedding dimensions of user_id")
+    parser.add_argument("--rows", type=int, default=30_000, help="rows of the 60,000-row sample table used")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--shard-bytes", type=int, default=1 << 20, help="train.ps_shard_bytes (min_size policy)")
+    parser.add_argument("--optimizer", default="adam", help="model.optimizer (adam updates every table row a step)")
+    parser.add_argument("--output", type=pathlib.Path, default=ROOT / "docs" / "bench" / "parameter_server.json")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-ps-") as tmp_name:
+        tmp = pathlib.Path(tmp_name)
+        schema_path = _schema(args, args.id_rows, tmp / "schema.yaml")
+        small_path = _schema(args, args.small_id_rows, tmp / "schema_small.yaml")
+        single = run_single(args, schema_path, tmp / "single")
+        cluster = run_cluster(args, schema_path, tmp / "cluster", tmp / "state")
+        small = run_cluster(args, small_path, tmp / "cluster_small", tmp / "state_small")
+
+    table_mb = args.id_rows * args.dim * 4 / 2**20
+    extra_rows = args.id_rows - args.small_id_rows
+    # RSS a table row costs each task: the big-table cluster against the small-table one, same everything else
+    per_row = {
+        task: round((mb - small["peak_rss_mb"][task]) * 2**20 / (extra_rows / (2 if task.startswith("ps") else 1)), 1)
+        for task, mb in cluster["peak_rss_mb"].items()
+        if task in small["peak_rss_mb"]
+    }
+    result = {
+        "benchmark": "parameter_server",
+        "measured_on": "2 shared CPU cores, crowded by other jobs: figures indicative only, one run",
+        "config": {**vars(args), "output": str(args.output.relative_to(ROOT))},
+        "user_id_table_mb": round(table_mb, 1),
+        "single_process": single,
+        "cluster_2_workers_2_ps": cluster,
+        "cluster_small_table": {"id_rows": args.small_id_rows, **small},
+        "rss_bytes_per_id_row": {
+            "note": "ps: per row held by that ps (half the table); chief and workers: per row of the whole table",
+            **per_row,
+        },
+        "auc_difference": {
+            task: round(cluster["test_auc"][task] - single["test_auc"][task], 4) for task in single["test_auc"]
+        },
+        "throughput_ratio": round(cluster["train_examples_per_s"] / single["train_examples_per_s"], 3),
+        "worker_rss_growth_below_table_size": all(
+            cluster["peak_rss_mb"][name] - small["peak_rss_mb"][name] < table_mb
+            for name in cluster["peak_rss_mb"]
+            if name.startswith("worker")
+        ),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Per-worker input from a directory of TFRecord shards: worker ``i`` of ``n`` reads files ``i, i + n, …`` only.
+
+The shards are those of :func:`data.tfrecords.write_tfrecords` (a ``manifest.json`` lists them). Each worker streams
+its own files, so no worker reads the whole table; a worker's files are shuffled, interleaved, batched and parsed as
+:func:`data.tfrecords.tfrecord_dataset` does. ``worker_index`` may be a tensor, e.g.
+``tf.distribute.coordinator.experimental_get_current_worker_index()`` inside a parameter-server dataset function.
+
+What a worker reads is fixed; how much of it is used per epoch is not: under ``ParameterServerStrategy`` the
+coordinator gives steps to whichever worker is free, so a fast worker goes through its files more often than a slow
+one. Exactly-once visitation per epoch is not guaranteed (nor needed for SGD); write at least as many shards as
+workers, of similar size, so that every worker has data and the shares stay even.
+
+Example:
+    >>> ds = worker_tfrecord_dataset("tfrecords/", schema, num_workers=2, worker_index=0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+from data.loading import check_positive_int
+from data.pipeline import TargetsFn, finish
+from data.schema import Schema
+from data.tfrecords import LABEL_PREFIX, parse_spec, read_manifest
+
+
+def shard_files(directory: str | Path, schema: Schema) -> tuple[list[str], str]:
+    """``(files, compression)`` of the TFRecord shards in ``directory``, checked against ``schema``.
+
+    Raises:
+        FileNotFoundError: no manifest. ValueError: written for other features/tasks.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    stored = Schema.from_dict(manifest["schema"])
+    if stored.features != schema.features or stored.task_names != schema.task_names:
+        raise ValueError(
+            f"{directory}: the shards were written for features {list(stored.feature_names)} / tasks "
+            f"{list(stored.task_names)}, but the schema asks for {list(schema.feature_names)} / "
+            f"{list(schema.task_names)}"
+        )
+    return [str(directory / s["file"]) for s in manifest["shards"]], manifest.get("compression") or ""
+
+
+def worker_tfrecord_dataset(
+    directory: str | Path,
+    schema: Schema,
+    num_workers: int,
+    worker_index: int | tf.Tensor,
+    batch_size: int = 256,
+    shuffle: bool = True,
+    seed: int = 0,
+    repeat: bool = True,
+    targets_fn: TargetsFn | None = None,
+    shuffle_buffer: int = 10_000,
+) -> tf.data.Dataset:
+    """Batched ``(features, labels, sample_weights)`` from this worker's shards of ``directory``.
+
+    Args:
+        directory: Folder written by :func:`data.tfrecords.write_tfrecords`.
+        schema: Features and tasks (must match the stored ones).
+        num_workers: Workers sharing the shards.
+        worker_index: This worker's index (int or scalar int tensor) in ``[0, num_workers)``.
+        batch_size: Rows per batch.
+        shuffle: Shuffle this worker's file order and rows (bounded buffer), seeded.
+        seed: Shuffle seed.
+        repeat: Repeat forever (give ``fit`` a ``steps_per_epoch``).
+        targets_fn: ``targets_fn(labels, weights) -> (labels, weights)`` applied per batch.
+        shuffle_buffer: Rows held by the shuffle buffer.
+
+    Raises:
+        ValueError: fewer shards than workers (a worker would get no data), or a schema mismatch.
+    """
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("num_workers", num_workers)
+    files, compression = shard_files(directory, schema)
+    if len(files) < num_workers:
+        raise ValueError(
+            f"{directory}: {len(files)} TFRecord shard(s) for {num_workers} workers; write at least one shard "
+            "per worker (data.tfrecords.write_tfrecords(num_shards=...))"
+        )
+    spec = parse_spec(schema)
+    ds = tf.data.Dataset.from_tensor_slices(files).shard(num_workers, tf.cast(worker_index, tf.int64))
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+        cycle_length=max(1, len(files) // num_workers),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+
+    def parse(serialized: tf.Tensor):
+        parsed = tf.io.parse_example(serialized, spec)
+        features = {f.name: parsed[f.name] for f in schema.features}
+        labels, weights = {}, {}
+        for task in schema.task_names:
+            raw = parsed[LABEL_PREFIX + task]
+            observed = tf.logical_not(tf.math.is_nan(raw))
+            labels[task] = tf.where(observed, raw, tf.zeros_like(raw))
+            weights[task] = tf.cast(observed, tf.float32)
+        return features, labels, weights
+
+    ds = ds.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return finish(ds, True, targets_fn)
