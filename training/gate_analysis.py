@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import jensenshannon
 
+from training.gate_summary import format_sentences, summarize_gates
+
 LOGGER = logging.getLogger("training.gate_analysis")
 
 
@@ -71,7 +73,8 @@ def analyze_gate_weights(
         ``mean_weights``, ``entropy``, ``normalized_entropy``, ``mean_max_weight``, ``top_expert``,
         ``collapsed``, ``collapse_reason``), ``similarity`` (``"a|b"`` → ``js_similarity``,
         ``cosine``, over the real experts), ``expert_names`` (per task, its columns), ``experts``
-        (``expert``, ``name``, ``share``, ``unused``), ``unused_experts``, ``collapsed_tasks``, ``thresholds``.
+        (``expert``, ``name``, ``share``, ``unused``), ``unused_experts``, ``collapsed_tasks``, ``thresholds``,
+        ``summary`` (plain sentences and the rules behind them: :func:`training.gate_summary.summarize_gates`).
 
     Raises:
         ValueError: empty input, a non-2D array, mismatched K or N, or rows not summing to 1.
@@ -137,7 +140,7 @@ def analyze_gate_weights(
     unused = [e["expert"] for e in experts if e["unused"]]
     if unused:
         LOGGER.warning("experts %s receive less than %.3f of the total gate mass (unused)", unused, unused_share)
-    return {
+    analysis = {
         "available": True,
         "num_experts": int(k),
         "num_examples": int(num_examples),
@@ -153,6 +156,8 @@ def analyze_gate_weights(
             "unused_share": unused_share,
         },
     }
+    analysis["summary"] = summarize_gates(analysis)
+    return analysis
 
 
 def _column_names(
@@ -329,6 +334,8 @@ def format_gate_summary(analysis: Mapping[str, Any]) -> str:
         lines.append(f"unused experts: {unused}")
     if analysis.get("ple"):
         lines += ["", *_ple_lines(analysis["ple"])]
+    if analysis.get("summary"):
+        lines += ["", format_sentences(analysis)]
     return "\n".join(lines)
 
 
