@@ -9,7 +9,9 @@ experts nobody uses. A task whose gate collapses onto one expert (mean max weigh
 
 For PLE a task's gate weighs its own experts, then the shared ones: expert shares and task
 similarity are computed over the real experts (``expert_names``), and ``ple`` adds, per level, the
-share of each task's gate mass on its own vs the shared experts (:func:`ple_level_shares`).
+share of each task's gate mass on its own vs the shared experts (:func:`ple_level_shares`). PLE and stacked
+MMoE (``num_levels > 1``) also get ``levels``: every gate's mean weights, level by level
+(:mod:`training.gate_levels`, one heatmap per level).
 
 Example:
     >>> import numpy as np
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import jensenshannon
 
+from training.gate_levels import level_mean_weights, plot_level_gates
 from training.gate_summary import format_sentences, summarize_gates
 
 LOGGER = logging.getLogger("training.gate_analysis")
@@ -260,10 +263,12 @@ def analyze_model_gates(model: Any, features: Any, batch_size: int = 1024, **thr
     config = config_of(model)
     names = gate_expert_names(config)
     analysis = analyze_gate_weights(weights, expert_names={t: names[t] for t in weights}, **thresholds)
-    if config.architecture == "ple":
-        levels = level_gate_model(model)
+    if config.architecture == "ple" or config.num_levels > 1:
         kwargs = {} if hasattr(features, "element_spec") else {"batch_size": batch_size}
-        analysis["ple"] = {"levels": ple_level_shares(levels.predict(features, verbose=0, **kwargs), names)}
+        per_level = level_gate_model(model).predict(features, verbose=0, **kwargs)
+        analysis["levels"] = level_mean_weights(per_level, names)
+        if config.architecture == "ple":
+            analysis["ple"] = {"levels": ple_level_shares(per_level, names)}
     return analysis
 
 
@@ -379,9 +384,11 @@ def plot_gates(analysis: Mapping[str, Any], path: str | pathlib.Path) -> pathlib
 def _heatmap(
     fig: Any, ax: Any, matrix: np.ndarray, xticks: list[str], yticks: list[str], title: str, vmax: float | None = None
 ) -> None:
-    top = vmax if vmax is not None else max(1e-9, float(matrix.max()))
-    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=top, aspect="auto")
+    top = vmax if vmax is not None else max(1e-9, float(np.nanmax(matrix)))
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis", vmin=0.0, vmax=top, aspect="auto")
     for (i, j), value in np.ndenumerate(matrix):
+        if np.isnan(value):  # an expert this gate does not weigh
+            continue
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 * top else "black")
     ax.set_xticks(range(matrix.shape[1]), xticks)
     ax.set_yticks(range(len(yticks)), yticks)
@@ -390,7 +397,10 @@ def _heatmap(
 
 
 def write_gate_analysis(analysis: Mapping[str, Any], out_dir: str | pathlib.Path) -> None:
-    """Write ``gates.json`` and (when gates exist) ``gates.png`` into ``out_dir``."""
+    """Write ``gates.json`` and (when gates exist) ``gates.png`` into ``out_dir``; PLE and stacked MMoE also get
+    one heatmap per level, ``gates_level<l>.png`` (:func:`training.gate_levels.plot_level_gates`)."""
     out_dir = pathlib.Path(out_dir)
     (out_dir / "gates.json").write_text(json.dumps(analysis, indent=2) + "\n")
     plot_gates(analysis, out_dir / "gates.png")
+    if analysis.get("available") and analysis.get("levels"):
+        plot_level_gates(analysis["levels"], out_dir)
