@@ -183,8 +183,13 @@ def test_gate_sentences_for_even_collapsed_shared_and_unused():
     pair = s["pairs"]["click|satisfaction"]
     assert pair["band"] == "strong"
     assert pair["sentence"].startswith("click and satisfaction both spread their weight evenly; their gates are 0.9")
-    assert "neither gate has picked experts of its own" in pair["sentence"]
+    assert "on average neither gate prefers experts of its own" in pair["sentence"]
     assert "none reaches 0.38 = 1.5 / 4" in s["tasks"]["click"]["sentence"]
+    assert "example by example" not in s["tasks"]["click"]["sentence"]  # every row is the same near-uniform gate
+    # uniform on average, but each example's gate favours another expert: it routes per example
+    rows = 0.1 + 0.6 * np.eye(4)
+    routed = analyze_gate_weights({"click": rows, "satisfaction": np.full((4, 4), 0.25)})["summary"]["tasks"]["click"]
+    assert routed["even"] and "its top expert gets 0.70 on average (uniform 0.25)" in routed["sentence"]
     collapsed = np.tile([0.96, 0.02, 0.02, 0.0], (4, 1))
     shared = np.tile([0.5, 0.45, 0.05, 0.0], (4, 1))
     s = analyze_gate_weights({"click": collapsed, "satisfaction": shared})["summary"]
