@@ -190,6 +190,11 @@ def test_gate_sentences_for_even_collapsed_shared_and_unused():
     rows = 0.1 + 0.6 * np.eye(4)
     routed = analyze_gate_weights({"click": rows, "satisfaction": np.full((4, 4), 0.25)})["summary"]["tasks"]["click"]
     assert routed["even"] and "its top expert gets 0.70 on average (uniform 0.25)" in routed["sentence"]
+    # one-hot per example, uniform on average: collapsed example by example, not onto one expert
+    onehot = analyze_gate_weights({"click": np.eye(4), "satisfaction": np.full((4, 4), 0.25)})["summary"]["tasks"]
+    assert onehot["click"]["even"] and not onehot["click"]["onto_one"]
+    assert "spreads its weight evenly" in onehot["click"]["sentence"]
+    assert "example by example its gate has collapsed (mean max weight 1.000 > 0.9" in onehot["click"]["sentence"]
     collapsed = np.tile([0.96, 0.02, 0.02, 0.0], (4, 1))
     shared = np.tile([0.5, 0.45, 0.05, 0.0], (4, 1))
     s = analyze_gate_weights({"click": collapsed, "satisfaction": shared})["summary"]

@@ -8,7 +8,9 @@ Wording rules (the thresholds are :data:`RULES`, also written into ``gates.json`
   read 0.20–0.32), so 1.5 × clears that. A task with no such expert **spreads its weight evenly** (on average; when
   its per-example top weight, averaged, still reaches ``1.5 / K``, the sentence adds that the gate picks experts
   example by example); a collapsed gate (``collapse_max_weight`` / ``collapse_entropy`` of
-  :func:`training.gate_analysis.analyze_gate_weights`) **relies on one expert**.
+  :func:`training.gate_analysis.analyze_gate_weights`) **relies on one expert** when that expert also holds at least
+  half of its mean weight, and otherwise has **collapsed example by example** (each input sends almost all its weight
+  to one expert, different inputs to different ones).
 - **Sharing** between two tasks is read from ``1 - JS`` (one minus the base-2 Jensen-Shannon distance of the two mean
   gate distributions, in [0, 1]): **little** below 0.3, **moderate** from 0.3 to below 0.7, **strong** from 0.7. When
   two gates put a mass ``o`` on the same experts in the same amounts and the rest on experts the other never uses,
@@ -35,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 MOSTLY_USED_FACTOR = 1.5
+ONE_EXPERT_WEIGHT = 0.5  # a collapsed gate "relies on one expert" when that expert has at least this mean weight
 SHARING_BANDS = ((0.7, "strong"), (0.3, "moderate"), (0.0, "little"))
 RULES = {
     "mostly_used": f"an expert's mean gate weight >= {MOSTLY_USED_FACTOR} / K (K = experts the task's gate weighs)",
@@ -73,7 +76,8 @@ def _uses(task: str, t: Mapping[str, Any], names: Sequence[str]) -> dict[str, An
     ranked = sorted(range(k), key=lambda i: -t["mean_weights"][i])
     mostly = [i for i in ranked if t["mean_weights"][i] >= cutoff]
     mass = float(sum(t["mean_weights"][i] for i in mostly))
-    if t["collapsed"]:
+    onto_one = t["collapsed"] and max(t["mean_weights"]) >= ONE_EXPERT_WEIGHT
+    if onto_one:
         top = t["top_expert"]
         phrase = f"relies on {_experts([names[top]], task)} alone (its gate collapsed)"
     elif not mostly:
@@ -84,7 +88,8 @@ def _uses(task: str, t: Mapping[str, Any], names: Sequence[str]) -> dict[str, An
         "mostly_used": [names[i] for i in mostly],
         "mostly_used_mass": mass,
         "cutoff": cutoff,
-        "even": not mostly and not t["collapsed"],
+        "even": not mostly and not onto_one,
+        "onto_one": onto_one,
         "phrase": phrase,
     }
 
@@ -93,7 +98,7 @@ def summarize_gates(analysis: Mapping[str, Any]) -> dict[str, Any]:
     """Plain sentences for an :func:`~training.gate_analysis.analyze_gate_weights` result (rules: module docstring).
 
     Returns:
-        ``{"rules", "tasks": {task: {mostly_used, mostly_used_mass, cutoff, even, sentence}},
+        ``{"rules", "tasks": {task: {mostly_used, mostly_used_mass, cutoff, even, onto_one, sentence}},
         "pairs": {"a|b": {js_similarity, band, common, sentence}}, "experts": [{expert, name, used_by, role,
         sentence}], "sentences": [pair sentences, then task sentences, then expert sentences]}``.
     """
@@ -104,21 +109,23 @@ def summarize_gates(analysis: Mapping[str, Any]) -> dict[str, Any]:
     tasks = {}
     for task, u in uses.items():
         t = analysis["tasks"][task]
-        if u["even"]:
-            detail = f"none reaches {u['cutoff']:.2f} = {MOSTLY_USED_FACTOR} / {len(t['mean_weights'])}"
-        elif t["collapsed"]:
+        num = len(t["mean_weights"])
+        if u["onto_one"]:
             detail = t["collapse_reason"]
+        elif u["even"]:
+            detail = f"none reaches {u['cutoff']:.2f} = {MOSTLY_USED_FACTOR} / {num}"
         else:
             detail = f"{u['mostly_used_mass']:.0%} of its gate weight, each ≥ {u['cutoff']:.2f}"
         sentence = f"{task} {u['phrase']} ({detail}; normalised entropy {t['normalized_entropy']:.2f})"
-        k = len(t["mean_weights"])
-        if u["even"] and t["mean_max_weight"] >= u["cutoff"]:
+        if t["collapsed"] and not u["onto_one"]:
+            sentence += f", and example by example its gate has collapsed ({t['collapse_reason']})"
+        elif u["even"] and t["mean_max_weight"] >= u["cutoff"]:
             sentence += (
                 f", but example by example its gate does pick: its top expert gets {t['mean_max_weight']:.2f} on "
-                f"average (uniform {1 / k:.2f}), a different one for different inputs"
+                f"average (uniform {1 / num:.2f}), a different one for different inputs"
             )
         sentence += "."
-        tasks[task] = {k: v for k, v in u.items() if k != "phrase"} | {"sentence": sentence}
+        tasks[task] = {key: v for key, v in u.items() if key != "phrase"} | {"sentence": sentence}
     pairs = {}
     for pair, s in analysis["similarity"].items():
         a, b = pair.split("|")
