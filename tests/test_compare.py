@@ -15,6 +15,7 @@ from training.compare_report import (
     NEGATIVE,
     NO_DIFFERENCE,
     format_markdown,
+    gate_similarity,
     mean_interval,
     summarize,
     verdict,
@@ -299,6 +300,11 @@ def test_gate_similarity_per_architecture_and_pair_with_intervals_in_the_markdow
     assert mmoe_row[3] == f"0.620 [{expected['low']:.3f}, {expected['high']:.3f}] moderate"
     assert next(line for line in md if line.startswith("| shared_bottom |")).split(" | ")[3] == "no gates"
     assert any("sharing band (little < 0.3 ≤ moderate < 0.7 ≤ strong" in line for line in md)
+    # the interval stays within [0, 1], the range of 1 - JS
+    near_one = [{"architecture": "mmoe", "gate_similarity": {"a|b": v}} for v in (0.90, 0.99, 1.0)]
+    clipped = gate_similarity(near_one, ["mmoe"])["mmoe"]["a|b"]
+    assert clipped["high"] == 1.0 and mean_interval([0.90, 0.99, 1.0])["high"] > 1.0
+    assert clipped["low"] == pytest.approx(mean_interval([0.90, 0.99, 1.0])["low"]) and clipped["band"] == "strong"
     # records of a comparison made before fits recorded their gates: no column, nothing breaks
     for f in fits:
         f.pop("gate_similarity")

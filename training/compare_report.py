@@ -34,9 +34,9 @@ HELPS, NO_DIFFERENCE, NEGATIVE = "helps", "no detectable difference", "negative 
 HIGHER_IS_BETTER = {"auc": True, "mse": False}
 GATES_NOTE = (
     "Gates a ~ b: similarity of the two tasks' mean gate distributions on the test split (1 − Jensen-Shannon "
-    "distance, base 2: 1 = the same experts in the same amounts, 0 = disjoint experts), mean [95 % interval] over "
-    "seeds, with its sharing band (little < 0.3 ≤ moderate < 0.7 ≤ strong; `training/gate_summary.py`). `omoe` has "
-    "one gate for all tasks, so its similarity is 1 by construction."
+    "distance, base 2: 1 = the same experts in the same amounts, 0 = disjoint experts), mean [95 % interval, "
+    "clipped to [0, 1]] over seeds, with its sharing band (little < 0.3 ≤ moderate < 0.7 ≤ strong; "
+    "`training/gate_summary.py`). `omoe` has one gate for all tasks, so its similarity is 1 by construction."
 )
 RULE = (
     "a multi-task architecture is recommended only when its paired 95 % interval on the primary task lies above 0 "
@@ -136,8 +136,8 @@ def gate_similarity(fits: Sequence[Mapping[str, Any]], architectures: Sequence[s
 
     Returns:
         ``{architecture: {"a|b": {mean, low, high, half_width, n, band}}}`` for the architectures with gate
-        similarities (``band``: ``little`` / ``moderate`` / ``strong`` sharing of the mean,
-        :func:`training.gate_summary.sharing_band`).
+        similarities (``low`` / ``high`` clipped to [0, 1], the range of ``1 - JS``; ``band``: ``little`` /
+        ``moderate`` / ``strong`` sharing of the mean, :func:`training.gate_summary.sharing_band`).
     """
     out: dict[str, Any] = {}
     for arch in architectures:
@@ -150,6 +150,9 @@ def gate_similarity(fits: Sequence[Mapping[str, Any]], architectures: Sequence[s
             out[arch] = {}
             for pair, vals in values.items():
                 interval = mean_interval(vals)
+                for bound in ("low", "high"):  # 1 - JS lies in [0, 1]; a t interval near 1 may overshoot
+                    if interval[bound] is not None:
+                        interval[bound] = min(1.0, max(0.0, interval[bound]))
                 band = sharing_band(interval["mean"]) if interval["mean"] is not None else None
                 out[arch][pair] = {**interval, "band": band}
     return out
