@@ -15,6 +15,7 @@ from training.compare_report import (
     NEGATIVE,
     NO_DIFFERENCE,
     format_markdown,
+    gate_similarity,
     mean_interval,
     summarize,
     verdict,
@@ -30,6 +31,7 @@ TINY = [
     "model.tower_units=[4]",
     "gates.enabled=false",
 ]
+TINY_WITH_GATES = [item for item in TINY if item != "gates.enabled=false"]  # compare's gate similarity column
 
 
 def test_mean_interval_is_student_t():
@@ -129,7 +131,7 @@ def test_bad_arguments_name_the_flag(tmp_path, capsys):
 def compared(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare") / "cmp"
     args = ["compare", "--architectures", "ple", "--seeds", "2", "--output-dir", str(out), "--no-progress"]
-    for item in TINY:
+    for item in TINY_WITH_GATES:
         args += ["--set", item]
     assert main(args) == 0
     return out
@@ -171,6 +173,14 @@ def test_compare_writes_json_markdown_and_figure(compared):
         and result["paired"]["click"]["ple"]["verdict"] in md
     )
     assert (compared / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    # ple's gate similarity per seed comes from each fit's own gates.json, single_task has none
+    ple_fits = [f for f in result["fits"] if f["architecture"] == "ple"]
+    per_seed = [json.loads((compared / "fits" / f"ple-seed{f['seed']}" / "gates.json").read_text()) for f in ple_fits]
+    values = [g["similarity"]["click|satisfaction"]["js_similarity"] for g in per_seed]
+    assert [f["gate_similarity"]["click|satisfaction"] for f in ple_fits] == pytest.approx(values)
+    assert result["gate_similarity"]["ple"]["click|satisfaction"]["mean"] == pytest.approx(sum(values) / 2)
+    assert list(result["gate_similarity"]) == ["ple"]
+    assert "gates click ~ satisfaction (1 − JS)" in md and "| single_task |" in md and "no gates" in md
 
 
 def test_resume_skips_finished_fits_and_runs_the_rest_in_parallel(compared):
@@ -181,7 +191,7 @@ def test_resume_skips_finished_fits_and_runs_the_rest_in_parallel(compared):
         kept.pop(name)
     before = json.loads((compared / "compare.json").read_text())
     seen = []
-    run_config = load_run_config(None, TINY)
+    run_config = load_run_config(None, TINY_WITH_GATES)
     result = compare(
         run_config, ("single_task", "ple"), seeds=2, jobs=2, output_dir=compared, progress=False, on_fit=seen.append
     )
@@ -191,7 +201,7 @@ def test_resume_skips_finished_fits_and_runs_the_rest_in_parallel(compared):
     old = {(f["architecture"], f["seed"]): f for f in before["fits"]}
     for key in (("ple", 0), ("single_task", 1)):  # same seed, same split, same weights: same numbers
         assert refit[key]["metrics"] == pytest.approx(old[key]["metrics"], abs=1e-6)
-    other = load_run_config(None, [*TINY, "train.epochs=2"])
+    other = load_run_config(None, [*TINY_WITH_GATES, "train.epochs=2"])
     with pytest.raises(FileExistsError, match="different run config"):
         compare(other, ("single_task", "ple"), seeds=2, output_dir=compared, progress=False)
 
@@ -258,3 +268,44 @@ def test_train_baseline_gain_says_it_is_one_seed():
     text = format_baseline_comparison(report)
     assert "+0.0100" in text
     assert "one seed" in text and "training compare" in text
+
+
+def test_gate_similarity_per_architecture_and_pair_with_intervals_in_the_markdown():
+    fits = _two_task_fits(
+        {"mmoe": [(0.05, 0.0), (0.052, 0.01), (0.051, -0.01)], "shared_bottom": [(0.0, 0.0), (0.01, 0.0), (0.0, 0.01)]}
+    )
+    for f, sim in zip([f for f in fits if f["architecture"] == "mmoe"], (0.60, 0.62, 0.64), strict=True):
+        f["gate_similarity"] = {"click|rating": sim}
+    for f in fits:
+        if f["architecture"] != "mmoe":
+            f["gate_similarity"] = None  # no gates
+    archs = ["single_task", "mmoe", "shared_bottom"]
+    stats = summarize(fits, archs, {"click": "auc", "rating": "mse"}, "click")
+    sim = stats["gate_similarity"]
+    assert list(sim) == ["mmoe"]
+    expected = mean_interval([0.60, 0.62, 0.64])
+    assert sim["mmoe"]["click|rating"] == pytest.approx({**expected, "band": "moderate"})
+    result = {
+        "data": "t.csv",
+        "architectures": archs,
+        "seeds": [0, 1, 2],
+        "metrics": {"click": "auc", "rating": "mse"},
+        "parameters": {"single_task": 10, "mmoe": 12, "shared_bottom": 11},
+        **stats,
+    }
+    md = format_markdown(result).splitlines()
+    head = next(line for line in md if line.startswith("| architecture | click AUC"))
+    assert head.split(" | ")[3] == "gates click ~ rating (1 − JS)"
+    mmoe_row = next(line for line in md if line.startswith("| mmoe |")).split(" | ")
+    assert mmoe_row[3] == f"0.620 [{expected['low']:.3f}, {expected['high']:.3f}] moderate"
+    assert next(line for line in md if line.startswith("| shared_bottom |")).split(" | ")[3] == "no gates"
+    assert any("sharing band (little < 0.3 ≤ moderate < 0.7 ≤ strong" in line for line in md)
+    # the interval stays within [0, 1], the range of 1 - JS
+    near_one = [{"architecture": "mmoe", "gate_similarity": {"a|b": v}} for v in (0.90, 0.99, 1.0)]
+    clipped = gate_similarity(near_one, ["mmoe"])["mmoe"]["a|b"]
+    assert clipped["high"] == 1.0 and mean_interval([0.90, 0.99, 1.0])["high"] > 1.0
+    assert clipped["low"] == pytest.approx(mean_interval([0.90, 0.99, 1.0])["low"]) and clipped["band"] == "strong"
+    # records of a comparison made before fits recorded their gates: no column, nothing breaks
+    for f in fits:
+        f.pop("gate_similarity")
+    assert summarize(fits, archs, {"click": "auc", "rating": "mse"}, "click")["gate_similarity"] == {}

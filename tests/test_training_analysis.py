@@ -146,3 +146,103 @@ def test_gate_outputs_written(tmp_path):
     unavailable = {"available": False, "reason": "architecture 'shared_bottom' has no gates"}
     assert plot_gates(unavailable, tmp_path / "none.png") is None
     assert "not available" in format_gate_summary(unavailable)
+
+
+# ---- gate summary in sentences --------------------------------------------------------------------
+def test_gate_sentences_name_the_mostly_used_experts_and_the_sharing_band():
+    sat = np.tile([0.05, 0.05, 0.4, 0.05, 0.05, 0.3, 0.05, 0.05], (4, 1))
+    click = np.tile([0.25, 0.05, 0.05, 0.2, 0.05, 0.05, 0.05, 0.3], (4, 1))
+    s = analyze_gate_weights({"satisfaction": sat, "click": click})["summary"]
+    # 1.5 / K = 0.1875: experts at or above it, in order of weight
+    assert s["tasks"]["satisfaction"]["mostly_used"] == ["2", "5"]
+    assert s["tasks"]["click"]["mostly_used"] == ["7", "0", "3"]
+    assert s["tasks"]["click"]["mostly_used_mass"] == pytest.approx(0.75)
+    pair = s["pairs"]["satisfaction|click"]
+    assert pair["band"] == "moderate" and pair["common"] == []
+    assert pair["sentence"] == (
+        "satisfaction uses experts 2 and 5 mostly, click uses experts 7, 0 and 3 mostly; "
+        f"their gates are {pair['js_similarity']:.2f} similar — moderate sharing."
+    )
+    roles = {e["name"]: e["role"] for e in s["experts"]}
+    assert roles == {"0": "specialised", "1": "background", "2": "specialised", "3": "specialised"} | {
+        "4": "background",
+        "5": "specialised",
+        "6": "background",
+        "7": "specialised",
+    }
+    assert "expert 2 specialises in satisfaction (satisfaction 0.40, click 0.05)." in s["sentences"]
+    assert s["sentences"][0] == pair["sentence"] and len(s["sentences"]) == 1 + 2 + 8
+
+
+def test_gate_sentences_for_even_collapsed_shared_and_unused():
+    even = np.tile(
+        [0.26, 0.2, 0.32, 0.22], (4, 1)
+    )  # the quick start's click gate before the sample had a sat-only feature
+    s = analyze_gate_weights({"click": even, "satisfaction": np.tile([0.2, 0.28, 0.27, 0.25], (4, 1))})["summary"]
+    assert s["tasks"]["click"]["even"] and s["tasks"]["click"]["mostly_used"] == []
+    pair = s["pairs"]["click|satisfaction"]
+    assert pair["band"] == "strong"
+    assert pair["sentence"].startswith("click and satisfaction both spread their weight evenly; their gates are 0.9")
+    assert "on average neither gate prefers experts of its own" in pair["sentence"]
+    assert "none reaches 0.38 = 1.5 / 4" in s["tasks"]["click"]["sentence"]
+    assert "example by example" not in s["tasks"]["click"]["sentence"]  # every row is the same near-uniform gate
+    # uniform on average, but each example's gate favours another expert: it routes per example
+    rows = 0.1 + 0.6 * np.eye(4)
+    routed = analyze_gate_weights({"click": rows, "satisfaction": np.full((4, 4), 0.25)})["summary"]["tasks"]["click"]
+    assert routed["even"] and "its top expert gets 0.70 on average (uniform 0.25)" in routed["sentence"]
+    # one-hot per example, uniform on average: collapsed example by example, not onto one expert
+    onehot = analyze_gate_weights({"click": np.eye(4), "satisfaction": np.full((4, 4), 0.25)})["summary"]["tasks"]
+    assert onehot["click"]["even"] and not onehot["click"]["onto_one"]
+    assert "spreads its weight evenly" in onehot["click"]["sentence"]
+    assert "example by example its gate has collapsed (mean max weight 1.000 > 0.9" in onehot["click"]["sentence"]
+    collapsed = np.tile([0.96, 0.02, 0.02, 0.0], (4, 1))
+    shared = np.tile([0.5, 0.45, 0.05, 0.0], (4, 1))
+    s = analyze_gate_weights({"click": collapsed, "satisfaction": shared})["summary"]
+    assert s["tasks"]["click"]["sentence"].startswith("click relies on expert 0 alone (its gate collapsed)")
+    assert "(both mostly use expert 0)" in s["pairs"]["click|satisfaction"]["sentence"]
+    roles = {e["name"]: e["role"] for e in s["experts"]}
+    assert roles["0"] == "shared" and roles["1"] == "specialised" and roles["3"] == "unused"
+
+
+def test_gate_sentences_for_ple_name_own_and_shared_experts():
+    names = {"click": ["click/0", "shared/0", "shared/1"], "satisfaction": ["satisfaction/0", "shared/0", "shared/1"]}
+    weights = {"click": np.tile([0.6, 0.3, 0.1], (3, 1)), "satisfaction": np.tile([0.1, 0.6, 0.3], (3, 1))}
+    s = analyze_gate_weights(weights, expert_names=names)["summary"]
+    assert s["tasks"]["click"]["mostly_used"] == ["click/0"]
+    assert s["pairs"]["click|satisfaction"]["sentence"].startswith(
+        "click uses its own expert 0 mostly, satisfaction uses shared expert 0 mostly;"
+    )
+    assert {e["name"]: e["role"] for e in s["experts"]}["shared/0"] == "specialised"
+
+
+@pytest.mark.parametrize(
+    ("similarity", "band"), [(0.0, "little"), (0.299, "little"), (0.3, "moderate"), (0.7, "strong")]
+)
+def test_sharing_bands(similarity, band):
+    from training.gate_summary import sharing_band
+
+    assert sharing_band(similarity) == band
+
+
+@pytest.mark.parametrize("overlap", [0.51, 0.91])
+def test_sharing_thresholds_match_the_documented_mass_overlap(overlap):
+    # gates with `overlap` of their mass on common experts, the rest on experts the other never uses
+    p = np.array([overlap, 1 - overlap, 0.0])
+    q = np.array([overlap, 0.0, 1 - overlap])
+    a = analyze_gate_weights({"a": p[None, :], "b": q[None, :]})
+    expected = 1 - math.sqrt(1 - overlap)
+    assert a["similarity"]["a|b"]["js_similarity"] == pytest.approx(expected)
+    assert expected == pytest.approx(0.3 if overlap < 0.9 else 0.7, abs=0.01)
+
+
+def test_gate_summary_in_json_and_text(tmp_path):
+    a = analyze_gate_weights(
+        {"click": np.tile([0.85, 0.1, 0.05], (3, 1)), "satisfaction": np.tile([0.05, 0.1, 0.85], (3, 1))}
+    )
+    write_gate_analysis(a, tmp_path)
+    saved = json.loads((tmp_path / "gates.json").read_text())["summary"]
+    assert saved["rules"]["sharing_bands"] == {"little": "< 0.3", "moderate": "0.3 to < 0.7", "strong": ">= 0.7"}
+    text = format_gate_summary(a)
+    assert "What the gates learned:" in text
+    assert f"- {saved['pairs']['click|satisfaction']['sentence']}" in text
+    assert "little sharing" in saved["pairs"]["click|satisfaction"]["sentence"]

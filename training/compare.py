@@ -6,6 +6,9 @@ initialisation, and every architecture of that seed uses the same split, so arch
 compared pair by pair (see :mod:`training.compare_report` for the statistics). The model section
 of the run config applies to every architecture (``model.architecture`` is overridden).
 
+Every gated architecture's report also gives the similarity of its tasks' gates (``1 - JS``, per task pair, mean
+with a 95 % interval over seeds, with the sharing band of :mod:`training.gate_summary`) next to its metrics.
+
 Output folder: ``compare.json``, ``compare.md``, ``compare.png`` and ``fits/<arch>-seed<s>/`` (one
 full run folder per fit, with ``compare_fit.json`` once finished). Rerunning with the same
 ``--output-dir`` resumes: finished fits are skipped and an interrupted fit resumes from its last
@@ -91,7 +94,9 @@ def run_fit(raw_config: dict[str, Any], run_dir: str) -> dict[str, Any]:
 
     Returns:
         The fit record: ``architecture``, ``seed``, ``metrics`` (``{task: test AUC or MSE}``),
-        ``parameters``, ``epochs``, ``fit_seconds``, ``wall_seconds``, ``resumed``, ``run_dir``.
+        ``gate_similarity`` (``{"a|b": 1 - JS}`` of the test split's gates; ``None`` without gates or with
+        ``gates.enabled: false``), ``parameters``, ``epochs``, ``fit_seconds``, ``wall_seconds``, ``resumed``,
+        ``run_dir``.
     """
     import tensorflow as tf
 
@@ -113,10 +118,14 @@ def run_fit(raw_config: dict[str, Any], run_dir: str) -> dict[str, Any]:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
     test = result.report["splits"]["test"]
+    gates = result.gates or {}
     record = {
         "architecture": result.model_config.architecture,
         "seed": run_config.train.seed,
         "metrics": {t.name: test[t.name]["auc" if t.type == "binary" else "mse"] for t in result.model_config.tasks},
+        "gate_similarity": (
+            {pair: s["js_similarity"] for pair, s in gates["similarity"].items()} if gates.get("available") else None
+        ),
         "parameters": result.report["model"]["parameters"],
         "epochs": result.report["training"]["last_epoch"],
         "fit_seconds": result.report["training"]["fit_seconds"],

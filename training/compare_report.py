@@ -27,9 +27,17 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from training.gate_summary import sharing_band
+
 BASELINE = "single_task"
 HELPS, NO_DIFFERENCE, NEGATIVE = "helps", "no detectable difference", "negative transfer"
 HIGHER_IS_BETTER = {"auc": True, "mse": False}
+GATES_NOTE = (
+    "Gates a ~ b: similarity of the two tasks' mean gate distributions on the test split (1 − Jensen-Shannon "
+    "distance, base 2: 1 = the same experts in the same amounts, 0 = disjoint experts), mean [95 % interval, "
+    "clipped to [0, 1]] over seeds, with its sharing band (little < 0.3 ≤ moderate < 0.7 ≤ strong; "
+    "`training/gate_summary.py`). `omoe` has one gate for all tasks, so its similarity is 1 by construction."
+)
 RULE = (
     "a multi-task architecture is recommended only when its paired 95 % interval on the primary task lies above 0 "
     "(helps) and it has negative transfer on no task; otherwise single_task, the simplest model"
@@ -79,7 +87,8 @@ def summarize(
         primary_reason: Why that task is the primary one, quoted in the recommendation's reason.
 
     Returns:
-        ``{"summary", "paired", "recommended", "wall_seconds"}``, JSON-ready.
+        ``{"summary", "paired", "recommended", "wall_seconds", "gate_similarity"}`` (:func:`gate_similarity`),
+        JSON-ready.
     """
     by_arch = {a: {f["seed"]: f for f in fits if f["architecture"] == a} for a in architectures}
     summary = {
@@ -114,7 +123,39 @@ def summarize(
         "paired": paired,
         "recommended": recommended,
         "wall_seconds": wall,
+        "gate_similarity": gate_similarity(fits, architectures),
     }
+
+
+def gate_similarity(fits: Sequence[Mapping[str, Any]], architectures: Sequence[str]) -> dict[str, Any]:
+    """Per gated architecture and task pair: ``1 - JS`` of the tasks' gates, mean [95 % interval] over seeds.
+
+    Args:
+        fits: Records with ``architecture`` and ``gate_similarity`` (``{"a|b": value}``, or ``None`` / absent for a
+            fit without gates).
+
+    Returns:
+        ``{architecture: {"a|b": {mean, low, high, half_width, n, band}}}`` for the architectures with gate
+        similarities (``low`` / ``high`` clipped to [0, 1], the range of ``1 - JS``; ``band``: ``little`` /
+        ``moderate`` / ``strong`` sharing of the mean, :func:`training.gate_summary.sharing_band`).
+    """
+    out: dict[str, Any] = {}
+    for arch in architectures:
+        values: dict[str, list[float]] = {}
+        for f in fits:
+            if f["architecture"] == arch and f.get("gate_similarity"):
+                for pair, value in f["gate_similarity"].items():
+                    values.setdefault(pair, []).append(value)
+        if values:
+            out[arch] = {}
+            for pair, vals in values.items():
+                interval = mean_interval(vals)
+                for bound in ("low", "high"):  # 1 - JS lies in [0, 1]; a t interval near 1 may overshoot
+                    if interval[bound] is not None:
+                        interval[bound] = min(1.0, max(0.0, interval[bound]))
+                band = sharing_band(interval["mean"]) if interval["mean"] is not None else None
+                out[arch][pair] = {**interval, "band": band}
+    return out
 
 
 def recommend(
@@ -191,6 +232,8 @@ def format_markdown(result: Mapping[str, Any]) -> str:
     """``compare.md``: metric table, paired-difference table with verdicts, recommendation, wall times."""
     archs, metrics, seeds = result["architectures"], result["metrics"], result["seeds"]
     tasks = list(metrics)
+    pairs = list(dict.fromkeys(pair for arch in result.get("gate_similarity", {}).values() for pair in arch))
+    gates_head = "".join(f" gates {pair.replace('|', ' ~ ')} (1 − JS) |" for pair in pairs)
     lines = [
         f"# Architecture comparison on `{result['data']}`",
         "",
@@ -201,19 +244,26 @@ def format_markdown(result: Mapping[str, Any]) -> str:
         )
         + "; mean [95 % interval] over seeds.",
         "",
-        "| architecture | " + " | ".join(f"{t} {metrics[t].upper()}" for t in tasks) + " | parameters | s / fit |",
-        "|---|" + "---|" * (len(tasks) + 2),
+        "| architecture | "
+        + " | ".join(f"{t} {metrics[t].upper()}" for t in tasks)
+        + " |"
+        + gates_head
+        + " parameters | s / fit |",
+        "|---|" + "---|" * (len(tasks) + len(pairs) + 2),
     ]
     for a in archs:
         cells = []
         for t in tasks:
             s = result["summary"][t][a]
             cells.append(f"{_num(s['mean'])} [{_num(s['low'])}, {_num(s['high'])}]")
+        cells += [_similarity_cell(result.get("gate_similarity", {}).get(a, {}).get(pair)) for pair in pairs]
         params = result["parameters"].get(a)
         wall = result["wall_seconds"][a]["mean"]
         lines.append(
             f"| {a} | " + " | ".join(cells) + f" | {params if params is not None else 'n/a'} | {_num(wall, 1)} |"
         )
+    if pairs:
+        lines += ["", GATES_NOTE]
     lines += [
         "",
         f"Paired difference from `{BASELINE}` (same seed; + = better), mean [95 % interval], verdict:",
@@ -239,6 +289,12 @@ def format_markdown(result: Mapping[str, Any]) -> str:
         per_seed = result["wall_seconds"][a]["per_seed"]
         lines.append(f"| {a} | " + " | ".join(_num(per_seed.get(str(s)), 1) for s in seeds) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _similarity_cell(s: Mapping[str, Any] | None) -> str:
+    if not s or s["mean"] is None:
+        return "no gates"
+    return f"{_num(s['mean'], 3)} [{_num(s['low'], 3)}, {_num(s['high'], 3)}] {s['band']}"
 
 
 def plot_compare(result: Mapping[str, Any], path: str | pathlib.Path) -> pathlib.Path:

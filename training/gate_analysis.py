@@ -9,7 +9,9 @@ experts nobody uses. A task whose gate collapses onto one expert (mean max weigh
 
 For PLE a task's gate weighs its own experts, then the shared ones: expert shares and task
 similarity are computed over the real experts (``expert_names``), and ``ple`` adds, per level, the
-share of each task's gate mass on its own vs the shared experts (:func:`ple_level_shares`).
+share of each task's gate mass on its own vs the shared experts (:func:`ple_level_shares`). PLE and stacked
+MMoE (``num_levels > 1``) also get ``levels``: every gate's mean weights, level by level
+(:mod:`training.gate_levels`, one heatmap per level).
 
 Example:
     >>> import numpy as np
@@ -30,6 +32,9 @@ from typing import Any
 
 import numpy as np
 from scipy.spatial.distance import jensenshannon
+
+from training.gate_levels import level_mean_weights, plot_level_gates
+from training.gate_summary import format_sentences, summarize_gates
 
 LOGGER = logging.getLogger("training.gate_analysis")
 
@@ -71,7 +76,8 @@ def analyze_gate_weights(
         ``mean_weights``, ``entropy``, ``normalized_entropy``, ``mean_max_weight``, ``top_expert``,
         ``collapsed``, ``collapse_reason``), ``similarity`` (``"a|b"`` → ``js_similarity``,
         ``cosine``, over the real experts), ``expert_names`` (per task, its columns), ``experts``
-        (``expert``, ``name``, ``share``, ``unused``), ``unused_experts``, ``collapsed_tasks``, ``thresholds``.
+        (``expert``, ``name``, ``share``, ``unused``), ``unused_experts``, ``collapsed_tasks``, ``thresholds``,
+        ``summary`` (plain sentences and the rules behind them: :func:`training.gate_summary.summarize_gates`).
 
     Raises:
         ValueError: empty input, a non-2D array, mismatched K or N, or rows not summing to 1.
@@ -137,7 +143,7 @@ def analyze_gate_weights(
     unused = [e["expert"] for e in experts if e["unused"]]
     if unused:
         LOGGER.warning("experts %s receive less than %.3f of the total gate mass (unused)", unused, unused_share)
-    return {
+    analysis = {
         "available": True,
         "num_experts": int(k),
         "num_examples": int(num_examples),
@@ -153,6 +159,8 @@ def analyze_gate_weights(
             "unused_share": unused_share,
         },
     }
+    analysis["summary"] = summarize_gates(analysis)
+    return analysis
 
 
 def _column_names(
@@ -255,10 +263,12 @@ def analyze_model_gates(model: Any, features: Any, batch_size: int = 1024, **thr
     config = config_of(model)
     names = gate_expert_names(config)
     analysis = analyze_gate_weights(weights, expert_names={t: names[t] for t in weights}, **thresholds)
-    if config.architecture == "ple":
-        levels = level_gate_model(model)
+    if config.architecture == "ple" or config.num_levels > 1:
         kwargs = {} if hasattr(features, "element_spec") else {"batch_size": batch_size}
-        analysis["ple"] = {"levels": ple_level_shares(levels.predict(features, verbose=0, **kwargs), names)}
+        per_level = level_gate_model(model).predict(features, verbose=0, **kwargs)
+        analysis["levels"] = level_mean_weights(per_level, names)
+        if config.architecture == "ple":
+            analysis["ple"] = {"levels": ple_level_shares(per_level, names)}
     return analysis
 
 
@@ -329,6 +339,8 @@ def format_gate_summary(analysis: Mapping[str, Any]) -> str:
         lines.append(f"unused experts: {unused}")
     if analysis.get("ple"):
         lines += ["", *_ple_lines(analysis["ple"])]
+    if analysis.get("summary"):
+        lines += ["", format_sentences(analysis)]
     return "\n".join(lines)
 
 
@@ -372,9 +384,11 @@ def plot_gates(analysis: Mapping[str, Any], path: str | pathlib.Path) -> pathlib
 def _heatmap(
     fig: Any, ax: Any, matrix: np.ndarray, xticks: list[str], yticks: list[str], title: str, vmax: float | None = None
 ) -> None:
-    top = vmax if vmax is not None else max(1e-9, float(matrix.max()))
-    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=top, aspect="auto")
+    top = vmax if vmax is not None else max(1e-9, float(np.nanmax(matrix)))
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis", vmin=0.0, vmax=top, aspect="auto")
     for (i, j), value in np.ndenumerate(matrix):
+        if np.isnan(value):  # an expert this gate does not weigh
+            continue
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 * top else "black")
     ax.set_xticks(range(matrix.shape[1]), xticks)
     ax.set_yticks(range(len(yticks)), yticks)
@@ -383,7 +397,10 @@ def _heatmap(
 
 
 def write_gate_analysis(analysis: Mapping[str, Any], out_dir: str | pathlib.Path) -> None:
-    """Write ``gates.json`` and (when gates exist) ``gates.png`` into ``out_dir``."""
+    """Write ``gates.json`` and (when gates exist) ``gates.png`` into ``out_dir``; PLE and stacked MMoE also get
+    one heatmap per level, ``gates_level<l>.png`` (:func:`training.gate_levels.plot_level_gates`)."""
     out_dir = pathlib.Path(out_dir)
     (out_dir / "gates.json").write_text(json.dumps(analysis, indent=2) + "\n")
     plot_gates(analysis, out_dir / "gates.png")
+    if analysis.get("available") and analysis.get("levels"):
+        plot_level_gates(analysis["levels"], out_dir)

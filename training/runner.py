@@ -2,9 +2,9 @@
 
 The run folder (``output_dir``, default ``output/runs/<UTC timestamp>``) receives ``model.keras``,
 ``run_config.yaml``, ``schema.yaml``, ``report.json``, ``report.txt``, ``gates.json``, ``gates.txt``,
-``gates.png``, ``history.csv``, ``tensorboard/``, ``checkpoints/`` and ``backup/``. An existing run folder is
-never clobbered: a finished run (``model.keras`` present) is refused, an unfinished one (same
-``run_config.yaml``) is resumed from its last finished epoch by Keras ``BackupAndRestore``.
+``gates.png`` (and ``gates_level<l>.png`` for PLE), ``history.csv``, ``tensorboard/``, ``checkpoints/`` and
+``backup/``. An existing run folder is never clobbered: a finished run (``model.keras`` present) is refused, an
+unfinished one (same ``run_config.yaml``) is resumed from its last finished epoch by Keras ``BackupAndRestore``.
 
 The data side (reading, splitting, datasets) lives in :mod:`training.run_data` and the run folder's handling in
 :mod:`training.run_folder`; their public names are importable from here too.
