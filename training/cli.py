@@ -236,7 +236,9 @@ def _gates(args: argparse.Namespace) -> int:
 
     if args.output_dir:
         out = pathlib.Path(args.output_dir)
-        refuse_overwrite([out / "gates.json", out / "gates.png"], "--output-dir", args.force)
+        refuse_overwrite(
+            [out / "gates.json", out / "gates.png", *out.glob("gates_level*.png")], "--output-dir", args.force
+        )
     model, _, table = _load_for_eval(args)
     analysis = analyze_model_gates(
         model,
