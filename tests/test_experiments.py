@@ -160,9 +160,17 @@ def test_gates_vs_relatedness_tiny_and_resumable(tmp_path, monkeypatch):
     similarity = [r["mean"] for r in rows if r["metric"] == "js_similarity"]
     assert all(0.0 <= s <= 1.0 for s in similarity)
     assert json.loads((tmp_path / "gates_vs_relatedness.json").read_text()) == rows
-    trend = {r["metric"]: r for r in json.loads((tmp_path / "gates_vs_relatedness_trend.json").read_text())}
-    assert {"js_similarity", "task_expert_mi", "gate_entropy_y1", "gain_vs_omoe_y2"} <= set(trend)
-    assert trend["js_similarity"]["data_sets"] == 4 and -1.0 <= trend["js_similarity"]["spearman_rho"] <= 1.0
+    trend = {
+        (r["metric"], r["task"]): r for r in json.loads((tmp_path / "gates_vs_relatedness_trend.json").read_text())
+    }
+    assert {
+        ("js_similarity", "both"),
+        ("task_expert_mi", "both"),
+        ("gate_entropy", "y1"),
+        ("gain_vs_omoe", "y2"),
+    } <= set(trend)
+    rho = trend[("js_similarity", "both")]
+    assert rho["seeds"] == 4 and -1.0 <= rho["mean"] <= 1.0 and 0.0 <= rho["p_value"] <= 1.0
     tuning = json.loads((tmp_path / "gates_vs_relatedness_lr.json").read_text())
     assert len(tuning) == 4 and all(r["chosen"] for r in tuning)
     assert (tmp_path / "gates_vs_relatedness.png").stat().st_size > 0

@@ -145,15 +145,29 @@ def choose_learning_rates(records: Sequence[Mapping[str, Any]]) -> dict[tuple[fl
     return {cell: lr for cell, (lr, _) in best.items()}
 
 
-def spearman_trend(records: Sequence[Mapping[str, Any]], measures: Sequence[str]) -> list[dict[str, Any]]:
-    """Per measure: Spearman's rho of its per-data-set value against the task correlation, with p-value and n."""
+def spearman_trend(
+    records: Sequence[Mapping[str, Any]], measures: Sequence[str], boot: int = 2000
+) -> list[dict[str, Any]]:
+    """Per measure: Spearman's rho of its per-data-set value against the task correlation.
+
+    Rows in the results format: ``mean`` = rho, ``ci95`` = percentile bootstrap interval over data sets
+    (``boot`` resamples, fixed seed), ``seeds`` = data sets, ``p_value`` = scipy's two-sided p-value.
+    """
     rows = []
+    rng = np.random.default_rng(0)
     for measure in measures:
-        pairs = [(r["correlation"], r["value"]) for r in records if r["metric"] == measure and r["value"] is not None]
-        if len(pairs) < 3 or len({p for p, _ in pairs}) < 2:
+        pairs = np.array(
+            [(r["correlation"], r["value"]) for r in records if r["metric"] == measure and r["value"] is not None]
+        )
+        if len(pairs) < 3 or len(set(pairs[:, 0])) < 2:
             continue
-        rho, p_value = stats.spearmanr([p for p, _ in pairs], [v for _, v in pairs])
-        rows.append({"metric": measure, "spearman_rho": float(rho), "p_value": float(p_value), "data_sets": len(pairs)})
+        rho, p_value = stats.spearmanr(pairs[:, 0], pairs[:, 1])
+        draws = [stats.spearmanr(*pairs[rng.integers(0, len(pairs), len(pairs))].T)[0] for _ in range(boot)]
+        draws = np.asarray(draws, dtype=float)
+        draws = draws[np.isfinite(draws)]
+        ci = [float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))] if len(draws) else None
+        row = {"task": "both", "metric": measure, "mean": float(rho), "ci95": ci, "seeds": len(pairs)}
+        rows.append({**row, "p_value": float(p_value)})
     return rows
 
 
@@ -246,7 +260,7 @@ def summarise(
     trend = spearman_trend(gate_long, GATE_MEASURES)
     for task in sorted({r["task"] for r in gate_long if r["metric"] == "gate_entropy"}):
         trend += [
-            {**row, "metric": f"gate_entropy_{task}"}
+            {**row, "task": task}
             for row in spearman_trend([r for r in gate_long if r["task"] == task], ["gate_entropy"])
         ]
     mse_gain = [
@@ -260,7 +274,11 @@ def summarise(
     ]
     for row in mse_gain:
         row["value"] = -row["value"]  # OMoE − MMoE test MSE: positive = MMoE better
-    trend += spearman_trend(mse_gain, sorted({r["metric"] for r in mse_gain}))
+    for name in sorted({r["metric"] for r in mse_gain}):
+        trend += [
+            {**row, "task": name[len("gain_vs_omoe_") :], "metric": "gain_vs_omoe"}
+            for row in spearman_trend(mse_gain, [name])
+        ]
     write_results(f"{NAME}_trend", trend, results_dir)
     mean_gates = {
         f["correlation"]: f["mean_gates"] for f in sorted(kept, key=lambda f: -f["seed"]) if "mean_gates" in f
