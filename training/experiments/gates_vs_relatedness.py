@@ -20,8 +20,8 @@ From MMoE's top-level gates on the test split (``mmoe_tf.gate_model``), per data
 
 Rows: ``gates_vs_relatedness.json`` (means with 95 % t-intervals per correlation, MMoE's test MSE and
 ``gain_vs_omoe``, the paired MMoE − OMoE test-MSE difference, positive = MMoE better),
-``gates_vs_relatedness_trend.json`` (Spearman rank correlation of each measure with the task
-correlation over the data sets, with its p-value) and ``gates_vs_relatedness_lr.json`` (the learning
+``gates_vs_relatedness_trend.json`` (Spearman rank correlation of each measure with the task correlation
+over the data sets, with a bootstrap 95 % interval and the p-value) and ``gates_vs_relatedness_lr.json`` (the learning
 rate choice). Each fit is one JSON file under ``<results>/raw/gates_vs_relatedness/``; a rerun skips
 the fits already there, and ``--jobs N`` runs N fits at a time.
 """
@@ -32,6 +32,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -162,7 +163,9 @@ def spearman_trend(
         if len(pairs) < 3 or len(set(pairs[:, 0])) < 2:
             continue
         rho, p_value = stats.spearmanr(pairs[:, 0], pairs[:, 1])
-        draws = [stats.spearmanr(*pairs[rng.integers(0, len(pairs), len(pairs))].T)[0] for _ in range(boot)]
+        with warnings.catch_warnings():  # a constant resample gives NaN (dropped below)
+            warnings.simplefilter("ignore", stats.ConstantInputWarning)
+            draws = [stats.spearmanr(*pairs[rng.integers(0, len(pairs), len(pairs))].T)[0] for _ in range(boot)]
         draws = np.asarray(draws, dtype=float)
         draws = draws[np.isfinite(draws)]
         ci = [float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))] if len(draws) else None
