@@ -122,19 +122,70 @@ def test_census_tiny(tmp_path, shared_data):
     assert (tmp_path / "census.png").stat().st_size > 0
 
 
-def test_gates_vs_relatedness_tiny(tmp_path):
-    table = gates_vs_relatedness.run(
-        rows=300, correlations=(0.0, 1.0), seeds=1, fit=TINY, figures_dir=tmp_path, dim=4, results_dir=tmp_path
+def test_gate_measures_known_cases():
+    same = gates_vs_relatedness.gate_measures({"a": np.full((3, 4), 0.25), "b": np.full((3, 4), 0.25)})
+    assert same["js_similarity"] == pytest.approx(1.0) and same["cosine"] == pytest.approx(1.0)
+    assert same["per_example_js"] == pytest.approx(0.0, abs=1e-7) and same["task_expert_mi"] == pytest.approx(0.0)
+    assert same["specialised_experts"] == 0.0 and same["entropy_a"] == pytest.approx(1.0)
+    eye = np.eye(4)
+    apart = gates_vs_relatedness.gate_measures({"a": eye[[0, 1]], "b": eye[[2, 3]]})
+    assert apart["js_similarity"] == pytest.approx(0.0) and apart["task_expert_mi"] == pytest.approx(1.0)
+    assert apart["specialised_experts"] == 1.0 and apart["entropy_b"] == pytest.approx(0.0)
+    # per example the gates can differ while the means agree: mean similarity 1, per-example JS 1
+    swapped = gates_vs_relatedness.gate_measures({"a": eye[[0, 1]], "b": eye[[1, 0]]})
+    assert swapped["js_similarity"] == pytest.approx(1.0) and swapped["per_example_js"] == pytest.approx(1.0)
+
+
+def test_choose_learning_rates_per_correlation():
+    fits = [
+        {"correlation": p, "architecture": "omoe", "learning_rate": lr, "val_loss": loss}
+        for p, lr, loss in [(0.0, 0.01, 1.0), (0.0, 0.03, 0.5), (1.0, 0.01, 0.2), (1.0, 0.03, 0.9)]
+    ]
+    assert gates_vs_relatedness.choose_learning_rates(fits) == {(0.0, "omoe"): 0.03, (1.0, "omoe"): 0.01}
+
+
+def test_gates_vs_relatedness_tiny_and_resumable(tmp_path, monkeypatch):
+    options = dict(
+        rows=300, correlations=(0.0, 1.0), seeds=2, fit=TINY, dim=4, learning_rates=(1e-2,), results_dir=tmp_path
     )
-    assert list(table["correlation"]) == [0.0, 1.0]
-    mse = [c for c in table.columns if c.startswith("mse_") and c.endswith("_mean")]
-    assert len(mse) == 2
-    _assert_finite(table, ["js_similarity_mean", "cosine_mean", *mse])
-    assert ((table["js_similarity_mean"] >= 0) & (table["js_similarity_mean"] <= 1)).all()
+    rows = gates_vs_relatedness.run(figures_dir=tmp_path, **options)
+    assert {(r["architecture"], r["correlation"]) for r in rows} == {(a, p) for a in ("mmoe", "omoe") for p in (0, 1)}
+    gates = {r["metric"] for r in rows if r["architecture"] == "mmoe" and r["task"] == "both"}
+    assert gates == set(gates_vs_relatedness.GATE_MEASURES)
+    assert {r["task"] for r in rows if r["metric"] == "gate_entropy"} == {"y1", "y2"}
+    for row in rows:
+        assert row["seeds"] == 2 and row["ci95"] is not None
+    mse = [r for r in rows if r["architecture"] == "mmoe" and r["metric"] == "mse"]
+    assert len(mse) == 4 and all(r["gain_vs_omoe"]["seeds"] == 2 for r in mse)
+    similarity = [r["mean"] for r in rows if r["metric"] == "js_similarity"]
+    assert all(0.0 <= s <= 1.0 for s in similarity)
+    assert json.loads((tmp_path / "gates_vs_relatedness.json").read_text()) == rows
+    trend = {
+        (r["metric"], r["task"]): r for r in json.loads((tmp_path / "gates_vs_relatedness_trend.json").read_text())
+    }
+    assert {
+        ("js_similarity", "both"),
+        ("task_expert_mi", "both"),
+        ("gate_entropy", "y1"),
+        ("gain_vs_omoe", "y2"),
+    } <= set(trend)
+    rho = trend[("js_similarity", "both")]
+    assert rho["seeds"] == 4 and -1.0 <= rho["mean"] <= 1.0 and 0.0 <= rho["p_value"] <= 1.0
+    tuning = json.loads((tmp_path / "gates_vs_relatedness_lr.json").read_text())
+    assert len(tuning) == 4 and all(r["chosen"] for r in tuning)
     assert (tmp_path / "gates_vs_relatedness.png").stat().st_size > 0
-    rows = json.loads((tmp_path / "gates_vs_relatedness.json").read_text())
-    js = [r["mean"] for r in rows if r["metric"] == "js_similarity"]
-    assert js == pytest.approx(table["js_similarity_mean"].tolist(), abs=1e-5)
+    raw = tmp_path / "raw" / "gates_vs_relatedness"
+    assert len(list(raw.glob("*.json"))) == 4 + 8  # tuning fits + main fits, one file each
+    # resumable: a rerun fits only what is missing
+    missing = sorted(raw.glob("stagemain_architectureomoe_correlation1.0_seed1_*.json"))
+    assert len(missing) == 1
+    missing[0].unlink()
+    calls = []
+    fit_and_score = common.fit_and_score
+    monkeypatch.setattr(common, "fit_and_score", lambda *a, **k: calls.append(k) or fit_and_score(*a, **k))
+    again = gates_vs_relatedness.run(figures_dir=tmp_path, **options)
+    assert [(c["architecture"], c["seed"]) for c in calls] == [("omoe", 1)]
+    assert len(again) == len(rows)
 
 
 def test_ceiling_tiny(tmp_path):
