@@ -23,25 +23,7 @@ import tensorflow as tf
 from data.loading import check_positive_int
 from data.pipeline import TargetsFn, finish
 from data.schema import Schema
-from data.tfrecords import LABEL_PREFIX, parse_spec, read_manifest
-
-
-def shard_files(directory: str | Path, schema: Schema) -> tuple[list[str], str]:
-    """``(files, compression)`` of the TFRecord shards in ``directory``, checked against ``schema``.
-
-    Raises:
-        FileNotFoundError: no manifest. ValueError: written for other features/tasks.
-    """
-    directory = Path(directory)
-    manifest = read_manifest(directory)
-    stored = Schema.from_dict(manifest["schema"])
-    if stored.features != schema.features or stored.task_names != schema.task_names:
-        raise ValueError(
-            f"{directory}: the shards were written for features {list(stored.feature_names)} / tasks "
-            f"{list(stored.task_names)}, but the schema asks for {list(schema.feature_names)} / "
-            f"{list(schema.task_names)}"
-        )
-    return [str(directory / s["file"]) for s in manifest["shards"]], manifest.get("compression") or ""
+from data.tfrecords import LABEL_PREFIX, manifest_files, parse_spec
 
 
 def worker_tfrecord_dataset(
@@ -75,7 +57,7 @@ def worker_tfrecord_dataset(
     """
     check_positive_int("batch_size", batch_size)
     check_positive_int("num_workers", num_workers)
-    files, compression = shard_files(directory, schema)
+    files, compression = manifest_files(directory, schema)
     if len(files) < num_workers:
         raise ValueError(
             f"{directory}: {len(files)} TFRecord shard(s) for {num_workers} workers; write at least one shard "

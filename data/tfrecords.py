@@ -152,19 +152,29 @@ def read_manifest(out_dir: str | Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def manifest_files(directory: str | Path, schema: Schema) -> tuple[list[str], str]:
+    """``(files, compression)`` of the shards listed in ``directory``'s manifest, checked against ``schema``.
+
+    Raises:
+        FileNotFoundError: no manifest. ValueError: the shards were written for other features/tasks.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    stored = Schema.from_dict(manifest["schema"])
+    if stored.features != schema.features or stored.task_names != schema.task_names:
+        raise ValueError(
+            f"{directory}: the shards were written for features {list(stored.feature_names)} / tasks "
+            f"{list(stored.task_names)}, but the schema asks for "
+            f"{list(schema.feature_names)} / {list(schema.task_names)}"
+        )
+    return [str(directory / s["file"]) for s in manifest["shards"]], manifest.get("compression") or ""
+
+
 def _resolve_files(pattern: str | Path, schema: Schema, compression: str | None) -> tuple[list[str], str]:
     path = Path(pattern)
     if path.is_dir():
-        manifest = read_manifest(path)
-        stored = Schema.from_dict(manifest["schema"])
-        if stored.features != schema.features or stored.task_names != schema.task_names:
-            raise ValueError(
-                f"{path}: the shards were written for features {list(stored.feature_names)} / tasks "
-                f"{list(stored.task_names)}, but the schema asks for "
-                f"{list(schema.feature_names)} / {list(schema.task_names)}"
-            )
-        files = [str(path / s["file"]) for s in manifest["shards"]]
-        compression = manifest["compression"] if compression == "auto" else compression
+        files, stored_compression = manifest_files(path, schema)
+        compression = stored_compression if compression == "auto" else compression
     else:
         files = sorted(tf.io.gfile.glob(str(pattern)))
         if not files:

@@ -183,10 +183,11 @@ def file_shard_input(
     Returns:
         A ``DatasetCreator``; pass ``steps_per_epoch`` to ``fit`` (the data repeats).
     """
-    from data.shards import shard_files, worker_tfrecord_dataset
+    from data.shards import worker_tfrecord_dataset
+    from data.tfrecords import manifest_files
 
     workers = num_workers(strategy)
-    shard_files(directory, schema)  # fail here, on the coordinator, for a bad directory
+    manifest_files(directory, schema)  # fail here, on the coordinator, for a bad directory
 
     def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
         del input_context  # one pipeline with id 0 on every worker under this strategy
