@@ -109,6 +109,32 @@ def test_bf16_model_computes_its_dense_part_in_bfloat16(trained):
         assert not np.array_equal(bf16[name], fp32[name])
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"expert_norm": None},  # groupable experts: trained in one group per expert
+        {"architecture": "ple"},
+        {"expert_type": "cross", "expert_norm": "batch"},
+        {"architecture": "shared_bottom", "expert_dropout": 0.1, "tower_dropout": 0.1},
+        {"architecture": "single_task"},
+        {"num_levels": 2, "gate_hidden_units": (4,), "gate_dropout": 0.2},
+    ],
+)
+def test_every_architecture_runs_in_bf16(changes):
+    features = toy_data(64)[0]
+    model = build_model(CONFIG.replace(**changes), adapt_data=features)
+    with tf.GradientTape() as tape:
+        outputs = model(features, training=True)
+        loss = tf.add_n([tf.reduce_mean(outputs[t.name]) for t in TASKS])
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert {v.dtype for v in outputs.values()} == {tf.float32}
+    assert all(np.isfinite(v.numpy()).all() for v in outputs.values())
+    assert all(g is None or g.dtype == tf.float32 for g in grads)
+    assert sum(g is not None for g in grads) > len(grads) // 2
+    dense = [layer for layer in model.layers if layer.name.startswith(("mmoe_", "ple_", "bottom"))]
+    assert dense and all(layer.compute_dtype == "bfloat16" for layer in dense)
+
+
 def test_bf16_save_load_round_trip_is_exact(trained, tmp_path):
     model, _, features = trained
     loaded = load_model(save_model(model, tmp_path / "bf16.keras"), expected_config=CONFIG)
