@@ -642,7 +642,7 @@ MODEL_HELP = {
     "learning_rate": "optimizer learning rate",
     "steps_per_execution": "steps per call of Keras' compiled train/predict function (speed)",
     "train_split_rows": "0 = off; N: batches of >= N rows train as two halves side by side (large-batch CPU speed)",
-    "precision": "float32 | mixed_bfloat16 (experts, gates, towers in bf16; variables, loss, outputs float32)",
+    "precision": "float32 | mixed_bfloat16 (experts, gates and towers in bfloat16; variables, loss, outputs float32)",
     "seed": "weight-initialisation seed",
 }
 
