@@ -2,6 +2,8 @@
 
 All five share the same feature handling (``FeatureEncoder``) and the same towers, so comparisons between
 them are fair; :func:`build_graph` returns the functional inputs and outputs ``MultiTaskModel`` wraps.
+``ModelConfig.precision`` gives the dense part (experts, bottoms, gates, towers) its dtype policy
+(:func:`dense_dtype`); the feature encoder, the heads and so the outputs stay float32.
 """
 
 from __future__ import annotations
@@ -29,8 +31,18 @@ def ple_layer_name(level: int) -> str:
     return f"ple_{level}"
 
 
+def dense_dtype(config: ModelConfig) -> tf.keras.mixed_precision.Policy | None:
+    """The dtype policy of the dense layers: ``None`` (the default policy) for ``float32``, else the mixed policy.
+
+    The policy goes to those layers only (``dtype=``), never to Keras' global policy, which would change every
+    layer a user builds afterwards in the same process.
+    """
+    return None if config.precision == "float32" else tf.keras.mixed_precision.Policy(config.precision)
+
+
 def _bottom(config: ModelConfig, seed: int, name: str) -> tf.keras.layers.Layer:
     """The shared-bottom / single-task bottom network: one expert's worth of network."""
+    dtype = dense_dtype(config)
     if config.expert_type == "cross":
         return tf.keras.Sequential(
             [
@@ -43,8 +55,9 @@ def _bottom(config: ModelConfig, seed: int, name: str) -> tf.keras.layers.Layer:
                     normalization=config.expert_norm,
                     seed=seed,
                     name="cross",
+                    dtype=dtype,
                 ),
-                tf.keras.layers.Reshape((config.expert_units[-1],), name="squeeze"),
+                tf.keras.layers.Reshape((config.expert_units[-1],), name="squeeze", dtype=dtype),
             ],
             name=name,
         )
@@ -55,6 +68,7 @@ def _bottom(config: ModelConfig, seed: int, name: str) -> tf.keras.layers.Layer:
         normalization=config.expert_norm,
         seed=seed,
         name=name,
+        dtype=dtype,
     )
 
 
@@ -113,6 +127,7 @@ def _expert_and_gate_options(config: ModelConfig) -> dict[str, Any]:
         "gate_hidden_units": config.gate_hidden_units,
         "gate_temperature": config.gate_temperature,
         "gate_dropout": config.gate_dropout,
+        "dtype": dense_dtype(config),
     }
 
 
@@ -150,6 +165,7 @@ def build_graph(config: ModelConfig, state: Mapping[str, Any]) -> tuple[dict, di
             dropout=config.tower_dropout,
             seed=derive_seed(config.seed, 4, i),
             name=task.name,
+            dtype=dense_dtype(config),
         )(reps[task.name])
     for task in task_order(config):
         if task.conditional_on is None:

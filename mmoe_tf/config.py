@@ -32,6 +32,7 @@ ARCHITECTURES = ("mmoe", "omoe", "ple", "shared_bottom", "single_task")
 EXPERT_TYPES = ("mlp", "cross")
 NORMALIZATIONS = (None, "batch", "layer")
 LOSS_BALANCING = ("fixed", "uncertainty")
+PRECISIONS = ("float32", "mixed_bfloat16")
 DEFAULT_TASK_NAMES = ("click", "satisfaction")
 
 
@@ -329,6 +330,10 @@ class ModelConfig:
             or below the batch size of large-batch training. Not applied when a GPU is
             visible or the model holds batch normalisation (two halves would have their own batch
             statistics).
+        precision: ``float32`` or ``mixed_bfloat16``: the experts, gates and towers compute in bfloat16 with
+            float32 variables (a Keras mixed-precision policy on those layers only); preprocessing, embeddings,
+            gate softmaxes, the task heads, the loss, metrics and the model's outputs stay float32
+            (docs/performance.md, Design decisions).
         seed: Seed for weight initialisation.
     """
 
@@ -358,6 +363,7 @@ class ModelConfig:
     learning_rate: float = 1e-3
     steps_per_execution: int = 16
     train_split_rows: int = 0
+    precision: str = "float32"
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -400,6 +406,8 @@ class ModelConfig:
             _fail(owner, "expert_type", f"is {self.expert_type!r}; expected one of {EXPERT_TYPES}")
         if self.expert_norm not in NORMALIZATIONS:
             _fail(owner, "expert_norm", f"is {self.expert_norm!r}; expected one of {NORMALIZATIONS}")
+        if self.precision not in PRECISIONS:
+            _fail(owner, "precision", f"is {self.precision!r}; expected one of {PRECISIONS}")
         if self.loss_balancing not in LOSS_BALANCING:
             _fail(owner, "loss_balancing", f"is {self.loss_balancing!r}; expected one of {LOSS_BALANCING}")
         for field in (

@@ -54,14 +54,20 @@ class MLP(tf.keras.layers.Layer):
         self.normalization = c.check_normalization(f"{owner}: normalization", normalization)
         self.seed = c.resolve_seed(c.check_seed(f"{owner}: seed", seed))
         self._dense = [
-            tf.keras.layers.Dense(u, kernel_initializer=_glorot(self.seed, i), name=f"dense_{i}")
+            tf.keras.layers.Dense(
+                u, kernel_initializer=_glorot(self.seed, i), name=f"dense_{i}", dtype=self.dtype_policy
+            )
             for i, u in enumerate(self.units)
         ]
         norm = {"batch": tf.keras.layers.BatchNormalization, "layer": tf.keras.layers.LayerNormalization}
-        self._norms = [norm[normalization](name=f"norm_{i}") for i in range(len(self.units))] if normalization else []
+        self._norms = (
+            [norm[normalization](name=f"norm_{i}", dtype=self.dtype_policy) for i in range(len(self.units))]
+            if normalization
+            else []
+        )
         self._dropouts = (
             [
-                tf.keras.layers.Dropout(self.dropout, seed=self.seed + i, name=f"dropout_{i}")
+                tf.keras.layers.Dropout(self.dropout, seed=self.seed + i, name=f"dropout_{i}", dtype=self.dtype_policy)
                 for i in range(len(self.units))
             ]
             if self.dropout
@@ -99,6 +105,9 @@ class MLP(tf.keras.layers.Layer):
 class Tower(tf.keras.layers.Layer):
     """One task's tower and head: ``MLP(units)`` then ``Dense(1)`` (sigmoid for binary): ``[B, D] → [B, 1]``.
 
+    Under a mixed-precision policy (``dtype="mixed_bfloat16"``) the MLP computes in bfloat16 and the head in the
+    variable dtype, so the logit, the probability and the output are float32.
+
     Args:
         units: Hidden sizes of the tower MLP (may be empty: the head reads the input directly).
         task_type: ``binary`` (outputs probabilities) or ``regression`` (outputs raw values).
@@ -128,12 +137,15 @@ class Tower(tf.keras.layers.Layer):
             )
         self.task_type = task_type
         self.seed = c.resolve_seed(c.check_seed(f"{owner}: seed", seed))
-        self.mlp = MLP(units, activation=activation, dropout=dropout, seed=self.seed, name="mlp")
+        self.mlp = MLP(
+            units, activation=activation, dropout=dropout, seed=self.seed, name="mlp", dtype=self.dtype_policy
+        )
         self.head = tf.keras.layers.Dense(
             1,
             activation="sigmoid" if task_type == "binary" else None,
             kernel_initializer=_glorot(self.seed, len(self.mlp.units)),
             name="head",
+            dtype=self.dtype_policy.variable_dtype,  # the output in float32 also under a mixed-precision policy
         )
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:

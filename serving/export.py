@@ -42,6 +42,9 @@ from serving.warmup import WARMUP_FILENAME, write_warmup_file
 IMPORT_ROOT = Path(__file__).resolve().parents[__package__.count(".") + 1]
 EXPORT_INFO = "export_info.json"
 VERIFY_TOLERANCE = 1e-5
+# A bfloat16 model's predictions depend on which kernels run (fused or not, oneDNN or Eigen), each rounding to
+# bfloat16 its own way: its verification allows 2^-5 (~16 bf16 roundings) of its largest output or score (at least 1).
+BF16_VERIFY_RELATIVE = 2**-5
 
 
 class ExportVerificationError(RuntimeError):
@@ -224,19 +227,35 @@ def _write_npz(path: Path, groups: Mapping[str, Mapping[str, np.ndarray]]) -> No
     np.savez(path, **arrays)
 
 
-def verify_export(version_dir: str | Path, features: Mapping[str, np.ndarray], expected: Mapping[str, Any]) -> dict:
+def _verify_tolerance(config: Mapping[str, Any] | None, expected: Mapping[str, Any]) -> float:
+    """:data:`VERIFY_TOLERANCE`; for a ``mixed_bfloat16`` model :data:`BF16_VERIFY_RELATIVE` of its outputs' scale."""
+    if (config or {}).get("precision", "float32") == "float32":
+        return VERIFY_TOLERANCE
+    outputs, weights = expected["outputs"], expected["score_weights"]
+    score = sum(np.abs(np.asarray(outputs[k], np.float64)) * abs(w) for k, w in weights.items())
+    arrays = [*(np.asarray(v, np.float64) for v in outputs.values()), np.asarray(score)]
+    return BF16_VERIFY_RELATIVE * max([1.0, *(float(np.nanmax(np.abs(a), initial=0.0)) for a in arrays)])
+
+
+def verify_export(
+    version_dir: str | Path,
+    features: Mapping[str, np.ndarray],
+    expected: Mapping[str, Any],
+    tolerance: float = VERIFY_TOLERANCE,
+) -> dict:
     """Load ``version_dir`` in a fresh Python process without ``mmoe_tf`` and compare its predictions.
 
     Args:
         version_dir: The exported SavedModel directory.
         features: Sample inputs (by input name).
         expected: ``{"outputs": {...}, "gates": {...}, "score_weights": {...}}`` computed in-process.
+        tolerance: The largest absolute difference accepted.
 
     Returns:
         The child's report (``max_abs_diff`` per signature, ``mmoe_tf_imported``, ``warmup_records``).
 
     Raises:
-        ExportVerificationError: the child failed, imported ``mmoe_tf``, or a difference exceeds 1e-5.
+        ExportVerificationError: the child failed, imported ``mmoe_tf``, or a difference exceeds ``tolerance``.
     """
     with tempfile.TemporaryDirectory(prefix="mmoe-verify-") as tmp:
         npz = Path(tmp) / "samples.npz"
@@ -245,7 +264,7 @@ def verify_export(version_dir: str | Path, features: Mapping[str, np.ndarray], e
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(IMPORT_ROOT)}
         # the child runs in ``tmp``: hand it an absolute path, or a relative base path would point into ``tmp``
         version = str(Path(version_dir).resolve())
-        cmd = [sys.executable, "-m", f"{__package__}._verify", version, str(npz), weights, str(VERIFY_TOLERANCE)]
+        cmd = [sys.executable, "-m", f"{__package__}._verify", version, str(npz), weights, str(tolerance)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=300)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -336,7 +355,7 @@ def export_model(
         extra.mkdir()
         warmup_rows = {k: v[:8] for k, v in rows.items()}
         n_warmup = write_warmup_file(extra / WARMUP_FILENAME, model_name, warmup_rows, signature_names)
-        report = verify_export(tmp, rows, expected)
+        report = verify_export(tmp, rows, expected, _verify_tolerance(config, expected))
         info = {
             "model_name": model_name,
             "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -158,7 +158,7 @@ def test_architecture_without_gates_has_no_gates_signature(tmp_path, monkeypatch
     plain = mmoe_tf.build_model(config, adapt_data=sample_frame(64), compile=False)
     seen = {}
 
-    def inspect_verify(version_dir, features, expected):  # stands in for the child; inspects the written model
+    def inspect_verify(version_dir, features, expected, tolerance):  # stands in for the child; inspects the model
         seen["signatures"] = sorted(tf.saved_model.load(str(version_dir)).signatures)
         seen["gates"] = expected["gates"]
         return {"ok": True}

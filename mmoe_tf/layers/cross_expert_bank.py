@@ -84,6 +84,7 @@ class CrossExpertBank(tf.keras.layers.Layer):
                     stddev=_CROSS_INIT_STDDEV, seed=c.derive_seed(base, 1, k, depth)
                 ),
                 name=f"cross_{k}_{depth}",
+                dtype=self.dtype_policy,
             )
             for k in range(self.num_experts)
             for depth in range(self.num_cross_layers)
@@ -100,6 +101,7 @@ class CrossExpertBank(tf.keras.layers.Layer):
             seed=c.derive_seed(base, 2),
             implementation=implementation,
             name="projection",
+            dtype=self.dtype_policy,
         )
         self.units = self._projection.units
 

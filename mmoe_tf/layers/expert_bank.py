@@ -177,7 +177,9 @@ class ExpertBank(tf.keras.layers.Layer):
         self._first_method, self._deep_method = parse_implementation(implementation)
         self._base_seed = c.resolve_seed(seed)
         self._dropout_layer = (
-            tf.keras.layers.Dropout(self.dropout, seed=c.derive_seed(self._base_seed, 99)) if self.dropout else None
+            tf.keras.layers.Dropout(self.dropout, seed=c.derive_seed(self._base_seed, 99), dtype=self.dtype_policy)
+            if self.dropout
+            else None
         )
 
     def build(self, input_shape: tf.TensorShape) -> None:
@@ -204,7 +206,7 @@ class ExpertBank(tf.keras.layers.Layer):
                 self.add_weight(f"bias_{depth}", shape=[k, d_out], initializer="zeros") if self.use_bias else None
             )
             if self.normalization == "batch":
-                norm = tf.keras.layers.BatchNormalization(name=f"batch_norm_{depth}")
+                norm = tf.keras.layers.BatchNormalization(name=f"batch_norm_{depth}", dtype=self.dtype_policy)
                 c.build_sublayer(norm, tf.TensorShape([None, k * d_out]))
             elif self.normalization == "layer":
                 norm = (
@@ -253,10 +255,12 @@ class ExpertBank(tf.keras.layers.Layer):
             units = kernel.shape[-1]
             if self.normalization == "batch":  # per expert-unit feature: BN over the K*u columns
                 x, layout = norm(convert_layout(x, layout, "flat", k, units), training=training), "flat"
-            elif self.normalization == "layer":  # per expert, over its units
+            elif self.normalization == "layer":  # per expert, over its units; statistics in the variable dtype
                 x, layout = convert_layout(x, layout, "bku", k, units), "bku"
-                mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
-                x = (x - mean) * tf.math.rsqrt(variance + _LAYER_NORM_EPSILON) * norm[0] + norm[1]
+                wide = tf.cast(x, self.dtype)  # float32 under mixed precision, as Keras' LayerNormalization does
+                mean, variance = tf.nn.moments(wide, axes=[-1], keepdims=True)
+                normalized = tf.cast((wide - mean) * tf.math.rsqrt(variance + _LAYER_NORM_EPSILON), x.dtype)
+                x = normalized * norm[0] + norm[1]
             x = _elementwise(self.activation, x, layout)
             if self._dropout_layer is not None:
                 x = _elementwise(lambda t: self._dropout_layer(t, training=training), x, layout)

@@ -3,7 +3,8 @@
 Both blocks take the same expert options (type, activation, dropout, normalisation, cross layers,
 implementation) and gate options (hidden units, activation, temperature, dropout) and build their
 expert banks and gates the same way; this base layer validates those options once, builds banks and
-gates from them, and serialises them. It is not used on its own.
+gates from them, and serialises them. It is not used on its own. Its banks and gates take the block's dtype
+policy (e.g. ``mixed_bfloat16``), so ``dtype=`` on the block sets the precision of everything inside it.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class MixtureOfExperts(tf.keras.layers.Layer):
             seed=seed,
             implementation=self.implementation,
             name=name,
+            dtype=self.dtype_policy,
         )
         if self.expert_type == "mlp":
             return ExpertBank(num_experts, self.expert_units, **common)
@@ -95,6 +97,7 @@ class MixtureOfExperts(tf.keras.layers.Layer):
             dropout=self.gate_dropout,
             seed=seed,
             name=name,
+            dtype=self.dtype_policy,
         )
 
     def get_config(self) -> dict[str, Any]:

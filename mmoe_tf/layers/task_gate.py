@@ -39,7 +39,8 @@ class TaskGate(tf.keras.layers.Layer):
         training: Whether gate dropout is active.
 
     Returns:
-        ``(mixed [B, U], weights [B, K])``.
+        ``(mixed [B, U], weights [B, K])``. Under a mixed-precision policy the softmax and ``weights`` stay in the
+        variable dtype (float32); ``mixed`` is in the compute dtype.
 
     Example:
         >>> gate = TaskGate(num_experts=4, seed=0)
@@ -72,6 +73,7 @@ class TaskGate(tf.keras.layers.Layer):
                 activation=self.activation,
                 kernel_initializer=tf.keras.initializers.GlorotUniform(c.derive_seed(self._base_seed, i)),
                 name=f"hidden_{i}",
+                dtype=self.dtype_policy,
             )
             for i, u in enumerate(self.hidden_units)
         ]
@@ -81,6 +83,7 @@ class TaskGate(tf.keras.layers.Layer):
                 c.derive_seed(self._base_seed, len(self.hidden_units))
             ),
             name="logits",
+            dtype=self.dtype_policy,
         )
         self._dropout_seed = c.derive_seed(self._base_seed, 1000)
 
@@ -113,17 +116,18 @@ class TaskGate(tf.keras.layers.Layer):
         h = gate_input
         for layer in self._hidden:
             h = layer(h)
-        logits = self._logits(h)
+        logits = tf.cast(self._logits(h), self.dtype)  # the softmax in the variable dtype (float32 when mixed)
         if self.temperature != 1.0:
             logits = logits / self.temperature
         if self.dropout:
             logits = c.smart_cond(training, lambda: self._drop(logits), lambda: logits)
         weights = tf.nn.softmax(logits, axis=-1)
+        mixing = tf.cast(weights, self.compute_dtype)
         if isinstance(expert_outputs, (list, tuple)):  # experts in groups (ExpertBank.call): partial mixtures, added
             sizes = [int(group.shape[1]) for group in expert_outputs]
-            parts = [_mix(group, w) for group, w in zip(expert_outputs, tf.split(weights, sizes, axis=1), strict=True)]
+            parts = [_mix(group, w) for group, w in zip(expert_outputs, tf.split(mixing, sizes, axis=1), strict=True)]
             return tf.add_n(parts), weights
-        return _mix(expert_outputs, weights), weights
+        return _mix(expert_outputs, mixing), weights
 
     def compute_output_shape(self, input_shape: Any) -> tuple[tf.TensorShape, tf.TensorShape]:
         expert_shape = tf.TensorShape(input_shape[0])

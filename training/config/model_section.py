@@ -21,6 +21,7 @@ from mmoe_tf.config import (
     EXPERT_TYPES,
     LOSS_BALANCING,
     NORMALIZATIONS,
+    PRECISIONS,
     TASK_LOSSES,
     TASK_TYPES,
     FeatureCross,
@@ -204,6 +205,11 @@ class ModelSection(BaseModel):
         library_default("train_split_rows"),
         ge=0,
         description="0 = off; N: batches of >= N rows train as two halves side by side (large-batch CPU speed)",
+    )
+    precision: Literal[PRECISIONS] = Field(
+        library_default("precision"),
+        description="`float32` or `mixed_bfloat16` (experts, gates and towers in bfloat16; variables, loss, metrics "
+        "and outputs float32)",
     )
     seed: Int = Field(library_default("seed"), ge=0, description="weight-initialisation seed")
     tasks: Annotated[dict[Str, TaskOverrides], EMPTY_IF_NONE] = Field(
