@@ -193,15 +193,6 @@ def rest_calls(conn: http.client.HTTPConnection) -> dict[str, Callable[[], objec
     return {**calls, "status_get": status}
 
 
-def rest_latency(port: int, n: int) -> dict[str, dict[str, float]]:
-    """p50/p99 of :func:`rest_calls`, one after the other (``n`` requests each, half at batch 64)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        return {k: _timed(fn, max(n // 2, 10) if k == "batch64" else n) for k, fn in rest_calls(conn).items()}
-    finally:
-        conn.close()
-
-
 def grpc_calls(channel: grpc.Channel) -> dict[str, Callable[[], object]]:
     """Sequential ``Predict`` calls at batch 1 and 64 (grpcio sync stub on ``channel``)."""
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)

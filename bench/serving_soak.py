@@ -43,6 +43,7 @@ from serving.testing import MODEL_NAME, ServerProcess, cached_export, to_instanc
 REPO = Path(__file__).resolve().parents[1]
 ROWS = slice(8, 12)  # the rows every request scores
 TOL = 1e-5
+DTYPES = {"price": np.float32, "device": object, "category": np.int64}  # the test model's inputs
 
 
 def _which_version(click: list[float], satisfaction: list[float], expected: dict[int, dict[str, np.ndarray]]) -> int:
@@ -109,9 +110,8 @@ def _grpc_load(target: str, frame_records: list[dict], clients: int, expected: d
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL_NAME
-    request.inputs["price"].CopyFrom(from_ndarray(np.array([r["price"] for r in frame_records], np.float32)))
-    request.inputs["device"].CopyFrom(from_ndarray(np.array([r["device"] for r in frame_records], object)))
-    request.inputs["category"].CopyFrom(from_ndarray(np.array([r["category"] for r in frame_records], np.int64)))
+    for name, dtype in DTYPES.items():
+        request.inputs[name].CopyFrom(from_ndarray(np.array([r[name] for r in frame_records], dtype)))
     stats = {"ok": 0, "failed": 0, "wrong": 0, "by_version": {}, "regressed": 0, "errors": []}
 
     async def main() -> None:
@@ -155,12 +155,13 @@ EXPECTED = {
 }
 
 
-def _hostile_load(port: int, target: str, request: bytes, stop, out) -> None:
+def _hostile_load(port: int, target: str, request: bytes, stop, ready, out) -> None:
     """Four hostile clients, each attacking again as soon as its last attempt ended, for the whole soak.
 
     A slowloris trickling a head (a byte every 0.2 s), a chunked predict whose trailer passes the 64 KiB head budget,
     a client pipelining 64-row predicts without ever reading an answer, and a gRPC ``Predict`` whose three inputs
-    declare 60,000,000 elements with no values. Each counts what it got: an HTTP status, ``closed``, or a gRPC code.
+    declare 60,000,000 elements with no values. Each counts what it got: an HTTP status, ``closed``, or a gRPC
+    code; ``ready`` is set once every one has ended at least once.
     """
     import grpc
     from tensorflow.core.framework import types_pb2
@@ -171,6 +172,8 @@ def _hostile_load(port: int, target: str, request: bytes, stop, out) -> None:
 
     def count(name: str, outcome: str) -> None:
         got[name][outcome] = got[name].get(outcome, 0) + 1
+        if all(got.values()):
+            ready.set()  # every attack has ended at least once: the soak may stop
 
     async def status(reader: asyncio.StreamReader) -> str:
         try:
@@ -264,13 +267,7 @@ def _prepare_v2(tmp: Path, samples) -> tuple[Path, dict[str, np.ndarray]]:
     model = build_test_model(seed=1)
     path = tmp / "model_v2.keras"
     mmoe_tf.save_model(model, path)
-    rows = samples.iloc[ROWS]
-    feats = {
-        "price": rows["price"].to_numpy(np.float32),
-        "device": rows["device"].to_numpy(object),
-        "category": rows["category"].to_numpy(np.int64),
-    }
-    outputs = model(feats, training=False)
+    outputs = model({k: samples.iloc[ROWS][k].to_numpy(d) for k, d in DTYPES.items()}, training=False)
     return path, {k: np.asarray(outputs[k])[:, 0] for k in ("click", "satisfaction")}
 
 
@@ -309,19 +306,24 @@ def main() -> int:
         big = json.dumps({"instances": records * 16}).encode()  # 64 rows: answers that fill socket buffers fast
         cli = ["--base-path", str(base), "--model-name", MODEL_NAME, "--enable-batching", "--poll-seconds", "1"]
         cli += HOSTILE_FLAGS
+        export_v2 = [sys.executable, "-m", "serving", "export", "--model", str(v2_keras), "--base-path", str(base)]
+        export_v2 += ["--model-name", MODEL_NAME, "--version", "2", "--score-weights", "click=1,satisfaction=2"]
         server = ServerProcess(cli).start()
         events: dict[str, float | str | None] = {}
         try:
             server_proc = psutil.Process(server.proc.pid)
             port = int(server.url.rsplit(":", 1)[1])
             ctx = mp.get_context("spawn")
-            stop, out = ctx.Event(), ctx.Queue()
+            stop, hostile_ready, out = ctx.Event(), ctx.Event(), ctx.Queue()
             loaders = [
                 ctx.Process(target=_rest_load, args=(port, body, args.rest_clients, expected, stop, out)),
                 ctx.Process(
                     target=_grpc_load, args=(server.grpc_target, records, args.grpc_clients, expected, stop, out)
                 ),
-                ctx.Process(target=_hostile_load, args=(port, server.grpc_target, post_request(port, big), stop, out)),
+                ctx.Process(
+                    target=_hostile_load,
+                    args=(port, server.grpc_target, post_request(port, big), stop, hostile_ready, out),
+                ),
             ]
             for p in loaders:
                 p.start()
@@ -334,19 +336,8 @@ def main() -> int:
                 rss.append((now, server_proc.memory_info().rss))
                 if exporter is None and now >= 0.25 * args.seconds:
                     events["v2_export_started_s"] = round(now, 1)
-                    cmd = [
-                        sys.executable,
-                        "-m",
-                        "serving",
-                        "export",
-                        "--model",
-                        str(v2_keras),
-                        "--base-path",
-                        str(base),
-                    ]
-                    cmd += ["--model-name", MODEL_NAME, "--version", "2", "--score-weights", "click=1,satisfaction=2"]
                     exporter = subprocess.Popen(
-                        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                        export_v2, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
                     )
                 if exporter is not None and "v2_export_exit" not in events and exporter.poll() is not None:
                     events["v2_export_exit"] = exporter.returncode
@@ -369,6 +360,7 @@ def main() -> int:
                         )
                         events["v3_ended_s"] = round(now, 1)
                 done = "v3_state" in events and now >= max(args.seconds, float(events["v3_ended_s"]) + 10)
+                done = done and hostile_ready.is_set()
                 if done or time.perf_counter() > hard_end or not server.alive():
                     break
                 time.sleep(1.0)
