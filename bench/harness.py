@@ -86,6 +86,17 @@ def machine() -> dict[str, Any]:
     return facts
 
 
+def run_facts(load_before: float, started: float, **extra: Any) -> dict[str, Any]:
+    """The fields a serving benchmark's JSON ends with: ``extra``, cores, load average before/after, wall seconds."""
+    return {
+        **extra,
+        "cpu_count": os.cpu_count(),
+        "load_average_1m_before": load_before,
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def emit(result: dict[str, Any], out: pathlib.Path | None = None) -> dict[str, Any]:
     """Print ``result`` as the last line (one JSON object) and write it to ``out`` when given."""
     text = json.dumps(result)

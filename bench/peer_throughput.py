@@ -47,6 +47,11 @@ SIZES: dict[str, dict[str, Any]] = {
 MMOE_TF = ("mmoe_tf/numpy", "mmoe_tf/dataframe", "mmoe_tf/cli")
 DEEPCTR = ("deepctr/MMOE", "deepctr/MMOE@spe16")
 NOTEBOOK = "mmoe_tf/numpy"
+RATIOS = {  # ratio of the notebook path to another contender -> the per-round figure it divides
+    "train_speedup": "train_examples_per_s",
+    "predict_speedup": "predict_examples_per_s",
+    "train_cpu_per_example_ratio": "train_cpu_us_per_example",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -212,8 +217,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 # ----- the orchestrator -------------------------------------------------------------------------------------
 def run_contender(name: str, size: str, batch: int, args: argparse.Namespace, python: str) -> dict[str, Any]:
     command = [python, str(pathlib.Path(__file__).resolve()), "--worker", name, "--size", size, "--batch", str(batch)]
-    command += ["--rows", str(args.rows), "--epochs", str(args.epochs), "--predict-passes", str(args.predict_passes)]
-    command += ["--warmup-batches", str(args.warmup_batches)]
+    for flag in ("rows", "epochs", "predict_passes", "warmup_batches"):
+        command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_USE_LEGACY_KERAS": "1"}
     proc = subprocess.run(command, cwd=harness.REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -249,15 +254,8 @@ def summarise(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                 continue
             pairs = list(zip(ours, theirs, strict=True))
             ratios[other] = {
-                "train_speedup": harness.spread(
-                    [a["train_examples_per_s"] / b["train_examples_per_s"] for a, b in pairs], 3
-                ),
-                "predict_speedup": harness.spread(
-                    [a["predict_examples_per_s"] / b["predict_examples_per_s"] for a, b in pairs], 3
-                ),
-                "train_cpu_per_example_ratio": harness.spread(
-                    [a["train_cpu_us_per_example"] / b["train_cpu_us_per_example"] for a, b in pairs], 3
-                ),
+                name: harness.spread([a[key] / b[key] for a, b in pairs], 3) for name, key in RATIOS.items()
+            } | {
                 "auc_delta": {
                     t: round(contenders[NOTEBOOK]["test_auc"][t] - contenders[other]["test_auc"][t], 4)
                     for t in contenders[NOTEBOOK]["test_auc"]

@@ -203,8 +203,17 @@ def serving_latency(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+HOSTILE = {
+    "slowloris": "slowloris: a predict head trickled a byte every 0.2 s",
+    "oversized_trailer": "chunked predict with an 80 KiB trailer",
+    "never_reads": "pipelines 64-row predicts, never reads an answer",
+    "grpc_huge_shape": "gRPC `Predict` declaring 60,000,000-element inputs, no values",
+}
+
+
 def serving_soak(result: dict[str, Any]) -> list[str]:
-    rest, grpc, ev, rss = result["rest"], result["grpc"], result["events"], result["rss_mb"]
+    rest, grpc, ev, rss, hostile = result["rest"], result["grpc"], result["events"], result["rss_mb"], result["hostile"]
+    held = hostile["never_reads_held_s"]
     lines = [
         f"{result['seconds']:.0f} s at saturation; every check {'passed' if result['passed'] else 'did NOT pass'}.",
         "",
@@ -216,10 +225,20 @@ def serving_soak(result: dict[str, Any]) -> list[str]:
         f"| {grpc['by_version']['1']:,} / {grpc['by_version']['2']:,} |",
         f"| an older version answering after a newer one | {rest['regressed']} | {grpc['regressed']} |",
         "",
+        f"| hostile client, attacking again as soon as each attempt ends (server `{' '.join(result['server_flags'])}`) "
+        "| what it got |",
+        "|---|---|",
+        *(
+            f"| {text} | {', '.join(f'{n:,} × {got}' for got, n in hostile[name].items())} |"
+            for name, text in HOSTILE.items()
+        ),
+        "",
+        f"Each never-reading connection was closed after {min(held, default=0):.0f}–{max(held, default=0):.0f} s. "
         f"Version 2 AVAILABLE at {ev['v2_available_s']:.0f} s; corrupt version 3 dropped at {ev['v3_dropped_s']:.0f} s "
-        f"and `END` at {ev['v3_ended_s']:.0f} s while version 2 kept answering. Server RSS {rss['after_warmup']} MB "
-        f"after warm-up, {rss['final']} MB at the end ({rss['growth_pct']:+.2f} %). {result['cpu_count']} cores, "
-        f"1-minute load average {result['load_average_1m_before']} → {result['load_average_1m_after']}.",
+        f"and `END` at {ev['v3_ended_s']:.0f} s while version 2 kept answering. Server RSS {rss['start']} MB at the "
+        f"start, {rss['after_warmup']} MB after warm-up, {rss['final']} MB at the end ({rss['growth_pct']:+.2f} % of "
+        f"the warmed-up figure). {result['cpu_count']} cores, 1-minute load average {result['load_average_1m_before']} "
+        f"→ {result['load_average_1m_after']}.",
     ]
     return lines
 

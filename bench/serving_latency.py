@@ -70,13 +70,9 @@ def load_requests(version_dir: Path) -> dict[str, np.ndarray]:
     return dtypes
 
 
-def _columns(batch: int) -> dict[str, np.ndarray]:
-    return _COLUMNS[batch]
-
-
 def _rows(batch: int) -> list[dict]:
     """The request's rows as JSON instances (bytes decoded, numpy scalars as Python values)."""
-    columns = _columns(batch)
+    columns = _COLUMNS[batch]
     as_json = {k: [x.decode() if isinstance(x, bytes) else x for x in v.tolist()] for k, v in columns.items()}
     return [{k: v[i] for k, v in as_json.items()} for i in range(batch)]
 
@@ -88,7 +84,7 @@ def _body(batch: int) -> bytes:
 def _grpc_request(batch: int) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL_NAME
-    for name, values in _columns(batch).items():
+    for name, values in _COLUMNS[batch].items():
         request.inputs[name].CopyFrom(from_ndarray(values, content=values.dtype != object))
     return request
 
@@ -98,6 +94,12 @@ def _percentiles(samples_ms: list[float]) -> dict[str, float]:
         "p50_ms": round(float(np.percentile(samples_ms, 50)), 3),
         "p99_ms": round(float(np.percentile(samples_ms, 99)), 3),
     }
+
+
+def _point(latencies: list[float], errors: int, elapsed: float) -> dict[str, float]:
+    """A throughput point: answered requests/s, errors, latency percentiles and its duration."""
+    rps = round(len(latencies) / elapsed, 1)
+    return {"rps": rps, "errors": errors, **_percentiles(latencies or [float("nan")]), "seconds": elapsed}
 
 
 def _timed(fn, n: int, warmup: int = 10) -> dict[str, float]:
@@ -122,14 +124,14 @@ def in_process_calls(version_dir: Path) -> dict[str, Callable[[], object]]:
     fn = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     calls = {}
     for batch in BATCHES:
-        feats = {k: tf.constant(v) for k, v in _columns(batch).items()}
+        feats = {k: tf.constant(v) for k, v in _COLUMNS[batch].items()}
         calls[f"batch{batch}"] = lambda f=feats: {k: v.numpy() for k, v in fn(**f).items()}
     return calls
 
 
 def session_calls(runner) -> dict[str, Callable[[], object]]:
     """The same call through :class:`serving.session_runner.SessionRunner` (what the server runs)."""
-    columns = {batch: _columns(batch) for batch in BATCHES}
+    columns = {batch: _COLUMNS[batch] for batch in BATCHES}
     return {f"batch{b}": (lambda f=columns[b]: runner.run("serving_default", f)) for b in BATCHES}
 
 
@@ -189,15 +191,6 @@ def rest_calls(conn: http.client.HTTPConnection) -> dict[str, Callable[[], objec
     bodies = {batch: _body(batch) for batch in BATCHES}
     calls = {f"batch{b}": (lambda body=bodies[b]: predict(body)) for b in BATCHES}
     return {**calls, "status_get": status}
-
-
-def rest_latency(port: int, n: int) -> dict[str, dict[str, float]]:
-    """p50/p99 of :func:`rest_calls`, one after the other (``n`` requests each, half at batch 64)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        return {k: _timed(fn, max(n // 2, 10) if k == "batch64" else n) for k, fn in rest_calls(conn).items()}
-    finally:
-        conn.close()
 
 
 def grpc_calls(channel: grpc.Channel) -> dict[str, Callable[[], object]]:
@@ -289,9 +282,7 @@ async def rest_throughput(port: int, concurrency: int, seconds: float) -> dict[s
         for _ in range(concurrency)
     ]
     await asyncio.wait_for(asyncio.gather(*(c.done for c in conns)), seconds + 30)
-    elapsed = time.perf_counter() - start
-    rps = round(len(latencies) / elapsed, 1)
-    return {"rps": rps, "errors": errors, **_percentiles(latencies or [float("nan")]), "seconds": elapsed}
+    return _point(latencies, errors, time.perf_counter() - start)
 
 
 async def grpc_throughput(target: str, concurrency: int, seconds: float) -> dict[str, float]:
@@ -315,9 +306,7 @@ async def grpc_throughput(target: str, concurrency: int, seconds: float) -> dict
                     errors += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    rps = round(len(latencies) / elapsed, 1)
-    return {"rps": rps, "errors": errors, **_percentiles(latencies or [float("nan")]), "seconds": elapsed}
+        return _point(latencies, errors, time.perf_counter() - start)
 
 
 # --- driver -----------------------------------------------------------------------------------------------------
@@ -338,9 +327,8 @@ def _with_server_cpu(server: ServerProcess, measure) -> dict[str, float]:
     spent, main_spent = sum(proc.cpu_times()[:2]) - before, main_thread_seconds() - main_before
     load_spent = time.process_time() - load_before
     answered = point["rps"] * point.pop("seconds")
-    point["server_cpu_us_per_request"] = round(spent / answered * 1e6, 1) if answered else float("nan")
-    point["event_loop_cpu_us_per_request"] = round(main_spent / answered * 1e6, 1) if answered else float("nan")
-    point["load_generator_cpu_us_per_request"] = round(load_spent / answered * 1e6, 1) if answered else float("nan")
+    for name, seconds in (("server", spent), ("event_loop", main_spent), ("load_generator", load_spent)):
+        point[f"{name}_cpu_us_per_request"] = round(seconds / answered * 1e6, 1) if answered else float("nan")
     return point
 
 
@@ -373,21 +361,13 @@ def latency_round(floor_calls: dict, servers: dict[str, ServerProcess], n: int) 
 def throughput_round(server: ServerProcess, args: argparse.Namespace) -> dict:
     """One round of throughput points (REST and gRPC, each concurrency) for a server."""
     port = int(server.url.rsplit(":", 1)[1])
+    load = {"rest": lambda c: rest_throughput(port, c, args.seconds)}
+    load["grpc"] = lambda c: grpc_throughput(server.grpc_target, c, args.seconds)
     return {
-        "rest": {
-            "throughput": {
-                f"c{c}": _with_server_cpu(server, lambda c=c: run_on(rest_throughput(port, c, args.seconds)))
-                for c in CONCURRENCY
-            }
-        },
-        "grpc": {
-            "throughput": {
-                f"c{c}": _with_server_cpu(
-                    server, lambda c=c: run_on(grpc_throughput(server.grpc_target, c, args.seconds))
-                )
-                for c in CONCURRENCY
-            }
-        },
+        transport: {
+            "throughput": {f"c{c}": _with_server_cpu(server, lambda c=c, fn=fn: run_on(fn(c))) for c in CONCURRENCY}
+        }
+        for transport, fn in load.items()
     }
 
 
@@ -399,17 +379,6 @@ def _median_tree(rounds: list) -> dict:
             k: (sum(r[k] for r in rounds) if k == "errors" else _median_tree([r[k] for r in rounds])) for k in first
         }
     return round(float(statistics.median(rounds)), 3)
-
-
-def run_facts(rounds: int, load_before: float, started: float) -> dict[str, float]:
-    """The fields every serving benchmark's JSON line ends with: rounds, cores, load before/after, wall time."""
-    return {
-        "rounds": rounds,
-        "cpu_count": os.cpu_count(),
-        "load_average_1m_before": load_before,
-        "load_average_1m_after": round(os.getloadavg()[0], 2),
-        "wall_seconds": round(time.perf_counter() - started, 1),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -492,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         **results,
         "ratios": ratios,
         "export": {"version_dir": str(version_dir), "inputs": inputs},
-        **run_facts(args.rounds, load_before, started),
+        **harness.run_facts(load_before, started, rounds=args.rounds),
     }
     harness.emit(summary, args.out)
     return 0

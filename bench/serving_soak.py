@@ -3,7 +3,8 @@
 One batched server (polling every second) serves version 1 of the small test MMoE; two load processes saturate it
 (REST over ``--rest-clients`` keep-alive connections, gRPC with ``--grpc-clients`` concurrent calls). At 25 % of
 the run ``python -m serving export`` publishes version 2 (other weights); once it is AVAILABLE a corrupt version 3
-is dropped in, which must end with an error while version 2 keeps serving. Every answer is checked against the
+is dropped in, which must end with an error while version 2 keeps serving. Four hostile clients attack for the whole
+run (:func:`_hostile_load`), each of which must only ever get its refusal. Every answer is checked against the
 version that gave it; server RSS is sampled every second. Loopback only, bounded by ``--max-seconds`` (default 3x
 ``--seconds``). The last printed line is one JSON object with the figures and a pass/fail per requirement
 (``docs/serving.md``, "Performance").
@@ -21,6 +22,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -34,12 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness
 import numpy as np
+from serving_latency import PATH, post_request
 
 from serving.testing import MODEL_NAME, ServerProcess, cached_export, to_instances
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = slice(8, 12)  # the rows every request scores
 TOL = 1e-5
+DTYPES = {"price": np.float32, "device": object, "category": np.int64}  # the test model's inputs
 
 
 def _which_version(click: list[float], satisfaction: list[float], expected: dict[int, dict[str, np.ndarray]]) -> int:
@@ -106,9 +110,8 @@ def _grpc_load(target: str, frame_records: list[dict], clients: int, expected: d
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL_NAME
-    request.inputs["price"].CopyFrom(from_ndarray(np.array([r["price"] for r in frame_records], np.float32)))
-    request.inputs["device"].CopyFrom(from_ndarray(np.array([r["device"] for r in frame_records], object)))
-    request.inputs["category"].CopyFrom(from_ndarray(np.array([r["category"] for r in frame_records], np.int64)))
+    for name, dtype in DTYPES.items():
+        request.inputs[name].CopyFrom(from_ndarray(np.array([r[name] for r in frame_records], dtype)))
     stats = {"ok": 0, "failed": 0, "wrong": 0, "by_version": {}, "regressed": 0, "errors": []}
 
     async def main() -> None:
@@ -143,6 +146,116 @@ def _grpc_load(target: str, frame_records: list[dict], clients: int, expected: d
     out.put(("grpc", stats))
 
 
+HOSTILE_FLAGS = ["--head-timeout-seconds", "2", "--idle-timeout-seconds", "10"]  # so each attack ends often
+EXPECTED = {
+    "slowloris": {"408"},
+    "oversized_trailer": {"431"},
+    "never_reads": {"closed"},
+    "grpc_huge_shape": {"INVALID_ARGUMENT"},
+}
+
+
+def _hostile_load(port: int, target: str, request: bytes, stop, ready, out) -> None:
+    """Four hostile clients, each attacking again as soon as its last attempt ended, for the whole soak.
+
+    A slowloris trickling a head (a byte every 0.2 s), a chunked predict whose trailer passes the 64 KiB head budget,
+    a client pipelining 64-row predicts without ever reading an answer, and a gRPC ``Predict`` whose three inputs
+    declare 60,000,000 elements with no values. Each counts what it got: an HTTP status, ``closed``, or a gRPC
+    code; ``ready`` is set once every one has ended at least once.
+    """
+    import grpc
+    from tensorflow.core.framework import types_pb2
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    got: dict[str, dict[str, int]] = {name: {} for name in EXPECTED}
+    held: list[float] = []  # seconds each never-reading connection stayed open
+
+    def count(name: str, outcome: str) -> None:
+        got[name][outcome] = got[name].get(outcome, 0) + 1
+        if all(got.values()):
+            ready.set()  # every attack has ended at least once: the soak may stop
+
+    async def status(reader: asyncio.StreamReader) -> str:
+        try:
+            line = await reader.readline()
+        except ConnectionError:
+            return "closed"
+        return line.split()[1].decode() if line else "closed"
+
+    async def attack(name: str, send) -> None:
+        while not stop.is_set():
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, as a slow reader has
+            sock.connect(("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            if (outcome := await send(reader, writer)) is not None:
+                count(name, outcome)
+            writer.close()
+            await asyncio.sleep(0.1)
+
+    async def slowloris(reader, writer) -> str | None:
+        writer.write(f"POST {PATH} HTTP/1.1\r\nHost: x\r\nX-Slow: ".encode())
+        answer = asyncio.ensure_future(status(reader))
+        while not answer.done() and not stop.is_set():
+            await asyncio.sleep(0.2)
+            writer.write(b"a")
+        if answer.done():
+            return answer.result()
+        answer.cancel()
+        return None
+
+    async def oversized_trailer(reader, writer) -> str:
+        writer.write(f"POST {PATH} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n".encode())
+        writer.write(b"X-Big: " + b"a" * (80 << 10) + b"\r\n\r\n")
+        return await status(reader)
+
+    async def never_reads(_reader, writer) -> str | None:
+        started = time.perf_counter()
+        while not stop.is_set() and not writer.is_closing():
+            writer.write(request)
+            try:
+                await asyncio.wait_for(writer.drain(), 1.0)
+            except TimeoutError:
+                pass  # paused by the server's back-pressure: keep the connection and its unread answers
+            except ConnectionError:
+                break
+        if stop.is_set():
+            return None
+        held.append(round(time.perf_counter() - started, 1))
+        return "closed"
+
+    async def grpc_huge_shape() -> None:
+        huge = predict_pb2.PredictRequest()
+        huge.model_spec.name = MODEL_NAME
+        for name, dtype in (
+            ("price", types_pb2.DT_FLOAT),
+            ("device", types_pb2.DT_STRING),
+            ("category", types_pb2.DT_INT64),
+        ):
+            huge.inputs[name].dtype = dtype
+            huge.inputs[name].tensor_shape.dim.add().size = 60_000_000
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            while not stop.is_set():
+                try:
+                    await stub.Predict(huge, timeout=30)
+                    count("grpc_huge_shape", "OK")
+                except grpc.aio.AioRpcError as err:
+                    count("grpc_huge_shape", err.code().name)
+                await asyncio.sleep(0.1)
+
+    async def main() -> None:
+        await asyncio.gather(
+            attack("slowloris", slowloris),
+            attack("oversized_trailer", oversized_trailer),
+            grpc_huge_shape(),
+            attack("never_reads", never_reads),
+        )
+
+    asyncio.run(main())
+    out.put(("hostile", {**got, "never_reads_held_s": held}))
+
+
 # --- coordinator -------------------------------------------------------------------------------------------------
 
 
@@ -154,13 +267,7 @@ def _prepare_v2(tmp: Path, samples) -> tuple[Path, dict[str, np.ndarray]]:
     model = build_test_model(seed=1)
     path = tmp / "model_v2.keras"
     mmoe_tf.save_model(model, path)
-    rows = samples.iloc[ROWS]
-    feats = {
-        "price": rows["price"].to_numpy(np.float32),
-        "device": rows["device"].to_numpy(object),
-        "category": rows["category"].to_numpy(np.int64),
-    }
-    outputs = model(feats, training=False)
+    outputs = model({k: samples.iloc[ROWS][k].to_numpy(d) for k, d in DTYPES.items()}, training=False)
     return path, {k: np.asarray(outputs[k])[:, 0] for k in ("click", "satisfaction")}
 
 
@@ -196,18 +303,26 @@ def main() -> int:
         assert gap > 100 * TOL, f"versions 1 and 2 answer too alike ({gap}) to tell apart"
         records = to_instances(export.samples.iloc[ROWS])
         body = json.dumps({"instances": records}).encode()
+        big = json.dumps({"instances": records * 16}).encode()  # 64 rows: answers that fill socket buffers fast
         cli = ["--base-path", str(base), "--model-name", MODEL_NAME, "--enable-batching", "--poll-seconds", "1"]
+        cli += HOSTILE_FLAGS
+        export_v2 = [sys.executable, "-m", "serving", "export", "--model", str(v2_keras), "--base-path", str(base)]
+        export_v2 += ["--model-name", MODEL_NAME, "--version", "2", "--score-weights", "click=1,satisfaction=2"]
         server = ServerProcess(cli).start()
         events: dict[str, float | str | None] = {}
         try:
             server_proc = psutil.Process(server.proc.pid)
             port = int(server.url.rsplit(":", 1)[1])
             ctx = mp.get_context("spawn")
-            stop, out = ctx.Event(), ctx.Queue()
+            stop, hostile_ready, out = ctx.Event(), ctx.Event(), ctx.Queue()
             loaders = [
                 ctx.Process(target=_rest_load, args=(port, body, args.rest_clients, expected, stop, out)),
                 ctx.Process(
                     target=_grpc_load, args=(server.grpc_target, records, args.grpc_clients, expected, stop, out)
+                ),
+                ctx.Process(
+                    target=_hostile_load,
+                    args=(port, server.grpc_target, post_request(port, big), stop, hostile_ready, out),
                 ),
             ]
             for p in loaders:
@@ -221,19 +336,8 @@ def main() -> int:
                 rss.append((now, server_proc.memory_info().rss))
                 if exporter is None and now >= 0.25 * args.seconds:
                     events["v2_export_started_s"] = round(now, 1)
-                    cmd = [
-                        sys.executable,
-                        "-m",
-                        "serving",
-                        "export",
-                        "--model",
-                        str(v2_keras),
-                        "--base-path",
-                        str(base),
-                    ]
-                    cmd += ["--model-name", MODEL_NAME, "--version", "2", "--score-weights", "click=1,satisfaction=2"]
                     exporter = subprocess.Popen(
-                        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                        export_v2, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
                     )
                 if exporter is not None and "v2_export_exit" not in events and exporter.poll() is not None:
                     events["v2_export_exit"] = exporter.returncode
@@ -256,6 +360,7 @@ def main() -> int:
                         )
                         events["v3_ended_s"] = round(now, 1)
                 done = "v3_state" in events and now >= max(args.seconds, float(events["v3_ended_s"]) + 10)
+                done = done and hostile_ready.is_set()
                 if done or time.perf_counter() > hard_end or not server.alive():
                     break
                 time.sleep(1.0)
@@ -275,13 +380,15 @@ def main() -> int:
     baseline = statistics.median(baseline_samples)
     final = rss[-1][1]
     growth = round(100 * (final - baseline) / baseline, 2)
-    total_failed = sum(r["failed"] + r["wrong"] for r in results.values())
+    total_failed = sum(results[t]["failed"] + results[t]["wrong"] for t in ("rest", "grpc"))
+    hostile = results["hostile"]
     checks = {
         "no_failed_or_wrong_request": total_failed == 0,
+        "hostile_clients_refused": all(hostile[n] and set(hostile[n]) <= want for n, want in EXPECTED.items()),
         "memory_growth_le_5pct": growth <= 5.0,
         "v2_exported_and_served": events.get("v2_export_exit") == 0
-        and all(r["by_version"].get(2, 0) > 0 for r in results.values()),
-        "no_older_answer_after_newer": all(r["regressed"] == 0 for r in results.values()),
+        and all(results[t]["by_version"].get(2, 0) > 0 for t in ("rest", "grpc")),
+        "no_older_answer_after_newer": results["rest"]["regressed"] == results["grpc"]["regressed"] == 0,
         "corrupt_v3_ended_v2_kept_serving": bool(three)
         and three[0]["state"] == "END"
         and three[0]["status"]["error_code"] != "OK"
@@ -293,8 +400,11 @@ def main() -> int:
         "seconds": round(elapsed, 1),
         "rest": {**results["rest"], "rps": round(results["rest"]["ok"] / elapsed, 1)},
         "grpc": {**results["grpc"], "rps": round(results["grpc"]["ok"] / elapsed, 1)},
+        "hostile": hostile,
+        "server_flags": HOSTILE_FLAGS,
         "events": events,
         "rss_mb": {
+            "start": round(rss[0][1] / 2**20, 1),
             "after_warmup": round(baseline / 2**20, 1),
             "final": round(final / 2**20, 1),
             "max": round(max(r for _, r in rss) / 2**20, 1),
@@ -303,10 +413,7 @@ def main() -> int:
         "final_status": final_status,
         "checks": checks,
         "passed": all(checks.values()),
-        "cpu_count": os.cpu_count(),
-        "load_average_1m_before": load_before,
-        "load_average_1m_after": round(os.getloadavg()[0], 2),
-        "wall_seconds": round(time.perf_counter() - started, 1),
+        **harness.run_facts(load_before, started),
     }
     harness.emit(summary, args.out)
     return 0 if summary["passed"] else 1

@@ -188,11 +188,9 @@ def main(argv: list[str] | None = None) -> dict:
             flush=True,
         )
     per_example = {k: 1e6 * statistics.median(v) / rows for k, v in seconds.items()}
-    order = ["preprocessing", "forward", "loss", "backward", "optimizer", "train_step"]
-    present = [k for k in order if k in per_example]
     breakdown = {"input (pipeline, overlapped with training by prefetch)": per_example["input"]}
     previous = 0.0
-    names = {
+    names = {  # each stage's cost is its time less the previous stage's
         "preprocessing": "preprocessing",
         "forward": "experts + gates + towers (forward)",
         "loss": "loss and masking",
@@ -200,17 +198,18 @@ def main(argv: list[str] | None = None) -> dict:
         "optimizer": "optimizer",
         "train_step": "metrics, trackers and Keras step",
     }
-    for k in present:
+    for k in (k for k in names if k in per_example):
         breakdown[names[k]] = per_example[k] - previous
         previous = per_example[k]
+    ops = ops_by_part(model, tf.data.Dataset.from_tensors(batches[0]))
     result = {
         "benchmark": "step_breakdown",
         "unit": "µs per example (median of rounds; CPU time when --threads 1, else wall time)",
         "architecture": args.architecture,
         "batch_size": args.batch_size,
         "threads": args.threads or "default",
-        "ops_per_train_step": sum(ops_by_part(model, tf.data.Dataset.from_tensors(batches[0])).values()),
-        "ops_by_part": ops_by_part(model, tf.data.Dataset.from_tensors(batches[0])),
+        "ops_per_train_step": sum(ops.values()),
+        "ops_by_part": ops,
         "stage_us_per_example": {k: round(v, 3) for k, v in per_example.items()},
         "breakdown_us_per_example": {k: round(v, 3) for k, v in breakdown.items()},
         "train_examples_per_s": round(1e6 / per_example["train_step"]),
