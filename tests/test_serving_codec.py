@@ -326,7 +326,7 @@ def test_batcher_timeout_closes_a_batch_that_requests_keep_joining():
         with ThreadPoolExecutor(1) as pool:
             batcher = Batcher(options, pool, max_running=1)
             tasks = [asyncio.create_task(batcher.run("k", fn, {"x": np.zeros(1, np.float32)}))]
-            deadline = time.perf_counter() + 0.08
+            deadline = time.perf_counter() + 0.2
             while time.perf_counter() < deadline:  # one more request in every loop iteration: never quiet
                 tasks.append(asyncio.create_task(batcher.run("k", fn, {"x": np.zeros(1, np.float32)})))
                 await asyncio.sleep(0)
@@ -340,9 +340,9 @@ def test_batcher_timeout_closes_a_batch_that_requests_keep_joining():
     finally:
         gc.enable()
     assert sum(calls) == total and calls[0] == 1
-    # the 80 ms trickle was cut into batches by the 20 ms timeout (at least twice, even when timers fire late), and
-    # not into one batch per request or two
-    assert 3 <= len(calls) <= 10
+    # the 200 ms trickle was cut into batches by the 20 ms timeout (about ten; at least three even when a loaded
+    # machine fires timers late), and not into one batch per request or two
+    assert 3 <= len(calls) <= 20
 
 
 def test_batcher_rejects_oversized_and_full_queue():
