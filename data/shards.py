@@ -21,9 +21,9 @@ from pathlib import Path
 import tensorflow as tf
 
 from data.loading import check_positive_int
-from data.pipeline import TargetsFn, finish
+from data.pipeline import TargetsFn
 from data.schema import Schema
-from data.tfrecords import LABEL_PREFIX, manifest_files, parse_spec
+from data.tfrecords import manifest_files, record_batches
 
 
 def worker_tfrecord_dataset(
@@ -63,31 +63,16 @@ def worker_tfrecord_dataset(
             f"{directory}: {len(files)} TFRecord shard(s) for {num_workers} workers; write at least one shard "
             "per worker (data.tfrecords.write_tfrecords(num_shards=...))"
         )
-    spec = parse_spec(schema)
-    ds = tf.data.Dataset.from_tensor_slices(files).shard(num_workers, tf.cast(worker_index, tf.int64))
-    if shuffle:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
-        cycle_length=max(1, len(files) // num_workers),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
+    mine = tf.data.Dataset.from_tensor_slices(files).shard(num_workers, tf.cast(worker_index, tf.int64))
+    return record_batches(
+        mine,
+        -(-len(files) // num_workers),  # at most this many files per worker
+        schema,
+        compression,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        repeat=repeat,
+        targets_fn=targets_fn,
+        shuffle_buffer=shuffle_buffer,
     )
-    if shuffle:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-
-    def parse(serialized: tf.Tensor):
-        parsed = tf.io.parse_example(serialized, spec)
-        features = {f.name: parsed[f.name] for f in schema.features}
-        labels, weights = {}, {}
-        for task in schema.task_names:
-            raw = parsed[LABEL_PREFIX + task]
-            observed = tf.logical_not(tf.math.is_nan(raw))
-            labels[task] = tf.where(observed, raw, tf.zeros_like(raw))
-            weights[task] = tf.cast(observed, tf.float32)
-        return features, labels, weights
-
-    ds = ds.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return finish(ds, True, targets_fn)

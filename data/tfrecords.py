@@ -229,6 +229,41 @@ def tfrecord_dataset(
     """
     check_positive_int("batch_size", batch_size)
     files, compression = _resolve_files(pattern, schema, compression)
+    return record_batches(
+        tf.data.Dataset.from_tensor_slices(files),
+        len(files),
+        schema,
+        compression,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        repeat=repeat,
+        targets_fn=targets_fn,
+        shuffle_buffer=shuffle_buffer,
+        drop_remainder=drop_remainder,
+        with_labels=with_labels,
+    )
+
+
+def record_batches(
+    files: tf.data.Dataset,
+    num_files: int,
+    schema: Schema,
+    compression: str,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    repeat: bool,
+    targets_fn: TargetsFn | None,
+    shuffle_buffer: int,
+    drop_remainder: bool = False,
+    with_labels: bool = True,
+) -> tf.data.Dataset:
+    """Interleave the TFRecord ``files`` (``num_files`` of them), shuffle, repeat, batch and parse them.
+
+    The pipeline behind :func:`tfrecord_dataset` and the per-worker reader ``data.shards.worker_tfrecord_dataset``.
+    """
     spec = parse_spec(schema, with_labels)
     task_names = schema.task_names
 
@@ -245,12 +280,12 @@ def tfrecord_dataset(
             weights[name] = tf.cast(observed, tf.float32)
         return features, labels, weights
 
-    ds = tf.data.Dataset.from_tensor_slices(files)
+    ds = files
     if shuffle:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(num_files, seed=seed, reshuffle_each_iteration=True)
     ds = ds.interleave(
         lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
-        cycle_length=len(files),
+        cycle_length=max(1, num_files),
         block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
