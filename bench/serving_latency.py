@@ -390,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     load_before = round(os.getloadavg()[0], 2)
-    from serving.server import ServerConfig, configure_tensorflow
+    from serving.server import configure_tensorflow
+    from serving.server_config import ServerConfig
 
     configure_tensorflow(ServerConfig())  # the floor runs with the server's op thread pools (1 and 1)
     with tempfile.TemporaryDirectory(prefix="mmoe-bench-") as tmp:

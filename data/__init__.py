@@ -9,11 +9,12 @@ import mmoe_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS=1 before TensorFlow is u
 from data.arrays import feature_arrays, labels_and_weights
 from data.errors import DataValidationError
 from data.labels import label_report
-from data.loading import iter_table_chunks, load_table, validate_frame
+from data.loading import iter_table_chunks, load_table
 from data.pipeline import batches_per_pass, make_dataset
 from data.schema import Schema
 from data.splits import random_split, time_split
 from data.tfrecords import read_manifest, tfrecord_dataset, write_tfrecords
+from data.validation import validate_frame
 
 __all__ = [
     "DataValidationError",

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from data.loading import NUMPY_DTYPES, validate_frame
 from data.schema import Schema
+from data.validation import NUMPY_DTYPES, validate_frame
 
 
 def _is_typed(df: pd.DataFrame, schema: Schema, with_labels: bool) -> bool:

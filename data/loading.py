@@ -1,14 +1,7 @@
-"""Read a user's table (CSV, Parquet or DataFrame) and check it against a :class:`Schema`.
+"""Read a user's table (CSV, Parquet or DataFrame), whole or in chunks, validated against a :class:`Schema`.
 
-Every column is read with the dtype the schema implies (numeric → float32, categorical/hashed →
-str or int64, labels → float32 with NaN = not observed) and every problem raises a
-:class:`DataValidationError` naming the column, example rows and what was expected. Rows are never
-dropped.
-
-Missing feature values (NaN, blank, ±inf in numeric columns) follow ``nan_policy``: ``"error"``
-(default) raises; ``"fill"`` replaces them with the feature's ``default`` (and raises for features
-without one). Absent columns go through :func:`data.columns.check_columns`: an error naming the column with a
-did-you-mean, unless ``allow_missing_features=True`` gives absent optional features their defaults (with a warning).
+The file's header is checked first (duplicate and absent columns), then its rows are read with the dtypes the
+schema implies (:mod:`data.table_files`) and checked by :func:`data.validation.validate_frame`.
 
 Example:
     >>> df = load_table("data/sample/impressions.csv", schema)  # doctest: +SKIP
@@ -19,18 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from data.columns import check_columns
-from data.errors import DataValidationError, describe_rows, describe_values
+from data.errors import DataValidationError
 from data.schema import Schema
-
-NAN_POLICIES = ("error", "fill")
-NA_STRINGS = ["", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "None", "#N/A", "<NA>"]
-CSV_SUFFIXES = (".csv", ".tsv", ".txt")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-NUMPY_DTYPES = {"float32": np.float32, "int64": np.int64, "string": object}
+from data.table_files import csv_read_args, csv_separator, read_header, table_format
+from data.validation import check_duplicates, validate_frame
 
 
 def check_positive_int(name: str, value: object) -> None:
@@ -39,284 +27,14 @@ def check_positive_int(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-# ---- file helpers ------------------------------------------------------------------------------
-def table_format(path: str | Path) -> str:
-    """``"csv"`` or ``"parquet"`` from the file suffix (``.gz``/``.bz2``/``.zip`` compressed CSV allowed)."""
-    suffixes = [s.lower() for s in Path(path).suffixes]
-    if suffixes and suffixes[-1] in (".gz", ".bz2", ".zip", ".xz", ".zst"):
-        suffixes = suffixes[:-1]
-    if suffixes and suffixes[-1] in CSV_SUFFIXES:
-        return "csv"
-    if suffixes and suffixes[-1] in PARQUET_SUFFIXES:
-        return "parquet"
-    raise DataValidationError(f"{path}: unsupported file type; expected one of {CSV_SUFFIXES + PARQUET_SUFFIXES}")
-
-
-def _csv_sep(path: Path) -> str:
-    return "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
-
-
-def read_header(path: str | Path) -> list[str]:
-    """Column names exactly as written in the file's header (no pandas renaming of duplicates)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    if table_format(path) == "parquet":
-        import pyarrow.parquet as pq
-
-        return list(pq.read_schema(path).names)
-    if path.stat().st_size == 0:
-        raise DataValidationError(f"{path}: the file is empty (no header row, no data rows)")
-    try:
-        head = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False, sep=_csv_sep(path))
-    except pd.errors.EmptyDataError:
-        raise DataValidationError(f"{path}: the file is empty (no header row, no data rows)") from None
-    return [str(c) for c in head.iloc[0].tolist()]
-
-
-def _check_duplicates(columns: list[str], source: str) -> None:
-    seen: dict[str, list[int]] = {}
-    for i, c in enumerate(columns):
-        seen.setdefault(c, []).append(i)
-    dupes = {c: idx for c, idx in seen.items() if len(idx) > 1}
-    if dupes:
-        parts = [f"{c!r} at positions {idx}" for c, idx in dupes.items()]
-        raise DataValidationError(f"{source}: duplicate column name(s) in the header: {'; '.join(parts)}")
-
-
-def _csv_read_args(schema: Schema, header: list[str]) -> dict:
-    """``usecols``/``dtype``/``na_values`` so each column is read as the schema implies."""
-    wanted = [c for c in schema.columns if c in header]
-    dtype: dict[str, object] = {}
-    na_values: dict[str, list[str]] = {}
-    for f in schema.features:
-        if f.dtype in ("string", "int64"):  # never float-ify ids: read text, convert ourselves
-            dtype[f.column] = str
-            na_values[f.column] = [""]
-        else:
-            na_values[f.column] = NA_STRINGS
-    for c in schema.label_columns + ((schema.timestamp_column,) if schema.timestamp_column else ()):
-        na_values[c] = NA_STRINGS
-    for c in schema.id_columns:
-        dtype[c] = str
-        na_values[c] = [""]
-    for c in schema.extra_columns:
-        na_values.setdefault(c, NA_STRINGS)
-    na_values = {c: v for c, v in na_values.items() if c in wanted}
-    dtype = {c: v for c, v in dtype.items() if c in wanted}
-    return {"usecols": wanted, "dtype": dtype, "na_values": na_values, "keep_default_na": False}
-
-
-# ---- column converters -------------------------------------------------------------------------
-class _Ctx:
-    """Where the frame being checked comes from (for messages)."""
-
-    def __init__(self, source: str, row_offset: int, csv: bool) -> None:
-        self.source, self.row_offset, self.csv = source, row_offset, csv
-
-    def rows(self, positions: np.ndarray) -> str:
-        return describe_rows(positions, self.row_offset, self.csv)
-
-    def values(self, values: np.ndarray, positions: np.ndarray) -> str:
-        return describe_values(list(values), list(positions), self.row_offset)
-
-
-def _blank(series: pd.Series) -> np.ndarray:
-    missing = series.isna().to_numpy()
-    if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
-        # check each distinct value once (fast for categorical columns)
-        blanks = [v for v in pd.unique(series[~missing]) if isinstance(v, str) and not v.strip()]
-        if blanks:
-            missing |= series.isin(blanks).to_numpy()
-    return missing
-
-
-def _to_float(series: pd.Series, what: str, ctx: _Ctx) -> np.ndarray:
-    """Numbers as float64 (NaN kept); non-numeric text raises naming values and rows."""
-    if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
-        return series.to_numpy(dtype=np.float64, na_value=np.nan)
-    numbers = pd.to_numeric(series, errors="coerce")
-    bad = np.flatnonzero(numbers.isna().to_numpy() & ~_blank(series))
-    if len(bad):
-        raise DataValidationError(
-            f"{ctx.source}: {what} expects numbers, but found non-numeric text: "
-            f"{ctx.values(series.to_numpy()[bad], bad)}; {ctx.rows(bad)}"
-        )
-    return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def _missing_values(values: np.ndarray, missing: np.ndarray, spec, nan_policy: str, what: str, ctx: _Ctx, kind: str):
-    """Apply ``nan_policy`` to the rows flagged ``missing``; returns values with them filled."""
-    bad = np.flatnonzero(missing)
-    if not len(bad):
-        return values
-    if nan_policy == "error":
-        raise DataValidationError(
-            f"{ctx.source}: {what} has {kind} values in {ctx.rows(bad)}; expected a value in every row "
-            f"(pass nan_policy='fill' to use the feature's default)"
-        )
-    if spec.default is None:
-        raise DataValidationError(
-            f"{ctx.source}: {what} has {kind} values in {ctx.rows(bad)} and no 'default' to fill them with; "
-            f"give the feature a default in the schema or clean the column"
-        )
-    values = values.copy()
-    values[bad] = spec.default
-    return values
-
-
-def _feature_column(series: pd.Series, spec, nan_policy: str, ctx: _Ctx) -> np.ndarray:
-    what = f"column {spec.column!r} (feature {spec.name!r}, {spec.kind} {spec.dtype})"
-    if spec.dtype == "float32":
-        values = _to_float(series, what, ctx)
-        values = _missing_values(
-            values, ~np.isfinite(values), spec, nan_policy, what, ctx, "missing (NaN/blank) or infinite"
-        )
-        return values.astype(np.float32)
-    if spec.dtype == "int64":
-        if pd.api.types.is_integer_dtype(series.dtype) and not series.hasnans:
-            return series.to_numpy(dtype=np.int64)
-        missing = _blank(series)
-        values = _to_float(series.where(~missing, None) if series.dtype == object else series, what, ctx)
-        frac = np.flatnonzero(~missing & (np.mod(np.nan_to_num(values), 1) != 0))
-        if len(frac):
-            raise DataValidationError(
-                f"{ctx.source}: {what} expects integers, but found "
-                f"{ctx.values(series.to_numpy()[frac], frac)}; {ctx.rows(frac)}"
-            )
-        if series.dtype == object:  # exact parse of big ints (float64 would round ids above 2**53)
-            ints = np.zeros(len(series), dtype=np.int64)
-            text = series.to_numpy()[~missing]
-            try:
-                ints[~missing] = [int(v) if isinstance(v, (int, np.integer)) else int(str(v).strip()) for v in text]
-            except ValueError:
-                ints[~missing] = values[~missing].astype(np.int64)
-        else:
-            ints = np.where(missing, 0, np.nan_to_num(values)).astype(np.int64)
-        return _missing_values(ints, missing, spec, nan_policy, what, ctx, "missing (blank/NaN)")
-    # string
-    missing = _blank(series)
-    if pd.api.types.is_float_dtype(series.dtype):  # e.g. Parquet ids stored as float: 12.0 → "12"
-        floats = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        if np.all(np.mod(floats[~missing], 1) == 0):
-            series = pd.Series(np.where(missing, 0, np.nan_to_num(floats)).astype(np.int64), index=series.index)
-    if series.dtype == object and pd.api.types.infer_dtype(series, skipna=False) == "string":
-        values = series.to_numpy(dtype=object)
-        if missing.any():
-            values = values.copy()
-    else:
-        values = series.astype(str).to_numpy(dtype=object)
-    return _missing_values(values, missing, spec, nan_policy, what, ctx, "missing (blank/NaN)")
-
-
-def _label_column(series: pd.Series, task, ctx: _Ctx) -> np.ndarray:
-    what = f"label column {task.label_column!r} (task {task.name!r}, {task.type})"
-    values = _to_float(series, what, ctx)
-    inf = np.flatnonzero(np.isinf(values))
-    if len(inf):
-        raise DataValidationError(
-            f"{ctx.source}: {what} has infinite values in {ctx.rows(inf)}; expected finite numbers or blank"
-        )
-    if task.type == "binary":
-        bad = np.flatnonzero(~np.isnan(values) & (values != 0) & (values != 1))
-        if len(bad):
-            raise DataValidationError(
-                f"{ctx.source}: {what} expects 0 or 1 (blank/NaN = not observed), but found "
-                f"{ctx.values(series.to_numpy()[bad], bad)}; {ctx.rows(bad)}"
-            )
-    return values.astype(np.float32)
-
-
-def _timestamp_column(series: pd.Series, column: str, ctx: _Ctx) -> pd.Series:
-    what = f"timestamp column {column!r}"
-    missing = np.flatnonzero(_blank(series))
-    if len(missing):
-        raise DataValidationError(
-            f"{ctx.source}: {what} has missing values in {ctx.rows(missing)}; expected a time in every row"
-        )
-    if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_datetime64_any_dtype(series.dtype):
-        return series
-    parsed = pd.to_datetime(series, errors="coerce", utc=False, format="mixed")
-    bad = np.flatnonzero(parsed.isna().to_numpy())
-    if len(bad):
-        raise DataValidationError(
-            f"{ctx.source}: {what} expects numbers or date-times, but found "
-            f"{ctx.values(series.to_numpy()[bad], bad)}; {ctx.rows(bad)}"
-        )
-    return parsed
-
-
 def _check_file(
     path: Path, schema: Schema, require_labels: bool, allow_missing_features: bool
 ) -> tuple[list[str], bool]:
     """Header checks shared by :func:`load_table` and :func:`iter_table_chunks`: ``(header, is_csv)``."""
     header = read_header(path)
-    _check_duplicates(header, str(path))
+    check_duplicates(header, str(path))
     check_columns(header, schema, require_labels, str(path), allow_missing_features)
     return header, table_format(path) == "csv"
-
-
-# ---- public API --------------------------------------------------------------------------------
-def validate_frame(
-    df: pd.DataFrame,
-    schema: Schema,
-    nan_policy: str = "error",
-    require_labels: bool = True,
-    source: str = "table",
-    row_offset: int = 0,
-    csv_lines: bool = False,
-    allow_missing_features: bool = False,
-    warn: bool = True,
-) -> pd.DataFrame:
-    """Check ``df`` against ``schema`` and return a typed copy holding only the schema's columns.
-
-    Args:
-        df: The raw table.
-        schema: What the columns must hold.
-        nan_policy: ``"error"`` or ``"fill"`` (see the module docstring).
-        require_labels: When False (inference data), only the feature columns are required; absent label,
-            timestamp, id and extra columns are left out.
-        source: Name of the table in messages (a file path).
-        row_offset: Row number of ``df``'s first row in the whole table (chunked reads).
-        csv_lines: Also report 1-based CSV file line numbers (one header line).
-        allow_missing_features: Give absent columns of optional features their schema defaults (with a
-            warning naming them) instead of raising (:func:`data.columns.check_columns`).
-        warn: Log that warning (off when the file's header was already checked).
-
-    Returns:
-        A new DataFrame (RangeIndex) with columns in ``schema.columns`` order: features as
-        float32 / int64 / str objects, labels as float32 with NaN where not observed.
-
-    Raises:
-        DataValidationError: naming the column, example rows and the expectation.
-    """
-    if nan_policy not in NAN_POLICIES:
-        raise ValueError(f"nan_policy is {nan_policy!r}; expected one of {NAN_POLICIES}")
-    ctx = _Ctx(source, row_offset, csv_lines)
-    columns = [str(c) for c in df.columns]
-    _check_duplicates(columns, source)
-    available = set(columns)
-    defaulted = set(check_columns(columns, schema, require_labels, source, allow_missing_features, warn))
-    n = len(df)
-    out: dict[str, object] = {}
-    for f in schema.features:
-        if f.column in out:
-            continue
-        if f.column in available:
-            out[f.column] = _feature_column(df[f.column].reset_index(drop=True), f, nan_policy, ctx)
-        elif f.column in defaulted:  # opted in: every row takes the default
-            out[f.column] = np.full(n, f.default, dtype=NUMPY_DTYPES[f.dtype])
-    for t in schema.tasks:
-        if t.label_column in available and t.label_column not in out:
-            out[t.label_column] = _label_column(df[t.label_column].reset_index(drop=True), t, ctx)
-    if schema.timestamp_column and schema.timestamp_column in available:
-        out[schema.timestamp_column] = _timestamp_column(
-            df[schema.timestamp_column].reset_index(drop=True), schema.timestamp_column, ctx
-        )
-    for c in schema.id_columns + schema.extra_columns:
-        if c in available:
-            out.setdefault(c, df[c].reset_index(drop=True))
-    return pd.DataFrame(out, index=pd.RangeIndex(n))
 
 
 def load_table(
@@ -355,7 +73,7 @@ def load_table(
     path = Path(source)
     header, csv = _check_file(path, schema, require_labels, allow_missing_features)
     if csv:
-        df = pd.read_csv(path, sep=_csv_sep(path), **_csv_read_args(schema, header))
+        df = pd.read_csv(path, sep=csv_separator(path), **csv_read_args(schema, header))
     else:
         df = pd.read_parquet(path, engine="pyarrow", columns=[c for c in schema.columns if c in header])
     if len(df) == 0:
@@ -401,7 +119,7 @@ def iter_table_chunks(
     header, csv = _check_file(path, schema, require_labels, allow_missing_features)
     total = 0
     if csv:
-        batches = pd.read_csv(path, sep=_csv_sep(path), chunksize=chunksize, **_csv_read_args(schema, header))
+        batches = pd.read_csv(path, sep=csv_separator(path), chunksize=chunksize, **csv_read_args(schema, header))
     else:
         import pyarrow.parquet as pq
 

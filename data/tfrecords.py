@@ -24,9 +24,10 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from data.arrays import typed_feature_arrays
-from data.loading import check_positive_int, iter_table_chunks, table_format
+from data.loading import check_positive_int, iter_table_chunks
 from data.pipeline import TargetsFn, finish
 from data.schema import Schema
+from data.table_files import table_format
 
 MANIFEST = "manifest.json"
 LABEL_PREFIX = "label/"

@@ -158,7 +158,8 @@ def _serve(args: argparse.Namespace) -> int:
     from serving.batching import BatchingOptions, read_batching_parameters
     from serving.metrics import read_monitoring_config
     from serving.model_store import ModelSource, read_model_config
-    from serving.server import ServerConfig, main
+    from serving.server import main
+    from serving.server_config import ServerConfig
     from serving.tf_serving.protos import PROMETHEUS_DEFAULT_PATH
 
     if args.model_config_file:

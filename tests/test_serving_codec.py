@@ -494,7 +494,8 @@ class _FakeStore:
 def test_rest_api_timeout_internal_error_and_success_in_process():
     from serving.http_server import HttpRequest, Reply
     from serving.inference import Inference
-    from serving.server import RestApi, ServerConfig
+    from serving.rest_api import RestApi
+    from serving.server_config import ServerConfig
 
     async def main():
         inference = Inference(num_threads=2)

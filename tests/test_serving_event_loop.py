@@ -6,7 +6,7 @@ import pytest
 
 from serving import cli
 from serving.event_loop import EVENT_LOOPS, loop_factory, loop_name, run_on
-from serving.server import ServerConfig
+from serving.server_config import ServerConfig
 
 
 def test_auto_is_uvloop_when_installed_and_asyncio_stays_available():

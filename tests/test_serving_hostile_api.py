@@ -1,4 +1,4 @@
-"""Hostile requests against the REST API's routing and decoding (``serving.server.RestApi``), over raw sockets.
+"""Hostile requests against the REST API's routing and decoding (``serving.rest_api.RestApi``), over raw sockets.
 
 The real :class:`RestApi` and HTTP layer run in-process over a stand-in model store (no TensorFlow): every client
 mistake must be a 4xx naming it, never a 500 with a traceback, and nothing a client sends may forge a log line.
@@ -17,7 +17,8 @@ import pytest
 from serving.errors import ServingError, not_found
 from serving.inference import Inference
 from serving.json_codec import ScalarInstanceReader
-from serving.server import RestApi, ServerConfig
+from serving.rest_api import RestApi
+from serving.server_config import ServerConfig
 
 SIGNATURES = {"serving_default": {"x": "float32"}, "strings": {"s": "string"}}
 

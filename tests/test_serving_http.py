@@ -92,7 +92,7 @@ def test_keep_alive_pipelining_and_paths():
 class _NoCoroutineHandler:
     """Answers ``GET`` at once (a tuple), ``POST`` through a future set ``{"sleep": s}`` seconds later (a body
     ``{"fail": true}`` fails it), and ``PUT`` through a :class:`Reply` sent ``{"sleep": s}`` seconds later, as
-    :class:`serving.server.RestApi` does."""
+    :class:`serving.rest_api.RestApi` does."""
 
     def __call__(self, request: HttpRequest):
         answer = {"method": request.method, "path": request.path}

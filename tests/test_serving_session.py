@@ -96,7 +96,7 @@ def test_caller_thread_sessions_answer_the_same_from_concurrent_threads(runner, 
 
 
 def test_server_config_thread_counts_are_checked():
-    from serving.server import ServerConfig
+    from serving.server_config import ServerConfig
 
     assert ServerConfig().inter_op_threads == -1 and ServerConfig().intra_op_threads == 1
     with pytest.raises(ValueError, match="'inter_op_threads' must be >= -1, got -2"):

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.loading import validate_frame
 from data.real.paths import resolve
 from data.schema import Schema
+from data.validation import validate_frame
 from mmoe_tf.config import FeatureSpec, TaskSpec
 
 COLUMNS = (

@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from data.errors import DataValidationError, describe_rows
-from data.loading import read_header, validate_frame
 from data.real.paths import resolve
 from data.schema import Schema
+from data.table_files import read_header
+from data.validation import validate_frame
 from mmoe_tf.config import FeatureSpec, TaskSpec
 
 ALI_CCP_FILES = {s: ("ali-ccp-sample", f"ali_ccp_{s}_sample.csv") for s in ("train", "val", "test")}

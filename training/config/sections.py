@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
-from data.loading import NAN_POLICIES
+from data.validation import NAN_POLICIES
 from mmoe_tf.config import ARCHITECTURES
 from training.config.fields import EMPTY_IF_NONE, SECTION, Bool, Float, Int, Str, config_error
 from training.monitor import monitor_mode
