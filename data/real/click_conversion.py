@@ -26,7 +26,8 @@ from data.errors import DataValidationError, describe_rows
 from data.loading import read_header, validate_frame
 from data.real.paths import resolve
 from data.schema import Schema
-from mmoe_tf.config import FeatureSpec, TaskSpec
+from mmoe_tf.feature_specs import FeatureSpec
+from mmoe_tf.task_specs import TaskSpec
 
 ALI_CCP_FILES = {s: ("ali-ccp-sample", f"ali_ccp_{s}_sample.csv") for s in ("train", "val", "test")}
 ALIEXPRESS_FILES = {
