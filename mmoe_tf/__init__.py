@@ -9,15 +9,8 @@ from mmoe_tf._env import KerasVersionError, ensure_legacy_keras
 
 ensure_legacy_keras()
 
-from mmoe_tf.config import (  # noqa: E402
-    ARCHITECTURES,
-    FeatureCross,
-    FeatureSpec,
-    ModelConfig,
-    TaskSpec,
-    default_tasks,
-    joint_output_name,
-)
+from mmoe_tf.config import ARCHITECTURES, ModelConfig  # noqa: E402
+from mmoe_tf.feature_specs import FeatureCross, FeatureSpec  # noqa: E402
 from mmoe_tf.features import FeatureEncoder  # noqa: E402
 from mmoe_tf.gates import gate_model  # noqa: E402
 from mmoe_tf.layers import CGC, CrossExpertBank, ExpertBank, MMoE, TaskGate  # noqa: E402
@@ -25,6 +18,7 @@ from mmoe_tf.losses import UncertaintyWeighting, current_loss_weights  # noqa: E
 from mmoe_tf.models import MultiTaskModel, build_model, compile_model  # noqa: E402
 from mmoe_tf.saving import config_of, load_model, save_model  # noqa: E402
 from mmoe_tf.targets import add_joint_targets  # noqa: E402
+from mmoe_tf.task_specs import TaskSpec, default_tasks, joint_output_name  # noqa: E402
 from mmoe_tf.threads import configure_cpu_threads  # noqa: E402
 from mmoe_tf.towers import MLP, Tower  # noqa: E402
 

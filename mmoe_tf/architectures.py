@@ -13,11 +13,13 @@ from typing import Any
 
 import tensorflow as tf
 
-from mmoe_tf.config import ModelConfig, joint_output_name
-from mmoe_tf.features import FeatureEncoder, make_inputs
+from mmoe_tf.config import ModelConfig
+from mmoe_tf.features import FeatureEncoder
 from mmoe_tf.layers import CGC, CrossExpertBank, MMoE
 from mmoe_tf.layers._common import derive_seed
+from mmoe_tf.model_inputs import make_inputs
 from mmoe_tf.targets import task_order
+from mmoe_tf.task_specs import joint_output_name
 from mmoe_tf.towers import MLP, Tower
 
 

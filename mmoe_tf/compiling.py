@@ -17,10 +17,11 @@ from typing import Any
 
 import tensorflow as tf
 
-from mmoe_tf.config import ModelConfig, TaskSpec
+from mmoe_tf.config import ModelConfig
 from mmoe_tf.losses import make_loss
 from mmoe_tf.optimizers import FusedAdam
 from mmoe_tf.targets import trained_targets
+from mmoe_tf.task_specs import TaskSpec
 
 
 def loss_signature(loss: Any) -> Any:

@@ -5,13 +5,13 @@ only TensorFlow ops (so an exported SavedModel needs no Python preprocessing):
 
 * ``numeric``: missing values (NaN or ±inf) are replaced by the spec's ``default``; without a
   default they are replaced by the adapted mean, i.e. they normalise to exactly 0 and cannot
-  poison the model. Then ``tf.keras.layers.Normalization`` with the adapted mean/variance.
+  poison the model. Then ``(x - mean) / std`` with the adapted mean/variance (``Normalization``'s arithmetic).
 * ``categorical``: ``StringLookup`` / ``IntegerLookup`` over the given or adapted vocabulary with
   ``num_oov_buckets`` out-of-vocabulary indices (unseen values never crash), then ``Embedding``.
   A string ``""`` is "missing": it becomes ``default`` when there is one, otherwise OOV.
   ``int64`` features have no in-band missing marker (the data layer fills them).
 * ``hashed``: ``Hashing(num_bins)`` then ``Embedding``; ``""`` becomes ``default`` if set.
-* crosses (:class:`~mmoe_tf.config.FeatureCross`): the combination of several categorical/hashed
+* crosses (:class:`~mmoe_tf.feature_specs.FeatureCross`): the combination of several categorical/hashed
   features' raw values (after the same missing-value defaults), ``HashedCrossing(num_bins)`` then
   ``Embedding``; their columns come after all the features'.
 
@@ -28,138 +28,13 @@ Example:
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import tensorflow as tf
 
-from mmoe_tf.config import FeatureCross, FeatureSpec, check_crosses
-
-INPUT_DTYPES = {"float32": tf.float32, "string": tf.string, "int64": tf.int64}
-
-
-def input_dtype(spec: FeatureSpec) -> tf.DType:
-    """The ``tf.DType`` of the model input for ``spec`` (float32, string or int64)."""
-    return INPUT_DTYPES[spec.dtype]
-
-
-def make_inputs(specs: Sequence[FeatureSpec]) -> dict[str, tf.Tensor]:
-    """One ``tf.keras.Input(shape=(), name=spec.name)`` per feature: one raw scalar per row.
-
-    Example:
-        >>> make_inputs([FeatureSpec("price", "numeric")])["price"].shape
-        TensorShape([None])
-    """
-    return {s.name: tf.keras.Input(shape=(), name=s.name, dtype=input_dtype(s)) for s in specs}
-
-
-def _column(data: Any, spec: FeatureSpec) -> np.ndarray:
-    """The raw values of ``spec`` in ``data`` (dict of arrays or DataFrame keyed by feature name)."""
-    try:
-        has = spec.name in data
-    except TypeError:
-        raise ValueError(
-            f"adapt data must be a dict of arrays or a DataFrame keyed by feature name, got {type(data).__name__}"
-        ) from None
-    if not has:
-        keys = list(data.keys()) if hasattr(data, "keys") else []
-        raise ValueError(
-            f"adapt data lacks feature {spec.name!r} (a {spec.kind} feature needs data to adapt from); "
-            f"available keys: {sorted(map(str, keys))[:20]}"
-        )
-    values = np.asarray(data[spec.name])
-    if values.ndim == 2 and values.shape[1] == 1:
-        values = values[:, 0]
-    if values.ndim != 1:
-        raise ValueError(f"adapt data for feature {spec.name!r} must be one value per row, got shape {values.shape}")
-    return values
-
-
-def _numeric_state(spec: FeatureSpec, values: np.ndarray) -> dict[str, float]:
-    x = _convert_column(spec, values).astype(np.float64)
-    missing = ~np.isfinite(x)
-    if spec.default is not None:
-        x = np.where(missing, float(spec.default), x)
-    else:
-        x = x[~missing]
-    if x.size == 0:
-        return {"mean": 0.0, "variance": 1.0}
-    return {"mean": float(x.mean()), "variance": float(x.var())}
-
-
-def _is_number(value: Any) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _string_values(spec: FeatureSpec, values: np.ndarray) -> list[str]:
-    out = []
-    for v in values.tolist():
-        if isinstance(v, bytes):
-            v = v.decode("utf-8")
-        elif not isinstance(v, str):
-            v = "" if pd.isna(v) else str(v)
-        out.append(spec.default if v == "" and spec.default is not None else v)
-    return out
-
-
-def _vocabulary_state(spec: FeatureSpec, values: np.ndarray) -> dict[str, list]:
-    tokens = _string_values(spec, values) if spec.dtype == "string" else _convert_column(spec, values).tolist()
-    counts = collections.Counter(t for t in tokens if t != "")
-    if spec.dtype == "int64":
-        counts.pop(-1, None)  # -1 is IntegerLookup's OOV token; it maps to OOV anyway
-    if not counts:
-        raise ValueError(f"feature {spec.name!r}: adapt data holds no non-missing values to build a vocabulary from")
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    if spec.max_tokens is not None:
-        ranked = ranked[: spec.max_tokens]
-    return {"vocabulary": [t for t, _ in ranked]}
-
-
-def adapt_state(specs: Sequence[FeatureSpec], data: Mapping[str, Any] | Any) -> dict[str, dict[str, Any]]:
-    """Compute the preprocessing state (normaliser stats, vocabularies) of ``specs`` from ``data``.
-
-    Args:
-        specs: Feature specs.
-        data: Dict of arrays or DataFrame keyed by feature name (raw values, NaN/"" = missing).
-
-    Returns:
-        ``{feature_name: {"mean", "variance"} | {"vocabulary"} | {}}`` (JSON-serialisable).
-
-    Raises:
-        ValueError: when ``data`` lacks a feature that needs adapting or holds values of the wrong type.
-    """
-    state: dict[str, dict[str, Any]] = {}
-    for spec in specs:
-        if spec.kind == "numeric":
-            state[spec.name] = _numeric_state(spec, _column(data, spec))
-        elif spec.kind == "categorical" and spec.vocabulary is None:
-            state[spec.name] = _vocabulary_state(spec, _column(data, spec))
-        else:
-            state[spec.name] = {}
-    return state
-
-
-def needs_adapting(specs: Sequence[FeatureSpec]) -> list[str]:
-    """Names of the features whose preprocessing must be adapted from data."""
-    return [s.name for s in specs if s.kind == "numeric" or (s.kind == "categorical" and s.vocabulary is None)]
-
-
-def plain_copy(value: Any) -> Any:
-    """Deep copy of ``value`` with Keras' tracking wrappers turned back into plain dicts and lists."""
-    if isinstance(value, Mapping):
-        return {k: plain_copy(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain_copy(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+from mmoe_tf.feature_specs import FeatureCross, FeatureSpec, check_crosses
+from mmoe_tf.feature_state import adapt_state, needs_adapting, plain_copy
 
 
 def _as_specs(features: Sequence[FeatureSpec | Mapping[str, Any]]) -> tuple[FeatureSpec, ...]:
@@ -373,81 +248,3 @@ def _column_order(specs: Sequence[FeatureSpec], tail: int = 0) -> tuple[int, ...
     order = [offsets[i] + j for i in range(len(specs)) for j in range(widths[i])]
     order += list(range(start, start + tail))
     return None if order == list(range(len(order))) else tuple(order)
-
-
-def _py(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _rows(mask: np.ndarray) -> str:
-    rows = np.flatnonzero(mask)
-    more = f" and {rows.size - 5} more" if rows.size > 5 else ""
-    return f"rows {rows[:5].tolist()}{more}"
-
-
-def _convert_column(spec: FeatureSpec, values: Any) -> np.ndarray:
-    values = np.asarray(values)
-    if values.ndim == 2 and values.shape[1] == 1:
-        values = values[:, 0]
-    if values.ndim != 1:
-        raise ValueError(f"feature {spec.name!r}: expected one value per row, got an array of shape {values.shape}")
-    if spec.dtype == "float32":
-        if values.dtype.kind in "fiub":
-            return values.astype(np.float32)
-        missing = pd.isna(values)
-        numbers = missing | np.array([_is_number(v) for v in values.tolist()], bool)
-        if not numbers.all():
-            bad = ~numbers
-            example = _py(values[np.flatnonzero(bad)[0]])
-            raise ValueError(
-                f"feature {spec.name!r} is numeric but holds non-numbers at {_rows(bad)} (e.g. {example!r})"
-            )
-        return np.array([np.nan if m else float(v) for v, m in zip(values.tolist(), missing, strict=True)], np.float32)
-    if spec.dtype == "int64":
-        if values.dtype.kind in "iu":
-            return values.astype(np.int64)
-        try:
-            as_float = values.astype(np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"feature {spec.name!r} is int64 but holds non-integer values") from None
-        bad = ~np.isfinite(as_float) | (as_float != np.round(as_float))
-        if bad.any():
-            example = _py(values[np.flatnonzero(bad)[0]])
-            raise ValueError(
-                f"feature {spec.name!r} is int64 but holds missing or non-integer values at {_rows(bad)} "
-                f"(e.g. {example!r}); fill them before predicting"
-            )
-        return as_float.astype(np.int64)
-    if values.dtype.kind in "US":
-        return values.astype(object)
-    return np.array(_string_values(spec, values), dtype=object)
-
-
-def to_model_inputs(specs: Sequence[FeatureSpec], data: Mapping[str, Any] | Any) -> dict[str, np.ndarray]:
-    """Validate raw columns and convert them to the model's input dtypes.
-
-    Args:
-        specs: The model's feature specs.
-        data: Dict of arrays or DataFrame keyed by feature name (extra keys are ignored).
-
-    Returns:
-        ``{name: np.ndarray}``: float32 (numeric), int64, or object arrays of ``str`` (missing → ``""``
-        or the spec's default).
-
-    Raises:
-        ValueError: naming the feature, the rows and the expectation (absent feature, text in a
-            numeric column, non-integers in an int64 column, mismatched lengths).
-
-    Example:
-        >>> to_model_inputs([FeatureSpec("price", "numeric")], {"price": [1, None]})["price"]
-        array([ 1., nan], dtype=float32)
-    """
-    keys = set(data.keys()) if hasattr(data, "keys") else set()
-    absent = [s.name for s in specs if s.name not in keys]
-    if absent:
-        raise ValueError(f"inputs lack features {absent}; the model takes {[s.name for s in specs]}")
-    out = {s.name: _convert_column(s, data[s.name]) for s in specs}
-    lengths = {name: len(v) for name, v in out.items()}
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"features have different numbers of rows: {lengths}")
-    return out

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from mmoe_tf.config import TASK_TYPES, TaskSpec
 from mmoe_tf.saving import config_of
 from mmoe_tf.targets import target_name
+from mmoe_tf.task_specs import TASK_TYPES, TaskSpec
 
 
 def make_loss(task: TaskSpec) -> tf.keras.losses.Loss:

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmoe_tf.config import ModelConfig
-from mmoe_tf.features import input_dtype, to_model_inputs
+from mmoe_tf.model_inputs import input_dtype, to_model_inputs
 from mmoe_tf.targets import trained_targets
 
 

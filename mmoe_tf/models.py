@@ -24,7 +24,7 @@ from mmoe_tf.architectures import build_graph, mmoe_layer_name, ple_layer_name
 from mmoe_tf.compiling import compile_model, loss_signature, own_loss_arguments, strip_output_prefix
 from mmoe_tf.config import ModelConfig
 from mmoe_tf.entry_points import DEFAULT_PREDICT_BATCH_SIZE, DataEntryPoints
-from mmoe_tf.features import adapt_state, needs_adapting, plain_copy
+from mmoe_tf.feature_state import adapt_state, needs_adapting, plain_copy
 from mmoe_tf.losses import UncertaintyWeighting, make_loss
 from mmoe_tf.model_data import ModelData
 from mmoe_tf.targets import add_joint_targets, task_order, trained_targets
@@ -67,7 +67,7 @@ class MultiTaskModel(DataEntryPoints):
 
     Args:
         model_config: ``ModelConfig`` (or its dict).
-        feature_state: Adapted preprocessing state from ``mmoe_tf.features.adapt_state``.
+        feature_state: Adapted preprocessing state from ``mmoe_tf.feature_state.adapt_state``.
 
     Losses (:meth:`compute_loss`), unless ``compile`` was given other losses than the config's: one per
     trained target (the task's own output, or its ESMM joint output); labels that are NaN/inf count as

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from mmoe_tf.config import ModelConfig, TaskSpec, joint_output_name
+from mmoe_tf.config import ModelConfig
+from mmoe_tf.task_specs import TaskSpec, joint_output_name
 
 
 def task_order(config: ModelConfig) -> list[TaskSpec]:

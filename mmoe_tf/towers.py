@@ -13,8 +13,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from mmoe_tf.config import TASK_TYPES
 from mmoe_tf.layers import _common as c
+from mmoe_tf.task_specs import TASK_TYPES
 
 
 def _glorot(seed: int, index: int) -> tf.keras.initializers.Initializer:

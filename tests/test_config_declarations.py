@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from mmoe_tf.config import ModelConfig, TaskSpec
+from mmoe_tf.config import ModelConfig
+from mmoe_tf.task_specs import TaskSpec
 from training.cli import main as training_main
 from training.config import (
     MODEL_EXCLUDED_FIELDS,

@@ -6,7 +6,8 @@ import pytest
 
 from data import DataValidationError, feature_arrays, iter_table_chunks, label_report, labels_and_weights, load_table
 from data.schema import Schema
-from mmoe_tf.config import FeatureSpec, TaskSpec
+from mmoe_tf.feature_specs import FeatureSpec
+from mmoe_tf.task_specs import TaskSpec
 
 HEADER = "price,device,hour,user_id,click,satisfaction"
 GOOD_ROWS = [

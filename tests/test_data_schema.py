@@ -3,7 +3,9 @@
 import pytest
 
 from data.schema import Schema
-from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+from mmoe_tf.config import ModelConfig
+from mmoe_tf.feature_specs import FeatureSpec
+from mmoe_tf.task_specs import TaskSpec
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,11 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from mmoe_tf.config import FeatureCross, FeatureSpec, ModelConfig
-from mmoe_tf.features import FeatureEncoder, adapt_state, make_inputs, plain_copy, to_model_inputs
+from mmoe_tf.config import ModelConfig
+from mmoe_tf.feature_specs import FeatureCross, FeatureSpec
+from mmoe_tf.feature_state import adapt_state, plain_copy
+from mmoe_tf.features import FeatureEncoder
+from mmoe_tf.model_inputs import make_inputs, to_model_inputs
 from mmoe_tf.towers import MLP, Tower
 
 SPECS = (

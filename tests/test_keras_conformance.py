@@ -7,7 +7,9 @@ import pytest
 import tensorflow as tf
 
 import mmoe_tf
-from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+from mmoe_tf.config import ModelConfig
+from mmoe_tf.feature_specs import FeatureSpec
+from mmoe_tf.task_specs import TaskSpec
 
 N = 64
 TASKS = ("click", "satisfaction")

@@ -5,12 +5,14 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+from mmoe_tf.config import ModelConfig
+from mmoe_tf.feature_specs import FeatureSpec
 from mmoe_tf.gates import gate_model
 from mmoe_tf.losses import UncertaintyWeighting, current_loss_weights
 from mmoe_tf.models import MultiTaskModel, build_model
 from mmoe_tf.saving import config_of, load_model, save_model
 from mmoe_tf.targets import add_joint_targets
+from mmoe_tf.task_specs import TaskSpec
 
 N = 256
 FEATURES = (
@@ -430,7 +432,7 @@ def test_predict_on_columns_cuts_the_same_batches_as_keras(trained, toy, monkeyp
     """Dicts and DataFrames go through table-order slices, with Keras' batching, so the outputs are Keras' own."""
     import mmoe_tf.entry_points as entry_points
     from mmoe_tf import batches
-    from mmoe_tf.features import to_model_inputs
+    from mmoe_tf.model_inputs import to_model_inputs
 
     features, _, _ = toy
     model = trained["mmoe"][0]

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mmoe_tf.config import FeatureSpec, ModelConfig
+from mmoe_tf.config import ModelConfig
+from mmoe_tf.feature_specs import FeatureSpec
 from mmoe_tf.models import build_model
 from mmoe_tf.optimizers import FusedAdam
 

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+from mmoe_tf.config import ModelConfig
+from mmoe_tf.feature_specs import FeatureSpec
 from mmoe_tf.gates import gate_expert_names, gate_model, level_gate_model
 from mmoe_tf.layers import CGC
 from mmoe_tf.models import build_model, ple_layer_name
+from mmoe_tf.task_specs import TaskSpec
 
 D = 6
 FEATURES = (FeatureSpec("x1", "numeric"), FeatureSpec("device", "categorical", dtype="string", embedding_dim=3))

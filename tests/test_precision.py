@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+from mmoe_tf.config import ModelConfig
+from mmoe_tf.feature_specs import FeatureSpec
 from mmoe_tf.gates import gate_model
 from mmoe_tf.models import build_model
 from mmoe_tf.saving import config_of, load_model, save_model
+from mmoe_tf.task_specs import TaskSpec
 
 N = 256
 FEATURES = (

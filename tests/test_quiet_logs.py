@@ -44,7 +44,9 @@ BUILD_TINY_MODEL = """
 import sys
 import numpy as np
 import mmoe_tf
-from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+from mmoe_tf.config import ModelConfig
+from mmoe_tf.feature_specs import FeatureSpec
+from mmoe_tf.task_specs import TaskSpec
 config = ModelConfig(features=(FeatureSpec("price", "numeric"),), tasks=(TaskSpec("click"),), num_experts=2,
                      expert_units=(4,), tower_units=(2,))
 model = mmoe_tf.build_model(config, adapt_data={"price": np.linspace(0, 1, 16, dtype=np.float32)})

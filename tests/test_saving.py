@@ -11,12 +11,15 @@ import pytest
 import tensorflow as tf
 
 import mmoe_tf.features
+import mmoe_tf.model_inputs
 import mmoe_tf.models
-from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+from mmoe_tf.config import ModelConfig
+from mmoe_tf.feature_specs import FeatureSpec
 from mmoe_tf.gates import gate_model
 from mmoe_tf.losses import current_loss_weights
 from mmoe_tf.models import build_model
 from mmoe_tf.saving import config_of, load_model, save_model, stored_config
+from mmoe_tf.task_specs import TaskSpec
 
 N = 128
 CONFIG = ModelConfig(
@@ -228,7 +231,7 @@ def test_model_saved_by_mmoe_tf_0_1_still_loads_and_predicts_the_same(repo_root)
     fixture = repo_root / "tests" / "data"
     model = load_model(fixture / "model_v0_1.keras")
     rows = pd.read_csv(fixture / "model_v0_1_rows.csv", keep_default_na=False, na_values={"age": [""]})
-    got = outputs(model, mmoe_tf.features.to_model_inputs(config_of(model).features, rows))
+    got = outputs(model, mmoe_tf.model_inputs.to_model_inputs(config_of(model).features, rows))
     expected = np.load(fixture / "model_v0_1_predictions.npz")
     for name in expected.files:
         np.testing.assert_allclose(got[name], expected[name], rtol=0, atol=1e-6)

@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+from mmoe_tf.config import ModelConfig
+from mmoe_tf.feature_specs import FeatureSpec
+from mmoe_tf.task_specs import TaskSpec
 from training.evaluation import binary_metrics, evaluate_predictions, format_report, regression_metrics
 from training.gate_analysis import analyze_gate_weights, format_gate_summary, plot_gates, write_gate_analysis
 

@@ -2,7 +2,9 @@
 
 import pytest
 
-from mmoe_tf.config import FeatureSpec, ModelConfig, TaskSpec
+from mmoe_tf.config import ModelConfig
+from mmoe_tf.feature_specs import FeatureSpec
+from mmoe_tf.task_specs import TaskSpec
 from training.cli import build_parser
 from training.config import RunConfig, RunConfigError, apply_task_overrides, load_run_config
 

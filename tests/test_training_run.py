@@ -115,7 +115,8 @@ def test_run_config_is_fully_resolved(run_dir):
 
     import yaml
 
-    from mmoe_tf.config import ModelConfig, TaskSpec
+    from mmoe_tf.config import ModelConfig
+    from mmoe_tf.task_specs import TaskSpec
     from training.config import MODEL_EXCLUDED_FIELDS, unused_model_fields
 
     saved = yaml.safe_load((run_dir / "run_config.yaml").read_text())

@@ -9,7 +9,8 @@ observed rows, one class only) give ``null`` metrics with a ``notes`` entry, nev
 
 Example:
     >>> import numpy as np
-    >>> from mmoe_tf.config import FeatureSpec, ModelConfig
+    >>> from mmoe_tf.config import ModelConfig
+    >>> from mmoe_tf.feature_specs import FeatureSpec
     >>> cfg = ModelConfig(features=(FeatureSpec("x", "numeric"),))
     >>> y = {"click": np.array([0, 1, 1, 0.]), "satisfaction": np.array([0, 1, 0, 0.])}
     >>> w = {"click": np.ones(4), "satisfaction": np.array([0, 1, 1, 0.])}
@@ -27,8 +28,9 @@ from typing import Any
 import numpy as np
 from sklearn import metrics
 
-from mmoe_tf.config import ModelConfig, TaskSpec, joint_output_name
+from mmoe_tf.config import ModelConfig
 from mmoe_tf.targets import add_joint_targets
+from mmoe_tf.task_specs import TaskSpec, joint_output_name
 
 EPS = 1e-7
 

@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from data.schema import Schema
-from mmoe_tf.config import FeatureSpec, TaskSpec
+from mmoe_tf.feature_specs import FeatureSpec
+from mmoe_tf.task_specs import TaskSpec
 
 DEFAULT_CARDINALITIES = (100, 1_000, 20, 5_000)
 

@@ -38,7 +38,8 @@ import numpy as np
 import pandas as pd
 
 from data.schema import Schema
-from mmoe_tf.config import FeatureSpec, TaskSpec
+from mmoe_tf.feature_specs import FeatureSpec
+from mmoe_tf.task_specs import TaskSpec
 
 SEGMENTS = ("student", "professional", "family", "senior", "bargain_hunter", "enthusiast")
 CATEGORIES = ("electronics", "fashion", "home", "books", "sports", "beauty", "toys", "grocery")

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from data.schema import Schema
-from mmoe_tf.config import FeatureSpec, TaskSpec
+from mmoe_tf.feature_specs import FeatureSpec
+from mmoe_tf.task_specs import TaskSpec
 
 
 def task_weights(dim: int, correlation: float, scale: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,8 @@ import pandas as pd
 from data.real.paths import resolve
 from data.schema import Schema
 from data.validation import validate_frame
-from mmoe_tf.config import FeatureSpec, TaskSpec
+from mmoe_tf.feature_specs import FeatureSpec
+from mmoe_tf.task_specs import TaskSpec
 
 COLUMNS = (
     "age", "class_of_worker", "detailed_industry_recode", "detailed_occupation_recode", "education",

@@ -27,7 +27,8 @@ from data.real.paths import resolve
 from data.schema import Schema
 from data.table_files import read_header
 from data.validation import validate_frame
-from mmoe_tf.config import FeatureSpec, TaskSpec
+from mmoe_tf.feature_specs import FeatureSpec
+from mmoe_tf.task_specs import TaskSpec
 
 ALI_CCP_FILES = {s: ("ali-ccp-sample", f"ali_ccp_{s}_sample.csv") for s in ("train", "val", "test")}
 ALIEXPRESS_FILES = {

@@ -16,18 +16,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationInfo, model_validator
 
-from mmoe_tf.config import (
-    ARCHITECTURES,
-    EXPERT_TYPES,
-    LOSS_BALANCING,
-    NORMALIZATIONS,
-    PRECISIONS,
-    TASK_LOSSES,
-    TASK_TYPES,
-    FeatureCross,
-    FeatureSpec,
-    ModelConfig,
-)
+from mmoe_tf.config import ARCHITECTURES, EXPERT_TYPES, LOSS_BALANCING, NORMALIZATIONS, PRECISIONS, ModelConfig
+from mmoe_tf.feature_specs import FeatureCross, FeatureSpec
+from mmoe_tf.task_specs import TASK_LOSSES, TASK_TYPES
 from training.config.fields import (
     ARCHITECTURES_KEY,
     EMPTY_IF_NONE,
