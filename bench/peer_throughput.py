@@ -4,7 +4,9 @@ Protocol, size classes (``SIZES``) and contenders (``MMOE_TF``, ``DEEPCTR``): ``
 DeepCTR". Each contender builds its model in a fresh process (TensorFlow's default threads; ``mmoe_tf/cli`` the CLI's
 one thread per op), warms up untimed, then times ``--epochs`` epochs of ``fit`` and ``--predict-passes`` ``predict``
 calls (wall and process CPU time); contenders alternate over ``--rounds`` rounds. DeepCTR's contenders run in
-``harness.bench_python()``'s environment.
+``harness.bench_python()``'s environment. ``mmoe_tf/dataset`` is the CLI's input pipeline (``data.make_dataset``) under
+TensorFlow's default threads: against it the notebook path shows what its data path costs, against ``mmoe_tf/cli``
+what the CLI's thread setting adds.
 
 Usage:
     python3 bench/peer_throughput.py --out docs/bench/peer_throughput.json           # both size classes, 5 rounds
@@ -44,7 +46,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "batch_sizes": (2048,),
     },
 }
-MMOE_TF = ("mmoe_tf/numpy", "mmoe_tf/dataframe", "mmoe_tf/cli")
+MMOE_TF = ("mmoe_tf/numpy", "mmoe_tf/dataframe", "mmoe_tf/dataset", "mmoe_tf/cli")
 DEEPCTR = ("deepctr/MMOE", "deepctr/MMOE@spe16")
 NOTEBOOK = "mmoe_tf/numpy"
 RATIOS = {  # ratio of the notebook path to another contender -> the per-round figure it divides
@@ -156,7 +158,7 @@ def mmoe_tf_contender(name: str, frames: dict, schema: Any, size: dict, batch: i
     )
     model = mmoe_tf.build_model(config, adapt_data=feature_arrays(train, schema))
     tasks = [t.name for t in schema.tasks]
-    if name == "mmoe_tf/cli":
+    if name in ("mmoe_tf/dataset", "mmoe_tf/cli"):  # the CLI's input pipeline; its threads only for the CLI
         pipeline = make_dataset(train, schema, batch_size=batch, shuffle=True, seed=0, repeat=True)
         test_ds = make_dataset(test, schema, batch_size=batch, with_labels=False)
 
