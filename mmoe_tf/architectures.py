@@ -129,6 +129,7 @@ def _expert_and_gate_options(config: ModelConfig) -> dict[str, Any]:
         "gate_hidden_units": config.gate_hidden_units,
         "gate_temperature": config.gate_temperature,
         "gate_dropout": config.gate_dropout,
+        "gate_balance_weight": config.gate_balance_weight,
         "dtype": dense_dtype(config),
     }
 

@@ -57,6 +57,7 @@ class ModelConfig:
         gate_hidden_units: Hidden layer sizes of each gate before its softmax (empty: linear gate).
         gate_temperature: Softmax temperature of the gates (> 0; larger is flatter).
         gate_dropout: Dropout on gate weights during training (renormalised to sum to 1).
+        gate_balance_weight: Weight (>= 0) of each gate's load-balancing penalty during training (0: none).
         num_levels: Number of stacked MMoE blocks (multi-level MMoE), or of PLE extraction levels
             (``1`` = CGC).
         tower_units: Default hidden sizes of each task tower.
@@ -106,6 +107,7 @@ class ModelConfig:
     gate_hidden_units: tuple[int, ...] = ()
     gate_temperature: float = 1.0
     gate_dropout: float = 0.0
+    gate_balance_weight: float = 0.0
     num_levels: int = 1
     tower_units: tuple[int, ...] = (32,)
     tower_activation: str = "relu"
@@ -193,6 +195,8 @@ class ModelConfig:
         object.__setattr__(self, "embedding_l2", float(self.embedding_l2))
         if not isinstance(self.gate_temperature, (int, float)) or self.gate_temperature <= 0:
             fail(owner, "gate_temperature", f"must be > 0, got {self.gate_temperature!r}")
+        if not isinstance(w := self.gate_balance_weight, (int, float)) or isinstance(w, bool) or not 0 <= w < math.inf:
+            fail(owner, "gate_balance_weight", f"must be a finite number >= 0, got {self.gate_balance_weight!r}")
         if not isinstance(self.learning_rate, (int, float)) or self.learning_rate <= 0:
             fail(owner, "learning_rate", f"must be > 0, got {self.learning_rate!r}")
 

@@ -50,6 +50,7 @@ def test_architecture_marks_decide_what_is_unused():
         "gate_hidden_units",
         "gate_temperature",
         "gate_dropout",
+        "gate_balance_weight",
         "num_levels",
     }
     assert set(unused_model_fields("ple", "cross")) == {"num_experts"}

@@ -111,6 +111,11 @@ SHRINK: dict[tuple[str, ...], list[str]] = {
     ("training.experiments", "ceiling"): [*EXPERIMENT_SIZES, "--rows", "1500"],
     ("training.experiments", "ceiling_reference"): ["--rows", "3000", "--seeds", "1"],
     ("training.experiments", "gates_vs_relatedness"): [*EXPERIMENT_SIZES, "--rows", "600", "--correlations", "0.5"],
+    ("training.experiments", "gate_remedies"): [
+        *EXPERIMENT_SIZES,
+        *("--rows", "300", "--correlations", "0.5", "--scarcity-rows", "1500", "--scarcity-seeds", "1", "--jobs", "1"),
+        *("--variants", "none", "gate_balance_weight=0.01"),
+    ],
     ("training.experiments",): [*EXPERIMENT_SIZES, "--rows", "600"],
 }
 NEEDS_SHARED_DATA = {("training.experiments", "census")}

@@ -112,6 +112,13 @@ def check_positive(name: str, value: Any) -> float:
     return float(value)
 
 
+def check_non_negative(name: str, value: Any) -> float:
+    """Return ``value`` as a float if it is a finite number >= 0; ``ValueError`` naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 def build_sublayer(layer: tf.keras.layers.Layer, input_shape: Any) -> None:
     """``layer.build(input_shape)`` under the layer's own name scope, as calling it would be.
 

@@ -1,7 +1,7 @@
 """``MixtureOfExperts``: the expert and gate options that ``MMoE`` and PLE's ``CGC`` share.
 
 Both blocks take the same expert options (type, activation, dropout, normalisation, cross layers,
-implementation) and gate options (hidden units, activation, temperature, dropout) and build their
+implementation) and gate options (hidden units, activation, temperature, dropout, balance penalty) and build their
 expert banks and gates the same way; this base layer validates those options once, builds banks and
 gates from them, and serialises them. It is not used on its own. Its banks and gates take the block's dtype
 policy (e.g. ``mixed_bfloat16``), so ``dtype=`` on the block sets the precision of everything inside it.
@@ -35,6 +35,7 @@ class MixtureOfExperts(tf.keras.layers.Layer):
         gate_activation: Activation of gate hidden layers.
         gate_temperature: Softmax temperature of the gates (> 0).
         gate_dropout: Gate-weight dropout during training (see ``TaskGate``).
+        gate_balance_weight: Weight of each gate's load-balancing penalty during training (see ``TaskGate``).
         seed: Base seed of every weight; ``None`` draws one at construction.
         implementation: ``ExpertBank`` implementation (validated by the banks).
     """
@@ -51,6 +52,7 @@ class MixtureOfExperts(tf.keras.layers.Layer):
         gate_activation: Any = "relu",
         gate_temperature: float = 1.0,
         gate_dropout: float = 0.0,
+        gate_balance_weight: float = 0.0,
         seed: int | None = None,
         implementation: str = "auto",
         **kwargs: Any,
@@ -68,6 +70,7 @@ class MixtureOfExperts(tf.keras.layers.Layer):
         self.gate_activation = tf.keras.activations.get(gate_activation)
         self.gate_temperature = c.check_positive("gate_temperature", gate_temperature)
         self.gate_dropout = c.check_rate("gate_dropout", gate_dropout)
+        self.gate_balance_weight = c.check_non_negative("gate_balance_weight", gate_balance_weight)
         self.seed = c.check_seed("seed", seed)
         self.implementation = implementation  # validated by the expert banks
         self._base_seed = c.resolve_seed(seed)
@@ -95,6 +98,7 @@ class MixtureOfExperts(tf.keras.layers.Layer):
             activation=self.gate_activation,
             temperature=self.gate_temperature,
             dropout=self.gate_dropout,
+            balance_weight=self.gate_balance_weight,
             seed=seed,
             name=name,
             dtype=self.dtype_policy,
@@ -113,6 +117,7 @@ class MixtureOfExperts(tf.keras.layers.Layer):
             gate_activation=tf.keras.activations.serialize(self.gate_activation),
             gate_temperature=self.gate_temperature,
             gate_dropout=self.gate_dropout,
+            gate_balance_weight=self.gate_balance_weight,
             seed=self.seed,
             implementation=self.implementation,
         )

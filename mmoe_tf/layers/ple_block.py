@@ -46,6 +46,7 @@ class CGC(MixtureOfExperts):
         gate_activation: Activation of gate hidden layers.
         gate_temperature: Softmax temperature of the gates (> 0).
         gate_dropout: Gate-weight dropout during training (see ``TaskGate``).
+        gate_balance_weight: Weight of each gate's load-balancing penalty during training (see ``TaskGate``).
         seed: Base seed of every weight; ``None`` draws one at construction.
         implementation: ``ExpertBank`` implementation (``"auto"`` is the fastest measured).
 
@@ -77,6 +78,7 @@ class CGC(MixtureOfExperts):
         gate_activation: Any = "relu",
         gate_temperature: float = 1.0,
         gate_dropout: float = 0.0,
+        gate_balance_weight: float = 0.0,
         seed: int | None = None,
         implementation: str = "auto",
         **kwargs: Any,
@@ -92,6 +94,7 @@ class CGC(MixtureOfExperts):
             gate_activation=gate_activation,
             gate_temperature=gate_temperature,
             gate_dropout=gate_dropout,
+            gate_balance_weight=gate_balance_weight,
             seed=seed,
             implementation=implementation,
             **kwargs,

@@ -1,4 +1,4 @@
-"""``TaskGate``: one task's softmax gate over K experts, with temperature and gate dropout."""
+"""``TaskGate``: one task's softmax gate over K experts, with temperature, gate dropout and a load-balancing penalty."""
 
 from __future__ import annotations
 
@@ -25,18 +25,29 @@ class TaskGate(tf.keras.layers.Layer):
     rescaling is applied since the renormalised weights already sum to 1. When every expert of an
     example is dropped, that example keeps its undropped weights. At inference nothing is dropped.
 
+    Load-balancing penalty (training only; another remedy for polarisation): with ``balance_weight > 0`` the
+    layer adds ``balance_weight · CV²(importance)`` to its losses (``self.losses``, which the model adds to
+    the total loss), the importance loss of Shazeer et al. 2017 ("Outrageously Large Neural Networks"):
+    ``importance`` is the batch's mean gate weight per expert and CV² its squared coefficient of variation
+    (:func:`importance_cv_squared`): 0 when the batch uses the experts equally, ``K - 1`` when one expert takes
+    every weight. It balances the batch *mean*, so single examples may still pick one expert; applied per
+    gate, it also pulls each task's mean gate towards uniform, which works against tasks owning different
+    experts. Nothing is added at inference, so outputs and exported signatures do not change. (A model with
+    ``train_split_rows`` runs a large training batch as two calls; the loss then holds the second half's penalty.)
+
     Args:
         num_experts: Number of experts K (>= 1).
         hidden_units: Hidden layer sizes before the softmax (empty: a linear gate).
         activation: Activation of the hidden layers.
         temperature: Softmax temperature (> 0); larger is flatter.
         dropout: Gate-weight dropout rate in [0, 1) during training.
+        balance_weight: Weight (>= 0) of the load-balancing penalty during training (0: none).
         seed: Seed of the gate weights and of the dropout masks; ``None`` draws one.
 
     Call args:
         inputs: ``(expert_outputs [B, K, U], gate_input [B, D])``; ``expert_outputs`` may also be a list of
             expert groups ``[B, K_g, U]`` (in order, ``sum(K_g) = K``), mixed group by group and added.
-        training: Whether gate dropout is active.
+        training: Whether gate dropout and the balance penalty are active.
 
     Returns:
         ``(mixed [B, U], weights [B, K])``. Under a mixed-precision policy the softmax and ``weights`` stay in the
@@ -56,6 +67,7 @@ class TaskGate(tf.keras.layers.Layer):
         activation: Any = "relu",
         temperature: float = 1.0,
         dropout: float = 0.0,
+        balance_weight: float = 0.0,
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -65,6 +77,7 @@ class TaskGate(tf.keras.layers.Layer):
         self.activation = tf.keras.activations.get(activation)
         self.temperature = c.check_positive("temperature", temperature)
         self.dropout = c.check_rate("dropout", dropout)
+        self.balance_weight = c.check_non_negative("balance_weight", balance_weight)
         self.seed = c.check_seed("seed", seed)
         self._base_seed = c.resolve_seed(seed)
         self._hidden = [
@@ -122,6 +135,11 @@ class TaskGate(tf.keras.layers.Layer):
         if self.dropout:
             logits = c.smart_cond(training, lambda: self._drop(logits), lambda: logits)
         weights = tf.nn.softmax(logits, axis=-1)
+        if self.balance_weight and _is_training(training):
+            penalty = self.balance_weight * importance_cv_squared(weights)
+            if tf.is_tensor(training):
+                penalty *= tf.cast(training, penalty.dtype)
+            self.add_loss(penalty)
         mixing = tf.cast(weights, self.compute_dtype)
         if isinstance(expert_outputs, (list, tuple)):  # experts in groups (ExpertBank.call): partial mixtures, added
             sizes = [int(group.shape[1]) for group in expert_outputs]
@@ -144,9 +162,35 @@ class TaskGate(tf.keras.layers.Layer):
             activation=tf.keras.activations.serialize(self.activation),
             temperature=self.temperature,
             dropout=self.dropout,
+            balance_weight=self.balance_weight,
             seed=self.seed,
         )
         return config
+
+
+def importance_cv_squared(weights: tf.Tensor) -> tf.Tensor:
+    """Squared coefficient of variation of the batch's mean weight per expert (Shazeer et al. 2017).
+
+    Args:
+        weights: ``[B, K]`` gate weights (rows sum to 1).
+
+    Returns:
+        Scalar ``Var(m) / Mean(m)²`` of ``m = mean over the batch of weights`` (population variance over the K
+        experts): 0 for equal use, ``K - 1`` when one expert takes all the weight.
+
+    Example:
+        >>> float(importance_cv_squared(tf.constant([[1.0, 0.0], [1.0, 0.0]])))
+        1.0
+    """
+    importance = tf.reduce_mean(weights, axis=0)
+    mean = tf.reduce_mean(importance)
+    variance = tf.reduce_mean(tf.square(importance - mean))
+    return variance / tf.maximum(tf.square(mean), 1e-12)
+
+
+def _is_training(training: Any) -> bool:
+    """False only for a known inference call (``None``/``False``); a tensor flag decides in the graph."""
+    return tf.is_tensor(training) or bool(training)
 
 
 def _mix(expert_outputs: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:

@@ -153,6 +153,12 @@ class ModelSection(BaseModel):
         description="dropout on gate weights (renormalised)",
         **used_by(*_GATED),
     )
+    gate_balance_weight: Float = Field(
+        library_default("gate_balance_weight"),
+        ge=0,
+        description="weight of each gate's load-balancing penalty, CV² of the batch-mean gate weights (0 = none)",
+        **used_by(*_GATED),
+    )
     num_levels: Int = Field(
         library_default("num_levels"),
         ge=1,

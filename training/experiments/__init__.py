@@ -6,4 +6,12 @@ to ``docs/results/<name>.json`` (:mod:`training.experiments.results`); ``docs/re
 generated from them by :mod:`training.experiments.report`.
 """
 
-EXPERIMENTS = ("relatedness", "scarcity", "census", "gates_vs_relatedness", "ceiling", "ceiling_reference")
+EXPERIMENTS = (
+    "relatedness",
+    "scarcity",
+    "census",
+    "gates_vs_relatedness",
+    "ceiling",
+    "ceiling_reference",
+    "gate_remedies",
+)

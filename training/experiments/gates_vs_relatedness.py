@@ -30,11 +30,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import os
 import warnings
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +39,7 @@ import numpy as np
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from training.experiments import common
+from training.experiments import common, fit_files
 from training.experiments.results import RESULTS_DIR, summarize, write_results
 
 NAME = "gates_vs_relatedness"
@@ -96,8 +93,7 @@ def gate_measures(gates: Mapping[str, np.ndarray], specialised_share: float = SP
 
 
 def _run_path(folder: Path, key: Mapping[str, Any]) -> Path:
-    name = "_".join(f"{k}{key[k]}" for k in KEY)
-    return folder / f"{name}.json"
+    return fit_files.fit_path(folder, key, KEY)
 
 
 def _fit_one(job: dict[str, Any]) -> dict[str, Any]:
@@ -126,10 +122,7 @@ def _fit_one(job: dict[str, Any]) -> dict[str, Any]:
         gates = common.predict(gate_model(result.model), feature_arrays(splits[2], schema))
         record["gates"] = gate_measures(gates)
         record["mean_gates"] = {t: g.mean(axis=0).tolist() for t, g in gates.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record))
-    tmp.replace(path)  # atomic: a stopped run leaves no half-written record
+    fit_files.write_record(path, record)  # atomic: a stopped run leaves no half-written record
     return record
 
 
@@ -176,17 +169,11 @@ def spearman_trend(
 
 def _execute(todo: Sequence[dict[str, Any]], jobs: int) -> None:
     """Run the fits of ``todo`` not recorded yet, ``jobs`` at a time."""
-    todo = [j for j in todo if not _run_path(Path(j["folder"]), j).is_file()]
-    if jobs > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(_fit_one, todo))
-    else:
-        for job in todo:
-            _fit_one(job)
+    fit_files.run_pending(todo, _fit_one, lambda job: _run_path(Path(job["folder"]), job), jobs)
 
 
 def _records(folder: Path, rows: int, dim: int, correlations: Sequence[float]) -> list[dict[str, Any]]:
-    fits = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    fits = fit_files.read_records(folder)
     return [f for f in fits if f["rows"] == rows and f["dim"] == dim and f["correlation"] in correlations]
 
 

@@ -6,7 +6,9 @@ from the JSON files through two directives, so the prose and the numbers cannot 
 - a line ``{{table NAME key=value … hide=col,col}}`` becomes the markdown table of the rows of
   ``docs/results/NAME.json`` whose ``key`` equals ``value`` (the filter keys are not shown);
 - ``{{value NAME key=value … FIELD}}`` inside text becomes one row's ``FIELD`` (``mean``, ``ci95``,
-  ``seeds``, ``gain_vs_single_task``, …), formatted as in the tables; the filters must pick exactly one row.
+  ``seeds``, ``gain_vs_single_task``, …), formatted as in the tables; the filters must pick exactly one row;
+- lines ``{{if-results NAME}}`` … ``{{else}}`` … ``{{end}}`` keep the first part when ``docs/results/NAME.json``
+  exists and the part after ``{{else}}`` (optional) when it does not: the section of an experiment not run yet.
 
 ``python -m training.experiments.report`` writes ``docs/results.md``; ``--check`` only compares and
 exits 1 when the file is stale.
@@ -37,6 +39,10 @@ HEADER = (
 )
 _TABLE = re.compile(r"^\{\{table (?P<args>[^}]*)\}\}$", re.MULTILINE)
 _VALUE = re.compile(r"\{\{value (?P<args>[^}]*)\}\}")
+_IF_RESULTS = re.compile(
+    r"^\{\{if-results (?P<name>[^}\s]+)\}\}\n(?P<then>.*?)(?:^\{\{else\}\}\n(?P<otherwise>.*?))?^\{\{end\}\}\n",
+    re.MULTILINE | re.DOTALL,
+)
 
 
 class ReportError(ValueError):
@@ -89,6 +95,13 @@ def _value(match: re.Match, folder: Path | None) -> str:
     return format_value(row[field])
 
 
+def _if_results(match: re.Match, folder: Path | None) -> str:
+    base = folder if folder is not None else RESULTS_DIR
+    if (base / f"{match.group('name')}.json").is_file():
+        return match.group("then")
+    return match.group("otherwise") or ""
+
+
 def render(template: str, folder: str | Path | None = None) -> str:
     """The results page: ``template`` with its directives replaced from ``folder`` (default docs/results).
 
@@ -96,7 +109,8 @@ def render(template: str, folder: str | Path | None = None) -> str:
         ReportError: a directive cannot be resolved.
     """
     where = Path(folder) if folder is not None else None
-    text = _TABLE.sub(lambda m: _table(m, where), template)
+    text = _IF_RESULTS.sub(lambda m: _if_results(m, where), template)
+    text = _TABLE.sub(lambda m: _table(m, where), text)
     return HEADER + _VALUE.sub(lambda m: _value(m, where), text)
 
 
