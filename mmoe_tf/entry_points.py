@@ -1,13 +1,14 @@
 """The data entry points of a ``MultiTaskModel``: every one hands its data to the same :class:`ModelData` first.
 
-Keras 2 has no public hook between a call such as ``model.fit(df, labels)`` and its data adapters, and a
-DataFrame (or a dict of raw columns holding missing values) cannot reach ``train_step``: Keras' adapter would turn
-it into one tensor, or fail to. Its adapter list (``data_adapter.ALL_ADAPTER_CLS``) is private and process-wide:
-an adapter registered there would change how every other Keras model in the process reads a DataFrame. So
-``fit``, ``evaluate``, ``predict`` and the three ``*_on_batch`` methods each do exactly one thing before calling Keras' own method: pass ``x`` / ``y`` / ``sample_weight`` (and validation data)
-through :meth:`DataEntryPoints.conformed`, and run one step per execution when the data is a single batch or a
-dataset whose size Keras cannot infer. Everything else is Keras'. Weights files get a config sidecar
-(``mmoe_tf.saving``) from ``save_weights`` (so also from ``ModelCheckpoint(save_weights_only=True)``).
+Keras 2 has no public hook between a call such as ``model.fit(df, labels)`` and its data adapters, and a DataFrame
+(or a dict of raw columns holding missing values) cannot reach ``train_step``: Keras' adapter would turn it into one
+tensor, or fail to. Its adapter list (``data_adapter.ALL_ADAPTER_CLS``) is private and process-wide: an adapter
+registered there would change how every other Keras model in the process reads a DataFrame. So ``fit``,
+``evaluate``, ``predict`` and the three ``*_on_batch`` methods each do exactly one thing before calling Keras' own
+method: pass ``x`` / ``y`` / ``sample_weight`` (and validation data) through :meth:`DataEntryPoints.conformed`, and
+run one step per execution when the data is a single batch or a dataset whose size Keras cannot infer. Everything
+else is Keras'. Weights files get a config sidecar (``mmoe_tf.saving``) from ``save_weights`` (so also from
+``ModelCheckpoint(save_weights_only=True)``).
 """
 
 from __future__ import annotations
