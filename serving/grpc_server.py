@@ -1,4 +1,4 @@
-"""TF Serving's gRPC API (``shared/specs/tf-serving-grpc.md``) on grpcio's thread-pool server, for the local server.
+"""TF Serving's gRPC API (``shared/specs/tf-serving-grpc.md``) on grpcio's asyncio server, for the local server.
 
 ``tensorflow.serving.PredictionService`` (``Predict``, ``GetModelMetadata``; ``Classify``/``Regress``/
 ``MultiInference`` refused like REST ``:classify``/``:regress``) and ``tensorflow.serving.ModelService``
@@ -7,26 +7,18 @@
 through the same :class:`Inference` (so REST and gRPC requests share batches), errors carry the canonical status
 code with the REST error text, and the client's deadline is honoured (DEADLINE_EXCEEDED).
 
-Each call runs in a thread of grpcio's synchronous server, as TF Serving runs each call in a gRPC thread: the
-request is checked and turned into arrays there, handed to the event loop only to join the batcher, and its answer
-is written there (``docs/serving.md`` has the measurement against grpcio's asyncio server: the asyncio server cost
-more server CPU per call and delivered calls to the batcher one per loop iteration, so they seldom shared batches).
-
 Imports neither ``mmoe_tf`` nor ``data``.
 
 Example:
     >>> server = await start_grpc_server(store, engine, "127.0.0.1", 8500, max_message_bytes=64 << 20)  # doctest: +SKIP
-    >>> await server.stop(grace=1.0)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -48,8 +40,6 @@ if TYPE_CHECKING:
     from serving.metrics import ServingMetrics
 
 log = logging.getLogger("serving")
-
-GRPC_THREADS = 64  # calls answered at once (TF Serving's --grpc_max_threads); further calls wait for a thread
 
 _SIGNATURE_METHODS = ("predict", "classify", "regress")
 METHOD_NAMES = {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"}
@@ -100,39 +90,33 @@ def predict_response(
 
 
 class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_service_pb2_grpc.ModelServiceServicer):
-    """The servicers of both services, bound to a model store and an inference engine; called in gRPC threads.
+    """The servicers of both services, bound to a model store and an inference engine.
 
     Args:
         store: The served models.
         inference: Runs predictions (shared with the REST API).
-        loop: The event loop the inference engine (and its batcher) belongs to.
-        metrics: Counts every call (``serving.metrics``), or ``None``.
     """
 
-    def __init__(
-        self,
-        store: ModelStore,
-        inference: Inference,
-        loop: asyncio.AbstractEventLoop,
-        metrics: ServingMetrics | None = None,
-    ) -> None:
+    def __init__(self, store: ModelStore, inference: Inference, metrics: ServingMetrics | None = None) -> None:
         self.store = store
         self.inference = inference
-        self.loop = loop
         self.metrics = metrics
-        self._incoming: list[tuple] = []  # requests handed over by gRPC threads, not yet taken by the loop
-        self._incoming_lock = threading.Lock()
 
-    def _answer(
-        self, context: grpc.ServicerContext, handler: Callable[[float | None], Any], method: str, spec: Any = None
+    async def _answer(
+        self,
+        context: grpc.aio.ServicerContext,
+        handler: Callable[[], Awaitable[Any]],
+        method: str,
+        spec: Any = None,
     ) -> Any:
-        """``handler(seconds left before the client's deadline)``; failures abort with their canonical code and text.
+        """Run ``handler`` within the client's deadline; failures abort with their canonical code and text.
 
         ``method`` and the request's ``spec`` (ModelSpec) label the request in the metrics.
         """
         start = time.perf_counter()
         try:
-            result = handler(context.time_remaining())
+            async with asyncio.timeout(context.time_remaining()):
+                result = await handler()
             self._observe(method, spec, "OK", start)
             return result
         except ServingError as err:
@@ -143,64 +127,22 @@ class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_servi
             log.exception("internal error in a gRPC call")
             code, message = grpc.StatusCode.INTERNAL, f"Internal error: {type(err).__name__}: {err}"
         self._observe(method, spec, code.name, start)
-        context.abort(code, message)
+        await context.abort(code, message)
 
     def _observe(self, method: str, spec: Any, status: str, start: float) -> None:
         if self.metrics is not None:
             model = spec.name if spec is not None else ""
             signature = (spec.signature_name or DEFAULT_SIGNATURE) if method in _SIGNATURE_METHODS else ""
             seconds = time.perf_counter() - start
-            self.metrics.observe_request("grpc", model, signature, method, status, seconds)  # thread-safe
+            self.metrics.observe_request("grpc", model, signature, method, status, seconds)
 
-    def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        return self._answer(context, lambda left: self._predict(request, left), "predict", request.model_spec)
+    async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return await self._answer(context, lambda: self._predict(request), "predict", request.model_spec)
 
-    def _predict(self, request: predict_pb2.PredictRequest, seconds_left: float | None) -> predict_pb2.PredictResponse:
+    async def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         servable, signature, inputs = self.prepare_predict(request)
-        outputs = self._infer(servable, signature, inputs, seconds_left)
+        outputs = await self.inference.predict(servable, signature, inputs)
         return predict_response(servable, signature, outputs, request.output_filter)
-
-    def _infer(self, servable: Servable, signature: str, inputs: dict[str, Any], seconds_left: float | None) -> dict:
-        """Run ``inputs`` through the shared inference engine on the event loop; wait here for the outputs.
-
-        Requests handed over while the loop is busy are taken in one loop callback (:meth:`_take_incoming`): one
-        wake-up for all of them, and they reach the batcher in the same iteration, so they can share a batch.
-
-        Raises:
-            TimeoutError: ``seconds_left`` passed first (the request is dropped from its batch).
-        """
-        done: concurrent.futures.Future = concurrent.futures.Future()
-        with self._incoming_lock:
-            self._incoming.append((done, servable, signature, inputs))
-            wake = len(self._incoming) == 1
-        if wake:
-            self.loop.call_soon_threadsafe(self._take_incoming)
-        try:
-            return done.result(timeout=seconds_left)
-        except concurrent.futures.TimeoutError:
-            done.cancel()  # the loop side sees it and cancels the request
-            raise TimeoutError from None
-
-    def _take_incoming(self) -> None:
-        """On the event loop: queue every request handed over since the last call."""
-        with self._incoming_lock:
-            incoming, self._incoming = self._incoming, []
-        for done, servable, signature, inputs in incoming:
-            self._submit(done, servable, signature, inputs)
-
-    def _submit(
-        self, done: concurrent.futures.Future, servable: Servable, signature: str, inputs: dict[str, Any]
-    ) -> None:
-        """On the event loop: queue one request; its outputs (or error) complete ``done``."""
-        if done.cancelled():
-            return
-        try:
-            outputs = self.inference.submit(servable, signature, inputs)
-        except Exception as err:  # batch limits, a full queue
-            done.set_exception(err)
-            return
-        outputs.add_done_callback(lambda finished: _relay(finished, done))
-        done.add_done_callback(lambda waited: waited.cancelled() and self.loop.call_soon_threadsafe(outputs.cancel))
 
     def prepare_predict(self, request: predict_pb2.PredictRequest) -> tuple[Servable, str, dict[str, Any]]:
         """The servable, signature and checked numpy inputs of a ``PredictRequest`` (INVALID_ARGUMENT, NOT_FOUND
@@ -244,10 +186,10 @@ class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_servi
                 )
         return servable, signature, inputs
 
-    def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        return self._answer(context, lambda _: self._metadata(request), "metadata", request.model_spec)
+    async def GetModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return await self._answer(context, lambda: self._metadata(request), "metadata", request.model_spec)
 
-    def _metadata(self, request: Any) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    async def _metadata(self, request: Any) -> get_model_metadata_pb2.GetModelMetadataResponse:
         if not request.metadata_field:
             raise RequestError("GetModelMetadataRequest must specify at least one metadata_field")
         for field in request.metadata_field:
@@ -263,10 +205,10 @@ class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_servi
         response.metadata["signature_def"].Pack(sig_map)
         return response
 
-    def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        return self._answer(context, lambda _: self._status(request), "status", request.model_spec)
+    async def GetModelStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return await self._answer(context, lambda: self._status(request), "status", request.model_spec)
 
-    def _status(self, request: Any) -> get_model_status_pb2.GetModelStatusResponse:
+    async def _status(self, request: Any) -> get_model_status_pb2.GetModelStatusResponse:
         spec = request.model_spec
         if not spec.name:
             raise RequestError("Missing ModelSpec name: model_spec.name is required")
@@ -282,20 +224,22 @@ class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_servi
             status.status.error_message = entry["status"]["error_message"]
         return response
 
-    def Classify(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        spec = request.model_spec
-        return self._answer(context, lambda _: self._refuse(spec, "classify"), "classify", spec)
+    async def Classify(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return await self._answer(
+            context, lambda: self._refuse(request.model_spec, "classify"), "classify", request.model_spec
+        )
 
-    def Regress(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        spec = request.model_spec
-        return self._answer(context, lambda _: self._refuse(spec, "regress"), "regress", spec)
+    async def Regress(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return await self._answer(
+            context, lambda: self._refuse(request.model_spec, "regress"), "regress", request.model_spec
+        )
 
-    def _refuse(self, spec: Any, verb: str) -> None:
+    async def _refuse(self, spec: Any, verb: str) -> None:
         _check_method(resolve_spec(self.store, spec), spec.signature_name or DEFAULT_SIGNATURE, verb)
         raise _unimplemented(verb)
 
-    def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        def refuse(_: float | None) -> None:
+    async def MultiInference(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        async def refuse() -> None:
             verbs = {v: k for k, v in METHOD_NAMES.items()}
             for task in request.tasks:
                 if task.method_name not in verbs:
@@ -306,44 +250,13 @@ class GrpcApi(prediction_service_pb2_grpc.PredictionServiceServicer, model_servi
                 )
             raise _unimplemented("MultiInference")
 
-        return self._answer(context, refuse, "multi_inference")
+        return await self._answer(context, refuse, "multi_inference")
 
-    def HandleReloadConfigRequest(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        def refuse(_: float | None) -> None:
+    async def HandleReloadConfigRequest(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        async def refuse() -> None:
             raise ServingError("UNIMPLEMENTED", "HandleReloadConfigRequest is not supported by this server")
 
-        return self._answer(context, refuse, "reload_config")
-
-
-def _relay(finished: asyncio.Future, done: concurrent.futures.Future) -> None:
-    """Copy an asyncio future's outcome into the concurrent future a gRPC thread waits on."""
-    if done.done():  # the gRPC thread gave up (deadline)
-        return
-    if finished.cancelled():
-        done.set_exception(ServingError("UNAVAILABLE", "The server is shutting down"))
-    elif finished.exception() is not None:
-        done.set_exception(finished.exception())
-    else:
-        done.set_result(finished.result())
-
-
-class GrpcServer:
-    """A running gRPC server; see :func:`start_grpc_server`.
-
-    Attributes:
-        port: The bound port.
-    """
-
-    def __init__(self, server: grpc.Server, pool: concurrent.futures.ThreadPoolExecutor, port: int) -> None:
-        self._server = server
-        self._pool = pool
-        self.port = port
-
-    async def stop(self, grace: float | None = None) -> None:
-        """Refuse new calls, let the running ones finish for up to ``grace`` seconds, then cancel them."""
-        stopped = self._server.stop(grace)
-        await asyncio.get_running_loop().run_in_executor(None, stopped.wait)
-        self._pool.shutdown(wait=False)
+        return await self._answer(context, refuse, "reload_config")
 
 
 async def start_grpc_server(
@@ -353,11 +266,8 @@ async def start_grpc_server(
     port: int,
     max_message_bytes: int,
     metrics: ServingMetrics | None = None,
-    threads: int = GRPC_THREADS,
-) -> tuple[GrpcServer, int]:
+) -> tuple[grpc.aio.Server, int]:
     """Bind the gRPC API on ``host:port`` (insecure, like TF Serving's default) and start it.
-
-    Must be called from the event loop that ``inference`` runs on.
 
     Args:
         store: The served models.
@@ -366,7 +276,6 @@ async def start_grpc_server(
         port: Port (0 = any free port).
         max_message_bytes: Largest request/response message; bigger ones fail with RESOURCE_EXHAUSTED.
         metrics: Counts every call (``serving.metrics``), or ``None``.
-        threads: Calls answered at once; further calls wait for a thread.
 
     Returns:
         The running server and the bound port.
@@ -376,9 +285,8 @@ async def start_grpc_server(
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc")
-    server = grpc.server(pool, options=options)
-    api = GrpcApi(store, inference, asyncio.get_running_loop(), metrics)
+    server = grpc.aio.server(options=options)
+    api = GrpcApi(store, inference, metrics)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(api, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(api, server)
     try:
@@ -387,5 +295,5 @@ async def start_grpc_server(
         bound = 0
     if bound == 0:
         raise OSError(f"cannot bind the gRPC port {host}:{port} (in use? --grpc-port 0 picks a free one)")
-    server.start()
-    return GrpcServer(server, pool, bound), bound
+    await server.start()
+    return server, bound
