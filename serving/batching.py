@@ -164,7 +164,8 @@ class Batcher:
     ) -> asyncio.Future[dict]:
         """:meth:`run` without a coroutine: queue ``inputs`` and return the future of this request's outputs.
 
-        Must be called from the running event loop. Cancelling the future drops the request from its batch's answers.
+        Must be called from the running event loop. Cancelling the future drops the request from its batch (a batch
+        whose requests are all cancelled before it runs does not run).
 
         Raises:
             RequestError, ServingError: as :meth:`run`, at once (errors of ``fn`` arrive through the future).
@@ -264,7 +265,12 @@ class Batcher:
 
     @staticmethod
     def _compute(batch: _Open) -> dict[str, np.ndarray]:
-        items = batch.items
+        # requests cancelled while the batch waited (client gone, deadline) are left out; nothing else touches the
+        # closed batch until ``_finish``, which answers the requests that are left
+        items = batch.items = [p for p in batch.items if not p.future.done()]
+        batch.size = sum(p.size for p in items)
+        if not items:
+            return {}
         if len(items) == 1:
             return batch.fn(items[0].arrays())
         columns = items[0].columns

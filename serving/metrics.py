@@ -15,6 +15,10 @@ process do not share series). Exported:
   ``max_enqueued_batches`` bounds; ``serving_batches_running``: batches in the inference threads.
 - ``serving_model_version_state{model_name, version, state}``: 1 for each version's current state
   (``START``/``LOADING``/``AVAILABLE``/``UNLOADING``/``END``), 0 for the others.
+- ``serving_rest_connections``: open REST connections (what ``max_connections`` bounds);
+  ``serving_rest_pending_bytes``: bytes held for all REST clients in requests read ahead and answers not yet taken;
+  ``serving_rest_connection_pending_bytes_max``: the most held for one connection (what
+  ``max_pending_bytes_per_connection`` bounds, give or take one read and one answer).
 
 Label values come from the server, never verbatim from a client: a model the server does not serve is counted as
 ``model_name=""`` and an unknown signature as ``signature_name=""``, so a client cannot grow the series without bound.
@@ -41,7 +45,7 @@ from serving.errors import HTTP_STATUS
 from serving.tf_serving.protos import PROMETHEUS_DEFAULT_PATH, MonitoringConfig
 
 if TYPE_CHECKING:
-    from serving.http_server import HttpRequest
+    from serving.http_server import HttpRequest, HttpServer
     from serving.inference import Inference
     from serving.model_store import ModelStore
 
@@ -137,6 +141,22 @@ class ServingMetrics:
         self.registry.register(_VersionStates(store))
         inference.on_run = self.observe_batch
 
+    def watch_http(self, server: HttpServer) -> None:
+        """Export the REST connections of ``server`` and the bytes held for them (gauges read at scrape time)."""
+        Gauge("serving_rest_connections", "Open REST connections", registry=self.registry).set_function(
+            lambda: len(server.connections)
+        )
+        Gauge(
+            "serving_rest_pending_bytes",
+            "Bytes held for REST clients: requests read ahead and answers not yet taken",
+            registry=self.registry,
+        ).set_function(server.pending_bytes)
+        Gauge(
+            "serving_rest_connection_pending_bytes_max",
+            "Most bytes held for one REST connection: requests read ahead and answers not yet taken",
+            registry=self.registry,
+        ).set_function(lambda: max((c.pending_bytes() for c in list(server.connections)), default=0))
+
     # --- label values -------------------------------------------------------------------------------------------
 
     def _model_label(self, name: str) -> str:
@@ -154,7 +174,8 @@ class ServingMetrics:
     # --- recording ----------------------------------------------------------------------------------------------
 
     def observe_request(self, api: str, model: str, signature: str, method: str, status: str, seconds: float) -> None:
-        """Count one answered request and its latency (``model`` and ``signature`` as the client sent them)."""
+        """Count one answered request and its latency (``model`` and ``signature`` as the client sent them); callable
+        from any thread (gRPC calls are counted in their threads)."""
         model = self._model_label(model)
         signature = self._signature_label(model, signature) if model and signature else ""
         key = (api, model, signature, method, status)  # server-checked values only: the cache stays bounded

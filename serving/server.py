@@ -76,6 +76,8 @@ async def serve(sources: list[ModelSource], config: ServerConfig, ready: asyncio
         metrics = ServingMetrics(store, inference, config.monitoring_path)
         handler = metrics.rest_handler(api.handle)
     http_server = await start_http_server(handler, config.host, config.port, config.http_limits())
+    if metrics is not None:
+        metrics.watch_http(http_server)
     where = f"http://{config.host}:{http_server.port}"
     grpc_server, grpc_port = None, None
     if config.grpc_port is not None:

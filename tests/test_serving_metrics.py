@@ -100,6 +100,9 @@ def test_counts_move_with_rest_and_grpc_requests(server, export):
     assert examples == 3 * 4 + 2 * 4
     assert moved(sizes[0], **sizes[1], signature_name="ranking_score") == 1
     assert value(after, "serving_batch_queue_depth") == 0 and value(after, "serving_batches_running") == 0
+    # the scrape's own connection is open, and nothing is held for it while it is answered
+    assert value(after, "serving_rest_connections") >= 1
+    assert value(after, "serving_rest_pending_bytes") == value(after, "serving_rest_connection_pending_bytes_max") == 0
     state = "serving_model_version_state"
     assert value(after, state, model_name=MODEL_NAME, version="1", state="AVAILABLE") == 1
     assert value(after, state, model_name=MODEL_NAME, version="1", state="LOADING") == 0
