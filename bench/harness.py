@@ -24,6 +24,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # importing the harness first makes the repository's packages importable
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow is imported
 BENCH_PINS = ("deepctr==0.9.4", "tensorboard-plugin-profile==2.24.2")  # DeepCTR; xprof for per-op profiles
 
 

@@ -19,11 +19,9 @@ import sys
 import tempfile
 import time
 
+import harness
 import psutil
 import yaml
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import harness
 
 ROOT = harness.REPO
 SAMPLE = ROOT / "data" / "sample"
@@ -76,6 +74,10 @@ def run(cmd: list[str], state: pathlib.Path | None = None) -> tuple[int, dict[st
     return proc.returncode, dict(sorted(peak.items()))
 
 
+def _mb(by_task: dict[str, int]) -> dict[str, float]:
+    return {k: round(v / 2**20, 1) for k, v in by_task.items()}
+
+
 def _summary(run_dir: pathlib.Path, rss: dict[str, int], wall: float) -> dict:
     report = json.loads((run_dir / "report.json").read_text())
     training = report["training"]
@@ -87,16 +89,14 @@ def _summary(run_dir: pathlib.Path, rss: dict[str, int], wall: float) -> dict:
         "fit_seconds": training["fit_seconds"],
         "train_examples_per_s": round(train_rows * epochs / training["fit_seconds"], 1),
         "wall_seconds": round(wall, 1),
-        "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in rss.items()},
+        "peak_rss_mb": _mb(rss),
         "parameters": report["model"]["parameters"],
     }
     placement = run_dir / "ps_placement.json"
     if placement.is_file():
         data = json.loads(placement.read_text())
-        out["variable_mb_per_task"] = {k: round(v / 2**20, 1) for k, v in data["bytes_per_task"].items()}
-        out["optimizer_variable_mb_per_task"] = {
-            k: round(v / 2**20, 1) for k, v in data["optimizer_bytes_per_task"].items()
-        }
+        out["variable_mb_per_task"] = _mb(data["bytes_per_task"])
+        out["optimizer_variable_mb_per_task"] = _mb(data["optimizer_bytes_per_task"])
         out["user_id_table_shards"] = data["variables"]["features/embed_user_id/embeddings"]
     return out
 

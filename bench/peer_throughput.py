@@ -22,7 +22,6 @@ import subprocess
 import sys
 from typing import Any
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import harness
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -255,7 +254,6 @@ def summarise(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    sys.path.insert(0, str(harness.REPO))
     if args.worker:
         return harness.emit(worker(args))
     names = list(args.contenders or (MMOE_TF + DEEPCTR))
