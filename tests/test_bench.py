@@ -153,18 +153,6 @@ def test_step_breakdown_runs_at_a_tiny_size(tmp_path):
     assert "Keras' whole step" in "\n".join(_bench_module("render_docs").step_breakdown(result))
 
 
-def test_parameter_server_runs_one_process_and_the_local_cluster(tmp_path):
-    out = tmp_path / "ps.json"
-    args = ["--id-rows", "4096", "--small-id-rows", "2048", "--rows", "600", "--epochs", "1", "--batch-size", "128"]
-    result = _run(["bench/parameter_server.py", *args, "--shard-bytes", "65536", "--out", str(out)])
-    assert json.loads(out.read_text()) == result
-    assert [s["task"] for s in result["cluster_2_workers_2_ps"]["user_id_table_shards"]] == ["ps:0", "ps:1"]
-    assert set(result["cluster_2_workers_2_ps"]["peak_rss_mb"]) == {"chief:0", "ps:0", "ps:1", "worker:0", "worker:1"}
-    render = _bench_module("render_docs")
-    assert "2,048 × 16 on ps:0, 2,048 × 16 on ps:1" in "\n".join(render.parameter_server(result))
-    assert "| 100M | 32 |" in "\n".join(render.ps_capacity(result))
-
-
 @pytest.fixture(scope="module")
 def main_job_export(tmp_path_factory) -> Path:
     """An export of the default config, as the quick start makes it (tiny training)."""
