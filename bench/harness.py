@@ -1,17 +1,11 @@
 """What every maintained benchmark shares: alternated rounds, medians with their spread, CPU time, the machine, output.
 
-A benchmark alternates its contenders over rounds (:func:`alternate`: the order reversed every other round, so no
-contender always runs first or after the same one), summarises each figure as the median with the per-round values
-(:func:`spread`), records the machine it ran on (:func:`machine`) and ends with :func:`emit`: one JSON object as the
-last printed line, also written to ``--out`` when given (``docs/bench/<benchmark>.json`` is the copy the docs render).
-
-DeepCTR and the profiler's trace converter are benchmark-only dependencies: :func:`bench_python` builds a virtual
-environment outside the repository (the pinned requirements plus :data:`BENCH_PINS`) on first use.
+Each benchmark prints one JSON object as its last line and writes it to ``--out`` (``docs/bench/NAME.json`` is what
+``render_docs.py`` renders). DeepCTR and the profiler's trace converter live in :func:`bench_python`'s environment.
 
 Example:
-    >>> rounds = alternate(["a", "b"], 3, lambda name, r: {"x": r})
-    >>> spread([1.0, 3.0, 2.0])["median"]
-    2.0
+    >>> alternate(["a", "b"], 2, lambda name, r: r)
+    {'a': [0, 1], 'b': [0, 1]}
 """
 
 from __future__ import annotations
@@ -30,21 +24,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # importing the harness first makes the repository's packages importable
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow is imported
 BENCH_PINS = ("deepctr==0.9.4", "tensorboard-plugin-profile==2.24.2")  # DeepCTR; xprof for per-op profiles
 
 
-def add_common_args(parser: argparse.ArgumentParser, rounds: int) -> None:
-    """``--rounds`` and ``--out``, the options every benchmark takes."""
-    parser.add_argument("--rounds", type=int, default=rounds, help="alternated rounds; figures are their medians")
+def add_common_args(parser: argparse.ArgumentParser, rounds: int | None = None) -> None:
+    """``--out`` and, with a default number of ``rounds``, ``--rounds``."""
+    if rounds is not None:
+        parser.add_argument("--rounds", type=int, default=rounds, help="alternated rounds; figures are their medians")
     parser.add_argument("--out", type=pathlib.Path, default=None, help="also write the JSON result to this file")
 
 
 def alternate(names: Sequence[str], rounds: int, run: Callable[[str, int], Any]) -> dict[str, list[Any]]:
-    """``run(name, round)`` for every name in every round, in reversed order every other round.
-
-    Returns:
-        ``{name: [result of round 0, result of round 1, ...]}``.
-    """
+    """``{name: [run(name, 0), run(name, 1), ...]}``, the names run in reversed order every other round."""
     results: dict[str, list[Any]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names if r % 2 == 0 else list(reversed(names)):
@@ -99,17 +93,11 @@ def run_facts(load_before: float, started: float, **extra: Any) -> dict[str, Any
 
 def emit(result: dict[str, Any], out: pathlib.Path | None = None) -> dict[str, Any]:
     """Print ``result`` as the last line (one JSON object) and write it to ``out`` when given."""
-    text = json.dumps(result)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")
-    print(text, flush=True)
+    print(json.dumps(result), flush=True)
     return result
-
-
-def last_json(stdout: str) -> dict[str, Any]:
-    """The JSON object a benchmark (or one of its worker processes) printed last."""
-    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def reexec_in_bench_env() -> None:
@@ -122,14 +110,9 @@ def reexec_in_bench_env() -> None:
 
 
 def bench_python() -> pathlib.Path:
-    """The benchmark environment's interpreter: this environment's packages plus :data:`BENCH_PINS` (built once).
-
-    The environment sits outside the repository and sees this interpreter's site-packages through a ``.pth`` file,
-    so only the pins (and what they need beyond the project's requirements) are installed; DeepCTR never enters
-    ``requirements.txt``.
-    """
+    """The interpreter of an environment outside the repository: this one's packages (through a ``.pth`` file) plus
+    :data:`BENCH_PINS`, built once, so DeepCTR never enters ``requirements.txt``."""
     import site
-    import sysconfig
 
     requirements = (REPO / "requirements.txt").read_bytes()
     key = hashlib.sha256(requirements + "".join(BENCH_PINS).encode() + sys.prefix.encode()).hexdigest()[:16]
@@ -139,14 +122,8 @@ def bench_python() -> pathlib.Path:
     if not (venv / ".complete").exists():
         print(f"[bench] building {venv} (this environment + {', '.join(BENCH_PINS)}); one-time", flush=True)
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        purelib = subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        ours = [sysconfig.get_paths()["purelib"], *site.getsitepackages()]
-        pathlib.Path(purelib, "mmoe_bench_base.pth").write_text("\n".join(dict.fromkeys(ours)) + "\n")
+        purelib = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+        (purelib / "mmoe_bench_base.pth").write_text("\n".join(dict.fromkeys(site.getsitepackages())) + "\n")
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", *BENCH_PINS], check=True)
         (venv / ".complete").touch()
     return python

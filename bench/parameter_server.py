@@ -1,13 +1,11 @@
 """Parameter-server training against one process: same config and seed, a hashed id table split across 2 ps tasks.
 
-Runs ``python -m training train`` once in one process and once on ``scripts/local_cluster.sh`` (1 chief, 2 workers,
-2 ps; every task a local process), with ``user_id`` hashed into ``--id-rows`` bins of ``--dim`` dimensions. Reports
-per run: test AUC per task, fit seconds and training examples/s, the peak RSS of every process (sampled with psutil
-every 0.2 s) and, for the cluster, the variable bytes each ps task held (``ps_placement.json``). A third run, the
-cluster with ``--small-id-rows`` bins, is the baseline for the RSS one table row costs each task. Writes
-``docs/bench/parameter_server.json``; the last line printed is the same JSON object.
+``python -m training train`` runs once in one process and once on ``scripts/local_cluster.sh`` (1 chief, 2 workers,
+2 ps), ``user_id`` hashed into ``--id-rows`` bins of ``--dim`` dimensions; a third run, the cluster with
+``--small-id-rows`` bins, is the baseline for the memory one table row costs each task. Per run: test AUC, training
+examples/s, every process's peak RSS and, on the cluster, the variable bytes each ps task held (``docs/scaling.md``).
 
-Usage: ``python bench/parameter_server.py [--id-rows 4194304] [--dim 16] [--rows 30000] [--epochs 2]``
+Usage: ``python bench/parameter_server.py --out docs/bench/parameter_server.json [--id-rows 4194304] [--rows 30000]``
 """
 
 from __future__ import annotations
@@ -19,14 +17,18 @@ import pathlib
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
+import harness
 import psutil
 import yaml
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = harness.REPO
 SAMPLE = ROOT / "data" / "sample"
+FIXED = (  # the rest of the run config, the same for every run
+    "data.split.fractions=[0.8,0.0,0.2] train.seed=0 train.verbose=0 train.early_stopping.patience=0 "
+    "gates.enabled=false model.num_experts=4 model.expert_units=[32] model.tower_units=[16] model.learning_rate=0.003"
+)
 
 
 def _schema(args: argparse.Namespace, id_rows: int, path: pathlib.Path) -> pathlib.Path:
@@ -43,46 +45,37 @@ def _overrides(args: argparse.Namespace, schema: pathlib.Path) -> list[str]:
         f"data.path={SAMPLE / 'impressions.csv.gz'}",
         f"data.schema={schema}",
         f"data.max_rows={args.rows}",
-        "data.split.fractions=[0.8, 0.0, 0.2]",
         f"train.epochs={args.epochs}",
         f"train.batch_size={args.batch_size}",
-        "train.seed=0",
-        "train.verbose=0",
-        "train.early_stopping.patience=0",
-        "gates.enabled=false",
-        "model.num_experts=4",
-        "model.expert_units=[32]",
-        "model.tower_units=[16]",
-        "model.learning_rate=0.003",
         f"train.ps_shard_bytes={args.shard_bytes}",
         f"model.optimizer={args.optimizer}",
+        *FIXED.split(),
     ]
     return [x for item in items for x in ("--set", item)]
 
 
-class PeakRss:
-    """Peak RSS (bytes) of named processes, sampled in a thread until :meth:`stop`."""
+def run(cmd: list[str], state: pathlib.Path | None = None) -> tuple[int, dict[str, int]]:
+    """Run ``cmd``; its exit code and the peak RSS (bytes) of its process, or of every task that
+    ``scripts/local_cluster.sh`` lists in ``state/tasks.tsv``, sampled every 0.2 s."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "1", "PYTHON": sys.executable}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    pids, peak = ({} if state else {"single": proc.pid}), {}
+    while proc.poll() is None:
+        if state is not None and (state / "tasks.tsv").is_file():
+            for line in (state / "tasks.tsv").read_text().splitlines()[1:]:
+                role, index, _, pid = line.split("\t")
+                pids.setdefault(f"{role}:{index}", int(pid))
+        for name, pid in pids.items():
+            try:
+                peak[name] = max(peak.get(name, 0), psutil.Process(pid).memory_info().rss)
+            except psutil.Error:
+                continue
+        time.sleep(0.2)
+    return proc.returncode, dict(sorted(peak.items()))
 
-    def __init__(self, pids: dict[str, int] | None = None) -> None:
-        self.pids, self.peak = dict(pids or {}), {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for name, pid in list(self.pids.items()):
-                try:
-                    rss = psutil.Process(pid).memory_info().rss
-                except psutil.Error:
-                    continue
-                self.peak[name] = max(self.peak.get(name, 0), rss)
-            time.sleep(0.2)
-
-    def stop(self) -> dict[str, int]:
-        self._stop.set()
-        self._thread.join()
-        return dict(sorted(self.peak.items()))
+def _mb(by_task: dict[str, int]) -> dict[str, float]:
+    return {k: round(v / 2**20, 1) for k, v in by_task.items()}
 
 
 def _summary(run_dir: pathlib.Path, rss: dict[str, int], wall: float) -> dict:
@@ -96,56 +89,31 @@ def _summary(run_dir: pathlib.Path, rss: dict[str, int], wall: float) -> dict:
         "fit_seconds": training["fit_seconds"],
         "train_examples_per_s": round(train_rows * epochs / training["fit_seconds"], 1),
         "wall_seconds": round(wall, 1),
-        "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in rss.items()},
+        "peak_rss_mb": _mb(rss),
         "parameters": report["model"]["parameters"],
     }
     placement = run_dir / "ps_placement.json"
     if placement.is_file():
         data = json.loads(placement.read_text())
-        out["variable_mb_per_task"] = {k: round(v / 2**20, 1) for k, v in data["bytes_per_task"].items()}
-        out["optimizer_variable_mb_per_task"] = {
-            k: round(v / 2**20, 1) for k, v in data["optimizer_bytes_per_task"].items()
-        }
+        out["variable_mb_per_task"] = _mb(data["bytes_per_task"])
+        out["optimizer_variable_mb_per_task"] = _mb(data["optimizer_bytes_per_task"])
         out["user_id_table_shards"] = data["variables"]["features/embed_user_id/embeddings"]
     return out
 
 
-def run_single(args: argparse.Namespace, schema: pathlib.Path, out: pathlib.Path) -> dict:
-    cmd = [sys.executable, "-m", "training", "train", "--quiet", "--output-dir", str(out), *_overrides(args, schema)]
+def train(args: argparse.Namespace, schema: pathlib.Path, out: pathlib.Path, state: pathlib.Path | None) -> dict:
+    """One training run: in one process, or with a ``state`` folder on the local cluster (2 workers, 2 ps)."""
+    cmd = [sys.executable, "-m", "training", "train"]
+    if state is not None:
+        cmd = ["bash", "scripts/local_cluster.sh", "--workers", "2", "--ps", "2", "--state-dir", str(state), "--"]
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env())
-    rss = PeakRss({"single": proc.pid})
-    code = proc.wait()
-    peak = rss.stop()
+    code, peak = run([*cmd, "--quiet", "--output-dir", str(out), *_overrides(args, schema)], state)
     if code:
-        raise SystemExit(f"single-process run failed ({code})")
+        raise SystemExit(f"training run failed ({code}); logs in {state or 'the output above'}")
     return _summary(out, peak, time.perf_counter() - started)
 
 
-def run_cluster(args: argparse.Namespace, schema: pathlib.Path, out: pathlib.Path, state: pathlib.Path) -> dict:
-    cmd = ["bash", "scripts/local_cluster.sh", "--workers", "2", "--ps", "2", "--state-dir", str(state), "--"]
-    cmd += ["--quiet", "--output-dir", str(out), *_overrides(args, schema)]
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env())
-    rss = PeakRss()
-    while proc.poll() is None:  # follow tasks.tsv as the script starts the tasks
-        tasks = state / "tasks.tsv"
-        if tasks.is_file():
-            for line in tasks.read_text().splitlines()[1:]:
-                role, index, _, pid = line.split("\t")
-                rss.pids.setdefault(f"{role}:{index}", int(pid))
-        time.sleep(0.2)
-    peak = rss.stop()
-    if proc.returncode:
-        raise SystemExit(f"cluster run failed ({proc.returncode}); logs in {state}")
-    return _summary(out, peak, time.perf_counter() - started)
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "1", "PYTHON": sys.executable}
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--id-rows", type=int, default=4_194_304, help="hash bins (embedding rows) of user_id")
     parser.add_argument("--small-id-rows", type=int, default=2048, help="user_id bins of the baseline cluster run")
@@ -155,16 +123,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--shard-bytes", type=int, default=1 << 20, help="train.ps_shard_bytes (min_size policy)")
     parser.add_argument("--optimizer", default="adam", help="model.optimizer (adam updates every table row a step)")
-    parser.add_argument("--output", type=pathlib.Path, default=ROOT / "docs" / "bench" / "parameter_server.json")
-    args = parser.parse_args()
+    harness.add_common_args(parser)
+    args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench-ps-") as tmp_name:
         tmp = pathlib.Path(tmp_name)
         schema_path = _schema(args, args.id_rows, tmp / "schema.yaml")
         small_path = _schema(args, args.small_id_rows, tmp / "schema_small.yaml")
-        single = run_single(args, schema_path, tmp / "single")
-        cluster = run_cluster(args, schema_path, tmp / "cluster", tmp / "state")
-        small = run_cluster(args, small_path, tmp / "cluster_small", tmp / "state_small")
+        single = train(args, schema_path, tmp / "single", None)
+        cluster = train(args, schema_path, tmp / "cluster", tmp / "state")
+        small = train(args, small_path, tmp / "cluster_small", tmp / "state_small")
 
     table_mb = args.id_rows * args.dim * 4 / 2**20
     extra_rows = args.id_rows - args.small_id_rows
@@ -176,8 +144,7 @@ def main() -> None:
     }
     result = {
         "benchmark": "parameter_server",
-        "measured_on": "2 shared CPU cores, crowded by other jobs: figures indicative only, one run",
-        "config": {**vars(args), "output": str(args.output.relative_to(ROOT))},
+        "config": {k: v for k, v in vars(args).items() if k != "out"},
         "user_id_table_mb": round(table_mb, 1),
         "single_process": single,
         "cluster_2_workers_2_ps": cluster,
@@ -195,10 +162,9 @@ def main() -> None:
             for name in cluster["peak_rss_mb"]
             if name.startswith("worker")
         ),
+        "machine": harness.machine(),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result))
+    harness.emit(result, args.out)
 
 
 if __name__ == "__main__":

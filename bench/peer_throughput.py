@@ -1,25 +1,20 @@
 """Training and prediction speed of mmoe-tf against DeepCTR 0.9.4 ``MMOE``, every contender in its own process.
 
-Protocol, size classes (``SIZES``) and contenders (``MMOE_TF``, ``DEEPCTR``): ``docs/performance.md``, "Against
-DeepCTR". Each contender builds its model in a fresh process (TensorFlow's default threads; ``mmoe_tf/cli`` the CLI's
-one thread per op), warms up untimed, then times ``--epochs`` epochs of ``fit`` and ``--predict-passes`` ``predict``
-calls (wall and process CPU time); contenders alternate over ``--rounds`` rounds. DeepCTR's contenders run in
-``harness.bench_python()``'s environment. ``mmoe_tf/dataset`` is the CLI's input pipeline (``data.make_dataset``) under
-TensorFlow's default threads: against it the notebook path shows what its data path costs, against ``mmoe_tf/cli``
-what the CLI's thread setting adds.
+Protocol, size classes (:data:`SIZES`) and contenders: ``docs/performance.md``, "Against DeepCTR"; ``mmoe_tf/dataset``
+is the CLI's input pipeline under TensorFlow's default threads, which separates the data path (against the notebook
+path) from the CLI's thread setting (against ``mmoe_tf/cli``). The JSON holds, per size class and batch size, each
+contender's median and per-round figures and the per-round ratios of the notebook path (``mmoe_tf/numpy``) to every
+other contender.
 
 Usage:
     python3 bench/peer_throughput.py --out docs/bench/peer_throughput.json           # both size classes, 5 rounds
     python3 bench/peer_throughput.py --skip-deepctr --rows 3000 --rounds 1 --epochs 1  # a smoke run
-
-The last printed line is one JSON object: per size class and batch size, each contender's median and per-round
-training examples/s, training CPU µs per example, prediction examples/s and test AUC, and the per-round ratios of
-the notebook path (``mmoe_tf/numpy``) to every other contender.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import statistics
@@ -27,7 +22,6 @@ import subprocess
 import sys
 from typing import Any
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import harness
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -73,7 +67,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# ----- one contender in its own process ---------------------------------------------------------------------
 def table(size: str, rows: int) -> tuple[dict[str, Any], Any]:
     from data.generators import simulate_ctr_table
 
@@ -188,14 +181,13 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     frames, schema = table(args.size, args.rows)
     build = deepctr_contender if args.worker in DEEPCTR else mmoe_tf_contender
     model, fit, predict = build(args.worker, frames, schema, size, args.batch)
-    # Untimed warm-up that traces what the timed epochs run: full batches and the last, shorter one (a batch shape
-    # first seen in a timed epoch would retrace the train function there).
+    # untimed warm-up tracing what the timed epochs run: full batches and the last, shorter one
     n_train = len(frames["train"])
     fit(1, rows=min(n_train, args.warmup_batches * args.batch + n_train % args.batch))
     predict()
     n_test = len(frames["test"])
     train_wall, train_cpu = harness.timed(lambda: fit(args.epochs))
-    predict_wall, predict_cpu = harness.timed(lambda: [predict() for _ in range(args.predict_passes)])
+    predict_wall, _ = harness.timed(lambda: [predict() for _ in range(args.predict_passes)])
     scores = predict()
     import tensorflow as tf
 
@@ -203,7 +195,6 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         "train_examples_per_s": args.epochs * n_train / train_wall,
         "train_cpu_us_per_example": 1e6 * train_cpu / (args.epochs * n_train),
         "predict_examples_per_s": args.predict_passes * n_test / predict_wall,
-        "predict_cpu_us_per_example": 1e6 * predict_cpu / (args.predict_passes * n_test),
         "test_auc": {
             t.name: float(roc_auc_score(frames["test"][t.name], np.ravel(scores[t.name]))) for t in schema.tasks
         },
@@ -216,7 +207,6 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-# ----- the orchestrator -------------------------------------------------------------------------------------
 def run_contender(name: str, size: str, batch: int, args: argparse.Namespace, python: str) -> dict[str, Any]:
     command = [python, str(pathlib.Path(__file__).resolve()), "--worker", name, "--size", size, "--batch", str(batch)]
     for flag in ("rows", "epochs", "predict_passes", "warmup_batches"):
@@ -225,13 +215,9 @@ def run_contender(name: str, size: str, batch: int, args: argparse.Namespace, py
     proc = subprocess.run(command, cwd=harness.REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{name} (size {size}, batch {batch}) failed:\n{proc.stderr[-3000:]}")
-    result = harness.last_json(proc.stdout)
-    print(
-        f"[{size} b={batch}] {name}: train {result['train_examples_per_s']:,.0f}/s "
-        f"({result['train_cpu_us_per_example']:.2f} µs CPU/example), predict {result['predict_examples_per_s']:,.0f}/s "
-        f"(load {os.getloadavg()[0]:.1f})",
-        flush=True,
-    )
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    figures = ", ".join(f"{k} {v:,.2f}" for k, v in result.items() if isinstance(v, float))
+    print(f"[{size} b={batch}] {name}: {figures} (load {os.getloadavg()[0]:.1f})", flush=True)
     return result
 
 
@@ -268,7 +254,6 @@ def summarise(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    sys.path.insert(0, str(harness.REPO))
     if args.worker:
         return harness.emit(worker(args))
     names = list(args.contenders or (MMOE_TF + DEEPCTR))
@@ -289,10 +274,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "epochs_per_round": args.epochs,
         "predict_passes_per_round": args.predict_passes,
         "warmup_batches": args.warmup_batches,
-        "size_classes": {
-            s: {k: list(v) if isinstance(v, tuple) else v for k, v in SIZES[s].items()} for s in args.sizes
-        },
-        "deepctr": None if not any(n in DEEPCTR for n in names) else harness.BENCH_PINS[0].split("==")[1],
+        "size_classes": {s: SIZES[s] for s in args.sizes},
+        "deepctr": harness.BENCH_PINS[0].split("==")[1] if python != sys.executable else None,
         "tensorflow": rounds[names[0]][0]["tensorflow"],
     }
     result["machine"] = harness.machine()

@@ -1,21 +1,16 @@
 """Serving latency and throughput of an export: REST and gRPC of the local server against the in-process call.
 
-Serves ``--base-path`` (an export base holding ``mmoe/<version>``, e.g. the quick start's ``output/export``; without
-it the small test model of ``serving.testing``) from two servers, without and with batching, and builds its requests
-from the export itself (the rows of its warm-up records, else values of its signature's dtypes). Per alternated
-round: sequential latencies at batch 1 and 64 interleaved with the in-process floor, then throughput at 1 / 8 / 32
-clients with the server's CPU per request (``docs/serving.md``, "Performance"). A server-side stage breakdown of one
-REST predict is printed first. The last printed line is one JSON object with all figures and ratios.
+Two servers (without and with batching) serve ``--base-path`` (default: ``serving.testing``'s small model); requests
+come from the export's warm-up records or signature. Server-side stages of one REST predict first; then per
+alternated round latencies at batch 1 and 64 interleaved with the in-process floor, and requests/s at 1 / 8 / 32
+clients with the server's CPU per request (``docs/serving.md``, "Performance").
 
-Usage:
-    .venv/bin/python bench/serving_latency.py --base-path output/export --out docs/bench/serving_latency.json
-    .venv/bin/python bench/serving_latency.py --rounds 1 --seconds 0.3 --requests 20   # a smoke run
+Usage: ``.venv/bin/python bench/serving_latency.py [--base-path output/export] --out docs/bench/serving_latency.json``
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import http.client
 import json
 import os
@@ -25,38 +20,33 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from typing import Any
 
 import grpc
 import harness
 import numpy as np
 import psutil
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+import serving_load as load
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving.event_loop import run_on
-from serving.model_store import WARMUP_FILE, numeric_versions
-from serving.tensor_proto import from_ndarray, to_ndarray
+from serving.model_store import WARMUP_FILE, Servable, numeric_versions
+from serving.tensor_proto import to_ndarray
 from serving.testing import MODEL_NAME, ServerProcess, cached_export
 
 CONCURRENCY = (1, 8, 32)
 BATCHES = (1, 64)
-PATH = f"/v1/models/{MODEL_NAME}:predict"
-_COLUMNS: dict[int, dict[str, np.ndarray]] = {}  # batch size -> one array per input, set by load_requests
+BATCHING = ("--enable-batching", "--max-batch-size", "64", "--batch-timeout-micros", "2000")
+Calls = dict[tuple[str, ...], Callable[[], object]]
 
 
-def load_requests(version_dir: Path) -> dict[str, np.ndarray]:
-    """One array per ``serving_default`` input of the export at ``version_dir``, from its warm-up records' rows
-    (values of the inputs' dtypes when there are none), cycled to each of :data:`BATCHES`."""
-    from serving.model_store import Servable
+def request_columns(version_dir: Path) -> tuple[dict[str, str], dict[int, dict[str, np.ndarray]]]:
+    """The ``serving_default`` input dtypes of an export, and one array per input at each of :data:`BATCHES`."""
+    from serving.warmup import read_warmup_file
 
     dtypes = Servable(MODEL_NAME, 1, version_dir, warmup=False).signature_inputs("serving_default")
     columns: dict[str, np.ndarray] = {}
     if (version_dir / WARMUP_FILE).exists():
-        from serving.warmup import read_warmup_file
-
         for entry in read_warmup_file(version_dir / WARMUP_FILE):
             request = entry.predict_log.request
             if (request.model_spec.signature_name or "serving_default") == "serving_default":
@@ -65,320 +55,179 @@ def load_requests(version_dir: Path) -> dict[str, np.ndarray]:
     if set(columns) != set(dtypes):
         fill = {"string": b"a", "bool": True}
         columns = {k: np.array([fill.get(d, 1)] * 8, dtype=object if d == "string" else d) for k, d in dtypes.items()}
-    for batch in BATCHES:
-        _COLUMNS[batch] = {k: np.resize(v, (batch, *v.shape[1:])) for k, v in columns.items()}
-    return dtypes
+    return dtypes, {b: {k: np.resize(v, (b, *v.shape[1:])) for k, v in columns.items()} for b in BATCHES}
 
 
-def _rows(batch: int) -> list[dict]:
-    """The request's rows as JSON instances (bytes decoded, numpy scalars as Python values)."""
-    columns = _COLUMNS[batch]
-    as_json = {k: [x.decode() if isinstance(x, bytes) else x for x in v.tolist()] for k, v in columns.items()}
-    return [{k: v[i] for k, v in as_json.items()} for i in range(batch)]
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    return {f"p{q}_ms": round(float(np.percentile(samples_ms, q)), 3) for q in (50, 99)}
 
 
-def _body(batch: int) -> bytes:
-    return json.dumps({"instances": _rows(batch)}).encode()
+def interleaved(calls: dict[Any, Callable[[], object]], n: int, block: int = 20) -> dict[Any, dict[str, float]]:
+    """p50/p99 (ms) of every call, timed in blocks of ``block`` calls in an order reversed every other block until
+    each has ``n`` timings: every call sees the same machine state, which on a shared VM drifts within seconds."""
+    for fn in calls.values():
+        for _ in range(10):
+            fn()
+    times: dict[Any, list[float]] = {k: [] for k in calls}
+    for i in range(-(-n // block)):
+        for name in calls if i % 2 == 0 else reversed(list(calls)):
+            for _ in range(block):
+                started = time.perf_counter()
+                calls[name]()
+                times[name].append((time.perf_counter() - started) * 1e3)
+    return {k: percentiles(v) for k, v in times.items()}
 
 
-def _grpc_request(batch: int) -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL_NAME
-    for name, values in _COLUMNS[batch].items():
-        request.inputs[name].CopyFrom(from_ndarray(values, content=values.dtype != object))
-    return request
+def stage_calls(servable: Servable, dtypes: dict[str, str], body: bytes) -> dict[str, Callable[[], object]]:
+    """Each server-side stage of a REST predict of ``body``, on the server's own code (and the standard library's)."""
+    from serving.json_codec import decode_request, encode_json, encode_predictions, loads_request, predictions_json
 
-
-def _percentiles(samples_ms: list[float]) -> dict[str, float]:
+    clean = body.replace(b"NaN", b"0.5")  # the same request without missing values
+    data = loads_request(body)
+    fmt, inputs, _ = decode_request(data, dtypes)
+    outputs = servable.run("serving_default", inputs, validate=False)
     return {
-        "p50_ms": round(float(np.percentile(samples_ms, 50)), 3),
-        "p99_ms": round(float(np.percentile(samples_ms, 99)), 3),
+        "json_parse": lambda: loads_request(body),
+        "json_parse, standard library": lambda: json.loads(body),
+        "json_parse, body without NaN": lambda: loads_request(clean),
+        "json_parse, body without NaN, standard library": lambda: json.loads(clean),
+        "decode_to_numpy": lambda: decode_request(data, dtypes),
+        "check_shapes": lambda: servable.check_shapes("serving_default", inputs),
+        "tensors_and_signature_call": lambda: servable.run("serving_default", inputs, validate=False),
+        "encode_response (predictions_json)": lambda: predictions_json(outputs, fmt),
+        "encode_response, standard library": lambda: encode_json(encode_predictions(outputs, fmt)),
     }
 
 
-def _point(latencies: list[float], errors: int, elapsed: float) -> dict[str, float]:
-    """A throughput point: answered requests/s, errors, latency percentiles and its duration."""
-    rps = round(len(latencies) / elapsed, 1)
-    return {"rps": rps, "errors": errors, **_percentiles(latencies or [float("nan")]), "seconds": elapsed}
-
-
-def _timed(fn, n: int, warmup: int = 10) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return _percentiles(times)
-
-
-# --- in process -------------------------------------------------------------------------------------------------
-
-
-def in_process_calls(version_dir: Path) -> dict[str, Callable[[], object]]:
-    """``serving_default`` called directly on the loaded SavedModel (no transport, no JSON), at batch 1 and 64, with
-    the server's TensorFlow thread settings (set in :func:`main`): the floor."""
-    import tensorflow as tf
-
-    fn = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
-    calls = {}
-    for batch in BATCHES:
-        feats = {k: tf.constant(v) for k, v in _COLUMNS[batch].items()}
-        calls[f"batch{batch}"] = lambda f=feats: {k: v.numpy() for k, v in fn(**f).items()}
-    return calls
-
-
-def session_calls(runner) -> dict[str, Callable[[], object]]:
-    """The same call through :class:`serving.session_runner.SessionRunner` (what the server runs)."""
-    columns = {batch: _COLUMNS[batch] for batch in BATCHES}
-    return {f"batch{b}": (lambda f=columns[b]: runner.run("serving_default", f)) for b in BATCHES}
-
-
-def breakdown(version_dir: Path, n: int) -> dict[str, dict[str, float]]:
-    """Median µs of each server-side stage of a REST predict, run in process on the server's own code."""
-    from serving.json_codec import decode_request, encode_json, encode_predictions, loads_request, predictions_json
-    from serving.model_store import Servable
-
+def stage_breakdown(version_dir: Path, columns: dict[int, dict[str, np.ndarray]], n: int) -> dict[str, Any]:
+    """Median µs of each server-side stage of a REST predict at batch 1 and 64."""
     servable = Servable(MODEL_NAME, 1, version_dir, warmup=False)
     dtypes = servable.signature_inputs("serving_default")
     out = {}
     for batch in BATCHES:
-        body = _body(batch)
-        data = loads_request(body)
-        fmt, inputs, _ = decode_request(data, dtypes)
-        outputs = servable.run("serving_default", inputs, validate=False)
-        clean = body.replace(b"NaN", b"0.5")  # the same request without missing values
-        stages = {
-            "json_parse": lambda b=body: loads_request(b),
-            "json_parse, standard library": lambda b=body: json.loads(b),
-            "json_parse, body without NaN": lambda b=clean: loads_request(b),
-            "json_parse, body without NaN, standard library": lambda b=clean: json.loads(b),
-            "decode_to_numpy": lambda d=data: decode_request(d, dtypes),
-            "check_shapes": lambda i=inputs: servable.check_shapes("serving_default", i),
-            "tensors_and_signature_call": lambda i=inputs: servable.run("serving_default", i, validate=False),
-            "encode_response (predictions_json)": lambda o=outputs, f=fmt: predictions_json(o, f),
-            "encode_response, standard library": lambda o=outputs, f=fmt: encode_json(encode_predictions(o, f)),
-        }
-        times: dict[str, list[float]] = {k: [] for k in stages}
-        for _ in range(5):  # stages alternate in blocks; the figure is the median of the blocks' medians
-            for name, fn in stages.items():
-                times[name].append(_timed(fn, max(n // 5, 20))["p50_ms"] * 1e3)
-        out[f"batch{batch}"] = {k: round(float(np.median(v)), 1) for k, v in times.items()}
+        stages = stage_calls(servable, dtypes, load.rest_body(columns[batch]))
+        timed = interleaved(stages, n, block=max(n // 5, 20))
+        out[f"batch{batch}"] = {k: round(v["p50_ms"] * 1e3, 1) for k, v in timed.items()}
     return out
 
 
-# --- clients ----------------------------------------------------------------------------------------------------
+def floor_calls(version_dir: Path, runner: Any, columns: dict[int, dict[str, np.ndarray]]) -> Calls:
+    """``serving_default`` in process at batch 1 and 64: through ``tf.saved_model.load`` with the server's thread
+    settings (the floor) and through the server's own :class:`serving.session_runner.SessionRunner`."""
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    calls: Calls = {}
+    for b in BATCHES:
+        tensors = {k: tf.constant(v) for k, v in columns[b].items()}
+        calls["in_process", f"batch{b}"] = lambda t=tensors: {k: v.numpy() for k, v in fn(**t).items()}
+        calls["in_process_session", f"batch{b}"] = lambda c=columns[b]: runner.run("serving_default", c)
+    return calls
 
 
-def rest_calls(conn: http.client.HTTPConnection) -> dict[str, Callable[[], object]]:
-    """Sequential requests on one keep-alive ``http.client`` connection: predict at batch 1 and 64, and a bare
-    ``GET`` of the model status (the HTTP round trip alone: no JSON body, no TensorFlow, no thread hand-off)."""
-    headers = {"Content-Type": "application/json"}
-
-    def predict(body: bytes) -> object:
-        conn.request("POST", PATH, body, headers)
-        resp = conn.getresponse()
-        data = resp.read()
-        if resp.status != 200:
-            raise RuntimeError(f"{resp.status}: {data[:200]!r}")
-        return json.loads(data)
-
-    def status() -> None:
-        conn.request("GET", f"/v1/models/{MODEL_NAME}")
-        conn.getresponse().read()
-
-    bodies = {batch: _body(batch) for batch in BATCHES}
-    calls = {f"batch{b}": (lambda body=bodies[b]: predict(body)) for b in BATCHES}
-    return {**calls, "status_get": status}
-
-
-def grpc_calls(channel: grpc.Channel) -> dict[str, Callable[[], object]]:
-    """Sequential ``Predict`` calls at batch 1 and 64 (grpcio sync stub on ``channel``)."""
+def client_calls(mode: str, server: ServerProcess, columns: dict, opened: list) -> Calls:
+    """Sequential predicts at batch 1 and 64 on one keep-alive ``http.client`` connection and on one gRPC channel."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    channel = grpc.insecure_channel(server.grpc_target)
+    opened += [conn, channel]
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    requests_ = {batch: _grpc_request(batch) for batch in BATCHES}
-    return {f"batch{b}": (lambda r=requests_[b]: stub.Predict(r, timeout=30)) for b in BATCHES}
+
+    def rest(body: bytes) -> None:
+        conn.request("POST", load.PATH, body, {"Content-Type": "application/json"})
+        answer = conn.getresponse()
+        data = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"{answer.status}: {data[:200]!r}")
+
+    calls: Calls = {}
+    for b in BATCHES:
+        body, request = load.rest_body(columns[b]), load.grpc_request(columns[b])
+        calls[mode, "rest", "latency", f"batch{b}"] = lambda body=body: rest(body)
+        calls[mode, "grpc", "latency", f"batch{b}"] = lambda r=request: stub.Predict(r, timeout=30)
+    return calls
 
 
-def interleaved(calls: dict[str, Callable[[], object]], n: int, block: int = 20) -> dict[str, dict[str, float]]:
-    """p50/p99 (ms) of every call in ``calls``, measured in alternating blocks of ``block`` calls (the order
-    reversed every other block) until each has ``n`` timings: the floor and the servers see the same machine
-    state, which on a shared VM drifts within seconds."""
-    for fn in calls.values():
-        for _ in range(10):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    names = list(calls)
-    for i in range(-(-n // block)):
-        for name in names if i % 2 == 0 else reversed(names):
-            fn = calls[name]
-            for _ in range(block):
-                t0 = time.perf_counter()
-                fn()
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return {k: _percentiles(v) for k, v in times.items()}
+def nest(flat: dict[tuple[str, ...], Any]) -> dict[str, Any]:
+    """``{("a", "b"): x}`` as ``{"a": {"b": x}}``."""
+    out: dict[str, Any] = {}
+    for (*path, last), value in flat.items():
+        node = out
+        for key in path:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return out
 
 
-def post_request(port: int, body: bytes) -> bytes:
-    """The bytes of one HTTP/1.1 keep-alive ``POST`` of ``body`` to the predict URL."""
-    head = f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-    return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-
-
-class KeepAliveClient(asyncio.Protocol):
-    """One keep-alive connection sending ``request`` again as soon as the previous answer is complete.
-
-    ``on_answer(client, status, payload, seconds)`` sees each answer; when it returns False the connection closes.
-    ``done`` resolves with the exception the connection was lost with (None when closed cleanly).
-    """
-
-    def __init__(self, request: bytes, on_answer: Callable[..., bool]) -> None:
-        self.request, self.on_answer, self.buffer = request, on_answer, b""
-        self.done = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        self._send()
-
-    def _send(self) -> None:
-        self.sent = time.perf_counter()
-        self.transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-            head = self.buffer[:end].split(b"\r\n")
-            length = next((int(h.split(b":")[1]) for h in head[1:] if h.lower().startswith(b"content-length:")), 0)
-            if len(self.buffer) < end + 4 + length:
-                return
-            status, payload = head[0].split(b" ")[1], self.buffer[end + 4 : end + 4 + length]
-            self.buffer = self.buffer[end + 4 + length :]
-            if not self.on_answer(self, status, payload, time.perf_counter() - self.sent):
-                self.transport.close()
-                return
-            self._send()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_result(exc)
-
-
-async def rest_throughput(port: int, concurrency: int, seconds: float) -> dict[str, float]:
-    """Requests/s at batch 1 with ``concurrency`` keep-alive connections, each sending back to back."""
+def throughput(server: ServerProcess, transport: str, clients: int, seconds: float, columns: dict) -> dict:
+    """Requests/s at batch 1 with ``clients`` concurrent senders, with the CPU time per answered request (µs) of the
+    server, of its event-loop thread and of this process (the load generator, on the same cores)."""
     latencies, errors = [], 0
-    start = time.perf_counter()
 
-    def on_answer(_client: KeepAliveClient, status: bytes, _payload: bytes, spent: float) -> bool:
+    def count(ok: bool, spent: float) -> None:
         nonlocal errors
-        if status == b"200":
+        if ok:
             latencies.append(spent * 1e3)
         else:
             errors += 1
-        return time.perf_counter() < start + seconds
 
-    loop, request = asyncio.get_running_loop(), post_request(port, _body(1))
-    conns = [
-        (await loop.create_connection(lambda: KeepAliveClient(request, on_answer), "127.0.0.1", port))[1]
-        for _ in range(concurrency)
-    ]
-    await asyncio.wait_for(asyncio.gather(*(c.done for c in conns)), seconds + 30)
-    return _point(latencies, errors, time.perf_counter() - start)
-
-
-async def grpc_throughput(target: str, concurrency: int, seconds: float) -> dict[str, float]:
-    """Requests/s at batch 1 with ``concurrency`` concurrent ``Predict`` loops on one asyncio channel."""
-    request = _grpc_request(1)
-    latencies, errors = [], 0
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        await stub.Predict(request, timeout=30)
-        start = time.perf_counter()
-        deadline = start + seconds
-
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline:
-                t0 = time.perf_counter()
-                try:
-                    await stub.Predict(request, timeout=30)
-                    latencies.append((time.perf_counter() - t0) * 1e3)
-                except grpc.aio.AioRpcError:
-                    errors += 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return _point(latencies, errors, time.perf_counter() - start)
-
-
-# --- driver -----------------------------------------------------------------------------------------------------
-
-
-def _with_server_cpu(server: ServerProcess, measure) -> dict[str, float]:
-    """Run a throughput point and add the server process's CPU time per answered request (µs): a figure that,
-    unlike requests/s on a shared machine, does not depend on what else runs; and the CPU the benchmark's own
-    process (the load generator) spent per request, which shares the machine's cores with the server."""
     proc = psutil.Process(server.proc.pid)
 
-    def main_thread_seconds() -> float:
-        return next((t.user_time + t.system_time for t in proc.threads() if t.id == proc.pid), float("nan"))
+    def cpu() -> tuple[float, ...]:
+        main = next((t.user_time + t.system_time for t in proc.threads() if t.id == proc.pid), float("nan"))
+        return sum(proc.cpu_times()[:2]), main, time.process_time()
 
-    before, main_before = sum(proc.cpu_times()[:2]), main_thread_seconds()
-    load_before = time.process_time()
-    point = measure()
-    spent, main_spent = sum(proc.cpu_times()[:2]) - before, main_thread_seconds() - main_before
-    load_spent = time.process_time() - load_before
-    answered = point["rps"] * point.pop("seconds")
-    for name, seconds in (("server", spent), ("event_loop", main_spent), ("load_generator", load_spent)):
-        point[f"{name}_cpu_us_per_request"] = round(seconds / answered * 1e6, 1) if answered else float("nan")
+    before, start = cpu(), time.perf_counter()
+
+    def running() -> bool:
+        return time.perf_counter() < start + seconds
+
+    def on_rest(_client: load.KeepAliveClient, status: bytes, _payload: bytes, spent: float) -> bool:
+        count(status == b"200", spent)
+        return running()
+
+    def on_grpc(_index: int, answer: Any, spent: float) -> None:
+        count(not isinstance(answer, grpc.aio.AioRpcError), spent)
+
+    if transport == "rest":
+        request = load.post_request(server.port, load.rest_body(columns[1]))
+        run_on(load.rest_load(server.port, request, clients, on_rest, timeout=seconds + 30))
+    else:
+        run_on(load.grpc_load(server.grpc_target, load.grpc_request(columns[1]), clients, running, on_grpc))
+    elapsed, spent = time.perf_counter() - start, [b - a for a, b in zip(before, cpu(), strict=True)]
+    point = {"rps": round(len(latencies) / elapsed, 1), "errors": errors, **percentiles(latencies or [float("nan")])}
+    for name, used in zip(("server", "event_loop", "load_generator"), spent, strict=True):
+        point[f"{name}_cpu_us_per_request"] = round(used / len(latencies) * 1e6, 1) if latencies else float("nan")
     return point
 
 
-def latency_round(floor_calls: dict, servers: dict[str, ServerProcess], n: int) -> dict:
-    """One round of sequential latency for the floors and every server and transport, interleaved."""
-    calls = {("in_process", k): fn for k, fn in floor_calls["in_process"].items()}
-    calls.update({("in_process_session", k): fn for k, fn in floor_calls["in_process_session"].items()})
-    conns, channels = [], []
-    for mode, server in servers.items():
-        conns.append(http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=30))
-        channels.append(grpc.insecure_channel(server.grpc_target))
-        calls.update({(mode, "rest", k): fn for k, fn in rest_calls(conns[-1]).items()})
-        calls.update({(mode, "grpc", k): fn for k, fn in grpc_calls(channels[-1]).items()})
-    try:
-        measured = interleaved(calls, n)
-    finally:
-        for conn in conns:
-            conn.close()
-        for channel in channels:
-            channel.close()
-    out: dict = {"in_process": {}, "in_process_session": {}}
-    for key, value in measured.items():
-        if len(key) == 2:
-            out[key[0]][key[1]] = value
-        else:
-            out.setdefault(key[0], {}).setdefault(key[1], {}).setdefault("latency", {})[key[2]] = value
-    return out
-
-
-def throughput_round(server: ServerProcess, args: argparse.Namespace) -> dict:
-    """One round of throughput points (REST and gRPC, each concurrency) for a server."""
-    port = int(server.url.rsplit(":", 1)[1])
-    load = {"rest": lambda c: rest_throughput(port, c, args.seconds)}
-    load["grpc"] = lambda c: grpc_throughput(server.grpc_target, c, args.seconds)
-    return {
-        transport: {
-            "throughput": {f"c{c}": _with_server_cpu(server, lambda c=c, fn=fn: run_on(fn(c))) for c in CONCURRENCY}
-        }
-        for transport, fn in load.items()
-    }
-
-
-def _median_tree(rounds: list) -> dict:
+def median_tree(rounds: list) -> Any:
     """Element-wise median of nested dicts of numbers (errors are summed)."""
-    first = rounds[0]
-    if isinstance(first, dict):
-        return {
-            k: (sum(r[k] for r in rounds) if k == "errors" else _median_tree([r[k] for r in rounds])) for k in first
-        }
-    return round(float(statistics.median(rounds)), 3)
+    if not isinstance(rounds[0], dict):
+        return round(float(statistics.median(rounds)), 3)
+    return {k: sum(r[k] for r in rounds) if k == "errors" else median_tree([r[k] for r in rounds]) for k in rounds[0]}
+
+
+def ratios(rounds: list[dict], result: dict) -> dict[str, Any]:
+    """Unbatched latency over the floor (of the medians, and paired per round), batched over unbatched requests/s
+    (paired per round: the two servers' points of one round ran back to back)."""
+    out: dict[str, Any] = {}
+
+    def over_floor(r: dict, transport: str, batch: str) -> float:
+        return r["no_batching"][transport]["latency"][batch]["p50_ms"] / r["in_process"][batch]["p50_ms"]
+
+    def rps(r: dict, mode: str, transport: str, c: int) -> float:
+        return r[mode][transport]["throughput"][f"c{c}"]["rps"]
+
+    for transport in ("rest", "grpc"):
+        for batch in (f"batch{b}" for b in BATCHES):
+            out[f"{transport}_over_inprocess_p50_{batch}"] = round(over_floor(result, transport, batch), 2)
+            paired = statistics.median(over_floor(r, transport, batch) for r in rounds)
+            out[f"{transport}_over_inprocess_p50_{batch}_paired"] = round(paired, 2)
+        for c in CONCURRENCY:
+            per_round = [rps(r, "batching", transport, c) / rps(r, "no_batching", transport, c) for r in rounds]
+            out[f"{transport}_batching_over_no_batching_rps_c{c}_paired"] = round(statistics.median(per_round), 2)
+            out[f"{transport}_batching_over_no_batching_rps_c{c}_rounds"] = [round(x, 2) for x in per_round]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,80 +237,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="duration of each throughput point")
     parser.add_argument("--requests", type=int, default=200, help="sequential requests per latency point")
     args = parser.parse_args(argv)
-    started = time.perf_counter()
-    load_before = round(os.getloadavg()[0], 2)
+    started, load_before = time.perf_counter(), round(os.getloadavg()[0], 2)
     from serving.server import configure_tensorflow
     from serving.server_config import ServerConfig
+    from serving.session_runner import SessionRunner
 
-    configure_tensorflow(ServerConfig())  # the floor runs with the server's op thread pools (1 and 1)
+    configure_tensorflow(ServerConfig())  # the floor runs with the server's op thread pools
     with tempfile.TemporaryDirectory(prefix="mmoe-bench-") as tmp:
-        base = cached_export(Path(tmp) / "export").base_path if args.base_path is None else args.base_path
+        base = args.base_path or cached_export(Path(tmp) / "export").base_path
         version_dir = base / MODEL_NAME / str(numeric_versions(base / MODEL_NAME)[-1])
-        inputs = load_requests(version_dir)
-        print(f"serving {version_dir} (inputs {inputs})", flush=True)
-        stages = breakdown(version_dir, args.requests)
+        dtypes, columns = request_columns(version_dir)
+        print(f"serving {version_dir} (inputs {dtypes})", flush=True)
+        stages = stage_breakdown(version_dir, columns, args.requests)
         print(f"server-side stages (median µs): {stages}", flush=True)
-        cli = ["--base-path", str(base), "--model-name", MODEL_NAME]
-        batching = ["--enable-batching", "--max-batch-size", "64", "--batch-timeout-micros", "2000"]
-        servers = {"no_batching": ServerProcess(cli), "batching": ServerProcess(cli + batching)}
+        runner, servers, rounds = SessionRunner(version_dir), {}, []
         try:
-            for server in servers.values():
-                server.start()
-            from serving.session_runner import SessionRunner
-
-            runner = SessionRunner(version_dir)
-            floor_calls = {"in_process": in_process_calls(version_dir), "in_process_session": session_calls(runner)}
-            floors, session_floors, rounds = [], [], {mode: [] for mode in servers}
+            floors = floor_calls(version_dir, runner, columns)
+            servers["no_batching"] = load.start_server(base)
+            servers["batching"] = load.start_server(base, *BATCHING)
             for r in range(args.rounds):
-                latency = latency_round(floor_calls, servers, args.requests)
-                floors.append(latency["in_process"])
-                session_floors.append(latency["in_process_session"])
-                print(f"round {r + 1} latency: {json.dumps(latency)}", flush=True)
-                order = list(servers) if r % 2 == 0 else list(reversed(servers))
-                for mode in order:
-                    point = throughput_round(servers[mode], args)
+                opened: list = []
+                calls = dict(floors)
+                for mode, server in servers.items():
+                    calls.update(client_calls(mode, server, columns, opened))
+                point = nest(interleaved(calls, args.requests))
+                for conn in opened:
+                    conn.close()
+                for mode in list(servers) if r % 2 == 0 else reversed(list(servers)):
                     for transport in ("rest", "grpc"):
-                        point[transport]["latency"] = latency[mode][transport]["latency"]
-                    rounds[mode].append(point)
-                    print(f"round {r + 1} {mode}: {json.dumps(point)}", flush=True)
-            runner.close()
+                        point[mode][transport]["throughput"] = {
+                            f"c{c}": throughput(servers[mode], transport, c, args.seconds, columns) for c in CONCURRENCY
+                        }
+                print(f"round {r + 1}: {json.dumps(point)}", flush=True)
+                rounds.append(point)
         finally:
+            runner.close()
             for server in servers.values():
                 server.stop()
-    floor = _median_tree(floors)
-    session_floor = _median_tree(session_floors)
-    results = {mode: _median_tree(rs) for mode, rs in rounds.items()}
-    nb = results["no_batching"]
-    ratios = {}
-    for transport in ("rest", "grpc"):
-        for key in (f"batch{batch}" for batch in BATCHES):
-            ratios[f"{transport}_over_inprocess_p50_{key}"] = round(
-                nb[transport]["latency"][key]["p50_ms"] / floor[key]["p50_ms"], 2
-            )
-            # paired: each round's latency over the floor timed beside it (both see the same machine state)
-            ratios[f"{transport}_over_inprocess_p50_{key}_paired"] = round(
-                statistics.median(
-                    r[transport]["latency"][key]["p50_ms"] / f[key]["p50_ms"]
-                    for r, f in zip(rounds["no_batching"], floors, strict=True)
-                ),
-                2,
-            )
-        for c in CONCURRENCY:
-            per_round = [  # the two servers' points of one round ran back to back (order alternated)
-                rb[transport]["throughput"][f"c{c}"]["rps"] / rn[transport]["throughput"][f"c{c}"]["rps"]
-                for rb, rn in zip(rounds["batching"], rounds["no_batching"], strict=True)
-            ]
-            ratios[f"{transport}_batching_over_no_batching_rps_c{c}_paired"] = round(statistics.median(per_round), 2)
-            ratios[f"{transport}_batching_over_no_batching_rps_c{c}_rounds"] = [round(x, 2) for x in per_round]
-    print(f"ratios: {json.dumps(ratios)}", flush=True)
+    result = median_tree(rounds)
     summary = {
         "benchmark": "serving_latency",
         "server_stages_us": stages,
-        "in_process": floor,
-        "in_process_session": session_floor,
-        **results,
-        "ratios": ratios,
-        "export": {"version_dir": str(version_dir), "inputs": inputs},
+        **result,
+        "ratios": ratios(rounds, result),
+        "export": {"version_dir": str(version_dir), "inputs": dtypes},
         **harness.run_facts(load_before, started, rounds=args.rounds),
     }
     harness.emit(summary, args.out)

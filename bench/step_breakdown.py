@@ -1,18 +1,14 @@
 """Where one training step of an mmoe-tf model spends its time and its graph ops.
 
-The model and data of ``bench/peer_throughput.py``'s base size class. The step is built up in stages (input,
-preprocessing, forward, loss, backward, optimizer, Keras' whole ``train_step``), each timed over the same cached
-batches in alternated rounds; a stage's cost is the difference of medians (µs per example; CPU time with
-``--threads 1``, the steadiest measure on a shared machine). ``--profile`` also traces training steps with the
-TensorFlow profiler and sums each op's self time by part of the step (re-running itself in the benchmark
-environment, which holds the trace converter).
+The model and data of ``peer_throughput.py``'s base size class. The step is built up in stages (input,
+preprocessing, forward, loss, backward, optimizer, Keras' whole ``train_step``) timed over the same cached batches in
+alternated rounds; a stage's cost is the difference of medians (µs per example; CPU time with ``--threads 1``).
+``--profile`` also sums each op's self time in traced steps by part of the step (in the benchmark environment).
 
 Usage:
     .venv/bin/python bench/step_breakdown.py --batch-size 2048 --threads 1 --profile \
         --out docs/bench/step_breakdown.json
     .venv/bin/python bench/step_breakdown.py --rows 2000 --rounds 1 --batch-size 256   # a smoke run
-
-The last printed line is one JSON object: ops per traced train step by part and time per stage.
 """
 
 from __future__ import annotations
@@ -21,16 +17,9 @@ import argparse
 import collections
 import json
 import os
-import pathlib
 import statistics
-import sys
 import time
 from typing import Any
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import harness
 import tensorflow as tf
@@ -51,25 +40,7 @@ PARTS = (  # first matching substring of an op's name → the part of the step i
     ("/bottom", "experts + gates"),
     ("logistic_loss", "loss"),
 )
-
-
 OTHER = "other (masking, trackers, glue)"
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rows", type=int, default=40_000)
-    p.add_argument("--batch-size", type=int, default=512)
-    harness.add_common_args(p, rounds=5)
-    p.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: default)")
-    p.add_argument("--architecture", default="mmoe")
-    p.add_argument(
-        "--profile",
-        action="store_true",
-        help="also trace --profile-steps training steps and report per-op self time (xprof, in the bench venv)",
-    )
-    p.add_argument("--profile-steps", type=int, default=60)
-    return p.parse_args(argv)
 
 
 def ops_by_part(model: tf.keras.Model, dataset: tf.data.Dataset) -> dict[str, int]:
@@ -127,23 +98,26 @@ def profile_step(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) ->
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    harness.add_common_args(p, rounds=5)
+    p.add_argument("--rows", type=int, default=40_000)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: default)")
+    p.add_argument("--profile", action="store_true", help="also report per-op self time of traced training steps")
+    p.add_argument("--profile-steps", type=int, default=60)
+    args = p.parse_args(argv)
     if args.profile:
         harness.reexec_in_bench_env()
     if args.threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     df, schema = simulate_ctr_table(n_rows=args.rows, seed=0)
-    sizes = {"expert_units": (64,), "tower_units": (32,)}
-    if args.architecture in ("mmoe", "omoe"):
-        sizes["num_experts"] = 8
-    model = mmoe_tf.build_model(
-        schema.model_config(architecture=args.architecture, **sizes), adapt_data=feature_arrays(df, schema)
-    )
+    config = schema.model_config(num_experts=8, expert_units=(64,), tower_units=(32,))
+    model = mmoe_tf.build_model(config, adapt_data=feature_arrays(df, schema))
     pipeline = make_dataset(df, schema, batch_size=args.batch_size, shuffle=True)
     batches = list(make_dataset(df, schema, batch_size=args.batch_size, drop_remainder=True))
     model.fit(tf.data.Dataset.from_tensors(batches[0]), verbose=0)  # builds the optimizer and the train function
-    encoder = model.get_layer("features") if args.architecture != "single_task" else None
+    encoder = model.get_layer("features")
     variables = model.trainable_variables
 
     def loss_of(x: Any, y: Any, w: Any) -> tf.Tensor:
@@ -161,32 +135,27 @@ def main(argv: list[str] | None = None) -> dict:
 
     stacked = tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(lambda *t: tf.stack(t), *batches)).unbatch()
     stacked = stacked.batch(args.batch_size).cache()  # the same batches, as a dataset for Keras' own step
-    stages: dict[str, Any] = {
+    encode, forward, loss = (tf.function(f) for f in (encoder, lambda x: model(x, training=True), loss_of))
+    stages = {
         "input": lambda: [None for _ in pipeline],
-        "preprocessing": (lambda f: lambda: [f(x) for x, _, _ in batches])(tf.function(lambda x: encoder(x)))
-        if encoder
-        else None,
-        "forward": (lambda f: lambda: [f(x) for x, _, _ in batches])(tf.function(lambda x: model(x, training=True))),
-        "loss": (lambda f: lambda: [f(*b) for b in batches])(tf.function(loss_of)),
+        "preprocessing": lambda: [encode(x) for x, _, _ in batches],
+        "forward": lambda: [forward(x) for x, _, _ in batches],
+        "loss": lambda: [loss(*b) for b in batches],
         "backward": lambda: [backward(*b) for b in batches],
         "optimizer": lambda: [optimizer_step(*b) for b in batches],
         "train_step": lambda: model.fit(stacked, verbose=0),
     }
-    stages = {k: v for k, v in stages.items() if v is not None}
     for fn in stages.values():  # trace
         fn()
+    clock = time.process_time if args.threads == 1 else time.perf_counter
+
+    def timed(name: str, _round: int) -> float:
+        start = clock()
+        stages[name]()
+        return clock() - start
+
+    seconds = harness.alternate(list(stages), args.rounds, timed)
     rows = len(batches) * args.batch_size
-    seconds: dict[str, list[float]] = collections.defaultdict(list)
-    for r in range(args.rounds):
-        for name, fn in stages.items():
-            start = time.process_time() if args.threads == 1 else time.perf_counter()
-            fn()
-            end = time.process_time() if args.threads == 1 else time.perf_counter()
-            seconds[name].append(end - start)
-        print(
-            f"round {r + 1}: " + ", ".join(f"{k} {1e6 * v[-1] / rows:.2f}" for k, v in seconds.items()) + " µs/example",
-            flush=True,
-        )
     per_example = {k: 1e6 * statistics.median(v) / rows for k, v in seconds.items()}
     breakdown = {"input (pipeline, overlapped with training by prefetch)": per_example["input"]}
     previous = 0.0
@@ -198,14 +167,13 @@ def main(argv: list[str] | None = None) -> dict:
         "optimizer": "optimizer",
         "train_step": "metrics, trackers and Keras step",
     }
-    for k in (k for k in names if k in per_example):
+    for k in names:
         breakdown[names[k]] = per_example[k] - previous
         previous = per_example[k]
     ops = ops_by_part(model, tf.data.Dataset.from_tensors(batches[0]))
     result = {
         "benchmark": "step_breakdown",
         "unit": "µs per example (median of rounds; CPU time when --threads 1, else wall time)",
-        "architecture": args.architecture,
         "batch_size": args.batch_size,
         "threads": args.threads or "default",
         "ops_per_train_step": sum(ops.values()),
