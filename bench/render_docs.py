@@ -142,6 +142,13 @@ def peer_summary(result: dict[str, Any]) -> list[str]:
 
 
 def step_breakdown(result: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for size, one in result["sizes"].items():
+        lines += [f"**{size}** size class ({one['model']}):", "", *step_of_size(one), ""]
+    return [*lines, f"TensorFlow {result['tensorflow']}."]
+
+
+def step_of_size(result: dict[str, Any]) -> list[str]:
     profile = result.get("profile", {})
     lines = [
         f"Batch {result['batch_size']:,}, {result['threads']} TensorFlow thread(s); {result['ops_per_train_step']} "
@@ -162,7 +169,7 @@ def step_breakdown(result: dict[str, Any]) -> list[str]:
         lines[-1] += f"({profile['steps_traced']} steps traced). Largest ops (µs per step):"
         lines += ["", "| op | µs per step |", "|---|---|"]
         lines += [f"| `{op}` | {us:,.1f} |" for op, us in list(profile["top_ops_us_per_step"].items())[:5]]
-    return [*lines, "", f"TensorFlow {result['tensorflow']}; 1-minute load average {result['load_average']}."]
+    return [*lines, "", f"1-minute load average {result['load_average']}."]
 
 
 def serving_latency(result: dict[str, Any]) -> list[str]:

@@ -1,14 +1,15 @@
 """Where one training step of an mmoe-tf model spends its time and its graph ops.
 
-The model and data of ``peer_throughput.py``'s base size class. The step is built up in stages (input,
-preprocessing, forward, loss, backward, optimizer, Keras' whole ``train_step``) timed over the same cached batches in
-alternated rounds; a stage's cost is the difference of medians (µs per example; CPU time with ``--threads 1``).
-``--profile`` also sums each op's self time in traced steps by part of the step (in the benchmark environment).
+The models and data of ``peer_throughput.py``'s size classes (``--sizes``; one result per class). The step is built
+up in stages (input, preprocessing, forward, loss, backward, optimizer, Keras' whole ``train_step``) timed over the
+same cached batches in alternated rounds; a stage's cost is the difference of medians (µs per example; CPU time
+with ``--threads 1``). ``--profile`` also sums each op's self time in traced steps by part of the step (in the
+benchmark environment).
 
 Usage:
     .venv/bin/python bench/step_breakdown.py --batch-size 2048 --threads 1 --profile \
         --out docs/bench/step_breakdown.json
-    .venv/bin/python bench/step_breakdown.py --rows 2000 --rounds 1 --batch-size 256   # a smoke run
+    .venv/bin/python bench/step_breakdown.py --rows 2000 --rounds 1 --batch-size 256 --sizes base  # a smoke run
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import harness
 import tensorflow as tf
+from peer_throughput import SIZES
 
 import mmoe_tf
 from data import feature_arrays, make_dataset
@@ -99,6 +101,7 @@ def profile_step(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) ->
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=list(SIZES), help="size classes to break down")
     harness.add_common_args(p, rounds=5)
     p.add_argument("--rows", type=int, default=40_000)
     p.add_argument("--batch-size", type=int, default=512)
@@ -111,8 +114,18 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    df, schema = simulate_ctr_table(n_rows=args.rows, seed=0)
-    config = schema.model_config(num_experts=8, expert_units=(64,), tower_units=(32,))
+    result = {"benchmark": "step_breakdown", "sizes": {size: breakdown_of(size, args) for size in args.sizes}}
+    result |= {"tensorflow": tf.__version__, "machine": harness.machine()}
+    return harness.emit(result, args.out)
+
+
+def breakdown_of(size_class: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Stage times, ops by part and (with ``--profile``) per-op self time of one size class's training step."""
+    size = SIZES[size_class]
+    df, schema = simulate_ctr_table(n_rows=args.rows, cardinalities=size["cardinalities"], seed=0)
+    config = schema.model_config(
+        num_experts=size["num_experts"], expert_units=(size["expert_units"],), tower_units=(size["tower_units"],)
+    )
     model = mmoe_tf.build_model(config, adapt_data=feature_arrays(df, schema))
     pipeline = make_dataset(df, schema, batch_size=args.batch_size, shuffle=True)
     batches = list(make_dataset(df, schema, batch_size=args.batch_size, drop_remainder=True))
@@ -172,7 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
         previous = per_example[k]
     ops = ops_by_part(model, tf.data.Dataset.from_tensors(batches[0]))
     result = {
-        "benchmark": "step_breakdown",
+        "model": f"{size['num_experts']} experts × {size['expert_units']}, towers {size['tower_units']}, "
+        f"{len(size['cardinalities'])} categorical features (up to {max(size['cardinalities']):,} values)",
         "unit": "µs per example (median of rounds; CPU time when --threads 1, else wall time)",
         "batch_size": args.batch_size,
         "threads": args.threads or "default",
@@ -181,13 +195,11 @@ def main(argv: list[str] | None = None) -> dict:
         "stage_us_per_example": {k: round(v, 3) for k, v in per_example.items()},
         "breakdown_us_per_example": {k: round(v, 3) for k, v in breakdown.items()},
         "train_examples_per_s": round(1e6 / per_example["train_step"]),
-        "tensorflow": tf.__version__,
         "load_average": round(os.getloadavg()[0], 2),
-        "machine": harness.machine(),
     }
     if args.profile:
         result["profile"] = profile_step(model, stacked, args.profile_steps)
-    return harness.emit(result, args.out)
+    return result
 
 
 if __name__ == "__main__":

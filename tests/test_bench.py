@@ -144,13 +144,14 @@ def test_peer_throughput_runs_deepctr_as_it_comes_and_tuned():
 
 def test_step_breakdown_runs_at_a_tiny_size(tmp_path):
     out = tmp_path / "step.json"
-    result = _run(
-        ["bench/step_breakdown.py", "--rows", "1200", "--rounds", "1", "--batch-size", "256", "--out", str(out)]
-    )
+    tiny = ["--rows", "1200", "--rounds", "1", "--batch-size", "256", "--sizes", "base"]
+    result = _run(["bench/step_breakdown.py", *tiny, "--out", str(out)])
     assert json.loads(out.read_text()) == result
-    assert result["ops_per_train_step"] == sum(result["ops_by_part"].values()) > 100
-    assert set(result["stage_us_per_example"]) >= {"input", "forward", "backward", "optimizer", "train_step"}
-    assert "Keras' whole step" in "\n".join(_bench_module("render_docs").step_breakdown(result))
+    base = result["sizes"]["base"]
+    assert base["ops_per_train_step"] == sum(base["ops_by_part"].values()) > 100
+    assert set(base["stage_us_per_example"]) >= {"input", "forward", "backward", "optimizer", "train_step"}
+    rendered = "\n".join(_bench_module("render_docs").step_breakdown(result))
+    assert "**base** size class (8 experts × 64" in rendered and "Keras' whole step" in rendered
 
 
 @pytest.fixture(scope="module")
