@@ -40,7 +40,7 @@ def _machine(facts: dict[str, Any]) -> str:
 
 
 NOTEBOOK, DEEPCTR = "mmoe_tf/numpy", "deepctr/MMOE"
-TARGETS = {  # the issue's targets for the notebook path against each contender: figure -> (comparison, bound)
+TARGETS = {  # the project's targets for the notebook path against each contender: figure -> (comparison, bound)
     DEEPCTR: {
         "train_speedup": ("≥", 1.5),
         "predict_speedup": ("≥", 2),
@@ -67,19 +67,25 @@ def _judge(op: str, bound: float | None, value: float) -> tuple[str, str]:
     return (f"within ± {bound}" if op == "±" else f"{op} {bound}×"), ("met" if ok else "**not met**")
 
 
-def _ratio_rows(batch: str, point: dict[str, Any]) -> list[tuple[str, ...]]:
-    """``(batch, contender, figure, value, target, verdict)``: the notebook path against each contender run."""
-    rows = []
+def _ratio_rows(batch: str, point: dict[str, Any]) -> tuple[list[tuple[str, ...]], list[str]]:
+    """One row per contender the notebook path is compared with: ``(batch, contender, one cell per figure)``, a
+    cell holding the median (min–max) and, where the figure has a target, the target and whether it is met; and
+    the verdicts."""
+    rows, verdicts = [], []
     for other, targets in TARGETS.items():
         if (r := point["ratios_of_notebook_path"].get(other)) is None:
             continue
-        for key, figure in FIGURES.items():
+        cells = []
+        for key in FIGURES:
             if key == "auc_delta":
                 value, median = " / ".join(f"{v:+.4f}" for v in r[key].values()), max(r[key].values(), key=abs)
             else:
                 value, median = _range(r[key], 2, "×"), r[key]["median"]
-            rows.append((batch, other, figure, value, *_judge(*targets.get(key, ("", None)), median)))
-    return rows
+            target, verdict = _judge(*targets.get(key, ("", None)), median)
+            cells.append(f"{value}; {target}: {verdict}" if target else value)
+            verdicts += [verdict] if verdict else []
+        rows.append((batch, other, *cells))
+    return rows, verdicts
 
 
 def peer_throughput(result: dict[str, Any]) -> list[str]:
@@ -101,12 +107,12 @@ def peer_throughput(result: dict[str, Any]) -> list[str]:
                     " / ".join(f"{v:.4f}" for v in row["test_auc"].values()),
                 )
                 lines.append(f"| {int(batch):,} | `{name}` | {train} | {cpu} | {predict} | {auc} |")
-        ratios = [row for batch, point in by_batch.items() for row in _ratio_rows(batch, point)]
-        if ratios:
-            lines += ["", "| batch | `mmoe_tf/numpy` against | figure | median (min–max) | target | met? |"]
-            lines.append("|---|---|---|---|---|---|")
-            lines += [f"| {int(b):,} | `{o}` | {f} | {v} | {t} | {m} |" for b, o, f, v, t, m in ratios]
-            verdicts += [row[-1] for row in ratios if row[-1]]
+        ratios = [_ratio_rows(batch, point) for batch, point in by_batch.items()]
+        if any(rows for rows, _ in ratios):
+            lines += ["", "| batch | `mmoe_tf/numpy` against | " + " | ".join(FIGURES.values()) + " |"]
+            lines.append("|---|---|" + "---|" * len(FIGURES))
+            lines += [f"| {int(b):,} | `{o}` | " + " | ".join(c) + " |" for rows, _ in ratios for b, o, *c in rows]
+            verdicts += [v for _, found in ratios for v in found]
     met = f"Targets met: {verdicts.count('met')} of {len(verdicts)}. "
     versions = f"TensorFlow {s['tensorflow']}, DeepCTR {s['deepctr'] or 'not run'}."
     return [*lines, "", met + _machine(result["machine"]) + " " + versions]
@@ -136,8 +142,8 @@ def peer_summary(result: dict[str, Any]) -> list[str]:
     at = ", ".join(f"{x:.2f}× at batch {int(b):,} ({size})" for x, (size, b, _) in zip(notebook, points, strict=True))
     beside = "" if None in cli else "; the CLI path's (`python -m training`) " + ", ".join(f"{x:.2f}×" for x in cli)
     return [
-        f"Training speed against DeepCTR 0.9.4 `MMOE` as it comes ({protocol}): the notebook path's (`model.fit` on "
-        f"numpy columns) examples/s over DeepCTR's are {at}{beside}."
+        f"Training speed against DeepCTR {s['deepctr']} `MMOE` as it comes ({protocol}): the notebook path's "
+        f"(`model.fit` on numpy columns) examples/s over DeepCTR's are {at}{beside}."
     ]
 
 
