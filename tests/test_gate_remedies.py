@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from training.experiments import common, gate_remedies, report
+from training.experiments import common, gate_remedies, gate_remedies_summary, report
 from training.experiments.results import write_results
 
 TINY = {
@@ -29,7 +29,7 @@ def test_variants_parse_and_refuse_typos():
 def _gain_row(variant: str, metric: str, low: float, high: float) -> dict:
     row = {"setting": "relatedness", "variant": variant, "task": "y1", "metric": metric, "seeds": 10}
     row["gain_vs_none"] = {"mean": (low + high) / 2, "ci95": [low, high], "seeds": 10}
-    row["effect"] = gate_remedies.effect(row)
+    row["effect"] = gate_remedies_summary.effect(row)
     return row
 
 
@@ -38,18 +38,18 @@ def test_effect_and_default_choice_follow_the_intervals():
     assert _gain_row("a", "auc", -0.02, -0.01)["effect"] == "worse"
     assert _gain_row("a", "gate_entropy", 0.01, 0.02)["effect"] == "higher"
     assert _gain_row("a", "task_expert_mi", -0.01, 0.02)["effect"] == "none detected"
-    assert gate_remedies.effect({"variant": "none", "metric": "mse"}) == "n/a"
+    assert gate_remedies_summary.effect({"variant": "none", "metric": "mse"}) == "n/a"
     unclear = [_gain_row("gate_dropout=0.1", "mse", -0.01, 0.02), _gain_row("gate_dropout=0.1", "auc", -0.01, 0.0)]
-    assert gate_remedies.default_choice(unclear)["decision"].startswith("the defaults stay")
+    assert gate_remedies_summary.default_choice(unclear)["decision"].startswith("the defaults stay")
     wins = [*unclear, _gain_row("gate_temperature=2", "mse", 0.001, 0.003)]
-    decision = gate_remedies.default_choice(wins)["decision"]
+    decision = gate_remedies_summary.default_choice(wins)["decision"]
     assert decision.startswith("candidates for a new default: gate_temperature=2 (better in 1 of 1")
     mixed = [*wins, _gain_row("gate_temperature=2", "auc", -0.03, -0.01)]
     assert (
         "better in some cells but worse in others: gate_temperature=2"
-        in gate_remedies.default_choice(mixed)["decision"]
+        in gate_remedies_summary.default_choice(mixed)["decision"]
     )
-    (summary,) = gate_remedies.variant_summaries([r for r in wins if r["variant"] == "gate_temperature=2"])
+    (summary,) = gate_remedies_summary.variant_summaries([r for r in wins if r["variant"] == "gate_temperature=2"])
     assert summary["quality"] == "better in 1, worse in 0 of 1" and summary["metric"] == "summary"
 
 
