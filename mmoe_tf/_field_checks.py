@@ -12,6 +12,12 @@ def fail(owner: str, field: str, message: str) -> NoReturn:
     raise ValueError(f"{owner}: field '{field}' {message}")
 
 
+def check_name(owner: str, name: Any) -> None:
+    """A spec's name: a non-empty string without ``/`` or ``:`` (both appear in layer and output names)."""
+    if not isinstance(name, str) or not name or "/" in name or ":" in name:
+        fail(owner, "name", "must be a non-empty string without '/' or ':'")
+
+
 def positive_units(owner: str, field: str, units: Sequence[int], allow_empty: bool) -> tuple[int, ...]:
     """``units`` as a tuple of positive integers (layer sizes); empty only when ``allow_empty``."""
     units = tuple(units)

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mmoe_tf._field_checks import fail, from_mapping
+from mmoe_tf._field_checks import check_name, fail, from_mapping
 
 FEATURE_KINDS = ("numeric", "categorical", "hashed")
 FEATURE_DTYPES = {
@@ -56,8 +56,7 @@ class FeatureSpec:
 
     def __post_init__(self) -> None:
         owner = f"FeatureSpec {self.name!r}"
-        if not isinstance(self.name, str) or not self.name or "/" in self.name or ":" in self.name:
-            fail(owner, "name", "must be a non-empty string without '/' or ':'")
+        check_name(owner, self.name)
         if self.kind not in FEATURE_KINDS:
             fail(owner, "kind", f"is {self.kind!r}, an unknown feature kind; expected one of {FEATURE_KINDS}")
         dtype = self.dtype or FEATURE_DTYPES[self.kind][0]

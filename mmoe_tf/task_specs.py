@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from mmoe_tf._field_checks import fail, from_mapping, positive_units
+from mmoe_tf._field_checks import check_name, fail, from_mapping, positive_units
 
 TASK_TYPES = ("binary", "regression")
 TASK_LOSSES = {"binary": ("bce",), "regression": ("mse", "huber")}
@@ -47,8 +47,7 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         owner = f"TaskSpec {self.name!r}"
-        if not isinstance(self.name, str) or not self.name or "/" in self.name or ":" in self.name:
-            fail(owner, "name", "must be a non-empty string without '/' or ':'")
+        check_name(owner, self.name)
         if self.type not in TASK_TYPES:
             fail(owner, "type", f"is {self.type!r}, an unknown task type; expected one of {TASK_TYPES}")
         loss = self.loss or TASK_LOSSES[self.type][0]
