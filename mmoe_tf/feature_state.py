@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
 from mmoe_tf.feature_specs import FeatureSpec
 from mmoe_tf.model_inputs import convert_column, string_values
@@ -102,3 +103,15 @@ def plain_copy(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+@tf.__internal__.tracking.no_automatic_dependency_tracking
+def keep_untracked(owner: tf.Module, name: str, state: Any) -> None:
+    """Set ``owner.<name> = state`` as a plain value, outside Keras' attribute tracking.
+
+    Keras wraps a dict or list set on a layer in a tracked structure, and walks it entry by entry every time it
+    lists the layer's variables (several times per ``fit`` / ``predict`` call); for a state holding vocabularies
+    of 100,000 values that walk is seconds per call (docs/performance.md, Design decisions). The state holds no
+    variables, so nothing is lost.
+    """
+    setattr(owner, name, state)

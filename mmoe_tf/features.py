@@ -34,7 +34,7 @@ from typing import Any
 import tensorflow as tf
 
 from mmoe_tf.feature_specs import FeatureCross, FeatureSpec, check_crosses
-from mmoe_tf.feature_state import adapt_state, needs_adapting, plain_copy
+from mmoe_tf.feature_state import adapt_state, keep_untracked, needs_adapting, plain_copy
 
 
 def _as_specs(features: Sequence[FeatureSpec | Mapping[str, Any]]) -> tuple[FeatureSpec, ...]:
@@ -110,7 +110,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
         missing = [n for n in needs_adapting(self.specs) if not state.get(n)]
         if missing:
             raise ValueError(f"FeatureEncoder: field 'state' lacks the adapted state of features {missing}")
-        self.state = {s.name: dict(state.get(s.name, {})) for s in self.specs}
+        keep_untracked(self, "state", {s.name: dict(state.get(s.name, {})) for s in self.specs})
         self._preprocessors, self._embeddings = [], []
         for i, spec in enumerate(self.specs):
             pre, emb = self._make_layers(spec, self.state[spec.name], i)
@@ -133,7 +133,9 @@ class FeatureEncoder(tf.keras.layers.Layer):
         if spec.kind == "numeric":
             return None, None  # all numeric features are normalised together (_NumericGroup)
         if spec.kind == "categorical":
-            vocabulary = list(spec.vocabulary) if spec.vocabulary is not None else list(state["vocabulary"])
+            # A tuple, which Keras does not wrap: a tracked list would be walked entry by entry whenever Keras
+            # lists the model's variables (docs/performance.md, Design decisions).
+            vocabulary = tuple(spec.vocabulary) if spec.vocabulary is not None else tuple(state["vocabulary"])
             lookup = tf.keras.layers.StringLookup if spec.dtype == "string" else tf.keras.layers.IntegerLookup
             pre = lookup(
                 vocabulary=vocabulary, num_oov_indices=spec.num_oov_buckets, mask_token=None, name=f"lookup_{spec.name}"

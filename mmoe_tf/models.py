@@ -24,7 +24,7 @@ from mmoe_tf.architectures import build_graph, mmoe_layer_name, ple_layer_name
 from mmoe_tf.compiling import compile_model, loss_signature, own_loss_arguments, strip_output_prefix
 from mmoe_tf.config import ModelConfig
 from mmoe_tf.entry_points import DEFAULT_PREDICT_BATCH_SIZE, DataEntryPoints
-from mmoe_tf.feature_state import adapt_state, needs_adapting, plain_copy
+from mmoe_tf.feature_state import adapt_state, keep_untracked, needs_adapting, plain_copy
 from mmoe_tf.losses import UncertaintyWeighting, make_loss
 from mmoe_tf.model_data import ModelData
 from mmoe_tf.targets import add_joint_targets, task_order, trained_targets
@@ -92,7 +92,7 @@ class MultiTaskModel(DataEntryPoints):
         kwargs.setdefault("name", config.architecture)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self._mmoe_config = config
-        self._feature_state_plain = state
+        keep_untracked(self, "_feature_state_plain", state)
         self.model_data = ModelData(config)
         targets = trained_targets(config)
         self._targets = [name for name, _ in targets]
