@@ -10,7 +10,7 @@ Usage: ``.venv/bin/python bench/serving_latency.py [--base-path output/export] -
 
 from __future__ import annotations
 
-import argparse
+import functools
 import http.client
 import json
 import os
@@ -151,24 +151,18 @@ def nest(flat: dict[tuple[str, ...], Any]) -> dict[str, Any]:
     """``{("a", "b"): x}`` as ``{"a": {"b": x}}``."""
     out: dict[str, Any] = {}
     for (*path, last), value in flat.items():
-        node = out
-        for key in path:
-            node = node.setdefault(key, {})
-        node[last] = value
+        functools.reduce(lambda node, key: node.setdefault(key, {}), path, out)[last] = value
     return out
 
 
 def throughput(server: ServerProcess, transport: str, clients: int, seconds: float, columns: dict) -> dict:
     """Requests/s at batch 1 with ``clients`` concurrent senders, with the CPU time per answered request (µs) of the
     server, of its event-loop thread and of this process (the load generator, on the same cores)."""
-    latencies, errors = [], 0
+    latencies: list[float] = []  # ms of each answered request
+    failed: list[float] = []
 
     def count(ok: bool, spent: float) -> None:
-        nonlocal errors
-        if ok:
-            latencies.append(spent * 1e3)
-        else:
-            errors += 1
+        (latencies if ok else failed).append(spent * 1e3)
 
     proc = psutil.Process(server.proc.pid)
 
@@ -194,7 +188,7 @@ def throughput(server: ServerProcess, transport: str, clients: int, seconds: flo
     else:
         run_on(load.grpc_load(server.grpc_target, load.grpc_request(columns[1]), clients, running, on_grpc))
     elapsed, spent = time.perf_counter() - start, [b - a for a, b in zip(before, cpu(), strict=True)]
-    point = {"rps": round(len(latencies) / elapsed, 1), "errors": errors, **percentiles(latencies or [float("nan")])}
+    point = {"rps": round(len(latencies) / elapsed, 1), "errors": len(failed), **percentiles(latencies or [np.nan])}
     for name, used in zip(("server", "event_loop", "load_generator"), spent, strict=True):
         point[f"{name}_cpu_us_per_request"] = round(used / len(latencies) * 1e6, 1) if latencies else float("nan")
     return point
@@ -231,8 +225,7 @@ def ratios(rounds: list[dict], result: dict) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    harness.add_common_args(parser, rounds=3)
+    parser = harness.parser(__doc__, rounds=3)
     parser.add_argument("--base-path", type=Path, default=None, help="export base holding mmoe/<version>")
     parser.add_argument("--seconds", type=float, default=2.0, help="duration of each throughput point")
     parser.add_argument("--requests", type=int, default=200, help="sequential requests per latency point")
