@@ -204,23 +204,23 @@ def median_tree(rounds: list) -> Any:
 def ratios(rounds: list[dict], result: dict) -> dict[str, Any]:
     """Unbatched latency over the floor (of the medians, and paired per round), batched over unbatched requests/s
     (paired per round: the two servers' points of one round ran back to back)."""
-    out: dict[str, Any] = {}
 
     def over_floor(r: dict, transport: str, batch: str) -> float:
         return r["no_batching"][transport]["latency"][batch]["p50_ms"] / r["in_process"][batch]["p50_ms"]
 
-    def rps(r: dict, mode: str, transport: str, c: int) -> float:
-        return r[mode][transport]["throughput"][f"c{c}"]["rps"]
+    def batched_rps(r: dict, transport: str, c: int) -> float:
+        rps = [r[mode][transport]["throughput"][f"c{c}"]["rps"] for mode in ("batching", "no_batching")]
+        return rps[0] / rps[1]
 
-    for transport in ("rest", "grpc"):
-        for batch in (f"batch{b}" for b in BATCHES):
-            out[f"{transport}_over_inprocess_p50_{batch}"] = round(over_floor(result, transport, batch), 2)
-            paired = statistics.median(over_floor(r, transport, batch) for r in rounds)
-            out[f"{transport}_over_inprocess_p50_{batch}_paired"] = round(paired, 2)
+    out: dict[str, Any] = {}
+    for t in ("rest", "grpc"):
+        for b in (f"batch{n}" for n in BATCHES):
+            out[f"{t}_over_inprocess_p50_{b}"] = round(over_floor(result, t, b), 2)
+            out[f"{t}_over_inprocess_p50_{b}_paired"] = round(statistics.median(over_floor(r, t, b) for r in rounds), 2)
         for c in CONCURRENCY:
-            per_round = [rps(r, "batching", transport, c) / rps(r, "no_batching", transport, c) for r in rounds]
-            out[f"{transport}_batching_over_no_batching_rps_c{c}_paired"] = round(statistics.median(per_round), 2)
-            out[f"{transport}_batching_over_no_batching_rps_c{c}_rounds"] = [round(x, 2) for x in per_round]
+            per_round = [batched_rps(r, t, c) for r in rounds]
+            out[f"{t}_batching_over_no_batching_rps_c{c}_paired"] = round(statistics.median(per_round), 2)
+            out[f"{t}_batching_over_no_batching_rps_c{c}_rounds"] = [round(x, 2) for x in per_round]
     return out
 
 
