@@ -24,22 +24,11 @@ from typing import Any
 
 import harness
 
-SIZES: dict[str, dict[str, Any]] = {
-    "base": {
-        "cardinalities": (100, 1_000, 20, 5_000),
-        "num_experts": 8,
-        "expert_units": 64,
-        "tower_units": 32,
-        "batch_sizes": (512, 2048),
-    },
-    "large": {
-        "cardinalities": (100, 1_000, 10_000, 100_000) * 8,
-        "num_experts": 8,
-        "expert_units": 256,
-        "tower_units": 64,
-        "batch_sizes": (2048,),
-    },
+SIZES: dict[str, dict[str, Any]] = {  # categorical cardinalities, experts × units, tower units; the batch sizes timed
+    "base": dict(cardinalities=(100, 1_000, 20, 5_000), num_experts=8, expert_units=64, tower_units=32),
+    "large": dict(cardinalities=(100, 1_000, 10_000, 100_000) * 8, num_experts=8, expert_units=256, tower_units=64),
 }
+SIZES["base"]["batch_sizes"], SIZES["large"]["batch_sizes"] = (512, 2048), (2048,)
 MMOE_TF = ("mmoe_tf/numpy", "mmoe_tf/dataframe", "mmoe_tf/dataset", "mmoe_tf/cli")
 DEEPCTR = ("deepctr/MMOE", "deepctr/MMOE@spe16")
 NOTEBOOK = "mmoe_tf/numpy"
