@@ -30,11 +30,14 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow is import
 BENCH_PINS = ("deepctr==0.9.4", "tensorboard-plugin-profile==2.24.2")  # DeepCTR; xprof for per-op profiles
 
 
-def add_common_args(parser: argparse.ArgumentParser, rounds: int | None = None) -> None:
-    """``--out`` and, with a default number of ``rounds``, ``--rounds``."""
+def parser(doc: str, rounds: int | None = None) -> argparse.ArgumentParser:
+    """A benchmark's parser, described by the first line of its ``doc``, with ``--out`` and, given a default number
+    of ``rounds``, ``--rounds``."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
     if rounds is not None:
-        parser.add_argument("--rounds", type=int, default=rounds, help="alternated rounds; figures are their medians")
-    parser.add_argument("--out", type=pathlib.Path, default=None, help="also write the JSON result to this file")
+        p.add_argument("--rounds", type=int, default=rounds, help="alternated rounds; figures are their medians")
+    p.add_argument("--out", type=pathlib.Path, default=None, help="also write the JSON result to this file")
+    return p
 
 
 def alternate(names: Sequence[str], rounds: int, run: Callable[[str, int], Any]) -> dict[str, list[Any]]:

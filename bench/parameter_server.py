@@ -27,7 +27,8 @@ ROOT = harness.REPO
 SAMPLE = ROOT / "data" / "sample"
 FIXED = (  # the rest of the run config, the same for every run
     "data.split.fractions=[0.8,0.0,0.2] train.seed=0 train.verbose=0 train.early_stopping.patience=0 "
-    "gates.enabled=false model.num_experts=4 model.expert_units=[32] model.tower_units=[16] model.learning_rate=0.003"
+    "gates.enabled=false model.num_experts=4 model.expert_units=[32] model.tower_units=[16] model.learning_rate=0.003 "
+    "model.optimizer=adam"  # Adam updates every table row a step
 )
 
 
@@ -41,16 +42,10 @@ def _schema(args: argparse.Namespace, id_rows: int, path: pathlib.Path) -> pathl
 
 
 def _overrides(args: argparse.Namespace, schema: pathlib.Path) -> list[str]:
-    items = [
-        f"data.path={SAMPLE / 'impressions.csv.gz'}",
-        f"data.schema={schema}",
-        f"data.max_rows={args.rows}",
-        f"train.epochs={args.epochs}",
-        f"train.batch_size={args.batch_size}",
-        f"train.ps_shard_bytes={args.shard_bytes}",
-        f"model.optimizer={args.optimizer}",
-        *FIXED.split(),
-    ]
+    """``--set`` options of a training run: the sample table, ``schema``, the sizes of ``args`` and :data:`FIXED`."""
+    items = [f"data.path={SAMPLE / 'impressions.csv.gz'}", f"data.schema={schema}", f"data.max_rows={args.rows}"]
+    items += [f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}"]
+    items += [f"train.ps_shard_bytes={args.shard_bytes}", *FIXED.split()]
     return [x for item in items for x in ("--set", item)]
 
 
@@ -114,7 +109,7 @@ def train(args: argparse.Namespace, schema: pathlib.Path, out: pathlib.Path, sta
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--id-rows", type=int, default=4_194_304, help="hash bins (embedding rows) of user_id")
     parser.add_argument("--small-id-rows", type=int, default=2048, help="user_id bins of the baseline cluster run")
     parser.add_argument("--dim", type=int, default=16, help="embedding dimensions of user_id")
@@ -122,8 +117,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--shard-bytes", type=int, default=1 << 20, help="train.ps_shard_bytes (min_size policy)")
-    parser.add_argument("--optimizer", default="adam", help="model.optimizer (adam updates every table row a step)")
-    harness.add_common_args(parser)
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench-ps-") as tmp_name:
@@ -142,9 +135,10 @@ def main(argv: list[str] | None = None) -> None:
         for task, mb in cluster["peak_rss_mb"].items()
         if task in small["peak_rss_mb"]
     }
+    growth = {t: mb - small["peak_rss_mb"][t] for t, mb in cluster["peak_rss_mb"].items() if t.startswith("worker")}
     result = {
         "benchmark": "parameter_server",
-        "config": {k: v for k, v in vars(args).items() if k != "out"},
+        "config": {k: v for k, v in vars(args).items() if k != "out"} | {"optimizer": "adam"},
         "user_id_table_mb": round(table_mb, 1),
         "single_process": single,
         "cluster_2_workers_2_ps": cluster,
@@ -153,15 +147,9 @@ def main(argv: list[str] | None = None) -> None:
             "note": "ps: per row held by that ps (half the table); chief and workers: per row of the whole table",
             **per_row,
         },
-        "auc_difference": {
-            task: round(cluster["test_auc"][task] - single["test_auc"][task], 4) for task in single["test_auc"]
-        },
+        "auc_difference": {t: round(cluster["test_auc"][t] - auc, 4) for t, auc in single["test_auc"].items()},
         "throughput_ratio": round(cluster["train_examples_per_s"] / single["train_examples_per_s"], 3),
-        "worker_rss_growth_below_table_size": all(
-            cluster["peak_rss_mb"][name] - small["peak_rss_mb"][name] < table_mb
-            for name in cluster["peak_rss_mb"]
-            if name.startswith("worker")
-        ),
+        "worker_rss_growth_below_table_size": all(mb < table_mb for mb in growth.values()),
         "machine": harness.machine(),
     }
     harness.emit(result, args.out)

@@ -24,25 +24,15 @@ from typing import Any
 
 import harness
 
-SIZES: dict[str, dict[str, Any]] = {
-    "base": {
-        "cardinalities": (100, 1_000, 20, 5_000),
-        "num_experts": 8,
-        "expert_units": 64,
-        "tower_units": 32,
-        "batch_sizes": (512, 2048),
-    },
-    "large": {
-        "cardinalities": (100, 1_000, 10_000, 100_000) * 8,
-        "num_experts": 8,
-        "expert_units": 256,
-        "tower_units": 64,
-        "batch_sizes": (2048,),
-    },
+SIZES: dict[str, dict[str, Any]] = {  # categorical cardinalities, experts × units, tower units; the batch sizes timed
+    "base": dict(cardinalities=(100, 1_000, 20, 5_000), num_experts=8, expert_units=64, tower_units=32),
+    "large": dict(cardinalities=(100, 1_000, 10_000, 100_000) * 8, num_experts=8, expert_units=256, tower_units=64),
 }
+SIZES["base"]["batch_sizes"], SIZES["large"]["batch_sizes"] = (512, 2048), (2048,)
 MMOE_TF = ("mmoe_tf/numpy", "mmoe_tf/dataframe", "mmoe_tf/dataset", "mmoe_tf/cli")
 DEEPCTR = ("deepctr/MMOE", "deepctr/MMOE@spe16")
 NOTEBOOK = "mmoe_tf/numpy"
+FIGURES = ("train_examples_per_s", "train_cpu_us_per_example", "predict_examples_per_s")  # per contender and round
 RATIOS = {  # ratio of the notebook path to another contender -> the per-round figure it divides
     "train_speedup": "train_examples_per_s",
     "predict_speedup": "predict_examples_per_s",
@@ -51,8 +41,7 @@ RATIOS = {  # ratio of the notebook path to another contender -> the per-round f
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    harness.add_common_args(p, rounds=5)
+    p = harness.parser(__doc__, rounds=5)
     p.add_argument("--rows", type=int, default=200_000, help="rows generated (80 %% train, 20 %% test)")
     p.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=list(SIZES))
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="override every size class's batches")
@@ -73,6 +62,12 @@ def table(size: str, rows: int) -> tuple[dict[str, Any], Any]:
     df, schema = simulate_ctr_table(n_rows=rows, cardinalities=SIZES[size]["cardinalities"], seed=0)
     cut = int(0.8 * len(df))
     return {"train": df.iloc[:cut].reset_index(drop=True), "test": df.iloc[cut:].reset_index(drop=True)}, schema
+
+
+def model_config(schema: Any, size: dict[str, Any], **extra: Any) -> Any:
+    """The mmoe-tf model config of a size class (one expert and one tower layer)."""
+    units = {k: (size[k],) for k in ("expert_units", "tower_units")}
+    return schema.model_config(num_experts=size["num_experts"], **units, **extra)
 
 
 def deepctr_inputs(frames: dict[str, Any], schema: Any) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
@@ -143,12 +138,7 @@ def mmoe_tf_contender(name: str, frames: dict, schema: Any, size: dict, batch: i
     if name == "mmoe_tf/cli":
         mmoe_tf.configure_cpu_threads()  # what `python -m training` applies before building anything
     train, test = frames["train"], frames["test"]
-    config = schema.model_config(
-        num_experts=size["num_experts"],
-        expert_units=(size["expert_units"],),
-        tower_units=(size["tower_units"],),
-        learning_rate=1e-3,
-    )
+    config = model_config(schema, size, learning_rate=1e-3)
     model = mmoe_tf.build_model(config, adapt_data=feature_arrays(train, schema))
     tasks = [t.name for t in schema.tasks]
     if name in ("mmoe_tf/dataset", "mmoe_tf/cli"):  # the CLI's input pipeline; its threads only for the CLI
@@ -225,30 +215,17 @@ def summarise(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Medians and per-round values per contender, and per-round ratios of the notebook path to the others."""
     contenders = {}
     for name, results in rounds.items():
-        row: dict[str, Any] = {
-            key: harness.spread([r[key] for r in results], 0 if key.endswith("per_s") else 3)
-            for key in ("train_examples_per_s", "train_cpu_us_per_example", "predict_examples_per_s")
-        }
+        row = {key: harness.spread([r[key] for r in results], 0 if key.endswith("per_s") else 3) for key in FIGURES}
         tasks = results[0]["test_auc"]
         row["test_auc"] = {t: round(statistics.median(r["test_auc"][t] for r in results), 4) for t in tasks}
-        row["parameters"] = results[0]["parameters"]
-        row["threads"] = results[0]["threads"]
-        contenders[name] = row
+        contenders[name] = row | {key: results[0][key] for key in ("parameters", "threads")}
     ratios: dict[str, Any] = {}
-    if NOTEBOOK in rounds:
-        ours = rounds[NOTEBOOK]
-        for other, theirs in rounds.items():
-            if other == NOTEBOOK:
-                continue
-            pairs = list(zip(ours, theirs, strict=True))
-            ratios[other] = {
-                name: harness.spread([a[key] / b[key] for a, b in pairs], 3) for name, key in RATIOS.items()
-            } | {
-                "auc_delta": {
-                    t: round(contenders[NOTEBOOK]["test_auc"][t] - contenders[other]["test_auc"][t], 4)
-                    for t in contenders[NOTEBOOK]["test_auc"]
-                },
-            }
+    for other, theirs in rounds.items() if NOTEBOOK in rounds else ():
+        if other != NOTEBOOK:
+            pairs = list(zip(rounds[NOTEBOOK], theirs, strict=True))
+            ratios[other] = {name: harness.spread([a[k] / b[k] for a, b in pairs], 3) for name, k in RATIOS.items()}
+            ours = contenders[NOTEBOOK]["test_auc"]
+            ratios[other]["auc_delta"] = {t: round(ours[t] - v, 4) for t, v in contenders[other]["test_auc"].items()}
     return {"contenders": contenders, "ratios_of_notebook_path": ratios}
 
 

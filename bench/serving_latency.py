@@ -10,7 +10,7 @@ Usage: ``.venv/bin/python bench/serving_latency.py [--base-path output/export] -
 
 from __future__ import annotations
 
-import argparse
+import functools
 import http.client
 import json
 import os
@@ -151,24 +151,18 @@ def nest(flat: dict[tuple[str, ...], Any]) -> dict[str, Any]:
     """``{("a", "b"): x}`` as ``{"a": {"b": x}}``."""
     out: dict[str, Any] = {}
     for (*path, last), value in flat.items():
-        node = out
-        for key in path:
-            node = node.setdefault(key, {})
-        node[last] = value
+        functools.reduce(lambda node, key: node.setdefault(key, {}), path, out)[last] = value
     return out
 
 
 def throughput(server: ServerProcess, transport: str, clients: int, seconds: float, columns: dict) -> dict:
     """Requests/s at batch 1 with ``clients`` concurrent senders, with the CPU time per answered request (µs) of the
     server, of its event-loop thread and of this process (the load generator, on the same cores)."""
-    latencies, errors = [], 0
+    latencies: list[float] = []  # ms of each answered request
+    failed: list[float] = []
 
     def count(ok: bool, spent: float) -> None:
-        nonlocal errors
-        if ok:
-            latencies.append(spent * 1e3)
-        else:
-            errors += 1
+        (latencies if ok else failed).append(spent * 1e3)
 
     proc = psutil.Process(server.proc.pid)
 
@@ -194,7 +188,7 @@ def throughput(server: ServerProcess, transport: str, clients: int, seconds: flo
     else:
         run_on(load.grpc_load(server.grpc_target, load.grpc_request(columns[1]), clients, running, on_grpc))
     elapsed, spent = time.perf_counter() - start, [b - a for a, b in zip(before, cpu(), strict=True)]
-    point = {"rps": round(len(latencies) / elapsed, 1), "errors": errors, **percentiles(latencies or [float("nan")])}
+    point = {"rps": round(len(latencies) / elapsed, 1), "errors": len(failed), **percentiles(latencies or [np.nan])}
     for name, used in zip(("server", "event_loop", "load_generator"), spent, strict=True):
         point[f"{name}_cpu_us_per_request"] = round(used / len(latencies) * 1e6, 1) if latencies else float("nan")
     return point
@@ -210,29 +204,28 @@ def median_tree(rounds: list) -> Any:
 def ratios(rounds: list[dict], result: dict) -> dict[str, Any]:
     """Unbatched latency over the floor (of the medians, and paired per round), batched over unbatched requests/s
     (paired per round: the two servers' points of one round ran back to back)."""
-    out: dict[str, Any] = {}
 
     def over_floor(r: dict, transport: str, batch: str) -> float:
         return r["no_batching"][transport]["latency"][batch]["p50_ms"] / r["in_process"][batch]["p50_ms"]
 
-    def rps(r: dict, mode: str, transport: str, c: int) -> float:
-        return r[mode][transport]["throughput"][f"c{c}"]["rps"]
+    def batched_rps(r: dict, transport: str, c: int) -> float:
+        rps = [r[mode][transport]["throughput"][f"c{c}"]["rps"] for mode in ("batching", "no_batching")]
+        return rps[0] / rps[1]
 
-    for transport in ("rest", "grpc"):
-        for batch in (f"batch{b}" for b in BATCHES):
-            out[f"{transport}_over_inprocess_p50_{batch}"] = round(over_floor(result, transport, batch), 2)
-            paired = statistics.median(over_floor(r, transport, batch) for r in rounds)
-            out[f"{transport}_over_inprocess_p50_{batch}_paired"] = round(paired, 2)
+    out: dict[str, Any] = {}
+    for t in ("rest", "grpc"):
+        for b in (f"batch{n}" for n in BATCHES):
+            out[f"{t}_over_inprocess_p50_{b}"] = round(over_floor(result, t, b), 2)
+            out[f"{t}_over_inprocess_p50_{b}_paired"] = round(statistics.median(over_floor(r, t, b) for r in rounds), 2)
         for c in CONCURRENCY:
-            per_round = [rps(r, "batching", transport, c) / rps(r, "no_batching", transport, c) for r in rounds]
-            out[f"{transport}_batching_over_no_batching_rps_c{c}_paired"] = round(statistics.median(per_round), 2)
-            out[f"{transport}_batching_over_no_batching_rps_c{c}_rounds"] = [round(x, 2) for x in per_round]
+            per_round = [batched_rps(r, t, c) for r in rounds]
+            out[f"{t}_batching_over_no_batching_rps_c{c}_paired"] = round(statistics.median(per_round), 2)
+            out[f"{t}_batching_over_no_batching_rps_c{c}_rounds"] = [round(x, 2) for x in per_round]
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    harness.add_common_args(parser, rounds=3)
+    parser = harness.parser(__doc__, rounds=3)
     parser.add_argument("--base-path", type=Path, default=None, help="export base holding mmoe/<version>")
     parser.add_argument("--seconds", type=float, default=2.0, help="duration of each throughput point")
     parser.add_argument("--requests", type=int, default=200, help="sequential requests per latency point")

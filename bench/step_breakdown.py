@@ -19,30 +19,41 @@ import collections
 import json
 import os
 import statistics
-import time
 from typing import Any
 
 import harness
 import tensorflow as tf
-from peer_throughput import SIZES
+from peer_throughput import SIZES, model_config
 
 import mmoe_tf
 from data import feature_arrays, make_dataset
 from data.generators import simulate_ctr_table
 
-PARTS = (  # first matching substring of an op's name → the part of the step it belongs to
-    ("gradient_tape", "backward"),
-    ("Adam", "optimizer"),
-    ("broadcast_weights", "metrics"),
-    ("auc", "metrics"),
-    ("/features", "preprocessing"),
-    ("/mmoe_", "experts + gates"),
-    ("/click", "towers"),
-    ("/satisfaction", "towers"),
-    ("/bottom", "experts + gates"),
-    ("logistic_loss", "loss"),
-)
-OTHER = "other (masking, trackers, glue)"
+PARTS = {  # the part of the step an op belongs to <- substrings of its name (the first match wins)
+    "backward": ("gradient_tape",),
+    "optimizer": ("Adam",),
+    "metrics": ("broadcast_weights", "auc"),
+    "preprocessing": ("/features",),
+    "experts + gates": ("/mmoe_", "/bottom"),
+    "towers": ("/click", "/satisfaction"),
+    "loss": ("logistic_loss",),
+}
+STAGES = {  # each stage adds one part of the step to the previous one; its cost is the difference of their times
+    "input": "input (pipeline, overlapped with training by prefetch)",
+    "preprocessing": "preprocessing",
+    "forward": "experts + gates + towers (forward)",
+    "loss": "loss and masking",
+    "backward": "backward (all parts)",
+    "optimizer": "optimizer",
+    "train_step": "metrics, trackers and Keras step",
+}
+
+
+def part_of(name: str) -> str:
+    """The part of the step an op of this (scoped) name belongs to."""
+    return next(
+        (part for part, keys in PARTS.items() if any(k in name for k in keys)), "other (masking, trackers, glue)"
+    )
 
 
 def ops_by_part(model: tf.keras.Model, dataset: tf.data.Dataset) -> dict[str, int]:
@@ -55,8 +66,7 @@ def ops_by_part(model: tf.keras.Model, dataset: tf.data.Dataset) -> dict[str, in
         for op in g.get_operations():
             if op.type in ("Const", "NoOp", "Placeholder", "Identity"):
                 continue
-            name = f"{scope}/{op.name}"
-            counts[next((part for key, part in PARTS if key in name), OTHER)] += 1
+            counts[part_of(f"{scope}/{op.name}")] += 1
         for name, fn in g._functions.items():
             if name not in seen and getattr(fn, "graph", None) is not None:
                 seen.add(name)
@@ -88,8 +98,7 @@ def profile_step(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) ->
         op_type, name, self_us = cells[columns["type"]], cells[columns["operation"]], cells[columns["total_self_time"]]
         if op_type == "IDLE":
             continue
-        part = "input pipeline" if op_type == "Dataset" else next((p for k, p in PARTS if k in name), OTHER)
-        by_part[part] += self_us / steps
+        by_part["input pipeline" if op_type == "Dataset" else part_of(name)] += self_us / steps
         by_op[f"{op_type} {name}"] += self_us / steps
     return {
         "steps_traced": steps,
@@ -100,14 +109,12 @@ def profile_step(model: tf.keras.Model, dataset: tf.data.Dataset, steps: int) ->
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = harness.parser(__doc__, rounds=5)
     p.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=list(SIZES), help="size classes to break down")
-    harness.add_common_args(p, rounds=5)
     p.add_argument("--rows", type=int, default=40_000)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: default)")
-    p.add_argument("--profile", action="store_true", help="also report per-op self time of traced training steps")
-    p.add_argument("--profile-steps", type=int, default=60)
+    p.add_argument("--profile", action="store_true", help="also report per-op self time of 60 traced training steps")
     args = p.parse_args(argv)
     if args.profile:
         harness.reexec_in_bench_env()
@@ -123,10 +130,7 @@ def breakdown_of(size_class: str, args: argparse.Namespace) -> dict[str, Any]:
     """Stage times, ops by part and (with ``--profile``) per-op self time of one size class's training step."""
     size = SIZES[size_class]
     df, schema = simulate_ctr_table(n_rows=args.rows, cardinalities=size["cardinalities"], seed=0)
-    config = schema.model_config(
-        num_experts=size["num_experts"], expert_units=(size["expert_units"],), tower_units=(size["tower_units"],)
-    )
-    model = mmoe_tf.build_model(config, adapt_data=feature_arrays(df, schema))
+    model = mmoe_tf.build_model(model_config(schema, size), adapt_data=feature_arrays(df, schema))
     pipeline = make_dataset(df, schema, batch_size=args.batch_size, shuffle=True)
     batches = list(make_dataset(df, schema, batch_size=args.batch_size, drop_remainder=True))
     model.fit(tf.data.Dataset.from_tensors(batches[0]), verbose=0)  # builds the optimizer and the train function
@@ -149,40 +153,22 @@ def breakdown_of(size_class: str, args: argparse.Namespace) -> dict[str, Any]:
     stacked = tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(lambda *t: tf.stack(t), *batches)).unbatch()
     stacked = stacked.batch(args.batch_size).cache()  # the same batches, as a dataset for Keras' own step
     encode, forward, loss = (tf.function(f) for f in (encoder, lambda x: model(x, training=True), loss_of))
-    stages = {
-        "input": lambda: [None for _ in pipeline],
-        "preprocessing": lambda: [encode(x) for x, _, _ in batches],
-        "forward": lambda: [forward(x) for x, _, _ in batches],
-        "loss": lambda: [loss(*b) for b in batches],
-        "backward": lambda: [backward(*b) for b in batches],
-        "optimizer": lambda: [optimizer_step(*b) for b in batches],
-        "train_step": lambda: model.fit(stacked, verbose=0),
-    }
+    stages = dict(  # in the order of STAGES
+        input=lambda: [None for _ in pipeline],
+        preprocessing=lambda: [encode(x) for x, _, _ in batches],
+        forward=lambda: [forward(x) for x, _, _ in batches],
+        loss=lambda: [loss(*b) for b in batches],
+        backward=lambda: [backward(*b) for b in batches],
+        optimizer=lambda: [optimizer_step(*b) for b in batches],
+        train_step=lambda: model.fit(stacked, verbose=0),
+    )
     for fn in stages.values():  # trace
         fn()
-    clock = time.process_time if args.threads == 1 else time.perf_counter
-
-    def timed(name: str, _round: int) -> float:
-        start = clock()
-        stages[name]()
-        return clock() - start
-
-    seconds = harness.alternate(list(stages), args.rounds, timed)
-    rows = len(batches) * args.batch_size
-    per_example = {k: 1e6 * statistics.median(v) / rows for k, v in seconds.items()}
-    breakdown = {"input (pipeline, overlapped with training by prefetch)": per_example["input"]}
-    previous = 0.0
-    names = {  # each stage's cost is its time less the previous stage's
-        "preprocessing": "preprocessing",
-        "forward": "experts + gates + towers (forward)",
-        "loss": "loss and masking",
-        "backward": "backward (all parts)",
-        "optimizer": "optimizer",
-        "train_step": "metrics, trackers and Keras step",
-    }
-    for k in names:
-        breakdown[names[k]] = per_example[k] - previous
-        previous = per_example[k]
+    cpu = 1 if args.threads == 1 else 0  # harness.timed's CPU seconds on one thread, else its wall seconds
+    seconds = harness.alternate(list(stages), args.rounds, lambda name, _r: harness.timed(stages[name])[cpu])
+    us = {k: 1e6 * statistics.median(v) / (len(batches) * args.batch_size) for k, v in seconds.items()}
+    order = list(STAGES)  # input overlaps the step: nothing is subtracted from it, nor from preprocessing
+    cost = {k: us[k] - (us[order[i - 1]] if i > 1 else 0.0) for i, k in enumerate(order)}
     ops = ops_by_part(model, tf.data.Dataset.from_tensors(batches[0]))
     result = {
         "model": f"{size['num_experts']} experts × {size['expert_units']}, towers {size['tower_units']}, "
@@ -192,13 +178,13 @@ def breakdown_of(size_class: str, args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads or "default",
         "ops_per_train_step": sum(ops.values()),
         "ops_by_part": ops,
-        "stage_us_per_example": {k: round(v, 3) for k, v in per_example.items()},
-        "breakdown_us_per_example": {k: round(v, 3) for k, v in breakdown.items()},
-        "train_examples_per_s": round(1e6 / per_example["train_step"]),
+        "stage_us_per_example": {k: round(v, 3) for k, v in us.items()},
+        "breakdown_us_per_example": {text: round(cost[k], 3) for k, text in STAGES.items()},
+        "train_examples_per_s": round(1e6 / us["train_step"]),
         "load_average": round(os.getloadavg()[0], 2),
     }
     if args.profile:
-        result["profile"] = profile_step(model, stacked, args.profile_steps)
+        result["profile"] = profile_step(model, stacked, 60)
     return result
 
 

@@ -153,7 +153,7 @@ def test_step_breakdown_runs_at_a_tiny_size(tmp_path):
     assert base["ops_per_train_step"] == sum(base["ops_by_part"].values()) > 100
     assert set(base["stage_us_per_example"]) >= {"input", "forward", "backward", "optimizer", "train_step"}
     rendered = "\n".join(_bench_module("render_docs").step_breakdown(result))
-    assert "**base** size class (8 experts × 64" in rendered and "Keras' whole step" in rendered
+    assert "**base** (8 experts × 64" in rendered and "Keras' whole step" in rendered
 
 
 @pytest.fixture(scope="module")
