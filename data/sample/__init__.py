@@ -32,13 +32,15 @@ SAMPLE_ARGS = {
     "n_rows": 60000,
     "click_rate": 0.2,
     "satisfaction_rate": 0.5,
-    "relatedness": 0.5,
+    "relatedness": 0.3,
     "label_keep_fraction": 1.0,
     "seed": 2018,
     "n_users": 200,
     "n_items": 100,
     "click_strength": 2.0,
-    "satisfaction_strength": 2.0,
+    "satisfaction_strength": 3.0,
+    "item_rating": True,
+    "quality_strength": 4.0,
 }
 
 
