@@ -99,11 +99,35 @@ def test_simulator_table_validates_against_its_schema(impressions):
     )
 
 
+def test_item_rating_drives_satisfaction_and_not_click():
+    """``item_rating`` is a noisy view of the hidden quality: it tracks p(satisfied | click), not p(click)."""
+    args = {"n_rows": 20_000, "relatedness": 0.3, "seed": 3}
+    df, schema = simulate_impressions(**args, item_rating=True)
+    plain, plain_schema = simulate_impressions(**args)
+    assert "item_rating" in schema.feature_names and "item_rating" not in plain_schema.feature_names
+    assert df.drop(columns=["item_rating"]).equals(plain)  # drawn last: the other columns are unchanged
+    assert df["item_rating"].between(1.0, 5.0).all() and 3.5 < df["item_rating"].median() < 4.5
+
+    def logit(p):
+        p = p.clip(1e-6, 1 - 1e-6)
+        return np.log(p / (1 - p))
+
+    def corr_with_rating(frame, column):
+        return float(np.corrcoef(frame["item_rating"], logit(frame[column]))[0, 1])
+
+    assert corr_with_rating(df, "p_satisfaction") > 0.2 and abs(corr_with_rating(df, "p_click")) < 0.05
+    strong, _ = simulate_impressions(**args, item_rating=True, quality_strength=4.0)
+    assert corr_with_rating(strong, "p_satisfaction") > corr_with_rating(df, "p_satisfaction") + 0.2
+    assert abs(corr_with_rating(strong, "p_click")) < 0.05 and strong["p_click"].equals(df["p_click"])
+
+
 def test_simulator_rejects_bad_knobs():
     with pytest.raises(ValueError, match="label_keep_fraction"):
         simulate_impressions(label_keep_fraction=1.5)
     with pytest.raises(ValueError, match="click_rate"):
         simulate_impressions(click_rate=0.0)
+    with pytest.raises(ValueError, match="quality_strength"):
+        simulate_impressions(quality_strength=-1.0)
 
 
 def test_sample_regenerates_byte_for_byte(tmp_path):

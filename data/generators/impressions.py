@@ -5,7 +5,7 @@ Generative story (numpy, one seeded ``Generator``; every knob is an argument):
 1. **Users** (``n_users``): a segment (6 values), an activity level (log-normal) and a small
    personal bias per task (N(0, 0.25²)). **Items** (``n_items``): a category (8 values), a price
    (log-normal around a per-category level), a popularity (Beta(1.2, 6)), a small bias per task
-   and a hidden quality that only drives satisfaction.
+   and a hidden quality (N(0, 0.5²)) that only drives satisfaction.
 2. **Impressions** (``n_rows``): a user drawn ∝ activity, an item drawn ∝ popularity^0.5, a
    device (mobile 60 % / desktop 30 % / tablet 10 %), an hour of day (diurnal), a list position
    (1 + geometric, capped at 20) and a timestamp within ``days`` days from ``start`` (rows sorted
@@ -15,13 +15,20 @@ Generative story (numpy, one seeded ``Generator``; every knob is an argument):
    standardised. ``p_click = σ(a_c + click_strength · z_c)`` with ``a_c`` solved so that the mean
    of ``p_click`` equals ``click_rate``.
 4. **Satisfaction signal**: its own score ``z_o`` (a different segment × category affinity,
-   device, + log price, item quality, user bias; standardised) mixed with the click score:
+   device, + log price, ``quality_strength`` · item quality, user/item biases; standardised) mixed
+   with the click score:
    ``z_s = standardise(relatedness · z_c + (1 − relatedness) · z_o)``.
    ``p_satisfaction = σ(a_s + satisfaction_strength · z_s)`` is p(satisfied | click), with ``a_s``
    solved so that E[p_satisfaction | click] equals ``satisfaction_rate``.
 5. **Labels**: ``click ~ Bernoulli(p_click)``; ``satisfaction ~ Bernoulli(p_satisfaction)`` is
    observed only where ``click == 1`` (NaN elsewhere), and of those observed labels only a random
    ``label_keep_fraction`` is kept (the rest NaN: label scarcity).
+6. **Item rating** (only with ``item_rating=True``): the item's average past rating on a 1–5 star
+   scale, ``clip(4 + 0.8 · quality + ε / √n, 1, 5)`` with ``n = 1 + Poisson(200 · popularity)``
+   past ratings and ``ε ~ N(0, 1)`` — an observable, noisy view of the hidden quality (popular
+   items' ratings are the more precise). Satisfaction depends on it through the quality; clicks do
+   not (the rating is not what the user sees in the list). Drawn after everything else, so the other
+   columns are the same with or without it.
 
 The true probabilities are written as ``p_click`` / ``p_satisfaction``; :func:`oracle_auc` gives the
 best AUC any model can reach on a table.
@@ -46,10 +53,13 @@ CATEGORIES = ("electronics", "fashion", "home", "books", "sports", "beauty", "to
 DEVICES = ("mobile", "desktop", "tablet")
 DEVICE_SHARE = (0.6, 0.3, 0.1)
 MAX_POSITION = 20
+RATINGS_PER_POPULARITY = 200.0
 
 
-def impressions_schema() -> Schema:
-    """Schema of :func:`simulate_impressions` tables: 10 features, tasks ``click`` and ``satisfaction``."""
+def impressions_schema(item_rating: bool = False) -> Schema:
+    """Schema of :func:`simulate_impressions` tables: 10 features (11 with ``item_rating``), tasks ``click`` and
+    ``satisfaction``."""
+    rating = (FeatureSpec("item_rating", "numeric"),) if item_rating else ()
     return Schema(
         features=(
             FeatureSpec("user_id", "hashed", dtype="string", num_bins=2048, embedding_dim=8),
@@ -62,6 +72,7 @@ def impressions_schema() -> Schema:
             FeatureSpec("user_activity", "numeric"),
             FeatureSpec("item_popularity", "numeric"),
             FeatureSpec("position", "numeric"),
+            *rating,
         ),
         tasks=(TaskSpec("click"), TaskSpec("satisfaction")),
         timestamp_column="timestamp",
@@ -107,6 +118,8 @@ def simulate_impressions(
     satisfaction_strength: float = 2.0,
     start: str = "2024-01-01",
     days: int = 14,
+    item_rating: bool = False,
+    quality_strength: float = 1.0,
 ) -> tuple[pd.DataFrame, Schema]:
     """Simulate an impression log (see the module docstring for the generative story).
 
@@ -124,12 +137,15 @@ def simulate_impressions(
         satisfaction_strength: Scale of the satisfaction logit.
         start: First day (``YYYY-MM-DD``, UTC) of the ``timestamp`` window.
         days: Length of the window in days.
+        item_rating: Add the ``item_rating`` feature (step 6 of the story) to the table and schema.
+        quality_strength: Weight (>= 0) of the hidden item quality in the satisfaction score.
 
     Returns:
         ``(df, schema)`` with columns ``timestamp`` (int64 epoch seconds), ``user_id``, ``item_id``,
         ``device``, ``item_category``, ``user_segment``, ``hour``, ``item_price``,
-        ``user_activity``, ``item_popularity``, ``position``, ``click``, ``satisfaction`` (NaN when
-        not observed), ``p_click``, ``p_satisfaction``.
+        ``user_activity``, ``item_popularity``, ``position``, ``item_rating`` (only with
+        ``item_rating=True``), ``click``, ``satisfaction`` (NaN when not observed), ``p_click``,
+        ``p_satisfaction``.
     """
     if not isinstance(n_rows, int) or n_rows < 1:
         raise ValueError(f"n_rows must be a positive integer, got {n_rows!r}")
@@ -137,6 +153,8 @@ def simulate_impressions(
     _check_rate("satisfaction_rate", satisfaction_rate)
     _check_rate("relatedness", relatedness, low_open=False)
     _check_rate("label_keep_fraction", label_keep_fraction, low_open=False)
+    if not isinstance(quality_strength, (int, float)) or not quality_strength >= 0:
+        raise ValueError(f"quality_strength must be >= 0, got {quality_strength!r}")
     rng = np.random.default_rng(seed)
     n_seg, n_cat = len(SEGMENTS), len(CATEGORIES)
 
@@ -186,7 +204,7 @@ def simulate_impressions(
         affinity_s[user_seg[u], item_cat[i]]
         + device_s[device]
         + 0.4 * _standardise(log_price)
-        + item_quality[i]
+        + quality_strength * item_quality[i]
         + user_bias_s[u]
         + item_bias_s[i]
     )
@@ -199,6 +217,12 @@ def simulate_impressions(
     satisfied = (rng.random(n_rows) < p_sat).astype(np.float64)
     keep = rng.random(n_rows) < label_keep_fraction
     satisfaction = np.where((click == 1) & keep, satisfied, np.nan)
+
+    # 6. the item's average past rating, a noisy view of its quality (drawn last: other columns unchanged)
+    if item_rating:
+        n_ratings = 1 + rng.poisson(RATINGS_PER_POPULARITY * item_pop)
+        noise = rng.normal(0.0, 1.0, size=n_items) / np.sqrt(n_ratings)
+        rating = np.clip(4.0 + 0.8 * item_quality + noise, 1.0, 5.0)
 
     df = pd.DataFrame(
         {
@@ -213,6 +237,7 @@ def simulate_impressions(
             "user_activity": np.round(user_activity[u], 3),
             "item_popularity": np.round(item_pop[i], 4),
             "position": position.astype(np.int64),
+            **({"item_rating": np.round(rating[i], 2)} if item_rating else {}),
             "click": click,
             "satisfaction": satisfaction,
             "p_click": np.round(p_click, 6),
@@ -220,7 +245,7 @@ def simulate_impressions(
         }
     )
     df = df.sort_values("timestamp", kind="stable").reset_index(drop=True)
-    return df, impressions_schema()
+    return df, impressions_schema(item_rating=item_rating)
 
 
 def oracle_auc(df: pd.DataFrame, task: str) -> float:

@@ -5,7 +5,9 @@ handy for examples, warm-up requests and quick tests) and ``impressions.schema.y
 deterministically by :func:`data.generators.impressions.simulate_impressions` with :data:`SAMPLE_ARGS`;
 ``python -m data.sample`` regenerates all three byte for byte. About 80 % of the rows have a blank ``satisfaction``
 (not clicked, so not observed) — so a random 10 % test split holds about 1,200 rows where satisfaction is observed,
-enough for its AUC to mean something.
+enough for its AUC to mean something. Satisfaction leans on the item's quality, which the table shows as
+``item_rating`` (the item's average past rating; clicks ignore it), and is only moderately related to click
+(``relatedness`` 0.3), so the two tasks' gates lean towards different experts in the quick start.
 
 Example:
     >>> df, schema = load_default()
@@ -32,13 +34,15 @@ SAMPLE_ARGS = {
     "n_rows": 60000,
     "click_rate": 0.2,
     "satisfaction_rate": 0.5,
-    "relatedness": 0.5,
+    "relatedness": 0.3,
     "label_keep_fraction": 1.0,
     "seed": 2018,
     "n_users": 200,
     "n_items": 100,
     "click_strength": 2.0,
-    "satisfaction_strength": 2.0,
+    "satisfaction_strength": 3.0,
+    "item_rating": True,
+    "quality_strength": 4.0,
 }
 
 
