@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from mmoe_tf.feature_specs import FeatureCross, FeatureSpec, check_crosses
 from mmoe_tf.feature_state import adapt_state, keep_untracked, needs_adapting, plain_copy
+from mmoe_tf.initializers import EmbeddingInitializer
 
 
 def _as_specs(features: Sequence[FeatureSpec | Mapping[str, Any]]) -> tuple[FeatureSpec, ...]:
@@ -144,13 +145,14 @@ class FeatureEncoder(tf.keras.layers.Layer):
         else:
             pre = tf.keras.layers.Hashing(num_bins=spec.num_bins, name=f"hash_{spec.name}")
             size = spec.num_bins
-        return pre, self._embedding(size, spec.embedding_dim, index, f"embed_{spec.name}")
+        oov_rows = spec.num_oov_buckets if spec.kind == "categorical" else 0
+        return pre, self._embedding(size, spec.embedding_dim, index, f"embed_{spec.name}", oov_rows)
 
-    def _embedding(self, size: int, dim: int, index: int, name: str) -> tf.keras.layers.Embedding:
+    def _embedding(self, size: int, dim: int, index: int, name: str, oov_rows: int = 0) -> tf.keras.layers.Embedding:
         return tf.keras.layers.Embedding(
             size,
             dim,
-            embeddings_initializer=tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=self.seed * 7919 + index),
+            embeddings_initializer=EmbeddingInitializer(zero_rows=oov_rows, seed=self.seed * 7919 + index),
             embeddings_regularizer=tf.keras.regularizers.L2(self.embedding_l2) if self.embedding_l2 > 0 else None,
             name=name,
         )
