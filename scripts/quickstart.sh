@@ -49,6 +49,7 @@ quiet "$py" -m serving export --model "$run/model.keras" --base-path "$out/expor
 echo; echo "== 3/4 start the local TF-Serving-compatible server"
 # Port 0 = any free port; the server prints the ports it bound as "ports rest=N grpc=M" (MMOE_PORT / MMOE_GRPC_PORT
 # pin them). A taken port fails at once with "error: ..." in the log.
+: > "$run/server.log"  # exists before the wait loop reads it, however late the background job starts
 "$py" -m serving serve --base-path "$out/export" --model-name "$model_name" --port "${MMOE_PORT:-0}" \
   --grpc-port "${MMOE_GRPC_PORT:-0}" > "$run/server.log" 2>&1 &
 server_pid=$!

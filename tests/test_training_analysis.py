@@ -177,16 +177,15 @@ def test_gate_sentences_name_the_mostly_used_experts_and_the_sharing_band():
 
 
 def test_gate_sentences_for_even_collapsed_shared_and_unused():
-    even = np.tile(
-        [0.26, 0.2, 0.32, 0.22], (4, 1)
-    )  # the quick start's click gate before the sample had a sat-only feature
+    even = np.tile([0.26, 0.2, 0.29, 0.25], (4, 1))
     s = analyze_gate_weights({"click": even, "satisfaction": np.tile([0.2, 0.28, 0.27, 0.25], (4, 1))})["summary"]
     assert s["tasks"]["click"]["even"] and s["tasks"]["click"]["mostly_used"] == []
+    assert s["tasks"]["click"]["leans_towards"] == []
     pair = s["pairs"]["click|satisfaction"]
     assert pair["band"] == "strong"
     assert pair["sentence"].startswith("click and satisfaction both spread their weight evenly; their gates are 0.9")
     assert "on average neither gate prefers experts of its own" in pair["sentence"]
-    assert "none reaches 0.38 = 1.5 / 4" in s["tasks"]["click"]["sentence"]
+    assert "none reaches 0.30 = 1.2 / 4" in s["tasks"]["click"]["sentence"]
     assert "example by example" not in s["tasks"]["click"]["sentence"]  # every row is the same near-uniform gate
     # uniform on average, but each example's gate favours another expert: it routes per example
     rows = 0.1 + 0.6 * np.eye(4)
@@ -204,6 +203,26 @@ def test_gate_sentences_for_even_collapsed_shared_and_unused():
     assert "(both mostly use expert 0)" in s["pairs"]["click|satisfaction"]["sentence"]
     roles = {e["name"]: e["role"] for e in s["experts"]}
     assert roles["0"] == "shared" and roles["1"] == "specialised" and roles["3"] == "unused"
+
+
+def test_gate_sentences_say_which_experts_soft_gates_lean_towards():
+    # the quick start's gates on the embedded sample: no expert at 1.5 / K, different top experts per task
+    click = np.tile([0.18, 0.19, 0.36, 0.27], (4, 1))
+    sat = np.tile([0.31, 0.30, 0.21, 0.18], (4, 1))
+    s = analyze_gate_weights({"click": click, "satisfaction": sat})["summary"]
+    assert s["tasks"]["click"]["leans_towards"] == ["2"] and s["tasks"]["click"]["mostly_used"] == []
+    assert s["tasks"]["satisfaction"]["leans_towards"] == ["0", "1"] and not s["tasks"]["satisfaction"]["even"]
+    pair = s["pairs"]["click|satisfaction"]
+    assert pair["sentence"] == (
+        "click leans towards expert 2, satisfaction leans towards experts 0 and 1; "
+        f"their gates are {pair['js_similarity']:.2f} similar — {pair['band']} sharing."
+    )
+    assert "36% of its gate weight, each ≥ 0.30 = 1.2 / 4, none ≥ 0.38" in s["tasks"]["click"]["sentence"]
+    roles = {e["name"]: e["role"] for e in s["experts"]}
+    assert roles == {"0": "favoured", "1": "favoured", "2": "favoured", "3": "background"}
+    assert "expert 2 is favoured by click (click 0.36, satisfaction 0.21)." in s["sentences"]
+    both = analyze_gate_weights({"click": np.tile([0.32, 0.2, 0.24, 0.24], (2, 1)), "satisfaction": sat[:2]})
+    assert both["summary"]["pairs"]["click|satisfaction"]["sentence"].endswith("(both lean towards expert 0).")
 
 
 def test_gate_sentences_for_ple_name_own_and_shared_experts():
