@@ -1,8 +1,7 @@
 """Render the measured tables of README.md and ``docs/`` from the latest benchmark results in ``docs/bench/``.
 
 Each block sits between ``<!-- bench:NAME:begin -->`` and ``<!-- bench:NAME:end -->`` and is written from
-``docs/bench/NAME.json`` (or the file :data:`SOURCES` names), so the docs cannot drift from the measurements. Every
-table goes through :func:`table`; each ``TABLES`` function only picks the rows and cells of its result.
+``docs/bench/NAME.json`` (or the file :data:`SOURCES` names) by the ``TABLES`` function of that name.
 
 Usage:
     python3 bench/render_docs.py          # rewrite every generated block in place
@@ -25,6 +24,7 @@ DOCS = tuple(REPO / p for p in ("README.md", "docs/performance.md", "docs/servin
 BENCH = REPO / "docs" / "bench"
 BLOCK = re.compile(r"(<!-- bench:(?P<name>[a-z_]+):begin -->\n)(?P<body>.*?)(<!-- bench:(?P=name):end -->)", re.S)
 SOURCES = {"peer_summary": "peer_throughput", "ps_capacity": "parameter_server"}
+MISSING = "No recorded result yet: the benchmark's `--out docs/bench/{}` writes it."
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
@@ -350,15 +350,9 @@ def render(text: str, bench: pathlib.Path = BENCH) -> str:
     """``text`` with every generated block rewritten from ``bench/NAME.json``."""
 
     def block(match: re.Match) -> str:
-        name = match["name"]
-        if name not in TABLES:
-            raise KeyError(f"unknown generated block {name!r}; known: {sorted(TABLES)}")
-        path = bench / f"{SOURCES.get(name, name)}.json"
-        if path.exists():
-            body = "\n".join(TABLES[name](json.loads(path.read_text())))
-        else:
-            body = f"No recorded result yet: the benchmark's `--out docs/bench/{path.name}` writes it."
-        return f"{match.group(1)}{body}\n{match.group(4)}"
+        path = bench / f"{SOURCES.get(match['name'], match['name'])}.json"
+        lines = TABLES[match["name"]](json.loads(path.read_text())) if path.exists() else [MISSING.format(path.name)]
+        return match.group(1) + "\n".join(lines) + "\n" + match.group(4)
 
     return BLOCK.sub(block, text)
 
@@ -376,8 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                 doc.write_text(new, encoding="utf-8")
     if args.check and stale:
         print(f"stale generated tables in {stale}: run python3 bench/render_docs.py", file=sys.stderr)
-        return 1
-    return 0
+    return int(args.check and bool(stale))
 
 
 if __name__ == "__main__":
