@@ -250,17 +250,16 @@ def main(argv: list[str] | None = None) -> int:
     baseline = statistics.median([r for t, r in rss if warm_end <= t <= warm_end + 10] or [rss[0][1]])
     growth = round(100 * (rss[-1][1] - baseline) / baseline, 2)
     rest, grpc_, hostile = results["rest"], results["grpc"], results["hostile"]
-    three = [st for st in final_status if st["version"] == "3"]
+    three = next((st for st in final_status if st["version"] == "3"), {"state": None})
+    v3_ended = three["state"] == "END" and three["status"]["error_code"] != "OK"
+    served_v2 = events["v2_export_exit"] == 0 and all(r["by_version"].get(2, 0) > 0 for r in (rest, grpc_))
     checks = {
         "no_failed_or_wrong_request": rest["failed"] + rest["wrong"] + grpc_["failed"] + grpc_["wrong"] == 0,
         "hostile_clients_refused": all(set(hostile[n]) == {want} for n, want in EXPECTED.items()),
         "memory_growth_le_5pct": growth <= 5.0,
-        "v2_exported_and_served": events.get("v2_export_exit") == 0
-        and all(r["by_version"].get(2, 0) > 0 for r in (rest, grpc_)),
+        "v2_exported_and_served": served_v2,
         "no_older_answer_after_newer": rest["regressed"] == grpc_["regressed"] == 0,
-        "corrupt_v3_ended_v2_kept_serving": bool(three)
-        and three[0]["state"] == "END"
-        and three[0]["status"]["error_code"] != "OK"
+        "corrupt_v3_ended_v2_kept_serving": v3_ended
         and [st["version"] for st in final_status if st["state"] == "AVAILABLE"] == ["2"],
         "server_alive": alive,
     }
