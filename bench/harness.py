@@ -68,10 +68,9 @@ def timed(fn: Callable[[], Any]) -> tuple[float, float]:
 
 def machine() -> dict[str, Any]:
     """Cores, load average, model name and library versions: the context a figure needs."""
-    model = ""
     cpuinfo = pathlib.Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if "model name" in ln), "")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if "model name" in ln), "")
     facts: dict[str, Any] = {
         "cpus": os.cpu_count(),
         "cpu_model": model or platform.processor(),

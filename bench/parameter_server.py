@@ -1,9 +1,6 @@
-"""Parameter-server training against one process: same config and seed, a hashed id table split across 2 ps tasks.
-
-``python -m training train`` runs once in one process and once on ``scripts/local_cluster.sh`` (1 chief, 2 workers,
-2 ps), ``user_id`` hashed into ``--id-rows`` bins of ``--dim`` dimensions; a third run, the cluster with
-``--small-id-rows`` bins, is the baseline for the memory one table row costs each task. Per run: test AUC, training
-examples/s, every process's peak RSS and, on the cluster, the variable bytes each ps task held (``docs/scaling.md``).
+"""Parameter-server training against one process: same config and seed, a hashed id table split across 2 ps tasks,
+and the cluster again with a small table as the baseline of what a table row costs each task (``docs/scaling.md``,
+"Evidence on this machine").
 
 Usage: ``python bench/parameter_server.py --out docs/bench/parameter_server.json [--id-rows 4194304] [--rows 30000]``
 """
@@ -73,19 +70,15 @@ def _mb(by_task: dict[str, int]) -> dict[str, float]:
     return {k: round(v / 2**20, 1) for k, v in by_task.items()}
 
 
-def _summary(run_dir: pathlib.Path, rss: dict[str, int], wall: float) -> dict:
+def _summary(run_dir: pathlib.Path, rss: dict[str, int]) -> dict:
     report = json.loads((run_dir / "report.json").read_text())
     training = report["training"]
     train_rows = report["data"]["rows"]["train"]
     epochs = training["last_epoch"] - training["initial_epoch"]
     out = {
-        "strategy": training["strategy"],
         "test_auc": {task: round(m["auc"], 4) for task, m in report["splits"]["test"].items() if "auc" in m},
-        "fit_seconds": training["fit_seconds"],
         "train_examples_per_s": round(train_rows * epochs / training["fit_seconds"], 1),
-        "wall_seconds": round(wall, 1),
         "peak_rss_mb": _mb(rss),
-        "parameters": report["model"]["parameters"],
     }
     placement = run_dir / "ps_placement.json"
     if placement.is_file():
@@ -101,11 +94,10 @@ def train(args: argparse.Namespace, schema: pathlib.Path, out: pathlib.Path, sta
     cmd = [sys.executable, "-m", "training", "train"]
     if state is not None:
         cmd = ["bash", "scripts/local_cluster.sh", "--workers", "2", "--ps", "2", "--state-dir", str(state), "--"]
-    started = time.perf_counter()
     code, peak = run([*cmd, "--quiet", "--output-dir", str(out), *_overrides(args, schema)], state)
     if code:
         raise SystemExit(f"training run failed ({code}); logs in {state or 'the output above'}")
-    return _summary(out, peak, time.perf_counter() - started)
+    return _summary(out, peak)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -143,10 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         "single_process": single,
         "cluster_2_workers_2_ps": cluster,
         "cluster_small_table": {"id_rows": args.small_id_rows, **small},
-        "rss_bytes_per_id_row": {
-            "note": "ps: per row held by that ps (half the table); chief and workers: per row of the whole table",
-            **per_row,
-        },
+        "rss_bytes_per_id_row": per_row,  # ps: per row that ps holds (half the table); others: of the whole table
         "auc_difference": {t: round(cluster["test_auc"][t] - auc, 4) for t, auc in single["test_auc"].items()},
         "throughput_ratio": round(cluster["train_examples_per_s"] / single["train_examples_per_s"], 3),
         "worker_rss_growth_below_table_size": all(mb < table_mb for mb in growth.values()),

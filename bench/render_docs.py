@@ -1,8 +1,7 @@
 """Render the measured tables of README.md and ``docs/`` from the latest benchmark results in ``docs/bench/``.
 
 Each block sits between ``<!-- bench:NAME:begin -->`` and ``<!-- bench:NAME:end -->`` and is written from
-``docs/bench/NAME.json`` (or the file :data:`SOURCES` names), so the docs cannot drift from the measurements. Every
-table goes through :func:`table`; each ``TABLES`` function only picks the rows and cells of its result.
+``docs/bench/NAME.json`` (or the file :data:`SOURCES` names) by the ``TABLES`` function of that name.
 
 Usage:
     python3 bench/render_docs.py          # rewrite every generated block in place
@@ -25,6 +24,7 @@ DOCS = tuple(REPO / p for p in ("README.md", "docs/performance.md", "docs/servin
 BENCH = REPO / "docs" / "bench"
 BLOCK = re.compile(r"(<!-- bench:(?P<name>[a-z_]+):begin -->\n)(?P<body>.*?)(<!-- bench:(?P=name):end -->)", re.S)
 SOURCES = {"peer_summary": "peer_throughput", "ps_capacity": "parameter_server"}
+MISSING = "No recorded result yet: the benchmark's `--out docs/bench/{}` writes it."
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
@@ -262,17 +262,13 @@ def parameter_server(result: dict[str, Any]) -> list[str]:
     slots = " / ".join(f"{cluster[k]['ps:0']} MB" for k in ("variable_mb_per_task", "optimizer_variable_mb_per_task"))
     step = [batch / run["train_examples_per_s"] for run in (one, cluster, small)]
     delta, workers = result["auc_difference"], by_role(cluster, "worker")
-    chief = _n(cluster["peak_rss_mb"]["chief:0"])
+    rss = f"ps {by_role(cluster, 'ps')}, workers {workers}, chief {_n(cluster['peak_rss_mb']['chief:0'])}"
     ratio = f"{cluster['train_examples_per_s']} ({result['throughput_ratio']:.2f}×)"
     body = [
         *((f"test AUC {t}", one["test_auc"][t], cluster["test_auc"][t]) for t in one["test_auc"]),
         ("`user_id` table", f"{rows:,} × {dim} in one variable", shards),
         ("model variables / Adam slots on ps:0", "—", slots),
-        (
-            "peak RSS, MB",
-            _n(one["peak_rss_mb"]["single"]),
-            f"ps {by_role(cluster, 'ps')}, workers {workers}, chief {chief}",
-        ),
+        ("peak RSS, MB", _n(one["peak_rss_mb"]["single"]), rss),
         ("training examples/s", one["train_examples_per_s"], ratio),
         (f"seconds per step of {batch}", f"{step[0]:.2f}", f"{step[1]:.2f}"),
     ]
@@ -303,13 +299,10 @@ def ps_capacity(result: dict[str, Any]) -> list[str]:
     chief_mb, chief_row = small["peak_rss_mb"]["chief:0"], per_row["chief:0"]
     rows = []
     for ids, tasks in CAPACITY:
-        memory, chief = (
-            (base_mb + per_row[ps] * ids / tasks / 2**20) / 1024,
-            (chief_mb + chief_row * ids / 2**20) / 1024,
-        )
-        speed = batch / (small_step + row_s * ids / tasks)
-        rows.append((f"{ids / 1e6:.0f}M", tasks, f"{ids / tasks / 1e6:.3g}M", f"{memory:.1f} GB", f"{speed:,.0f}"))
-        rows[-1] += (f"{chief:.1f} GB",)
+        memory = f"{(base_mb + per_row[ps] * ids / tasks / 2**20) / 1024:.1f} GB"
+        speed = f"{batch / (small_step + row_s * ids / tasks):,.0f}"
+        chief = f"{(chief_mb + chief_row * ids / 2**20) / 1024:.1f} GB"
+        rows.append((f"{ids / 1e6:.0f}M", tasks, f"{ids / tasks / 1e6:.3g}M", memory, speed, chief))
     header = (f"ids × {result['config']['dim']}", "ps tasks", "rows per ps", "memory per ps")
     return [
         f"- **memory per ps**: {base_mb:,.0f} MB of process (the small-table run) + {per_row[ps]:.0f} B per table row "
@@ -350,15 +343,9 @@ def render(text: str, bench: pathlib.Path = BENCH) -> str:
     """``text`` with every generated block rewritten from ``bench/NAME.json``."""
 
     def block(match: re.Match) -> str:
-        name = match["name"]
-        if name not in TABLES:
-            raise KeyError(f"unknown generated block {name!r}; known: {sorted(TABLES)}")
-        path = bench / f"{SOURCES.get(name, name)}.json"
-        if path.exists():
-            body = "\n".join(TABLES[name](json.loads(path.read_text())))
-        else:
-            body = f"No recorded result yet: the benchmark's `--out docs/bench/{path.name}` writes it."
-        return f"{match.group(1)}{body}\n{match.group(4)}"
+        path = bench / f"{SOURCES.get(match['name'], match['name'])}.json"
+        lines = TABLES[match["name"]](json.loads(path.read_text())) if path.exists() else [MISSING.format(path.name)]
+        return match.group(1) + "\n".join(lines) + "\n" + match.group(4)
 
     return BLOCK.sub(block, text)
 
@@ -376,8 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                 doc.write_text(new, encoding="utf-8")
     if args.check and stale:
         print(f"stale generated tables in {stale}: run python3 bench/render_docs.py", file=sys.stderr)
-        return 1
-    return 0
+    return int(args.check and bool(stale))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,5 @@
-"""Serving latency and throughput of an export: REST and gRPC of the local server against the in-process call.
-
-Two servers (without and with batching) serve ``--base-path`` (default: ``serving.testing``'s small model); requests
-come from the export's warm-up records or signature. Server-side stages of one REST predict first; then per
-alternated round latencies at batch 1 and 64 interleaved with the in-process floor, and requests/s at 1 / 8 / 32
-clients with the server's CPU per request (``docs/serving.md``, "Performance").
+"""Serving latency and throughput of an export over REST and gRPC, without and with batching, against the in-process
+call (default export: ``serving.testing``'s small model); the protocol is in ``docs/serving.md``, "Performance".
 
 Usage: ``.venv/bin/python bench/serving_latency.py [--base-path output/export] --out docs/bench/serving_latency.json``
 """
@@ -78,39 +74,6 @@ def interleaved(calls: dict[Any, Callable[[], object]], n: int, block: int = 20)
     return {k: percentiles(v) for k, v in times.items()}
 
 
-def stage_calls(servable: Servable, dtypes: dict[str, str], body: bytes) -> dict[str, Callable[[], object]]:
-    """Each server-side stage of a REST predict of ``body``, on the server's own code (and the standard library's)."""
-    from serving.json_codec import decode_request, encode_json, encode_predictions, loads_request, predictions_json
-
-    clean = body.replace(b"NaN", b"0.5")  # the same request without missing values
-    data = loads_request(body)
-    fmt, inputs, _ = decode_request(data, dtypes)
-    outputs = servable.run("serving_default", inputs, validate=False)
-    return {
-        "json_parse": lambda: loads_request(body),
-        "json_parse, standard library": lambda: json.loads(body),
-        "json_parse, body without NaN": lambda: loads_request(clean),
-        "json_parse, body without NaN, standard library": lambda: json.loads(clean),
-        "decode_to_numpy": lambda: decode_request(data, dtypes),
-        "check_shapes": lambda: servable.check_shapes("serving_default", inputs),
-        "tensors_and_signature_call": lambda: servable.run("serving_default", inputs, validate=False),
-        "encode_response (predictions_json)": lambda: predictions_json(outputs, fmt),
-        "encode_response, standard library": lambda: encode_json(encode_predictions(outputs, fmt)),
-    }
-
-
-def stage_breakdown(version_dir: Path, columns: dict[int, dict[str, np.ndarray]], n: int) -> dict[str, Any]:
-    """Median µs of each server-side stage of a REST predict at batch 1 and 64."""
-    servable = Servable(MODEL_NAME, 1, version_dir, warmup=False)
-    dtypes = servable.signature_inputs("serving_default")
-    out = {}
-    for batch in BATCHES:
-        stages = stage_calls(servable, dtypes, load.rest_body(columns[batch]))
-        timed = interleaved(stages, n, block=max(n // 5, 20))
-        out[f"batch{batch}"] = {k: round(v["p50_ms"] * 1e3, 1) for k, v in timed.items()}
-    return out
-
-
 def floor_calls(version_dir: Path, runner: Any, columns: dict[int, dict[str, np.ndarray]]) -> Calls:
     """``serving_default`` in process at batch 1 and 64: through ``tf.saved_model.load`` with the server's thread
     settings (the floor) and through the server's own :class:`serving.session_runner.SessionRunner`."""
@@ -158,11 +121,10 @@ def nest(flat: dict[tuple[str, ...], Any]) -> dict[str, Any]:
 def throughput(server: ServerProcess, transport: str, clients: int, seconds: float, columns: dict) -> dict:
     """Requests/s at batch 1 with ``clients`` concurrent senders, with the CPU time per answered request (µs) of the
     server, of its event-loop thread and of this process (the load generator, on the same cores)."""
-    latencies: list[float] = []  # ms of each answered request
-    failed: list[float] = []
+    latencies, failed = [], []  # ms of each answered and each failed request
 
-    def count(ok: bool, spent: float) -> None:
-        (latencies if ok else failed).append(spent * 1e3)
+    def on_answer(_client: Any, error: str | None, _answer: Any, spent: float) -> None:
+        (failed if error else latencies).append(spent * 1e3)
 
     proc = psutil.Process(server.proc.pid)
 
@@ -171,22 +133,7 @@ def throughput(server: ServerProcess, transport: str, clients: int, seconds: flo
         return sum(proc.cpu_times()[:2]), main, time.process_time()
 
     before, start = cpu(), time.perf_counter()
-
-    def running() -> bool:
-        return time.perf_counter() < start + seconds
-
-    def on_rest(_client: load.KeepAliveClient, status: bytes, _payload: bytes, spent: float) -> bool:
-        count(status == b"200", spent)
-        return running()
-
-    def on_grpc(_index: int, answer: Any, spent: float) -> None:
-        count(not isinstance(answer, grpc.aio.AioRpcError), spent)
-
-    if transport == "rest":
-        request = load.post_request(server.port, load.rest_body(columns[1]))
-        run_on(load.rest_load(server.port, request, clients, on_rest, timeout=seconds + 30))
-    else:
-        run_on(load.grpc_load(server.grpc_target, load.grpc_request(columns[1]), clients, running, on_grpc))
+    run_on(load.load(transport, server, columns[1], clients, lambda: time.perf_counter() < start + seconds, on_answer))
     elapsed, spent = time.perf_counter() - start, [b - a for a, b in zip(before, cpu(), strict=True)]
     point = {"rps": round(len(latencies) / elapsed, 1), "errors": len(failed), **percentiles(latencies or [np.nan])}
     for name, used in zip(("server", "event_loop", "load_generator"), spent, strict=True):
@@ -201,26 +148,17 @@ def median_tree(rounds: list) -> Any:
     return {k: sum(r[k] for r in rounds) if k == "errors" else median_tree([r[k] for r in rounds]) for k in rounds[0]}
 
 
-def ratios(rounds: list[dict], result: dict) -> dict[str, Any]:
-    """Unbatched latency over the floor (of the medians, and paired per round), batched over unbatched requests/s
-    (paired per round: the two servers' points of one round ran back to back)."""
-
-    def over_floor(r: dict, transport: str, batch: str) -> float:
-        return r["no_batching"][transport]["latency"][batch]["p50_ms"] / r["in_process"][batch]["p50_ms"]
-
-    def batched_rps(r: dict, transport: str, c: int) -> float:
-        rps = [r[mode][transport]["throughput"][f"c{c}"]["rps"] for mode in ("batching", "no_batching")]
-        return rps[0] / rps[1]
-
-    out: dict[str, Any] = {}
+def ratios(rounds: list[dict], result: dict) -> dict[str, float]:
+    """Unbatched p50 latency over the floor's (of the medians), and batched over unbatched requests/s (the median of
+    per-round ratios: the two servers' points of one round ran back to back)."""
+    out = {}
     for t in ("rest", "grpc"):
         for b in (f"batch{n}" for n in BATCHES):
-            out[f"{t}_over_inprocess_p50_{b}"] = round(over_floor(result, t, b), 2)
-            out[f"{t}_over_inprocess_p50_{b}_paired"] = round(statistics.median(over_floor(r, t, b) for r in rounds), 2)
-        for c in CONCURRENCY:
-            per_round = [batched_rps(r, t, c) for r in rounds]
-            out[f"{t}_batching_over_no_batching_rps_c{c}_paired"] = round(statistics.median(per_round), 2)
-            out[f"{t}_batching_over_no_batching_rps_c{c}_rounds"] = [round(x, 2) for x in per_round]
+            p50 = result["no_batching"][t]["latency"][b]["p50_ms"] / result["in_process"][b]["p50_ms"]
+            out[f"{t}_over_inprocess_p50_{b}"] = round(p50, 2)
+        for c in (f"c{n}" for n in CONCURRENCY):
+            rps = [[r[mode][t]["throughput"][c]["rps"] for mode in ("batching", "no_batching")] for r in rounds]
+            out[f"{t}_batching_over_no_batching_rps_{c}_paired"] = round(statistics.median(a / b for a, b in rps), 2)
     return out
 
 
@@ -241,8 +179,6 @@ def main(argv: list[str] | None = None) -> int:
         version_dir = base / MODEL_NAME / str(numeric_versions(base / MODEL_NAME)[-1])
         dtypes, columns = request_columns(version_dir)
         print(f"serving {version_dir} (inputs {dtypes})", flush=True)
-        stages = stage_breakdown(version_dir, columns, args.requests)
-        print(f"server-side stages (median µs): {stages}", flush=True)
         runner, servers, rounds = SessionRunner(version_dir), {}, []
         try:
             floors = floor_calls(version_dir, runner, columns)
@@ -270,7 +206,6 @@ def main(argv: list[str] | None = None) -> int:
     result = median_tree(rounds)
     summary = {
         "benchmark": "serving_latency",
-        "server_stages_us": stages,
         **result,
         "ratios": ratios(rounds, result),
         "export": {"version_dir": str(version_dir), "inputs": dtypes},

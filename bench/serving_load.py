@@ -1,9 +1,10 @@
-"""Load against a local server, shared by ``serving_latency.py`` and ``serving_soak.py``: requests built from one
-array per input, keep-alive REST clients and concurrent gRPC ``Predict`` loops, each answer handed to a callback."""
+"""What the serving benchmarks share: a local server, requests built from one array per input, and load from
+keep-alive REST clients or concurrent gRPC ``Predict`` loops, every answer handed to one callback."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from serving.tensor_proto import from_ndarray
 from serving.testing import MODEL_NAME, ServerProcess
 
 PATH = f"/v1/models/{MODEL_NAME}:predict"
+OnAnswer = Callable[[Any, "str | None", Any, float], None]  # (client, error text or None, answer, seconds)
 
 
 def start_server(base: Path, *flags: str) -> ServerProcess:
@@ -48,11 +50,11 @@ def grpc_request(columns: dict[str, np.ndarray]) -> predict_pb2.PredictRequest:
 
 
 class KeepAliveClient(asyncio.Protocol):
-    """One keep-alive connection sending ``request`` again as soon as an answer is complete, until
-    ``on_answer(client, status, payload, seconds)`` returns False; ``done`` resolves with how it ended."""
+    """One keep-alive connection sending ``request`` again as soon as an answer is complete while ``running()``;
+    ``done`` resolves with how the connection ended (``None`` when this side closed it)."""
 
-    def __init__(self, request: bytes, on_answer: Callable[..., bool]) -> None:
-        self.request, self.on_answer, self.buffer = request, on_answer, b""
+    def __init__(self, request: bytes, running: Callable[[], bool], on_answer: OnAnswer) -> None:
+        self.request, self.running, self.on_answer, self.buffer = request, running, on_answer, b""
         self.done = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -72,9 +74,10 @@ class KeepAliveClient(asyncio.Protocol):
                 return
             status, payload = head[0].split(b" ")[1], self.buffer[end + 4 : end + 4 + length]
             self.buffer = self.buffer[end + 4 + length :]
-            if not self.on_answer(self, status, payload, time.perf_counter() - self.sent):
-                self.transport.close()
-                return
+            error = None if status == b"200" else f"{status.decode()}: {payload[:200]!r}"
+            self.on_answer(self, error, payload, time.perf_counter() - self.sent)
+            if not self.running():
+                return self.transport.close()
             self._send()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -82,33 +85,41 @@ class KeepAliveClient(asyncio.Protocol):
             self.done.set_result(exc)
 
 
-async def rest_load(
-    port: int, request: bytes, clients: int, on_answer: Callable[..., bool], timeout: float | None = None
-) -> list[Exception | None]:
-    """``clients`` :class:`KeepAliveClient` connections until ``on_answer`` stops each; how each one ended."""
-    loop = asyncio.get_running_loop()
-    conns = [
-        (await loop.create_connection(lambda: KeepAliveClient(request, on_answer), "127.0.0.1", port))[1]
-        for _ in range(clients)
-    ]
-    return await asyncio.wait_for(asyncio.gather(*(c.done for c in conns)), timeout)
-
-
-async def grpc_load(
-    target: str, request: Any, clients: int, running: Callable[[], bool], on_answer: Callable[[int, Any, float], None]
+async def load(
+    transport: str,
+    server: Any,
+    columns: dict[str, np.ndarray] | predict_pb2.PredictRequest,
+    clients: int,
+    running: Callable[[], bool],
+    on_answer: OnAnswer,
+    pause: float = 0.0,
 ) -> None:
-    """``clients`` concurrent ``Predict`` loops on one channel while ``running()``; each answer (a response or an
-    ``AioRpcError``) goes to ``on_answer(loop index, answer, seconds)``."""
-    async with grpc.aio.insecure_channel(target) as channel:
+    """``clients`` REST keep-alive connections or gRPC ``Predict`` loops on one channel sending the rows of
+    ``columns`` (or a ready gRPC request) to ``server`` (anything with ``port`` and ``grpc_target``) while
+    ``running()``, ``pause`` seconds between a gRPC answer and the next call. Each answer goes to ``on_answer(client,
+    error text or None, REST payload or gRPC response, seconds)``; a REST connection the server drops is an error."""
+    if transport == "rest":
+        request, loop = post_request(server.port, rest_body(columns)), asyncio.get_running_loop()
+
+        client = functools.partial(KeepAliveClient, request, running, on_answer)
+        conns = [(await loop.create_connection(client, "127.0.0.1", server.port))[1] for _ in range(clients)]
+        for conn, lost in zip(conns, await asyncio.gather(*(c.done for c in conns)), strict=True):
+            if lost is not None:
+                on_answer(conn, f"connection lost: {lost}", None, 0.0)
+        return
+    request = columns if isinstance(columns, predict_pb2.PredictRequest) else grpc_request(columns)
+    async with grpc.aio.insecure_channel(server.grpc_target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
         async def calls(index: int) -> None:
             while running():
                 sent = time.perf_counter()
                 try:
-                    answer = await stub.Predict(request, timeout=30)
+                    answer, error = await stub.Predict(request, timeout=30), None
                 except grpc.aio.AioRpcError as err:
-                    answer = err
-                on_answer(index, answer, time.perf_counter() - sent)
+                    answer, error = err, f"{err.code().name}: {err.details()}"
+                on_answer(index, error, answer, time.perf_counter() - sent)
+                if pause:
+                    await asyncio.sleep(pause)
 
         await asyncio.gather(*(calls(i) for i in range(clients)))

@@ -1,9 +1,5 @@
-"""Soak of the local server at saturation over REST and gRPC at once, with a hot reload and a corrupt version.
-
-One batched server serves version 1 of the small test model under load from two processes; at 25 % of the run
-version 2 is exported, once it is AVAILABLE a corrupt version 3 is dropped in (it must END while version 2 answers),
-and four hostile clients attack throughout. Every answer is checked against the version that gave it; server RSS is
-sampled every second; loopback only, at most ``--max-seconds``. The JSON has a pass/fail per requirement.
+"""Soak of the local server at saturation over REST and gRPC at once, through a hot reload, a corrupt version and
+hostile clients; the JSON has a pass/fail per requirement (``docs/serving.md``, "Performance", has the protocol).
 
 Usage: ``.venv/bin/python bench/serving_soak.py --seconds 120 --out docs/bench/serving_soak.json``
 """
@@ -21,7 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import harness
@@ -43,84 +41,50 @@ def which_version(scores: dict[str, Any], expected: dict[int, dict[str, np.ndarr
     return next(close, 0)
 
 
-class Tally:
-    """The answers of one transport: counted by the version that gave them; failures and wrong answers noted."""
-
-    def __init__(self) -> None:
-        self.counts = dict.fromkeys(("ok", "failed", "wrong", "regressed"), 0)
-        self.by_version: dict[int, int] = {}
-        self.errors: list[str] = []
-        self.newest: dict[Any, int] = {}  # per client: the newest version it has seen
-
-    def failure(self, text: str, kind: str = "failed") -> None:
-        self.counts[kind] += 1
-        self.errors.append(text)
-
-    def answer(self, client: Any, version: int, if_wrong: str) -> None:
-        if version == 0:
-            return self.failure(if_wrong, "wrong")
-        self.counts["ok"] += 1
-        self.by_version[version] = self.by_version.get(version, 0) + 1
-        self.counts["regressed"] += version < self.newest.get(client, 0)  # an older version after a newer one
-        self.newest[client] = max(self.newest.get(client, 0), version)
-
-    def summary(self) -> dict[str, Any]:
-        return {**self.counts, "by_version": self.by_version, "errors": self.errors[:20]}
-
-
-def rest_clients(port: int, body: bytes, clients: int, expected: dict, stop: Any, out: Any) -> None:
-    """Keep-alive clients sending back to back; each answer identified by version (answers' bytes cached)."""
-    tally, known = Tally(), {}
-
-    def on_answer(client: load.KeepAliveClient, status: bytes, payload: bytes, _spent: float) -> bool:
-        if status != b"200":
-            tally.failure(f"{status.decode()}: {payload[:200]!r}")
-            return not stop.is_set()
-        if payload not in known:
-            preds = json.loads(payload)["predictions"]
-            known[payload] = which_version({k: [p[k] for p in preds] for k in ("click", "satisfaction")}, expected)
-        tally.answer(client, known[payload], f"answer from no known version: {payload[:200]!r}")
-        return not stop.is_set()
-
-    for lost in asyncio.run(load.rest_load(port, load.post_request(port, body), clients, on_answer)):
-        if lost is not None:
-            tally.failure(f"connection lost: {lost}")
-    out.put(("rest", tally.summary()))
-
-
-def grpc_clients(target: str, columns: dict, clients: int, expected: dict, stop: Any, out: Any) -> None:
-    """Concurrent ``Predict`` loops; each answer checked against the version it names."""
-    import grpc
-
+def normal_clients(
+    transport: str, server: Any, columns: dict, clients: int, expected: dict, stop: Any, out: Any
+) -> None:
+    """``clients`` REST keep-alive connections or gRPC ``Predict`` loops sending back to back until ``stop``; each
+    answer is matched to the version whose expected scores it holds (gRPC: the version it names), and counted."""
     from serving.tensor_proto import to_ndarray
 
-    tally = Tally()
+    counts, by_version, errors = dict.fromkeys(("ok", "failed", "wrong", "regressed"), 0), {}, []
+    newest, known = {}, {}  # per client the newest version it has seen; REST answers' bytes -> version
 
-    def on_answer(index: int, answer: Any, _spent: float) -> None:
-        if isinstance(answer, grpc.aio.AioRpcError):
-            return tally.failure(f"{answer.code().name}: {answer.details()}")
-        version = answer.model_spec.version.value
-        scores = {k: to_ndarray(answer.outputs[k], k) for k in ("click", "satisfaction")}
-        found = which_version(scores, {version: expected[version]} if version in expected else {})
-        tally.answer(index, found, f"version {version} answered {scores['click'].tolist()}")
+    def version_of(answer: Any) -> int:
+        if transport == "grpc":
+            named = answer.model_spec.version.value
+            scores = {k: to_ndarray(answer.outputs[k], k) for k in ("click", "satisfaction")}
+            return which_version(scores, {named: expected[named]} if named in expected else {})
+        if answer not in known:
+            preds = json.loads(answer)["predictions"]
+            known[answer] = which_version({k: [p[k] for p in preds] for k in ("click", "satisfaction")}, expected)
+        return known[answer]
 
-    request = load.grpc_request(columns)
-    asyncio.run(load.grpc_load(target, request, clients, lambda: not stop.is_set(), on_answer))
-    out.put(("grpc", tally.summary()))
+    def on_answer(client: Any, error: str | None, answer: Any, _spent: float) -> None:
+        version = 0 if error else version_of(answer)
+        if version == 0:
+            counts["failed" if error else "wrong"] += 1
+            errors.append(error or f"answer from no known version: {str(answer)[:200]}")
+            return
+        counts["ok"] += 1
+        by_version[version] = by_version.get(version, 0) + 1
+        counts["regressed"] += version < newest.get(client, 0)  # an older version after a newer one
+        newest[client] = max(newest.get(client, 0), version)
+
+    asyncio.run(load.load(transport, server, columns, clients, lambda: not stop.is_set(), on_answer))
+    out.put((transport, {**counts, "by_version": by_version, "errors": errors[:20]}))
 
 
-def hostile_clients(port: int, target: str, request: bytes, stop: Any, ready: Any, out: Any) -> None:
+def hostile_clients(server: Any, request: bytes, stop: Any, ready: Any, out: Any) -> None:
     """Four hostile clients attacking again as soon as each attempt ends, counting what they got (an HTTP status,
     ``closed``, a gRPC code); ``ready`` is set once every one has ended at least once."""
-    import grpc
-    from tensorflow.core.framework import types_pb2
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-
     got: dict[str, dict[str, int]] = {name: {} for name in EXPECTED}
     held: list[float] = []  # seconds each never-reading connection stayed open
 
-    def count(name: str, outcome: str) -> None:
-        got[name][outcome] = got[name].get(outcome, 0) + 1
+    def count(name: str, outcome: str | None) -> None:
+        if outcome is not None:
+            got[name][outcome] = got[name].get(outcome, 0) + 1
         if all(got.values()):
             ready.set()
 
@@ -135,10 +99,9 @@ def hostile_clients(port: int, target: str, request: bytes, stop: Any, ready: An
         while not stop.is_set():
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, as a slow reader has
-            sock.connect(("127.0.0.1", port))
+            sock.connect(("127.0.0.1", server.port))
             reader, writer = await asyncio.open_connection(sock=sock)
-            if (outcome := await send(reader, writer)) is not None:
-                count(name, outcome)
+            count(name, await send(reader, writer))
             writer.close()
             await asyncio.sleep(0.1)
 
@@ -173,25 +136,17 @@ def hostile_clients(port: int, target: str, request: bytes, stop: Any, ready: An
         held.append(round(time.perf_counter() - started, 1))
         return "closed"
 
-    async def grpc_huge_shape() -> None:
-        huge = predict_pb2.PredictRequest()
-        huge.model_spec.name = MODEL_NAME
-        for name, dtype in (("price", "DT_FLOAT"), ("device", "DT_STRING"), ("category", "DT_INT64")):
-            huge.inputs[name].dtype = getattr(types_pb2, dtype)
-            huge.inputs[name].tensor_shape.dim.add().size = 60_000_000
-        async with grpc.aio.insecure_channel(target) as channel:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            while not stop.is_set():
-                try:
-                    await stub.Predict(huge, timeout=30)
-                    count("grpc_huge_shape", "OK")
-                except grpc.aio.AioRpcError as err:
-                    count("grpc_huge_shape", err.code().name)
-                await asyncio.sleep(0.1)
+    huge = load.grpc_request({k: np.zeros(0, d) for k, d in DTYPES.items()})  # every input declares 60M values
+    for tensor in huge.inputs.values():
+        tensor.tensor_shape.dim[0].size = 60_000_000
+
+    def on_huge(_client: Any, error: str | None, _answer: Any, _spent: float) -> None:
+        count("grpc_huge_shape", error.split(":")[0] if error else "OK")
 
     async def main() -> None:
         http = {"slowloris": slowloris, "oversized_trailer": oversized_trailer, "never_reads": never_reads}
-        await asyncio.gather(grpc_huge_shape(), *(attack(name, fn) for name, fn in http.items()))
+        grpc = load.load("grpc", server, huge, 1, lambda: not stop.is_set(), on_huge, pause=0.1)
+        await asyncio.gather(grpc, *(attack(name, fn) for name, fn in http.items()))
 
     asyncio.run(main())
     out.put(("hostile", {**got, "never_reads_held_s": held}))
@@ -214,27 +169,38 @@ def model_status(url: str) -> list[dict]:
     return requests.get(f"{url}/v1/models/{MODEL_NAME}", timeout=10).json().get("model_version_status", [])
 
 
-def reload_events(events: dict[str, Any], now: float, seconds: float, exporter: Any, base: Path, url: str) -> None:
-    """Advance the reload script by one tick: version 2 exported and AVAILABLE, then a corrupt version 3 ENDed."""
-    if "v2_export_exit" not in events and exporter.poll() is not None:
-        events["v2_export_exit"] = exporter.returncode
-        events["v2_export_output"] = exporter.stdout.read().strip().splitlines()[-1:]
-        events["v2_exported_s"] = round(now, 1)
-    if "v2_exported_s" in events and "v2_available_s" not in events:
-        status = model_status(url)
-        if status and status[0]["version"] == "2" and status[0]["state"] == "AVAILABLE":
-            events["v2_available_s"] = round(now, 1)
-    if "v2_available_s" in events and "v3_dropped_s" not in events and now >= 0.6 * seconds:
-        corrupt = base / MODEL_NAME / "3"
-        (corrupt / "variables").mkdir(parents=True)
-        (corrupt / "saved_model.pb").write_bytes(b"\x00 this is not a SavedModel \xff" * 10)
-        events["v3_dropped_s"] = round(now, 1)
-    if "v3_dropped_s" in events and "v3_state" not in events:
-        three = [s for s in model_status(url) if s["version"] == "3"]
-        if three and three[0]["state"] == "END":
-            error = three[0]["status"]
-            events["v3_state"] = f"END ({error['error_code']}: {error['error_message'][:80]})"
-            events["v3_ended_s"] = round(now, 1)
+def reload_script(server: Any, base: Path, export_v2: list[str], seconds: float, cap: float, ready: Any) -> tuple:
+    """Version 2 exported at 25 % of ``seconds``; once it is AVAILABLE and 60 % have passed, a corrupt version 3;
+    then on until ``seconds`` have passed, version 3 ENDed 10 s before and every hostile client is ``ready``. Returns
+    the time of each event (None if it never came) and the server's RSS, sampled every second for at most ``cap``
+    seconds while the server lives."""
+    import psutil
+
+    t0, rss, events, proc = time.perf_counter(), [], {}, psutil.Process(server.proc.pid)
+
+    def wait(until: Callable[[float], bool]) -> float | None:
+        while (now := time.perf_counter() - t0) <= cap and server.alive():
+            rss.append((now, proc.memory_info().rss))
+            if until(now):
+                return round(now, 1)
+            time.sleep(1.0)
+        return None
+
+    def state(version: str) -> str | None:
+        return next((st["state"] for st in model_status(server.url) if st["version"] == version), None)
+
+    events["v2_export_started_s"] = wait(lambda now: now >= 0.25 * seconds)
+    exporter = subprocess.Popen(export_v2, cwd=harness.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    events["v2_exported_s"] = wait(lambda _: exporter.poll() is not None)
+    events["v2_export_exit"], output = exporter.wait(), exporter.stdout.read().decode().strip()
+    events["v2_export_output"] = output.splitlines()[-1:]
+    events["v2_available_s"] = wait(lambda _: state("2") == "AVAILABLE")
+    events["v3_dropped_s"] = wait(lambda now: now >= 0.6 * seconds)
+    (base / MODEL_NAME / "3" / "variables").mkdir(parents=True)
+    (base / MODEL_NAME / "3" / "saved_model.pb").write_bytes(b"\x00 this is not a SavedModel \xff" * 10)
+    events["v3_ended_s"] = wait(lambda _: state("3") == "END")
+    wait(lambda now: ready.is_set() and now >= max(seconds, (events["v3_ended_s"] or 0) + 10))
+    return events, rss
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,8 +210,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-clients", type=int, default=16)
     parser.add_argument("--max-seconds", type=float, default=None, help="hard cap of the run (default 3x --seconds)")
     args = parser.parse_args(argv)
-    import psutil
-
     started, load_before = time.perf_counter(), round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory(prefix="mmoe-soak-") as tmp_name:
         tmp = Path(tmp_name)
@@ -260,36 +224,19 @@ def main(argv: list[str] | None = None) -> int:
         export_v2 = [sys.executable, "-m", "serving", "export", "--model", str(v2_keras), "--base-path", str(base)]
         export_v2 += ["--model-name", MODEL_NAME, "--version", "2", "--score-weights", "click=1,satisfaction=2"]
         server = load.start_server(base, "--enable-batching", "--poll-seconds", "1", *HOSTILE_FLAGS)
-        events: dict[str, Any] = {}
         try:
-            server_proc, port = psutil.Process(server.proc.pid), server.port
-            ctx = mp.get_context("spawn")
+            ctx, ends = mp.get_context("spawn"), SimpleNamespace(port=server.port, grpc_target=server.grpc_target)
             stop, hostile_ready, out = ctx.Event(), ctx.Event(), ctx.Queue()
-            big = load.post_request(port, load.rest_body({k: np.tile(v, 16) for k, v in columns.items()}))  # 64 rows
-            rest_args = (port, load.rest_body(columns), args.rest_clients, expected, stop, out)
-            grpc_args = (server.grpc_target, columns, args.grpc_clients, expected, stop, out)
-            hostile_args = (port, server.grpc_target, big, stop, hostile_ready, out)
+            big = load.post_request(server.port, load.rest_body({k: np.tile(v, 16) for k, v in columns.items()}))
             loaders = [
-                ctx.Process(target=rest_clients, args=rest_args),
-                ctx.Process(target=grpc_clients, args=grpc_args),
-                ctx.Process(target=hostile_clients, args=hostile_args),
+                ctx.Process(target=normal_clients, args=(t, ends, columns, n, expected, stop, out))
+                for t, n in (("rest", args.rest_clients), ("grpc", args.grpc_clients))
             ]
+            loaders.append(ctx.Process(target=hostile_clients, args=(ends, big, stop, hostile_ready, out)))
             for p in loaders:
                 p.start()
-            t0, rss, exporter = time.perf_counter(), [], None
-            while (now := time.perf_counter() - t0) <= (args.max_seconds or 3 * args.seconds) and server.alive():
-                rss.append((now, server_proc.memory_info().rss))
-                if exporter is None and now >= 0.25 * args.seconds:
-                    events["v2_export_started_s"] = round(now, 1)
-                    exporter = subprocess.Popen(
-                        export_v2, cwd=harness.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-                    )
-                if exporter is not None:
-                    reload_events(events, now, args.seconds, exporter, base, server.url)
-                done = "v3_state" in events and now >= max(args.seconds, events["v3_ended_s"] + 10)
-                if done and hostile_ready.is_set():
-                    break
-                time.sleep(1.0)
+            t0, cap = time.perf_counter(), args.max_seconds or 3 * args.seconds
+            events, rss = reload_script(server, base, export_v2, args.seconds, cap, hostile_ready)
             stop.set()
             results = dict(out.get(timeout=120) for _ in loaders)
             for p in loaders:
@@ -303,17 +250,16 @@ def main(argv: list[str] | None = None) -> int:
     baseline = statistics.median([r for t, r in rss if warm_end <= t <= warm_end + 10] or [rss[0][1]])
     growth = round(100 * (rss[-1][1] - baseline) / baseline, 2)
     rest, grpc_, hostile = results["rest"], results["grpc"], results["hostile"]
-    three = [st for st in final_status if st["version"] == "3"]
+    three = next((st for st in final_status if st["version"] == "3"), {"state": None})
+    v3_ended = three["state"] == "END" and three["status"]["error_code"] != "OK"
+    served_v2 = events["v2_export_exit"] == 0 and all(r["by_version"].get(2, 0) > 0 for r in (rest, grpc_))
     checks = {
         "no_failed_or_wrong_request": rest["failed"] + rest["wrong"] + grpc_["failed"] + grpc_["wrong"] == 0,
         "hostile_clients_refused": all(set(hostile[n]) == {want} for n, want in EXPECTED.items()),
         "memory_growth_le_5pct": growth <= 5.0,
-        "v2_exported_and_served": events.get("v2_export_exit") == 0
-        and all(r["by_version"].get(2, 0) > 0 for r in (rest, grpc_)),
+        "v2_exported_and_served": served_v2,
         "no_older_answer_after_newer": rest["regressed"] == grpc_["regressed"] == 0,
-        "corrupt_v3_ended_v2_kept_serving": bool(three)
-        and three[0]["state"] == "END"
-        and three[0]["status"]["error_code"] != "OK"
+        "corrupt_v3_ended_v2_kept_serving": v3_ended
         and [st["version"] for st in final_status if st["state"] == "AVAILABLE"] == ["2"],
         "server_alive": alive,
     }
