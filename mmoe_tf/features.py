@@ -11,6 +11,8 @@ only TensorFlow ops (so an exported SavedModel needs no Python preprocessing):
   A string ``""`` is "missing": it becomes ``default`` when there is one, otherwise OOV.
   ``int64`` features have no in-band missing marker (the data layer fills them).
 * ``hashed``: ``Hashing(num_bins)`` then ``Embedding``; ``""`` becomes ``default`` if set.
+* Embedding tables start as :class:`mmoe_tf.initializers.EmbeddingInitializer` draws: uniform in
+  ``±min(0.05, 1/√rows)``, out-of-vocabulary rows at zero.
 * crosses (:class:`~mmoe_tf.feature_specs.FeatureCross`): the combination of several categorical/hashed
   features' raw values (after the same missing-value defaults), ``HashedCrossing(num_bins)`` then
   ``Embedding``; their columns come after all the features'.

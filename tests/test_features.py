@@ -9,6 +9,7 @@ from mmoe_tf.config import ModelConfig
 from mmoe_tf.feature_specs import FeatureCross, FeatureSpec
 from mmoe_tf.feature_state import adapt_state, plain_copy
 from mmoe_tf.features import FeatureEncoder
+from mmoe_tf.initializers import EmbeddingInitializer
 from mmoe_tf.model_inputs import make_inputs, to_model_inputs
 from mmoe_tf.towers import MLP, Tower
 
@@ -297,3 +298,39 @@ def test_bad_feature_crosses_are_refused_by_name(crosses, message):
     assert config.to_dict()["feature_crosses"] == [
         {"features": ["device", "city"], "num_bins": 1024, "embedding_dim": 8}
     ]
+
+
+def test_unseen_values_start_at_zero_and_large_tables_start_small(encoder):
+    out = encoder(batch(device=["never-seen"], item=[999])).numpy()
+    np.testing.assert_array_equal(out[0, 2:5], 0.0)  # device's one OOV row
+    np.testing.assert_array_equal(out[0, 7:11], 0.0)  # item's two OOV rows: 999 hashes into one of them
+    small = EmbeddingInitializer(seed=5)((300, 4))
+    keras = tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=5)((300, 4))
+    np.testing.assert_array_equal(small.numpy(), keras.numpy())  # up to 400 rows: Keras' default draw
+    large = EmbeddingInitializer(zero_rows=2, seed=5)((40_000, 3)).numpy()
+    assert np.abs(large).max() <= 40_000**-0.5 and np.abs(large[2:]).max() > 0.8 * 40_000**-0.5
+    np.testing.assert_array_equal(large[:2], 0.0)
+    clone = tf.keras.initializers.deserialize(tf.keras.initializers.serialize(EmbeddingInitializer(2, seed=5)))
+    assert isinstance(clone, EmbeddingInitializer) and clone.get_config() == {"zero_rows": 2, "seed": 5}
+
+
+def test_adapted_vocabularies_are_not_tracked_by_keras(adapt_data):
+    """Keras walks every tracked list entry each time it lists a model's variables (seconds per fit call for
+    100,000-value vocabularies), so neither the state nor the lookups may hold a vocabulary in a tracked list."""
+    data = dict(adapt_data, item=np.arange(5000, dtype=np.int64))
+    data = {k: np.resize(v, 5000) for k, v in data.items()}
+    enc = FeatureEncoder(SPECS, seed=3)
+    enc.adapt(data)
+    clone = FeatureEncoder.from_config(enc.get_config())
+    for layer in (enc, clone):
+        assert len(layer.state["item"]["vocabulary"]) == 5000
+        lengths = [n for module in (layer, *layer.submodules) for v in vars(module).values() for n in _tracked(v)]
+        assert lengths and max(lengths) < 100
+
+
+def _tracked(value):
+    """Lengths of the Keras-tracked lists and dicts in ``value``, nested ones included."""
+    if isinstance(value, tf.__internal__.tracking.TrackableDataStructure):
+        yield len(value)
+        for item in value.values() if hasattr(value, "values") else value:
+            yield from _tracked(item)
