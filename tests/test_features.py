@@ -11,6 +11,7 @@ from mmoe_tf.feature_state import adapt_state, plain_copy
 from mmoe_tf.features import FeatureEncoder
 from mmoe_tf.initializers import EmbeddingInitializer
 from mmoe_tf.model_inputs import make_inputs, to_model_inputs
+from mmoe_tf.models import build_model
 from mmoe_tf.towers import MLP, Tower
 
 SPECS = (
@@ -322,8 +323,9 @@ def test_adapted_vocabularies_are_not_tracked_by_keras(adapt_data):
     enc = FeatureEncoder(SPECS, seed=3)
     enc.adapt(data)
     clone = FeatureEncoder.from_config(enc.get_config())
-    for layer in (enc, clone):
-        assert len(layer.state["item"]["vocabulary"]) == 5000
+    model = build_model(ModelConfig(features=SPECS), adapt_data=data, compile=False)  # holds a copy of the state
+    assert len(model.get_layer("features").state["item"]["vocabulary"]) == 5000
+    for layer in (enc, clone, model):
         lengths = [n for module in (layer, *layer.submodules) for v in vars(module).values() for n in _tracked(v)]
         assert lengths and max(lengths) < 100
 
