@@ -1,10 +1,8 @@
 """Training and prediction speed of mmoe-tf against DeepCTR 0.9.4 ``MMOE``, every contender in its own process.
 
-Protocol, size classes (:data:`SIZES`) and contenders: ``docs/performance.md``, "Against DeepCTR"; ``mmoe_tf/dataset``
-is the CLI's input pipeline under TensorFlow's default threads, which separates the data path (against the notebook
-path) from the CLI's thread setting (against ``mmoe_tf/cli``). The JSON holds, per size class and batch size, each
-contender's median and per-round figures and the per-round ratios of the notebook path (``mmoe_tf/numpy``) to every
-other contender.
+Protocol, size classes (:data:`SIZES`) and contenders: ``docs/performance.md``, "Against DeepCTR". The JSON holds, per
+size class and batch size, each contender's median and per-round figures and the per-round ratios of the notebook path
+(``mmoe_tf/numpy``) to every other contender.
 
 Usage:
     python3 bench/peer_throughput.py --out docs/bench/peer_throughput.json           # both size classes, 5 rounds
@@ -29,7 +27,7 @@ SIZES: dict[str, dict[str, Any]] = {  # categorical cardinalities, experts × un
     "large": dict(cardinalities=(100, 1_000, 10_000, 100_000) * 8, num_experts=8, expert_units=256, tower_units=64),
 }
 SIZES["base"]["batch_sizes"], SIZES["large"]["batch_sizes"] = (512, 2048), (2048,)
-MMOE_TF = ("mmoe_tf/numpy", "mmoe_tf/dataframe", "mmoe_tf/dataset", "mmoe_tf/cli")
+MMOE_TF = ("mmoe_tf/numpy", "mmoe_tf/dataframe", "mmoe_tf/cli")
 DEEPCTR = ("deepctr/MMOE", "deepctr/MMOE@spe16")
 NOTEBOOK = "mmoe_tf/numpy"
 FIGURES = ("train_examples_per_s", "train_cpu_us_per_example", "predict_examples_per_s")  # per contender and round
@@ -141,7 +139,7 @@ def mmoe_tf_contender(name: str, frames: dict, schema: Any, size: dict, batch: i
     config = model_config(schema, size, learning_rate=1e-3)
     model = mmoe_tf.build_model(config, adapt_data=feature_arrays(train, schema))
     tasks = [t.name for t in schema.tasks]
-    if name in ("mmoe_tf/dataset", "mmoe_tf/cli"):  # the CLI's input pipeline; its threads only for the CLI
+    if name == "mmoe_tf/cli":  # the CLI's input pipeline
         pipeline = make_dataset(train, schema, batch_size=batch, shuffle=True, seed=0, repeat=True)
         test_ds = make_dataset(test, schema, batch_size=batch, with_labels=False)
 

@@ -47,7 +47,7 @@ def _load(result: dict[str, Any]) -> str:
 
 
 NOTEBOOK, DEEPCTR, SPE16 = "mmoe_tf/numpy", "deepctr/MMOE", "deepctr/MMOE@spe16"
-AGAINST = (DEEPCTR, SPE16, "mmoe_tf/dataset", "mmoe_tf/cli")  # the ratio rows: the notebook path against each
+AGAINST = (DEEPCTR, SPE16, "mmoe_tf/cli")  # the ratio rows: the notebook path against each
 FIGURES = {  # ratio of the notebook path to a contender -> its header, and the project's targets by contender
     "train_speedup": ("training speed-up", {DEEPCTR: ("≥", 1.5), SPE16: ("≥", 1.2), "mmoe_tf/cli": ("≥", 0.9)}),
     "predict_speedup": ("prediction speed-up", {DEEPCTR: ("≥", 2)}),

@@ -28,6 +28,7 @@ from mmoe_tf.feature_state import adapt_state, keep_untracked, needs_adapting, p
 from mmoe_tf.losses import UncertaintyWeighting, make_loss
 from mmoe_tf.model_data import ModelData
 from mmoe_tf.targets import add_joint_targets, task_order, trained_targets
+from mmoe_tf.threads import adopt_default_cpu_threads
 
 __all__ = [
     "DEFAULT_PREDICT_BATCH_SIZE",
@@ -315,6 +316,10 @@ def build_model(
             to adapt normalisers and vocabularies; required when any feature needs adapting.
         compile: Whether to compile with the config's optimizer, losses and metrics.
 
+    In a process where TensorFlow has not run yet and no thread counts were chosen, a model of
+    narrow experts (≤ 128 units) sets one thread per op for the process
+    (``mmoe_tf.threads.adopt_default_cpu_threads``; ``TF_NUM_INTRAOP_THREADS=0`` keeps TensorFlow's).
+
     Returns:
         A ``MultiTaskModel`` with one input per feature and outputs ``{name: [B, 1]}`` for
         every name in ``config.output_names``.
@@ -331,6 +336,7 @@ def build_model(
     if not isinstance(config, ModelConfig):
         raise ValueError(f"build_model: config must be a ModelConfig or its dict, got {type(config).__name__}")
     task_order(config)
+    adopt_default_cpu_threads(max(config.expert_units))
     pending = needs_adapting(config.features)
     if pending and adapt_data is None:
         raise ValueError(f"build_model: features {pending} need adapt_data (raw columns keyed by feature name)")

@@ -21,6 +21,7 @@ from typing import Any
 import tensorflow as tf
 
 from mmoe_tf.config import ModelConfig
+from mmoe_tf.threads import adopt_default_cpu_threads
 
 SIDECAR_SUFFIX = ".mmoe.json"
 
@@ -128,6 +129,7 @@ def load_model(
     stored = stored_config(path)
     if expected_config is not None:
         _check_same(stored, expected_config, f"the model stored in {str(path)!r}")
+    adopt_default_cpu_threads(max(stored.expert_units))  # as build_model does
     return tf.keras.models.load_model(path, compile=compile)
 
 
