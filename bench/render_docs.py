@@ -140,7 +140,7 @@ def peer_summary(result: dict[str, Any]) -> list[str]:
     beside = "" if None in cli else "; the CLI path's (`python -m training`) " + ", ".join(f"{x:.2f}×" for x in cli)
     return [
         f"Training speed against DeepCTR {s['deepctr']} `MMOE` as it comes (`bench/peer_throughput.py`: each library "
-        f"in its own process with TensorFlow's default threads, median of {s['rounds']} alternated rounds of "
+        f"in its own process with its default threads, median of {s['rounds']} alternated rounds of "
         f"{s['epochs_per_round']} epochs over {s['train_rows']:,} rows on {result['machine']['cpus']} cores): the "
         f"notebook path's (`model.fit` on numpy columns) examples/s over DeepCTR's are {at}{beside}."
     ]
