@@ -316,9 +316,9 @@ def build_model(
             to adapt normalisers and vocabularies; required when any feature needs adapting.
         compile: Whether to compile with the config's optimizer, losses and metrics.
 
-    In a process where TensorFlow has not run yet and no thread counts were chosen, a model of
-    narrow experts (≤ 128 units) sets one thread per op for the process
-    (``mmoe_tf.threads.adopt_default_cpu_threads``; ``TF_NUM_INTRAOP_THREADS=0`` keeps TensorFlow's).
+    In a process where TensorFlow has not run yet and no thread counts were chosen, it sets one
+    thread per op for the process, as the CLI does (``mmoe_tf.threads.adopt_default_cpu_threads``;
+    ``TF_NUM_INTRAOP_THREADS=0`` keeps TensorFlow's defaults).
 
     Returns:
         A ``MultiTaskModel`` with one input per feature and outputs ``{name: [B, 1]}`` for
@@ -336,7 +336,7 @@ def build_model(
     if not isinstance(config, ModelConfig):
         raise ValueError(f"build_model: config must be a ModelConfig or its dict, got {type(config).__name__}")
     task_order(config)
-    adopt_default_cpu_threads(max(config.expert_units))
+    adopt_default_cpu_threads()
     pending = needs_adapting(config.features)
     if pending and adapt_data is None:
         raise ValueError(f"build_model: features {pending} need adapt_data (raw columns keyed by feature name)")

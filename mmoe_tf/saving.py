@@ -129,7 +129,7 @@ def load_model(
     stored = stored_config(path)
     if expected_config is not None:
         _check_same(stored, expected_config, f"the model stored in {str(path)!r}")
-    adopt_default_cpu_threads(max(stored.expert_units))  # as build_model does
+    adopt_default_cpu_threads()  # as build_model does
     return tf.keras.models.load_model(path, compile=compile)
 
 

@@ -6,8 +6,7 @@ cost more than they save, so one thread per op, with independent ops run side by
 parallelism), trains faster (docs/performance.md, Design decisions). The settings are process-wide
 and must be made before TensorFlow runs its first op, so importing ``mmoe_tf`` does not make them;
 ``build_model`` and ``load_model`` do (:func:`adopt_default_cpu_threads`) when they are the first to run
-TensorFlow, nothing has chosen its threads and the experts are narrow. Wide experts (one large matmul
-per step) gain from splitting an op over the cores, so they keep TensorFlow's defaults.
+TensorFlow and nothing has chosen its threads.
 
 Example:
     >>> import mmoe_tf
@@ -21,7 +20,6 @@ import os
 import tensorflow as tf
 
 DEFAULT_INTRA_OP_THREADS = 1
-NARROW_EXPERT_UNITS = 128  # widest expert layer that trains and predicts faster with one thread per op
 INTRA_OP_ENV = "TF_NUM_INTRAOP_THREADS"
 INTER_OP_ENV = "TF_NUM_INTEROP_THREADS"
 
@@ -78,28 +76,24 @@ def configure_cpu_threads(intra_op_threads: int | None = None, inter_op_threads:
     return intra, inter
 
 
-def adopt_default_cpu_threads(widest_expert_layer: int) -> tuple[int, int] | None:
-    """Give TensorFlow one thread per op for a model of narrow experts, if nobody has chosen yet.
+def adopt_default_cpu_threads() -> tuple[int, int] | None:
+    """Give TensorFlow one thread per op, as the CLI does, if nobody has chosen its threads yet.
 
     Applies ``configure_cpu_threads()``'s defaults (one thread per op, all cores for independent ops)
-    only when all of these hold: ``$TF_NUM_INTRAOP_THREADS`` and ``$TF_NUM_INTEROP_THREADS`` are unset
-    (TensorFlow honours them itself; ``0`` keeps its defaults), no thread count was set through
-    ``tf.config.threading``, the widest expert layer has at most :data:`NARROW_EXPERT_UNITS` units,
-    and TensorFlow's runtime has not started. Otherwise it changes nothing.
-
-    Args:
-        widest_expert_layer: Units of the model's widest expert layer.
+    only when ``$TF_NUM_INTRAOP_THREADS`` and ``$TF_NUM_INTEROP_THREADS`` are unset (TensorFlow honours
+    them itself; ``0`` keeps its defaults), no count was set through ``tf.config.threading`` and
+    TensorFlow's runtime has not started. Otherwise it changes nothing.
 
     Returns:
         ``(intra_op_threads, inter_op_threads)`` when it set them, else ``None``.
 
     Example:
-        >>> adopt_default_cpu_threads(64)  # doctest: +SKIP  (in a fresh process)
+        >>> adopt_default_cpu_threads()  # doctest: +SKIP  (in a fresh process)
         (1, 0)
     """
     threading = tf.config.threading
     chosen = threading.get_intra_op_parallelism_threads() or threading.get_inter_op_parallelism_threads()
-    if chosen or INTRA_OP_ENV in os.environ or INTER_OP_ENV in os.environ or widest_expert_layer > NARROW_EXPERT_UNITS:
+    if chosen or INTRA_OP_ENV in os.environ or INTER_OP_ENV in os.environ:
         return None
     try:
         threading.set_intra_op_parallelism_threads(DEFAULT_INTRA_OP_THREADS)

@@ -77,18 +77,17 @@ def test_configure_cpu_threads_rejects_bad_counts(monkeypatch):
 
 
 def test_build_and_load_choose_one_thread_per_op_only_when_nothing_else_has(repo_root, tmp_path):
-    """build_model / load_model set (1, 0) in a fresh process for narrow experts, and defer to every earlier choice."""
+    """build_model / load_model set (1, 0) in a fresh process, and defer to every earlier choice."""
     code = f"""
 import os, mmoe_tf, tensorflow as tf
 from mmoe_tf.threads import adopt_default_cpu_threads
 pools = tf.config.threading
 threads = lambda: (pools.get_intra_op_parallelism_threads(), pools.get_inter_op_parallelism_threads())
-print(adopt_default_cpu_threads(256), threads())  # wide experts keep TensorFlow's defaults
 os.environ["TF_NUM_INTRAOP_THREADS"] = "0"
-print(adopt_default_cpu_threads(64), threads())  # the environment decides
+print(adopt_default_cpu_threads(), threads())  # the environment decides
 del os.environ["TF_NUM_INTRAOP_THREADS"]
 tf.config.threading.set_inter_op_parallelism_threads(1)
-print(adopt_default_cpu_threads(64), threads())  # the user decided
+print(adopt_default_cpu_threads(), threads())  # the user decided
 tf.config.threading.set_inter_op_parallelism_threads(0)
 config = mmoe_tf.ModelConfig(features=(mmoe_tf.FeatureSpec("user", "hashed", dtype="string"),), expert_units=(16,))
 model = mmoe_tf.build_model(config)
@@ -97,7 +96,7 @@ mmoe_tf.save_model(model, {str(tmp_path / "m.keras")!r})
 """
     built = _python(code, repo_root)
     assert built.returncode == 0, built.stderr[-2000:]
-    assert built.stdout.strip().splitlines() == ["None (0, 0)", "None (0, 0)", "None (0, 1)", "(1, 0)"]
+    assert built.stdout.strip().splitlines() == ["None (0, 0)", "None (0, 1)", "(1, 0)"]
 
     loaded = _python(
         f"import mmoe_tf, tensorflow as tf; mmoe_tf.load_model({str(tmp_path / 'm.keras')!r}); "
@@ -118,7 +117,7 @@ def test_default_threads_change_nothing_once_tensorflow_has_run():
         tf.config.threading.get_inter_op_parallelism_threads(),
     )
     tf.constant(1.0) + 1.0
-    assert adopt_default_cpu_threads(64) is None  # no error: a notebook that ran TensorFlow first keeps its pools
+    assert adopt_default_cpu_threads() is None  # no error: a notebook that ran TensorFlow first keeps its pools
     assert (
         tf.config.threading.get_intra_op_parallelism_threads(),
         tf.config.threading.get_inter_op_parallelism_threads(),
