@@ -25,6 +25,7 @@ from mmoe_tf.compiling import compile_model, loss_signature, own_loss_arguments,
 from mmoe_tf.config import ModelConfig
 from mmoe_tf.entry_points import DEFAULT_PREDICT_BATCH_SIZE, DataEntryPoints
 from mmoe_tf.feature_state import adapt_state, keep_untracked, needs_adapting, plain_copy
+from mmoe_tf.layers.mmoe_block import grouped_inference
 from mmoe_tf.losses import UncertaintyWeighting, make_loss
 from mmoe_tf.model_data import ModelData
 from mmoe_tf.targets import add_joint_targets, task_order, trained_targets
@@ -259,12 +260,16 @@ class MultiTaskModel(DataEntryPoints):
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
     def test_step(self, data: Any) -> dict[str, Any]:
+        """Keras' evaluation step, with the experts in groups (:func:`mmoe_tf.layers.mmoe_block.grouped_inference`)."""
         self.model_data.check_feature_tensors(tf.keras.utils.unpack_x_y_sample_weight(data)[0])
-        return super().test_step(data)
+        with grouped_inference():
+            return super().test_step(data)
 
     def predict_step(self, data: Any) -> Any:
+        """Keras' prediction step, with the experts in groups; exported signatures keep one group."""
         self.model_data.check_feature_tensors(tf.keras.utils.unpack_x_y_sample_weight(data)[0])
-        return super().predict_step(data)
+        with grouped_inference():
+            return super().predict_step(data)
 
     def _splits_training_batches(self) -> bool:
         """Whether :meth:`train_step` splits large batches: enabled, no batch normalisation, no GPU (read when

@@ -358,3 +358,19 @@ def test_fit_on_columns_is_batched_by_mmoe_tf_batches(model, monkeypatch):
     calls.clear()
     model.fit(FEATURES, LABELS, verbose=0, shuffle=False)
     assert calls == [("table_batches", 32, False)]
+
+
+def test_predict_and_evaluate_run_the_experts_in_groups_and_plain_calls_do_not(model):
+    """Keras' predict step traces one matmul chain per expert (side by side on the inter-op threads); a plain call,
+    which is what an export traces, keeps one chain. The outputs agree to float rounding."""
+    x = {k: tf.constant(v) for k, v in SMALL.items()}
+
+    def matmuls(fn):
+        graph = tf.function(fn).get_concrete_function(x).graph
+        return sum(op.type == "MatMul" for op in graph.get_operations())
+
+    assert matmuls(model.predict_step) == matmuls(lambda f: model(f, training=False)) + CONFIG.num_experts - 1
+    predicted = model.predict(SMALL, verbose=0)
+    called = model(SMALL, training=False)
+    for task in TASKS:
+        np.testing.assert_allclose(predicted[task], called[task], rtol=1e-6, atol=1e-7)

@@ -11,6 +11,7 @@ import tensorflow as tf
 import mmoe_tf  # noqa: F401  (Keras 2 API)
 from mmoe_tf.layers import CrossExpertBank, ExpertBank, MMoE, TaskGate
 from mmoe_tf.layers.expert_bank import DEEP_METHODS, FIRST_METHODS
+from mmoe_tf.layers.mmoe_block import grouped_inference
 
 D = 6
 IMPLEMENTATIONS = ["auto", "einsum", "batched", "loop", *(f"{f}:{d}" for f in FIRST_METHODS for d in DEEP_METHODS)]
@@ -250,8 +251,12 @@ def test_expert_groups_compute_what_one_group_computes(num_experts, units, group
     ]
     for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    inference = grouped.call(x)  # prediction and exports keep one chain: exactly the one-group outputs
+    inference = grouped.call(x)  # inference outside grouped_inference (exports) keeps one chain: exactly one group's
     for a, b in zip(tf.nest.flatten(inference), tf.nest.flatten(whole(x)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with grouped_inference():  # Keras' own predict / evaluate steps: the groups, exactly as in training
+        in_groups = grouped.call(x)
+    for a, b in zip(tf.nest.flatten(in_groups), tf.nest.flatten(outs[1]), strict=True):
         np.testing.assert_array_equal(a, b)
     if expected > 1:
         groups_out = grouped.experts(x, groups=expected)

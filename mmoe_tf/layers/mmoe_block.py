@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -10,6 +12,27 @@ import tensorflow as tf
 from mmoe_tf.layers import _common as c
 from mmoe_tf.layers.expert_bank import ExpertBank
 from mmoe_tf.layers.mixture import MixtureOfExperts
+
+_GROUPED_INFERENCE = contextvars.ContextVar("mmoe_tf_grouped_inference", default=False)
+
+
+@contextlib.contextmanager
+def grouped_inference() -> Iterator[None]:
+    """Let ``MMoE`` blocks called (or traced) in this context compute their experts in groups when not training.
+
+    The arithmetic and the outputs are the same as one group's; TensorFlow's inter-op threads run the groups side
+    by side. ``MultiTaskModel`` enters it in its ``predict_step`` and ``test_step``, so exported signatures, traced
+    outside, keep one group.
+
+    Example:
+        >>> with grouped_inference():
+        ...     mixed, weights = block(x)  # doctest: +SKIP
+    """
+    token = _GROUPED_INFERENCE.set(True)
+    try:
+        yield
+    finally:
+        _GROUPED_INFERENCE.reset(token)
 
 
 @tf.keras.utils.register_keras_serializable(package="mmoe_tf")
@@ -44,9 +67,10 @@ class MMoE(MixtureOfExperts):
             that TensorFlow runs side by side on several cores, with the same arithmetic and weights. ``None``
             (default): one group per expert (each gate then mixes an expert with a column-broadcast multiply,
             nothing repeated or summed); 1 on a GPU and for banks that cannot be grouped (cross experts,
-            normalisation, dropout). Training only: prediction and exported signatures keep one group (a server
-            that runs a request's ops in its own thread gains nothing from groups and pays their extra ops).
-            Measured in ``docs/performance.md``.
+            normalisation, dropout). Used in training and, inside :func:`grouped_inference` (Keras' own
+            ``predict`` / ``evaluate`` steps of ``MultiTaskModel``), in inference; any other inference call,
+            exported signatures included, keeps one group (a server that runs a request's ops in its own thread
+            gains nothing from groups and pays their extra ops). Measured in ``docs/performance.md``.
 
     Returns (from ``call``):
         ``(mixed, weights)``: lists of ``num_gates`` tensors ``[B, expert_units[-1]]`` and ``[B, K]``.
@@ -140,7 +164,7 @@ class MMoE(MixtureOfExperts):
         else:
             gate_inputs = [inputs] * self.num_gates
             expert_input = inputs
-        groups = self._groups() if training else 1  # inference keeps one chain (see ``expert_groups``)
+        groups = self._groups() if training or _GROUPED_INFERENCE.get() else 1  # see ``expert_groups``
         if groups > 1:
             expert_outputs = self.experts(expert_input, training=training, groups=groups)
         else:
