@@ -20,9 +20,9 @@ _GROUPED_INFERENCE = contextvars.ContextVar("mmoe_tf_grouped_inference", default
 def grouped_inference() -> Iterator[None]:
     """Let ``MMoE`` blocks called (or traced) in this context compute their experts in groups when not training.
 
-    The arithmetic and the outputs are the same as one group's; TensorFlow's inter-op threads run the groups side
-    by side. ``MultiTaskModel`` enters it in its ``predict_step`` and ``test_step``, so exported signatures, traced
-    outside, keep one group.
+    The weights and the arithmetic are one group's, the outputs equal to float rounding (the mixture adds up in
+    another order); TensorFlow's inter-op threads run the groups side by side. ``MultiTaskModel`` enters it in
+    its ``predict_step`` and ``test_step``, so exported signatures, traced outside, keep one group.
 
     Example:
         >>> with grouped_inference():
