@@ -77,7 +77,7 @@ def test_peer_throughput_runs_each_contender_in_its_own_process(tmp_path):
         assert row["train_examples_per_s"]["median"] > 0 and row["train_cpu_us_per_example"]["median"] > 0
         assert len(row["train_examples_per_s"]["rounds"]) == 1 and 0.3 < row["test_auc"]["click"] <= 1
     threads = {name: row["threads"] for name, row in point["contenders"].items()}
-    assert threads["mmoe_tf/cli"][0] == 1 and threads["mmoe_tf/numpy"][0] == 0  # CLI: one thread per op; else default
+    assert threads["mmoe_tf/cli"] == threads["mmoe_tf/numpy"] == [1, 0]  # the CLI's and build_model's default
     assert set(point["ratios_of_notebook_path"]) == {"mmoe_tf/cli"}
     render = _bench_module("render_docs")
     table = "\n".join(render.peer_throughput(result))

@@ -73,7 +73,7 @@ def _serve(scenario, batching: BatchingOptions):
 
     async def main():
         servable = _Servable()
-        inference = Inference(num_threads=1, batching=batching)
+        inference = servable.inference = Inference(num_threads=1, batching=batching)
         server, port = await start_grpc_server(_Store(servable), inference, "127.0.0.1", 0, 1 << 20)
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -94,12 +94,20 @@ async def _predict(stub, value: float, timeout: float = 10) -> list[float] | str
         return err.code().name
 
 
+async def _rows_waiting(inference: Inference, rows: int, timeout: float = 10) -> None:
+    """Wait until the open batches hold ``rows`` rows (a fixed sleep is too short on a loaded machine)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while sum(batch.size for batch in inference.batcher._open.values()) < rows and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+
+
 def test_concurrent_calls_share_batches_while_the_inference_thread_is_busy():
     async def scenario(stub, servable):
         first = asyncio.ensure_future(_predict(stub, 100.0))
         await asyncio.get_running_loop().run_in_executor(None, servable.started.wait, 10)
         rest = [asyncio.ensure_future(_predict(stub, float(v))) for v in range(16)]
-        await asyncio.sleep(0.5)  # every call reaches the batcher while the first run holds the thread
+        await _rows_waiting(servable.inference, 16)  # every call reaches the batcher while the first run holds it
         servable.release.set()
         return await first, await asyncio.gather(*rest)
 
