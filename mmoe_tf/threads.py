@@ -96,7 +96,6 @@ def adopt_default_cpu_threads() -> tuple[int, int] | None:
     if chosen or INTRA_OP_ENV in os.environ or INTER_OP_ENV in os.environ:
         return None
     try:
-        threading.set_intra_op_parallelism_threads(DEFAULT_INTRA_OP_THREADS)
+        return configure_cpu_threads(DEFAULT_INTRA_OP_THREADS, 0)
     except RuntimeError:  # TensorFlow has run an op in this process: its pools are fixed
         return None
-    return DEFAULT_INTRA_OP_THREADS, 0

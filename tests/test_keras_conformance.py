@@ -369,8 +369,23 @@ def test_predict_and_evaluate_run_the_experts_in_groups_and_plain_calls_do_not(m
         graph = tf.function(fn).get_concrete_function(x).graph
         return sum(op.type == "MatMul" for op in graph.get_operations())
 
-    assert matmuls(model.predict_step) == matmuls(lambda f: model(f, training=False)) + CONFIG.num_experts - 1
+    plain = matmuls(lambda f: model(f, training=False))
+    assert matmuls(model.predict_step) == plain + CONFIG.num_experts - 1
     predicted = model.predict(SMALL, verbose=0)
     called = model(SMALL, training=False)
     for task in TASKS:
         np.testing.assert_allclose(predicted[task], called[task], rtol=1e-6, atol=1e-7)
+
+
+def test_evaluate_runs_the_experts_in_groups(monkeypatch):
+    from mmoe_tf.layers import ExpertBank
+
+    fresh, groups_seen, call = build(), [], ExpertBank.call
+
+    def spy(self, inputs, training=None, groups=1):
+        groups_seen.append(groups)
+        return call(self, inputs, training=training, groups=groups)
+
+    monkeypatch.setattr(ExpertBank, "call", spy)
+    fresh.evaluate(SMALL, SMALL_Y, verbose=0)
+    assert groups_seen and set(groups_seen) == {CONFIG.num_experts}
